@@ -1,0 +1,79 @@
+# iotpipe: the front door. `make run` and `make test` set up everything they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+INSTALLED := $(VENV)/.installed
+FAULTS_JAR := build/iotpipe-faults.jar
+LAKE ?= lake
+SIZE ?= 256MiB
+SHARDS ?= 2
+SEED ?= 1
+# sam build needs the Lambda runtime's interpreter (python3.13) on PATH.
+PY313_BIN := $(shell p=$$(command -v pyenv >/dev/null && pyenv root)/versions/3.13.0/bin; [ -x $$p/python3.13 ] && echo $$p)
+SAM_PATH := $(if $(PY313_BIN),$(PY313_BIN):,)$(PATH)
+
+.PHONY: install run test test-fast lint format bench bench-5g deploy sam-build sam-validate static-checks clean
+
+install: $(INSTALLED) $(FAULTS_JAR)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[spark,local,dev]"
+	touch $@
+
+$(FAULTS_JAR): spark/faults/iotpipe/faults/CrashingCommitProtocol.java $(INSTALLED)
+	mkdir -p build/classes
+	javac -nowarn --release 8 -cp "$$($(BIN)/python -c 'import pyspark,os;print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	  -d build/classes $<
+	jar cf $@ -C build/classes .
+
+$(SAM): 
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+
+run: install
+	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
+
+test: install $(SAM)
+	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" $(BIN)/pytest
+
+test-fast: install
+	$(BIN)/pytest -m "not spark"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m bench.run --sizes 1GiB
+
+bench-5g: install
+	$(BIN)/python -m bench.run --sizes 1GiB,5GiB
+
+sam-validate: $(SAM)
+	$(SAM) validate --lint
+
+sam-build: $(SAM)
+	PATH="$(SAM_PATH)" $(SAM) build
+
+# `sam build` calls these (Metadata BuildMethod: makefile): the shared package as a Lambda layer.
+build-SharedLayer:
+	mkdir -p "$(ARTIFACTS_DIR)/python"
+	cp -r iotpipe "$(ARTIFACTS_DIR)/python/"
+	rm -rf "$(ARTIFACTS_DIR)/python/iotpipe/__pycache__"
+	python3.13 -m pip install --quiet --target "$(ARTIFACTS_DIR)/python" -r functions/requirements.txt
+
+deploy: sam-build
+	scripts/deploy.sh
+
+clean:
+	rm -rf build .aws-sam $(LAKE) .pytest_cache

@@ -1,0 +1,1 @@
+"""Seeded synthetic IoT event generator writing JSON Lines into the Bronze zone."""

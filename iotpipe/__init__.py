@@ -1,0 +1,1 @@
+"""iotpipe: IoT streaming analytics pipeline (Bronze JSON Lines -> Spark -> Gold Parquet)."""

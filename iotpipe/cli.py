@@ -1,0 +1,156 @@
+"""The `iotpipe` command: generate Bronze data, transform it with Spark, run the whole pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+from generator.events import DEFAULT_DEFECT_RATES, EventSpec
+from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, parse_size, summarise, write_dataset
+from iotpipe.spark_submit import SparkJobArgs, run_spark_job
+from iotpipe.storage import is_s3, join
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _defect_rates(text: str) -> dict:
+    rates = dict(DEFAULT_DEFECT_RATES)
+    for item in filter(None, text.split(",")):
+        kind, _, value = item.partition("=")
+        if kind not in rates:
+            raise argparse.ArgumentTypeError(f"unknown defect kind {kind!r}; known: {', '.join(rates)}")
+        rates[kind] = float(value)
+    return rates
+
+
+def add_generate(sub) -> None:
+    parser = sub.add_parser("generate", help="write seeded synthetic IoT events into Bronze")
+    parser.add_argument("--out", required=True, help="Bronze raw prefix: a folder or s3://bucket/prefix")
+    parser.add_argument("--size", required=True, type=_size, help="total bytes, e.g. 64MiB, 5GiB")
+    parser.add_argument("--shards", type=int, default=2, help="number of shards (default 2)")
+    parser.add_argument("--shard-index", type=int, default=None, help="write only this shard (a Fargate task)")
+    parser.add_argument("--seed", type=int, default=1, help="seed; the same seed gives byte-identical output")
+    parser.add_argument("--object-size", type=_size, default=DEFAULT_OBJECT_BYTES, help="bytes per object (128MiB)")
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--defect-rates", type=_defect_rates, default=dict(DEFAULT_DEFECT_RATES),
+                        help="overrides, e.g. malformed_json=0.01,duplicate=0")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the ground truth as JSON")
+    parser.set_defaults(handler=cmd_generate)
+
+
+def cmd_generate(args) -> int:
+    plan = DatasetPlan(
+        out=args.out,
+        seed=args.seed,
+        size_bytes=args.size,
+        shard_count=args.shards,
+        object_bytes=args.object_size,
+        spec=EventSpec(devices=args.devices, days=args.days, defect_rates=args.defect_rates),
+    )
+    shards = None if args.shard_index is None else [args.shard_index]
+    started = time.perf_counter()
+    manifests = write_dataset(plan, shards)
+    seconds = time.perf_counter() - started
+    truth = summarise([asdict(m) for m in manifests])
+    truth["seconds"] = round(seconds, 3)
+    truth["mb_per_s"] = round(truth["bytes"] / seconds / 1e6, 1)
+    if args.json:
+        print(json.dumps(truth, indent=2, sort_keys=True))
+    else:
+        print(f"wrote {truth['objects']} objects, {truth['records']:,} records, {truth['bytes'] / 2**20:,.1f} MiB "
+              f"in {seconds:.1f} s ({truth['mb_per_s']} MB/s) to {args.out}")  # fmt: skip
+        print(f"ground truth: gold {truth['gold']:,}, duplicates {truth['duplicates']:,}, quarantined "
+              + ", ".join(f"{k} {v:,}" for k, v in truth["quarantined"].items()))  # fmt: skip
+    return 0
+
+
+def add_transform(sub) -> None:
+    parser = sub.add_parser("transform", help="run the Spark job locally (spark-submit) and print its summary")
+    parser.add_argument("--bronze", required=True)
+    parser.add_argument("--gold", required=True)
+    parser.add_argument("--quarantine", required=True)
+    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--run-id", default=None)
+    parser.add_argument("--max-files-per-trigger", type=int, default=4)
+    parser.add_argument("--shuffle-partitions", type=int, default=4)
+    parser.add_argument("--fault", default=os.environ.get("IOTPIPE_FAULT"),
+                        help="crash-mid-batch[:N] or fail-after-commit (tests); env IOTPIPE_FAULT")  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    parser.set_defaults(handler=cmd_transform)
+
+
+def cmd_transform(args) -> int:
+    run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    job = SparkJobArgs(
+        bronze=args.bronze,
+        gold=args.gold,
+        quarantine=args.quarantine,
+        checkpoint=args.checkpoint,
+        run_id=run_id,
+        max_files_per_trigger=args.max_files_per_trigger,
+        shuffle_partitions=args.shuffle_partitions,
+        fault=args.fault,
+    )
+    log_dir = ".iotpipe-logs" if is_s3(args.checkpoint) else join(args.checkpoint, "logs")
+    log_path = join(log_dir, f"spark-{run_id}.log")
+
+    def show(progress: dict) -> None:
+        if not args.json:
+            print(f"  batch {progress['batch']} ({progress['query']}): {progress['input_rows']:,} rows, "
+                  f"{progress['ms'] / 1000:.1f} s", flush=True)  # fmt: skip
+
+    result = run_spark_job(job, log_path, on_progress=show)
+    if args.json:
+        print(json.dumps({"exit_code": result.exit_code, "summary": result.summary, "log": log_path}, indent=2))
+    else:
+        if result.summary:
+            print(format_summary(result.summary))
+        print(f"spark-submit exit code {result.exit_code}; log: {log_path}")
+    return result.exit_code
+
+
+def format_summary(summary: dict) -> str:
+    rows = [
+        ("batches", summary["batches"]),
+        ("input rows", summary["input_rows"]),
+        ("gold rows", summary["gold_rows"]),
+        ("quarantined rows", summary["quarantined_rows"]),
+        *((f"  {reason}", n) for reason, n in sorted(summary["quarantined_by_reason"].items())),
+        ("duplicates", summary["duplicates"]),
+        ("seconds", summary["seconds"]),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value:>12,}" if isinstance(value, int) else f"{name:<{width}}  {value:>12}"
+                     for name, value in rows)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="iotpipe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_generate(sub)
+    add_transform(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except ValueError as error:
+        print(f"iotpipe: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

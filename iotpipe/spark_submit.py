@@ -1,0 +1,123 @@
+"""Run the Spark job with a local spark-submit (`local[*]`), exactly as an EMR step would run it.
+
+The same `spark/job.py` and arguments go to EMR through `addStep`; here they go to the
+spark-submit that ships with PySpark, with this interpreter for the driver and the workers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import spark as spark_package
+from iotpipe.storage import join, storage_for
+
+SPARK_DIR = Path(spark_package.__file__).resolve().parent
+JOB_SCRIPT = SPARK_DIR / "job.py"
+LOG_CONFIG = SPARK_DIR / "log4j2.properties"
+FAULTS_JAR = Path(os.environ.get("IOTPIPE_FAULTS_JAR", SPARK_DIR.parent / "build" / "iotpipe-faults.jar"))
+PROGRESS_PREFIX = "IOTPIPE_PROGRESS "
+
+
+@dataclass(frozen=True)
+class SparkJobArgs:
+    """The job's arguments; `to_argv` is also what an EMR step passes after the script."""
+
+    bronze: str
+    gold: str
+    quarantine: str
+    checkpoint: str
+    run_id: str
+    max_files_per_trigger: int = 4
+    shuffle_partitions: int = 4
+    fault: str | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def to_argv(self) -> list[str]:
+        argv = [
+            "--bronze", self.bronze,
+            "--gold", self.gold,
+            "--quarantine", self.quarantine,
+            "--checkpoint", self.checkpoint,
+            "--run-id", self.run_id,
+            "--max-files-per-trigger", str(self.max_files_per_trigger),
+            "--shuffle-partitions", str(self.shuffle_partitions),
+        ]  # fmt: skip
+        if self.fault:
+            argv += ["--fault", self.fault]
+        return argv + list(self.extra)
+
+
+@dataclass
+class SparkRun:
+    exit_code: int
+    summary: dict | None
+    log_path: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0
+
+
+def _pyspark_home() -> str:
+    import pyspark
+
+    return str(Path(pyspark.__file__).resolve().parent)
+
+
+def submit_command(job: SparkJobArgs, master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
+    command = [
+        os.path.join(_pyspark_home(), "bin", "spark-submit"),
+        "--master", master,
+        "--driver-memory", driver_memory,
+        "--conf", "spark.ui.enabled=false",
+        "--conf", f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG}",
+    ]  # fmt: skip
+    if job.fault and job.fault.startswith("crash-mid-batch"):
+        if not FAULTS_JAR.exists():
+            raise FileNotFoundError(f"fault injection needs {FAULTS_JAR}: run `make faults-jar` first")
+        command += ["--jars", str(FAULTS_JAR)]
+    return command + [str(JOB_SCRIPT), *job.to_argv()]
+
+
+def run_spark_job(
+    job: SparkJobArgs,
+    log_path: str,
+    on_progress: Callable[[dict], None] | None = None,
+    master: str = "local[*]",
+) -> SparkRun:
+    """Run the job to completion; stream its batch progress; return exit code and run summary."""
+    env = dict(os.environ)
+    env.update(
+        SPARK_HOME=_pyspark_home(),
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        PYTHONUNBUFFERED="1",
+    )
+    # A fault reaches the job only as SparkJobArgs.fault (the CLI fills it from IOTPIPE_FAULT).
+    env.pop("IOTPIPE_FAULT", None)
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            submit_command(job, master), stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(SPARK_DIR.parent)
+        )
+        assert process.stdout is not None
+        for raw in process.stdout:
+            log.write(raw)
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if line.startswith(PROGRESS_PREFIX) and on_progress:
+                on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
+        exit_code = process.wait()
+    return SparkRun(exit_code, read_run_summary(job.checkpoint, job.run_id), log_path)
+
+
+def read_run_summary(checkpoint: str, run_id: str) -> dict | None:
+    """The summary the job wrote beside its checkpoint for `run_id`, or None if it wrote none."""
+    uri = join(checkpoint, "runs", f"{run_id}.json")
+    storage = storage_for(uri)
+    return json.loads(storage.read_bytes(uri)) if storage.exists(uri) else None

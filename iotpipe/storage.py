@@ -1,0 +1,203 @@
+"""One small storage interface over local folders and S3, so every component takes a URI.
+
+Local paths stand in for buckets on a laptop; `s3://bucket/prefix` works unchanged on AWS.
+Writers never expose a partial object: local files are written under a hidden name and
+renamed, S3 objects are streamed by multipart upload and completed only at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+from urllib.parse import urlparse
+
+MULTIPART_PART_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    uri: str
+    size: int
+
+
+class Storage(Protocol):
+    def list(self, prefix_uri: str) -> list[ObjectInfo]: ...
+    def read_bytes(self, uri: str) -> bytes: ...
+    def write_bytes(self, uri: str, data: bytes) -> None: ...
+    def exists(self, uri: str) -> bool: ...
+    def move(self, source_uri: str, target_uri: str) -> None: ...
+    def open_writer(self, uri: str) -> BinaryIO: ...
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://") or uri.startswith("s3a://")
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URI segments with '/', for local paths and s3:// alike."""
+    out = base.rstrip("/")
+    for part in parts:
+        out = f"{out}/{part.strip('/')}"
+    return out
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+class _AtomicLocalWriter:
+    """File writer that renames a hidden temporary file into place on close."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._final = path
+        self._tmp = path.with_name(f".{path.name}.inprogress")
+        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
+
+    def write(self, data: bytes | memoryview) -> int:
+        return self._file.write(data)
+
+    def close(self) -> None:
+        self._file.close()
+        os.replace(self._tmp, self._final)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> _AtomicLocalWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class LocalStorage:
+    @staticmethod
+    def _path(uri: str) -> Path:
+        return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
+
+    def list(self, prefix_uri: str) -> list[ObjectInfo]:
+        root = self._path(prefix_uri)
+        if root.is_file():
+            return [ObjectInfo(str(root), root.stat().st_size)]
+        if not root.is_dir():
+            return []
+        found = [ObjectInfo(str(p), p.stat().st_size) for p in root.rglob("*") if p.is_file()]
+        return sorted(found, key=lambda info: info.uri)
+
+    def read_bytes(self, uri: str) -> bytes:
+        return self._path(uri).read_bytes()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        with self.open_writer(uri) as writer:
+            writer.write(data)
+
+    def exists(self, uri: str) -> bool:
+        return self._path(uri).exists()
+
+    def move(self, source_uri: str, target_uri: str) -> None:
+        target = self._path(target_uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(self._path(source_uri)), str(target))
+
+    def open_writer(self, uri: str) -> _AtomicLocalWriter:
+        return _AtomicLocalWriter(self._path(uri))
+
+
+class _MultipartWriter:
+    """Streams an S3 object in parts; holds at most one part in memory."""
+
+    def __init__(self, client, bucket: str, key: str) -> None:
+        self._client, self._bucket, self._key = client, bucket, key
+        self._upload_id = client.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        self._parts: list[dict] = []
+        self._buffer = bytearray()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._buffer += data
+        if len(self._buffer) >= MULTIPART_PART_BYTES:
+            self._flush()
+        return len(data)
+
+    def _flush(self) -> None:
+        number = len(self._parts) + 1
+        response = self._client.upload_part(
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
+        )
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        self._buffer.clear()
+
+    def close(self) -> None:
+        if self._buffer or not self._parts:
+            self._flush()
+        self._client.complete_multipart_upload(
+            Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+        )
+
+    def abort(self) -> None:
+        self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
+
+    def __enter__(self) -> _MultipartWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class S3Storage:
+    def __init__(self, client=None) -> None:
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3")
+        self._client = client
+
+    def list(self, prefix_uri: str) -> list[ObjectInfo]:
+        bucket, prefix = split_s3(prefix_uri)
+        paginator = self._client.get_paginator("list_objects_v2")
+        found = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                found.append(ObjectInfo(f"s3://{bucket}/{item['Key']}", item["Size"]))
+        return found
+
+    def read_bytes(self, uri: str) -> bytes:
+        bucket, key = split_s3(uri)
+        return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        bucket, key = split_s3(uri)
+        self._client.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def exists(self, uri: str) -> bool:
+        bucket, key = split_s3(uri)
+        response = self._client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        return response.get("KeyCount", 0) > 0
+
+    def move(self, source_uri: str, target_uri: str) -> None:
+        source_bucket, source_key = split_s3(source_uri)
+        target_bucket, target_key = split_s3(target_uri)
+        self._client.copy_object(
+            Bucket=target_bucket, Key=target_key, CopySource={"Bucket": source_bucket, "Key": source_key}
+        )
+        self._client.delete_object(Bucket=source_bucket, Key=source_key)
+
+    def open_writer(self, uri: str) -> _MultipartWriter:
+        bucket, key = split_s3(uri)
+        return _MultipartWriter(self._client, bucket, key)
+
+
+def storage_for(uri: str, s3_client=None) -> Storage:
+    """The storage that serves `uri`: S3 for s3:// URIs, the local file system otherwise."""
+    return S3Storage(s3_client) if is_s3(uri) else LocalStorage()

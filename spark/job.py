@@ -1,0 +1,233 @@
+"""Entry point of the Bronze -> Gold streaming job: arguments, session, the two queries, summary.
+
+Run with spark-submit (locally through `iotpipe transform`, on EMR as a step):
+
+    spark-submit spark/job.py --bronze URI --gold URI --quarantine URI --checkpoint URI
+
+Two streaming queries read the same Bronze files, each with its own checkpoint under
+`--checkpoint`: `gold` writes valid, de-duplicated rows to Gold; `quarantine` writes rejected
+rows with their reasons. Both are file sinks whose `_spark_metadata` log, together with the
+checkpoint, makes every batch exactly-once. The run summary is written beside the checkpoints.
+Python 3.9 syntax; ends by returning from main (never sys.exit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import uuid
+from datetime import datetime, timezone
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from spark.transforms import (
+    REASON_CODES,
+    cluster_by_partition,
+    drop_retransmissions,
+    parse_lines,
+    to_gold,
+    to_quarantine,
+    with_reasons,
+)
+
+FAULT_ENV = "IOTPIPE_FAULT"
+FAULTS = ("crash-mid-batch", "fail-after-commit")
+CRASH_PROTOCOL_CLASS = "iotpipe.faults.CrashingCommitProtocol"
+QUERY_NAMES = ("gold", "quarantine")
+
+
+class InjectedFailure(RuntimeError):
+    """Raised on purpose by fault injection, after every batch was committed."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="iotpipe Bronze -> Gold Spark Structured Streaming job")
+    parser.add_argument("--bronze", required=True, help="Bronze JSON Lines prefix (path or s3:// URI)")
+    parser.add_argument("--gold", required=True, help="Gold Parquet prefix")
+    parser.add_argument("--quarantine", required=True, help="quarantine Parquet prefix")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint root; the run summary is written here too")
+    parser.add_argument("--trigger", default="available-now", help="'available-now' (default) or an interval like '30 seconds'")
+    parser.add_argument("--max-files-per-trigger", type=int, default=4, help="input limit per micro-batch")
+    parser.add_argument("--shuffle-partitions", type=int, default=4, help="frozen into the checkpoint on first run")
+    parser.add_argument("--dedup-horizon", default="7 days", help="how long (arrival time) an event_id is remembered")
+    parser.add_argument("--run-id", default=None, help="names the run summary (default: time-based)")
+    parser.add_argument("--timeout-seconds", type=float, default=None, help="stop a processing-time run after this")
+    parser.add_argument(
+        "--fault",
+        default=os.environ.get(FAULT_ENV),
+        help=f"fault injection for tests: {', '.join(FAULTS)} (crash-mid-batch:N picks the batch, default 1)",
+    )
+    return parser
+
+
+def parse_fault(text: str | None) -> tuple[str | None, int]:
+    if not text:
+        return None, -1
+    name, _, batch = text.partition(":")
+    if name not in FAULTS:
+        raise ValueError(f"unknown fault {text!r}; known: {', '.join(FAULTS)}")
+    return name, int(batch) if batch else 1
+
+
+def configure(spark: SparkSession, args: argparse.Namespace) -> None:
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.conf.set("spark.sql.shuffle.partitions", str(args.shuffle_partitions))
+    spark.conf.set("spark.sql.legacy.timeParserPolicy", "CORRECTED")
+    spark.conf.set("spark.sql.parquet.compression.codec", "snappy")
+    spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "100000")
+    spark.conf.set(
+        "spark.sql.streaming.stateStore.providerClass",
+        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+    )
+
+
+def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
+    return (
+        spark.readStream.format("text")
+        .option("recursiveFileLookup", "true")
+        .option("pathGlobFilter", "*.jsonl")
+        .option("maxFilesPerTrigger", max_files)
+        .load(bronze)
+    )
+
+
+def build_gold(validated: DataFrame, args: argparse.Namespace) -> DataFrame:
+    gold = to_gold(validated).observe("valid", F.count(F.lit(1)).alias("rows"))
+    unique = drop_retransmissions(gold, args.dedup_horizon).observe("gold", F.count(F.lit(1)).alias("rows"))
+    return cluster_by_partition(unique, args.shuffle_partitions)
+
+
+def build_quarantine(validated: DataFrame) -> DataFrame:
+    quarantine = to_quarantine(validated)
+    counts = [F.sum(F.when(F.col("reason") == code, 1).otherwise(0)).alias(code) for code in REASON_CODES]
+    return quarantine.observe("quarantine", *counts).coalesce(1)
+
+
+def start_query(frame: DataFrame, name: str, path: str, checkpoint: str, partition_by: list, trigger: dict):
+    return (
+        frame.writeStream.queryName(name)
+        .format("parquet")
+        .outputMode("append")
+        .partitionBy(*partition_by)
+        .option("path", path)
+        .option("checkpointLocation", f"{checkpoint.rstrip('/')}/{name}")
+        .trigger(**trigger)
+        .start()
+    )
+
+
+def trigger_of(text: str) -> dict:
+    return {"availableNow": True} if text == "available-now" else {"processingTime": text}
+
+
+def report_progress(queries: dict, reported: set) -> None:
+    """Print one line per finished micro-batch that had input (read by `iotpipe transform`)."""
+    for name, query in queries.items():
+        for batch in query.recentProgress:
+            key = (name, batch["batchId"])
+            if batch.get("numInputRows", 0) > 0 and key not in reported:
+                reported.add(key)
+                line = {"query": name, "batch": batch["batchId"], "input_rows": batch["numInputRows"],
+                        "ms": batch.get("durationMs", {}).get("triggerExecution")}
+                print("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True), flush=True)
+
+
+def summarise(progress: dict, run_id: str, started: float, args: argparse.Namespace) -> dict:
+    """Add up this run's batches of both queries into one summary."""
+    gold_batches = [p for p in progress["gold"] if p.get("numInputRows", 0) > 0]
+    quarantine_batches = [p for p in progress["quarantine"] if p.get("numInputRows", 0) > 0]
+
+    def observed(batch: dict, name: str) -> dict:
+        return batch.get("observedMetrics", {}).get(name, {}) or {}
+
+    valid = sum(int(observed(b, "valid").get("rows", 0)) for b in gold_batches)
+    gold = sum(int(observed(b, "gold").get("rows", 0)) for b in gold_batches)
+    quarantined = {code: 0 for code in REASON_CODES}
+    for batch in quarantine_batches:
+        for code, count in observed(batch, "quarantine").items():
+            quarantined[code] += int(count or 0)
+    return {
+        "run_id": run_id,
+        "status": "SUCCEEDED",
+        "bronze": args.bronze,
+        "gold": args.gold,
+        "quarantine": args.quarantine,
+        "checkpoint": args.checkpoint,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 3),
+        "batches": len(gold_batches),
+        "batch_ids": sorted({b["batchId"] for b in gold_batches}),
+        "input_rows": sum(b["numInputRows"] for b in gold_batches),
+        "quarantine_input_rows": sum(b["numInputRows"] for b in quarantine_batches),
+        "gold_rows": gold,
+        "quarantined_rows": sum(quarantined.values()),
+        "quarantined_by_reason": {code: n for code, n in quarantined.items() if n},
+        "duplicates": valid - gold,
+    }
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write a small text file through Hadoop's FileSystem, so s3:// (EMRFS) and local paths both work."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    stream = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+def run(spark: SparkSession, args: argparse.Namespace) -> dict:
+    """Run both queries to completion (or timeout) and write the summary; return it."""
+    fault, fault_batch = parse_fault(args.fault)
+    started = time.time()
+    run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    configure(spark, args)
+    if fault == "crash-mid-batch":
+        spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
+        spark.conf.set("spark.iotpipe.fault.crashBatch", str(fault_batch))
+
+    validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
+    trigger = trigger_of(args.trigger)
+    queries = {
+        "gold": start_query(build_gold(validated, args), "gold", args.gold, args.checkpoint, ["date", "location_city"], trigger),
+        "quarantine": start_query(build_quarantine(validated), "quarantine", args.quarantine, args.checkpoint, ["reason"], trigger),
+    }
+    deadline = started + args.timeout_seconds if args.timeout_seconds else None
+    reported: set = set()
+    while any(q.isActive for q in queries.values()):
+        for query in queries.values():
+            query.awaitTermination(1)
+            if query.exception() is not None:
+                for other in queries.values():
+                    other.stop()
+                raise query.exception()
+        report_progress(queries, reported)
+        if deadline and time.time() > deadline:
+            for query in queries.values():
+                query.stop()
+    report_progress(queries, reported)
+
+    summary = summarise({name: q.recentProgress for name, q in queries.items()}, run_id, started, args)
+    text = json.dumps(summary, indent=2, sort_keys=True)
+    checkpoint = args.checkpoint.rstrip("/")
+    write_text(spark, f"{checkpoint}/runs/{run_id}.json", text)
+    write_text(spark, f"{checkpoint}/last_run.json", text)
+    print("IOTPIPE_RUN_SUMMARY " + json.dumps(summary, sort_keys=True), flush=True)
+    if fault == "fail-after-commit":
+        raise InjectedFailure("injected failure after the last commit: the output is complete")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    parse_fault(args.fault)
+    spark = SparkSession.builder.appName("iotpipe-bronze-to-gold").getOrCreate()
+    return run(spark, args)
+
+
+if __name__ == "__main__":
+    main()
