@@ -12,20 +12,37 @@ import json
 import math
 import os
 import re
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from generator.events import DEFECT_KINDS, DUPLICATE_KIND, MS_PER_DAY, QUARANTINE_KINDS, ChunkGenerator, EventSpec, Fleet
+from generator.events import (
+    DEFECT_KINDS,
+    DUPLICATE_KIND,
+    MS_PER_DAY,
+    QUARANTINE_KINDS,
+    ChunkGenerator,
+    EventSpec,
+    Fleet,
+)
 from iotpipe.storage import join, storage_for
 
 DEFAULT_OBJECT_BYTES = 128 * 1024**2
 CHUNK_ROWS = 32_768
 MANIFEST_DIR = "_manifests"
 
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KIB": 2**10,
+    "MIB": 2**20,
+    "GIB": 2**30,
+    "TIB": 2**40,
+}
 
 
 def parse_size(text: str | int) -> int:
@@ -70,7 +87,12 @@ class DatasetPlan:
         return join(self.dataset_prefix, f"part-{index:05d}-of-{self.object_count:05d}.jsonl")
 
     def manifest_key(self, shard_index: int) -> str:
-        return join(self.out, MANIFEST_DIR, f"seed-{self.seed}", f"shard-{shard_index:04d}-of-{self.shard_count:04d}.json")
+        return join(
+            self.out,
+            MANIFEST_DIR,
+            f"seed-{self.seed}",
+            f"shard-{shard_index:04d}-of-{self.shard_count:04d}.json",
+        )
 
     def objects_of_shard(self, shard_index: int) -> range:
         if not 0 <= shard_index < self.shard_count:
@@ -97,7 +119,6 @@ class ShardManifest:
     objects: list[str]
     defects: dict[str, int]
     expected: dict
-    seconds: float
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
@@ -130,7 +151,6 @@ def write_object(plan: DatasetPlan, generator: ChunkGenerator, index: int, stora
 
 def write_shard(plan: DatasetPlan, shard_index: int, s3_client=None) -> ShardManifest:
     """Write every object of one shard, then its manifest (last, as the completion marker)."""
-    started = time.perf_counter()
     storage = storage_for(plan.out, s3_client)
     generator = ChunkGenerator(plan.seed, plan.spec, Fleet.build(plan.seed, plan.spec))
     records = written = 0
@@ -157,7 +177,6 @@ def write_shard(plan: DatasetPlan, shard_index: int, s3_client=None) -> ShardMan
             "quarantined": quarantined,
             "duplicates": counts[DUPLICATE_KIND],
         },
-        seconds=round(time.perf_counter() - started, 3),
     )
     storage.write_bytes(plan.manifest_key(shard_index), manifest.to_json().encode())
     return manifest
@@ -168,7 +187,9 @@ def _write_shard_in_subprocess(args: tuple[DatasetPlan, int]) -> ShardManifest:
     return write_shard(plan, shard_index)
 
 
-def write_dataset(plan: DatasetPlan, shard_indexes: list[int] | None = None, processes: int | None = None) -> list[ShardManifest]:
+def write_dataset(
+    plan: DatasetPlan, shard_indexes: list[int] | None = None, processes: int | None = None
+) -> list[ShardManifest]:
     """Write the given shards (all by default), in parallel processes when there are several."""
     indexes = list(range(plan.shard_count)) if shard_indexes is None else shard_indexes
     workers = min(len(indexes), processes or os.cpu_count() or 1)

@@ -43,8 +43,12 @@ def add_generate(sub) -> None:
     parser.add_argument("--object-size", type=_size, default=DEFAULT_OBJECT_BYTES, help="bytes per object (128MiB)")
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--days", type=int, default=7)
-    parser.add_argument("--defect-rates", type=_defect_rates, default=dict(DEFAULT_DEFECT_RATES),
-                        help="overrides, e.g. malformed_json=0.01,duplicate=0")  # fmt: skip
+    parser.add_argument(
+        "--defect-rates",
+        type=_defect_rates,
+        default=dict(DEFAULT_DEFECT_RATES),
+        help="overrides, e.g. malformed_json=0.01,duplicate=0",
+    )
     parser.add_argument("--json", action="store_true", help="print the ground truth as JSON")
     parser.set_defaults(handler=cmd_generate)
 
@@ -68,10 +72,14 @@ def cmd_generate(args) -> int:
     if args.json:
         print(json.dumps(truth, indent=2, sort_keys=True))
     else:
-        print(f"wrote {truth['objects']} objects, {truth['records']:,} records, {truth['bytes'] / 2**20:,.1f} MiB "
-              f"in {seconds:.1f} s ({truth['mb_per_s']} MB/s) to {args.out}")  # fmt: skip
-        print(f"ground truth: gold {truth['gold']:,}, duplicates {truth['duplicates']:,}, quarantined "
-              + ", ".join(f"{k} {v:,}" for k, v in truth["quarantined"].items()))  # fmt: skip
+        print(
+            f"wrote {truth['objects']} objects, {truth['records']:,} records, {truth['bytes'] / 2**20:,.1f} MiB "
+            f"in {seconds:.1f} s ({truth['mb_per_s']} MB/s) to {args.out}"
+        )
+        print(
+            f"ground truth: gold {truth['gold']:,}, duplicates {truth['duplicates']:,}, quarantined "
+            + ", ".join(f"{k} {v:,}" for k, v in truth["quarantined"].items())
+        )
     return 0
 
 
@@ -84,8 +92,11 @@ def add_transform(sub) -> None:
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--max-files-per-trigger", type=int, default=4)
     parser.add_argument("--shuffle-partitions", type=int, default=4)
-    parser.add_argument("--fault", default=os.environ.get("IOTPIPE_FAULT"),
-                        help="crash-mid-batch[:N] or fail-after-commit (tests); env IOTPIPE_FAULT")  # fmt: skip
+    parser.add_argument(
+        "--fault",
+        default=os.environ.get("IOTPIPE_FAULT"),
+        help="crash-mid-batch[:N] or fail-after-commit (tests); env IOTPIPE_FAULT",
+    )
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.set_defaults(handler=cmd_transform)
 
@@ -107,8 +118,11 @@ def cmd_transform(args) -> int:
 
     def show(progress: dict) -> None:
         if not args.json:
-            print(f"  batch {progress['batch']} ({progress['query']}): {progress['input_rows']:,} rows, "
-                  f"{progress['ms'] / 1000:.1f} s", flush=True)  # fmt: skip
+            print(
+                f"  batch {progress['batch']} ({progress['query']}): {progress['input_rows']:,} rows, "
+                f"{progress['ms'] / 1000:.1f} s",
+                flush=True,
+            )
 
     result = run_spark_job(job, log_path, on_progress=show)
     if args.json:
@@ -131,8 +145,10 @@ def format_summary(summary: dict) -> str:
         ("seconds", summary["seconds"]),
     ]
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value:>12,}" if isinstance(value, int) else f"{name:<{width}}  {value:>12}"
-                     for name, value in rows)  # fmt: skip
+    return "\n".join(
+        f"{name:<{width}}  {value:>12,}" if isinstance(value, int) else f"{name:<{width}}  {value:>12}"
+        for name, value in rows
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -40,14 +40,21 @@ class SparkJobArgs:
 
     def to_argv(self) -> list[str]:
         argv = [
-            "--bronze", self.bronze,
-            "--gold", self.gold,
-            "--quarantine", self.quarantine,
-            "--checkpoint", self.checkpoint,
-            "--run-id", self.run_id,
-            "--max-files-per-trigger", str(self.max_files_per_trigger),
-            "--shuffle-partitions", str(self.shuffle_partitions),
-        ]  # fmt: skip
+            "--bronze",
+            self.bronze,
+            "--gold",
+            self.gold,
+            "--quarantine",
+            self.quarantine,
+            "--checkpoint",
+            self.checkpoint,
+            "--run-id",
+            self.run_id,
+            "--max-files-per-trigger",
+            str(self.max_files_per_trigger),
+            "--shuffle-partitions",
+            str(self.shuffle_partitions),
+        ]
         if self.fault:
             argv += ["--fault", self.fault]
         return argv + list(self.extra)
@@ -73,11 +80,15 @@ def _pyspark_home() -> str:
 def submit_command(job: SparkJobArgs, master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
     command = [
         os.path.join(_pyspark_home(), "bin", "spark-submit"),
-        "--master", master,
-        "--driver-memory", driver_memory,
-        "--conf", "spark.ui.enabled=false",
-        "--conf", f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG}",
-    ]  # fmt: skip
+        "--master",
+        master,
+        "--driver-memory",
+        driver_memory,
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG}",
+    ]
     if job.fault and job.fault.startswith("crash-mid-batch"):
         if not FAULTS_JAR.exists():
             raise FileNotFoundError(f"fault injection needs {FAULTS_JAR}: run `make faults-jar` first")
@@ -104,7 +115,11 @@ def run_spark_job(
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            submit_command(job, master), stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(SPARK_DIR.parent)
+            submit_command(job, master),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            cwd=str(SPARK_DIR.parent),
         )
         assert process.stdout is not None
         for raw in process.stdout:

@@ -49,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gold", required=True, help="Gold Parquet prefix")
     parser.add_argument("--quarantine", required=True, help="quarantine Parquet prefix")
     parser.add_argument("--checkpoint", required=True, help="checkpoint root; the run summary is written here too")
-    parser.add_argument("--trigger", default="available-now", help="'available-now' (default) or an interval like '30 seconds'")
+    parser.add_argument(
+        "--trigger",
+        default="available-now",
+        help="'available-now' (default) or an interval like '30 seconds'",
+    )
     parser.add_argument("--max-files-per-trigger", type=int, default=4, help="input limit per micro-batch")
     parser.add_argument("--shuffle-partitions", type=int, default=4, help="frozen into the checkpoint on first run")
     parser.add_argument("--dedup-horizon", default="7 days", help="how long (arrival time) an event_id is remembered")
@@ -130,8 +134,12 @@ def report_progress(queries: dict, reported: set) -> None:
             key = (name, batch["batchId"])
             if batch.get("numInputRows", 0) > 0 and key not in reported:
                 reported.add(key)
-                line = {"query": name, "batch": batch["batchId"], "input_rows": batch["numInputRows"],
-                        "ms": batch.get("durationMs", {}).get("triggerExecution")}
+                line = {
+                    "query": name,
+                    "batch": batch["batchId"],
+                    "input_rows": batch["numInputRows"],
+                    "ms": batch.get("durationMs", {}).get("triggerExecution"),
+                }
                 print("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True), flush=True)
 
 
@@ -193,8 +201,17 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
     trigger = trigger_of(args.trigger)
     queries = {
-        "gold": start_query(build_gold(validated, args), "gold", args.gold, args.checkpoint, ["date", "location_city"], trigger),
-        "quarantine": start_query(build_quarantine(validated), "quarantine", args.quarantine, args.checkpoint, ["reason"], trigger),
+        "gold": start_query(
+            build_gold(validated, args),
+            "gold",
+            args.gold,
+            args.checkpoint,
+            ["date", "location_city"],
+            trigger,
+        ),
+        "quarantine": start_query(
+            build_quarantine(validated), "quarantine", args.quarantine, args.checkpoint, ["reason"], trigger
+        ),
     }
     deadline = started + args.timeout_seconds if args.timeout_seconds else None
     reported: set = set()

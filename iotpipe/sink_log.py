@@ -1,0 +1,129 @@
+"""Read Spark's streaming evidence without Spark: the file sink log (`_spark_metadata`) and a
+query checkpoint (`offsets/`, `commits/`, `sources/0/`).
+
+Spark's file sink lists every committed data file in `<sink>/_spark_metadata/<batch>` (and,
+every `compactInterval` batches, a `<batch>.compact` holding all files so far). Readers that
+ignore this log (Athena, Glue crawlers, a plain glob) also see files written by failed
+attempts; this module tells the two apart. Works on local paths and s3:// URIs alike.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
+
+from iotpipe.storage import Storage, is_s3, join
+
+METADATA_DIR = "_spark_metadata"
+_BATCH_FILE = re.compile(r"^(\d+)(\.compact)?$")
+
+
+@dataclass(frozen=True)
+class CommittedFile:
+    uri: str
+    size: int
+    batch: int
+
+
+def _basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _normalise(path: str, sink_uri: str) -> str:
+    """Map a logged path (file:///..., s3://...) to the URI form the storage layer uses."""
+    if is_s3(sink_uri):
+        parsed = urlparse(path)
+        return f"s3://{parsed.netloc}{unquote(parsed.path)}" if parsed.netloc else path
+    return unquote(urlparse(path).path) if path.startswith("file:") else path
+
+
+def _batch_files(storage: Storage, directory: str) -> dict[int, tuple[str, bool]]:
+    """Batch id -> (uri, is_compact) of every log file in `directory` (hidden .crc files ignored)."""
+    found: dict[int, tuple[str, bool]] = {}
+    for info in storage.list(directory):
+        match = _BATCH_FILE.match(_basename(info.uri))
+        if match and "/" not in info.uri[len(directory.rstrip("/")) + 1 :]:
+            found[int(match.group(1))] = (info.uri, bool(match.group(2)))
+    return found
+
+
+def committed_batches(storage: Storage, directory: str) -> list[int]:
+    return sorted(_batch_files(storage, directory))
+
+
+def _log_entries(storage: Storage, uri: str) -> list[dict]:
+    lines = storage.read_bytes(uri).decode("utf-8").splitlines()
+    if not lines or not lines[0].startswith("v"):
+        raise ValueError(f"not a Spark log file (no version line): {uri}")
+    return [json.loads(line) for line in lines[1:] if line.strip()]
+
+
+def committed_files(storage: Storage, sink_uri: str) -> list[CommittedFile]:
+    """Every data file the sink committed, from the latest compaction on."""
+    batches = _batch_files(storage, join(sink_uri, METADATA_DIR))
+    compacts = [batch for batch, (_, compact) in batches.items() if compact]
+    start = max(compacts) if compacts else 0
+    files: dict[str, CommittedFile] = {}
+    for batch in sorted(b for b in batches if b >= start):
+        uri, _ = batches[batch]
+        for entry in _log_entries(storage, uri):
+            path = _normalise(entry["path"], sink_uri)
+            if entry.get("action", "add") == "delete":
+                files.pop(path, None)
+            else:
+                files[path] = CommittedFile(path, int(entry["size"]), batch)
+    return sorted(files.values(), key=lambda f: f.uri)
+
+
+def data_files(storage: Storage, sink_uri: str) -> list[str]:
+    """Every Parquet data file under the sink, committed or not (what a plain glob sees)."""
+    return [
+        info.uri
+        for info in storage.list(sink_uri)
+        if info.uri.endswith(".parquet")
+        and f"/{METADATA_DIR}/" not in info.uri
+        and "/_" not in info.uri[len(sink_uri) :]
+    ]
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """What a query checkpoint says about progress: planned batches and committed batches."""
+
+    offsets: list[int]
+    commits: list[int]
+    source_batches: list[int]
+
+    @property
+    def last_planned(self) -> int | None:
+        return self.offsets[-1] if self.offsets else None
+
+    @property
+    def last_committed(self) -> int | None:
+        return self.commits[-1] if self.commits else None
+
+    @property
+    def has_uncommitted_batch(self) -> bool:
+        return self.last_planned is not None and self.last_planned != self.last_committed
+
+
+def read_checkpoint(storage: Storage, query_checkpoint_uri: str) -> CheckpointState:
+    return CheckpointState(
+        offsets=committed_batches(storage, join(query_checkpoint_uri, "offsets")),
+        commits=committed_batches(storage, join(query_checkpoint_uri, "commits")),
+        source_batches=committed_batches(storage, join(query_checkpoint_uri, "sources", "0")),
+    )
+
+
+def source_files(storage: Storage, query_checkpoint_uri: str) -> list[str]:
+    """Every input file the query's file source has taken into a batch (its source log)."""
+    directory = join(query_checkpoint_uri, "sources", "0")
+    batches = _batch_files(storage, directory)
+    compacts = [batch for batch, (_, compact) in batches.items() if compact]
+    start = max(compacts) if compacts else 0
+    seen: list[str] = []
+    for batch in sorted(b for b in batches if b >= start):
+        seen.extend(entry["path"] for entry in _log_entries(storage, batches[batch][0]))
+    return seen

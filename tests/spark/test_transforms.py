@@ -1,0 +1,176 @@
+"""The cleaning rules, one behaviour each, on batch DataFrames (the same functions the stream uses)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyspark.sql import Row
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from spark.transforms import GOLD_COLUMNS, normalise_city, parse_lines, to_gold, to_quarantine, with_reasons
+
+pytestmark = pytest.mark.spark
+
+CLEAN = {
+    "event_id": "e-1",
+    "device_id": "dev-000001",
+    "event_time": "2026-11-20T13:45:12.345Z",
+    "location": {"city": "Berlin", "country": "de", "lat": 52.52, "lon": 13.405},
+    "temperature_c": 21.4,
+    "humidity_pct": 48.2,
+    "battery_pct": 87,
+    "firmware": "1.4.2",
+}
+
+
+def variant(**changes) -> str:
+    record = json.loads(json.dumps(CLEAN))
+    for key, value in changes.items():
+        target = record["location"] if key in ("city", "country", "lat", "lon") else record
+        if value is ...:
+            del target[key]
+        else:
+            target[key] = value
+    return json.dumps(record, ensure_ascii=False)
+
+
+def validate(spark, lines: list[str]):
+    frame = spark.createDataFrame([(line,) for line in lines], "value string")
+    return with_reasons(parse_lines(frame))
+
+
+@pytest.mark.parametrize(
+    "line,reason",
+    [
+        ('{"event_id": "e-1", "device_id": ', "malformed_json"),
+        ("[1, 2, 3]", "malformed_json"),
+        ("not json at all", "malformed_json"),
+        (variant(event_id=...), "missing_event_id"),
+        (variant(event_id="   "), "missing_event_id"),
+        (variant(device_id=None), "missing_device_id"),
+        (variant(event_time=...), "missing_event_time"),
+        (variant(event_time="yesterday"), "unparseable_event_time"),
+        (variant(event_time="2026-13-45T99:61:00Z"), "unparseable_event_time"),
+        (variant(temperature_c=None), "missing_reading"),
+        (variant(humidity_pct=...), "missing_reading"),
+        (variant(temperature_c="N/A"), "non_numeric_reading"),
+        (variant(humidity_pct="NaN"), "non_numeric_reading"),
+        (variant(temperature_c="Infinity"), "non_numeric_reading"),
+        (variant(battery_pct="full"), "non_numeric_reading"),
+        (variant(temperature_c=85.1), "temperature_out_of_range"),
+        (variant(temperature_c=-40.5), "temperature_out_of_range"),
+        (variant(humidity_pct=100.2), "humidity_out_of_range"),
+        (variant(humidity_pct=-0.1), "humidity_out_of_range"),
+        (variant(battery_pct=101), "battery_out_of_range"),
+        (variant(battery_pct=-1), "battery_out_of_range"),
+        (variant(lat=91.0), "invalid_coordinates"),
+        (variant(lon=-180.5), "invalid_coordinates"),
+        (variant(lat=...), "invalid_coordinates"),
+        (variant(city="  "), "missing_city"),
+    ],
+)
+def test_each_rule_quarantines_with_its_reason(spark, line, reason):
+    rows = to_quarantine(validate(spark, [line])).collect()
+    assert [(r.reason, r.raw_line) for r in rows] == [(reason, line)]
+
+
+def test_a_record_breaking_several_rules_keeps_all_reasons_in_priority_order(spark):
+    line = variant(device_id=None, temperature_c=120.0, lat=95.0)
+    (row,) = to_quarantine(validate(spark, [line])).collect()
+    assert row.reason == "missing_device_id"
+    assert row.reasons == ["missing_device_id", "temperature_out_of_range", "invalid_coordinates"]
+
+
+@pytest.mark.parametrize("value", [-40.0, 85.0, 0.0])
+def test_range_bounds_are_inclusive(spark, value):
+    assert to_gold(validate(spark, [variant(temperature_c=value)])).count() == 1
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("  ZÜRICH ", "Zürich"),
+        ("são paulo", "São Paulo"),
+        ("\tkRAKÓW", "Kraków"),
+        ("new   york", "New York"),
+        ("ŁÓDŹ\u00a0", "Łódź"),
+        ("Berlin", "Berlin"),
+    ],
+)
+def test_city_names_are_trimmed_and_title_cased_unicode_aware(spark, raw, expected):
+    frame = spark.createDataFrame([(raw,)], "city string")
+    assert frame.select(normalise_city(F.col("city")).alias("c")).first().c == expected
+
+
+def test_valid_records_become_typed_gold_rows(spark):
+    gold = to_gold(validate(spark, [variant(city=" berlin ", country=" de")]))
+    expected = spark.createDataFrame(
+        [
+            Row(
+                event_id="e-1",
+                device_id="dev-000001",
+                temperature_c=21.4,
+                humidity_pct=48.2,
+                battery_pct=87,
+                firmware="1.4.2",
+                location_country="DE",
+                location_lat=52.52,
+                location_lon=13.405,
+                location_city="Berlin",
+            )
+        ],
+        "event_id string, device_id string, temperature_c double, humidity_pct double, battery_pct int, "
+        "firmware string, location_country string, location_lat double, location_lon double, location_city string",
+    )
+    assert list(gold.columns) == list(GOLD_COLUMNS)
+    assertDataFrameEqual(gold.select(*expected.columns), expected)
+    row = gold.first()
+    assert str(row.event_time) == "2026-11-20 13:45:12.345000" and str(row.date) == "2026-11-20"
+    assert dict(gold.dtypes)["battery_pct"] == "int" and dict(gold.dtypes)["event_time"] == "timestamp"
+
+
+def test_numbers_sent_as_strings_or_padded_with_spaces_are_accepted(spark):
+    line = (
+        '{"event_id": "e-2", "device_id": "d", "event_time": "2026-11-20T00:00:00Z", "location": {"city": "Oslo",'
+        ' "country": "NO", "lat": "59.9", "lon": 10.7},'
+        ' "temperature_c":   -3.5, "humidity_pct": "80", "battery_pct": 5}'
+    )
+    (row,) = to_gold(validate(spark, [line])).collect()
+    assert (row.temperature_c, row.humidity_pct, row.location_lat) == (-3.5, 80.0, 59.9)
+
+
+def test_rules_give_the_same_result_under_ansi_mode(spark):
+    """Spark 4 runs with ANSI mode on: no rule may raise on bad input, and results must not change."""
+    lines = [
+        variant(),
+        variant(temperature_c="N/A"),
+        variant(event_time="2026-13-45T99:61:00Z"),
+        variant(battery_pct=1e30),
+        variant(lat="north"),
+        '{"event_id": ',
+        variant(battery_pct=99.0),
+    ]
+    results = {}
+    for ansi in ("false", "true"):
+        spark.conf.set("spark.sql.ansi.enabled", ansi)
+        try:
+            validated = validate(spark, lines)
+            results[ansi] = (
+                sorted(tuple(r) for r in to_quarantine(validated).select("reason", "raw_line").collect()),
+                sorted(tuple(r) for r in to_gold(validated).collect()),
+            )
+        finally:
+            spark.conf.set("spark.sql.ansi.enabled", "false")
+    assert results["true"] == results["false"]
+    assert [r[0] for r in results["true"][0]] == sorted(
+        [
+            "non_numeric_reading",
+            "unparseable_event_time",
+            "battery_out_of_range",
+            "invalid_coordinates",
+            "malformed_json",
+        ]
+    )
+    assert len(results["true"][1]) == 2
