@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 
 from generator.events import DEFAULT_DEFECT_RATES, EventSpec
 from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, parse_size, summarise, write_dataset
-from iotpipe.spark_submit import SparkJobArgs, run_spark_job
+from iotpipe.spark_args import SparkJobArgs
+from iotpipe.spark_submit import run_spark_job
 from iotpipe.storage import is_s3, join
 
 
@@ -124,7 +125,7 @@ def cmd_transform(args) -> int:
                 flush=True,
             )
 
-    result = run_spark_job(job, log_path, on_progress=show)
+    result = run_spark_job(job.to_argv(), log_path, on_progress=show)
     if args.json:
         print(json.dumps({"exit_code": result.exit_code, "summary": result.summary, "log": log_path}, indent=2))
     else:

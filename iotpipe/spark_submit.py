@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,42 +22,6 @@ JOB_SCRIPT = SPARK_DIR / "job.py"
 LOG_CONFIG = SPARK_DIR / "log4j2.properties"
 FAULTS_JAR = Path(os.environ.get("IOTPIPE_FAULTS_JAR", SPARK_DIR.parent / "build" / "iotpipe-faults.jar"))
 PROGRESS_PREFIX = "IOTPIPE_PROGRESS "
-
-
-@dataclass(frozen=True)
-class SparkJobArgs:
-    """The job's arguments; `to_argv` is also what an EMR step passes after the script."""
-
-    bronze: str
-    gold: str
-    quarantine: str
-    checkpoint: str
-    run_id: str
-    max_files_per_trigger: int = 4
-    shuffle_partitions: int = 4
-    fault: str | None = None
-    extra: list[str] = field(default_factory=list)
-
-    def to_argv(self) -> list[str]:
-        argv = [
-            "--bronze",
-            self.bronze,
-            "--gold",
-            self.gold,
-            "--quarantine",
-            self.quarantine,
-            "--checkpoint",
-            self.checkpoint,
-            "--run-id",
-            self.run_id,
-            "--max-files-per-trigger",
-            str(self.max_files_per_trigger),
-            "--shuffle-partitions",
-            str(self.shuffle_partitions),
-        ]
-        if self.fault:
-            argv += ["--fault", self.fault]
-        return argv + list(self.extra)
 
 
 @dataclass
@@ -77,7 +41,8 @@ def _pyspark_home() -> str:
     return str(Path(pyspark.__file__).resolve().parent)
 
 
-def submit_command(job: SparkJobArgs, master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
+def submit_command(job_argv: list[str], master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
+    """A local spark-submit for the job with these arguments (those an EMR step passes)."""
     command = [
         os.path.join(_pyspark_home(), "bin", "spark-submit"),
         "--master",
@@ -89,15 +54,20 @@ def submit_command(job: SparkJobArgs, master: str = "local[*]", driver_memory: s
         "--conf",
         f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG}",
     ]
-    if job.fault and job.fault.startswith("crash-mid-batch"):
+    fault = job_argv[job_argv.index("--fault") + 1] if "--fault" in job_argv else ""
+    if fault.startswith("crash-mid-batch"):
         if not FAULTS_JAR.exists():
-            raise FileNotFoundError(f"fault injection needs {FAULTS_JAR}: run `make faults-jar` first")
+            raise FileNotFoundError(f"fault injection needs {FAULTS_JAR}: run `make install` first")
         command += ["--jars", str(FAULTS_JAR)]
-    return command + [str(JOB_SCRIPT), *job.to_argv()]
+    return command + [str(JOB_SCRIPT), *job_argv]
+
+
+def _argument(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
 
 
 def run_spark_job(
-    job: SparkJobArgs,
+    job_argv: list[str],
     log_path: str,
     on_progress: Callable[[dict], None] | None = None,
     master: str = "local[*]",
@@ -110,16 +80,12 @@ def run_spark_job(
         PYSPARK_DRIVER_PYTHON=sys.executable,
         PYTHONUNBUFFERED="1",
     )
-    # A fault reaches the job only as SparkJobArgs.fault (the CLI fills it from IOTPIPE_FAULT).
+    # A fault reaches the job only as an explicit --fault argument (the CLI fills it from IOTPIPE_FAULT).
     env.pop("IOTPIPE_FAULT", None)
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            submit_command(job, master),
-            stdout=subprocess.PIPE,
-            stderr=log,
-            env=env,
-            cwd=str(SPARK_DIR.parent),
+            submit_command(job_argv, master), stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(SPARK_DIR.parent)
         )
         assert process.stdout is not None
         for raw in process.stdout:
@@ -128,7 +94,8 @@ def run_spark_job(
             if line.startswith(PROGRESS_PREFIX) and on_progress:
                 on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
         exit_code = process.wait()
-    return SparkRun(exit_code, read_run_summary(job.checkpoint, job.run_id), log_path)
+    summary = read_run_summary(_argument(job_argv, "--checkpoint"), _argument(job_argv, "--run-id"))
+    return SparkRun(exit_code, summary, log_path)
 
 
 def read_run_summary(checkpoint: str, run_id: str) -> dict | None:

@@ -26,6 +26,7 @@ class ObjectInfo:
 class Storage(Protocol):
     def list(self, prefix_uri: str) -> list[ObjectInfo]: ...
     def read_bytes(self, uri: str) -> bytes: ...
+    def read_tail(self, uri: str, length: int) -> bytes: ...
     def write_bytes(self, uri: str, data: bytes) -> None: ...
     def exists(self, uri: str) -> bool: ...
     def move(self, source_uri: str, target_uri: str) -> None: ...
@@ -95,6 +96,12 @@ class LocalStorage:
 
     def read_bytes(self, uri: str) -> bytes:
         return self._path(uri).read_bytes()
+
+    def read_tail(self, uri: str, length: int) -> bytes:
+        with open(self._path(uri), "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - length))
+            return handle.read()
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         with self.open_writer(uri) as writer:
@@ -182,6 +189,10 @@ class S3Storage:
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = split_s3(uri)
         return self._client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def read_tail(self, uri: str, length: int) -> bytes:
+        bucket, key = split_s3(uri)
+        return self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes=-{length}")["Body"].read()
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         bucket, key = split_s3(uri)

@@ -34,13 +34,13 @@ from spark.transforms import (
 )
 
 FAULT_ENV = "IOTPIPE_FAULT"
-FAULTS = ("crash-mid-batch", "fail-after-commit")
+FAULTS = ("crash-mid-batch", "fail-after-commit", "fail-at-start")
 CRASH_PROTOCOL_CLASS = "iotpipe.faults.CrashingCommitProtocol"
 QUERY_NAMES = ("gold", "quarantine")
 
 
 class InjectedFailure(RuntimeError):
-    """Raised on purpose by fault injection, after every batch was committed."""
+    """Raised on purpose by fault injection (after the last commit, or before the first batch)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,20 +127,27 @@ def trigger_of(text: str) -> dict:
     return {"availableNow": True} if text == "available-now" else {"processingTime": text}
 
 
-def report_progress(queries: dict, reported: set) -> None:
-    """Print one line per finished micro-batch that had input (read by `iotpipe transform`)."""
+def record_batches(spark: SparkSession, checkpoint: str, queries: dict, recorded: set) -> None:
+    """Record each finished micro-batch that had input, as soon as it is seen.
+
+    Writes `<checkpoint>/ledger/<query>/<batch>.json` (input rows and observed counts), so the
+    counts of batches committed by an attempt that later crashed are not lost, and prints one
+    progress line per batch (read by `iotpipe transform`).
+    """
     for name, query in queries.items():
         for batch in query.recentProgress:
             key = (name, batch["batchId"])
-            if batch.get("numInputRows", 0) > 0 and key not in reported:
-                reported.add(key)
-                line = {
+            if batch.get("numInputRows", 0) > 0 and key not in recorded:
+                recorded.add(key)
+                entry = {
                     "query": name,
                     "batch": batch["batchId"],
                     "input_rows": batch["numInputRows"],
+                    "observed": batch.get("observedMetrics", {}),
                     "ms": batch.get("durationMs", {}).get("triggerExecution"),
                 }
-                print("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True), flush=True)
+                write_text(spark, f"{checkpoint.rstrip('/')}/ledger/{name}/{batch['batchId']}.json", json.dumps(entry))
+                print("IOTPIPE_PROGRESS " + json.dumps(entry, sort_keys=True), flush=True)
 
 
 def summarise(progress: dict, run_id: str, started: float, args: argparse.Namespace) -> dict:
@@ -194,6 +201,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     started = time.time()
     run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
     configure(spark, args)
+    if fault == "fail-at-start":
+        raise InjectedFailure("injected failure before any batch started")
     if fault == "crash-mid-batch":
         spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
         spark.conf.set("spark.iotpipe.fault.crashBatch", str(fault_batch))
@@ -214,19 +223,19 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         ),
     }
     deadline = started + args.timeout_seconds if args.timeout_seconds else None
-    reported: set = set()
+    recorded: set = set()
     while any(q.isActive for q in queries.values()):
         for query in queries.values():
-            query.awaitTermination(1)
+            query.awaitTermination(0.5)
             if query.exception() is not None:
                 for other in queries.values():
                     other.stop()
                 raise query.exception()
-        report_progress(queries, reported)
+        record_batches(spark, args.checkpoint, queries, recorded)
         if deadline and time.time() > deadline:
             for query in queries.values():
                 query.stop()
-    report_progress(queries, reported)
+    record_batches(spark, args.checkpoint, queries, recorded)
 
     summary = summarise({name: q.recentProgress for name, q in queries.items()}, run_id, started, args)
     text = json.dumps(summary, indent=2, sort_keys=True)

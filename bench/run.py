@@ -1,0 +1,224 @@
+"""Benchmark: generator vs a plain write, our Spark job vs a naive Spark job vs DuckDB, side by side
+on the same generated Bronze, in one invocation. Writes docs/benchmarks.md (and .json).
+
+    python -m bench.run --sizes 1GiB          # make bench
+    python -m bench.run --sizes 1GiB,5GiB     # make bench-5g
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from generator.shards import DatasetPlan, parse_size, summarise, write_dataset
+from iotpipe.sink_log import committed_files
+from iotpipe.spark_args import SparkJobArgs
+from iotpipe.spark_submit import submit_command
+from iotpipe.storage import LocalStorage
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS_JSON = ROOT / "docs" / "benchmarks.json"
+DOCS_MD = ROOT / "docs" / "benchmarks.md"
+PLAIN_WRITE_BLOCK = 8 * 1024**2
+
+
+def plain_write(path: Path, size: int) -> float:
+    """Seconds for one process to write `size` bytes sequentially (the bandwidth baseline)."""
+    block = os.urandom(PLAIN_WRITE_BLOCK)
+    started = time.perf_counter()
+    with open(path, "wb") as out:
+        remaining = size
+        while remaining > 0:
+            out.write(block[: min(remaining, PLAIN_WRITE_BLOCK)])
+            remaining -= PLAIN_WRITE_BLOCK
+    seconds = time.perf_counter() - started
+    path.unlink()
+    return seconds
+
+
+def measure(command: list[str], env: dict | None = None) -> dict:
+    output = subprocess.run(
+        [sys.executable, "-m", "bench.measure", *command], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    result = json.loads(output.stdout)
+    if result["exit_code"] != 0:
+        raise RuntimeError(f"benchmark command failed ({result['exit_code']}): {' '.join(command)}")
+    return result
+
+
+def file_stats(files: list[tuple[str, int]]) -> dict:
+    sizes = [size for _, size in files]
+    return {"files": len(sizes), "median_file_mib": round(statistics.median(sizes) / 2**20, 2) if sizes else 0.0}
+
+
+def glob_parquet(root: Path) -> list[tuple[str, int]]:
+    return [(str(p), p.stat().st_size) for p in root.rglob("*.parquet")]
+
+
+def spark_env() -> dict:
+    import pyspark
+
+    env = dict(os.environ)
+    env.update(
+        SPARK_HOME=str(Path(pyspark.__file__).parent),
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+    )
+    return env
+
+
+def bench_size(size_text: str, work: Path) -> dict:
+    size = parse_size(size_text)
+    work = work / size_text
+    shutil.rmtree(work, ignore_errors=True)
+    bronze = work / "bronze" / "raw"
+    bronze.mkdir(parents=True)
+
+    plain_seconds = plain_write(work / "plain.bin", size)
+    plan = DatasetPlan(out=str(bronze), seed=42, size_bytes=size, shard_count=2)
+    started = time.perf_counter()
+    truth = summarise([asdict(m) for m in write_dataset(plan, processes=2)])
+    generate_seconds = time.perf_counter() - started
+    records, total_bytes = truth["records"], truth["bytes"]
+    print(f"[{size_text}] generated {records:,} records in {generate_seconds:.1f} s", flush=True)
+
+    results = {
+        "generator (2 processes)": {"seconds": generate_seconds, "peak_rss_mib": None},
+        "plain sequential write": {"seconds": plain_seconds, "peak_rss_mib": None},
+    }
+    env = spark_env()
+    ours = work / "ours"
+    job = SparkJobArgs(
+        bronze=str(bronze),
+        gold=str(ours / "gold"),
+        quarantine=str(ours / "quarantine"),
+        checkpoint=str(ours / "checkpoint"),
+        run_id="bench",
+    )
+    results["iotpipe Spark job"] = measure(submit_command(job.to_argv(), master="local[2]"), env)
+    summary = json.loads((ours / "checkpoint" / "runs" / "bench.json").read_text())
+    if summary["gold_rows"] != truth["gold"]:
+        raise RuntimeError(f"iotpipe job wrote {summary['gold_rows']} Gold rows, expected {truth['gold']}")
+    committed = [(f.uri, f.size) for f in committed_files(LocalStorage(), str(ours / "gold"))]
+    results["iotpipe Spark job"].update(file_stats(committed), batches=summary["batches"])
+    print(f"[{size_text}] iotpipe Spark job {results['iotpipe Spark job']['seconds']:.1f} s", flush=True)
+
+    naive = work / "naive"
+    pyspark_home = env["SPARK_HOME"]
+    results["naive Spark job"] = measure(
+        [
+            f"{pyspark_home}/bin/spark-submit",
+            "--master",
+            "local[2]",
+            "--driver-memory",
+            "2g",
+            "--conf",
+            "spark.ui.enabled=false",
+            str(ROOT / "bench" / "naive_job.py"),
+            str(bronze),
+            str(naive),
+        ],
+        env,
+    )
+    results["naive Spark job"].update(file_stats(glob_parquet(naive)))
+    print(f"[{size_text}] naive Spark job {results['naive Spark job']['seconds']:.1f} s", flush=True)
+
+    duck = work / "duckdb"
+    results["DuckDB (reference)"] = measure([sys.executable, "-m", "bench.duckdb_job", str(bronze), str(duck)])
+    results["DuckDB (reference)"].update(file_stats(glob_parquet(duck)))
+    print(f"[{size_text}] DuckDB {results['DuckDB (reference)']['seconds']:.1f} s", flush=True)
+
+    for row in results.values():
+        row["rows_per_s"] = round(records / row["seconds"])
+        row["mb_per_s"] = round(total_bytes / row["seconds"] / 1e6, 1)
+        row["seconds"] = round(row["seconds"], 1)
+        if row.get("peak_rss_mib") is not None:
+            row["peak_rss_mib"] = round(row["peak_rss_mib"])
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "size": size_text,
+        "bytes": total_bytes,
+        "records": records,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "results": results,
+        "ratios": {
+            "generator / plain write bandwidth": round(plain_seconds / generate_seconds, 2),
+            "iotpipe Spark / DuckDB time": round(
+                results["iotpipe Spark job"]["seconds"] / results["DuckDB (reference)"]["seconds"], 2
+            ),
+            "naive Spark / iotpipe Spark time": round(
+                results["naive Spark job"]["seconds"] / results["iotpipe Spark job"]["seconds"], 2
+            ),
+        },
+    }
+
+
+def table(run: dict) -> str:
+    lines = [
+        f"### {run['size']} ({run['records']:,} events, {run['bytes'] / 2**30:.2f} GiB)",
+        "",
+        f"Measured {run['measured_at']} on {run['machine']}.",
+        "",
+        "| what | wall s | rows/s | MB/s | peak RSS MiB | Gold files | median file MiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, row in run["results"].items():
+        rss = row.get("peak_rss_mib")
+        files = row.get("files")
+        median = row.get("median_file_mib")
+        lines.append(
+            f"| {name} | {row['seconds']} | {row['rows_per_s']:,} | {row['mb_per_s']} | "
+            f"{'' if rss is None else rss} | {'' if files is None else files} | {'' if median is None else median} |"
+        )
+    lines += ["", "| ratio | value |", "| --- | ---: |"]
+    lines += [f"| {name} | {value} |" for name, value in run["ratios"].items()]
+    return "\n".join(lines)
+
+
+HEADER = """# Benchmarks
+
+Reproduce: `make bench` (1 GiB) or `make bench-5g` (1 GiB and 5 GiB), i.e.
+`python -m bench.run --sizes 1GiB,5GiB`. One invocation generates Bronze once per size and runs,
+side by side on it: the generator against a plain sequential write of the same bytes, our
+streaming job against a naive Spark job (schema inference, a Python UDF for the casing fix,
+no control of output files) and against DuckDB doing the same cleaning into the same
+partitioned snappy Parquet (reference only: one machine, no incremental state, no quarantine).
+Spark runs `local[2]` with a 2 GiB driver. Peak RSS is that of the largest process (the JVM
+for Spark). Gold files are the committed files (from `_spark_metadata`) for our job, all files
+for the others. Figures are ratios within one run; absolute seconds vary by machine.
+"""
+
+
+def write_docs(runs: dict[str, dict]) -> None:
+    DOCS_JSON.parent.mkdir(exist_ok=True)
+    DOCS_JSON.write_text(json.dumps(runs, indent=2, sort_keys=True) + "\n")
+    ordered = sorted(runs.values(), key=lambda r: r["bytes"])
+    DOCS_MD.write_text(HEADER + "\n## Latest figures\n\n" + "\n\n".join(table(r) for r in ordered) + "\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1GiB")
+    parser.add_argument("--work", default=str(ROOT / "bench-data"))
+    args = parser.parse_args(argv)
+    runs = json.loads(DOCS_JSON.read_text()) if DOCS_JSON.exists() else {}
+    for size_text in args.sizes.split(","):
+        run = bench_size(size_text, Path(args.work))
+        runs[size_text] = run
+        print(table(run), flush=True)
+        write_docs(runs)
+
+
+if __name__ == "__main__":
+    main()

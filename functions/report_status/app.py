@@ -1,0 +1,50 @@
+"""ReportStatus: final status, counts and durations as the run manifest and as metrics."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Optional
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from iotpipe import lambda_runtime as runtime
+from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
+from iotpipe.models import RunPlan, StepAssessment, Verification
+from iotpipe.reporting import build_report, summary_line, write_manifest
+
+
+class ReportEvent(BaseModel):
+    execution_id: str
+    started_at: Optional[str] = None
+    plan: RunPlan
+    attempt_number: int = 1
+    verification: Optional[Verification] = None
+    assessment: Optional[StepAssessment] = None
+    error: Optional[dict] = None
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=ReportEvent)
+def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
+    _, storage = runtime.current()
+    report = build_report(
+        event.plan,
+        event.verification,
+        event.assessment,
+        event.error,
+        event.attempt_number,
+        event.started_at,
+        datetime.now(timezone.utc),
+    )
+    write_manifest(report, event.verification, storage)
+    metrics.add_dimension(name="status", value=report.status)
+    for name, value in report.records.items():
+        metrics.add_metric(name=f"{name.capitalize()}Records", unit=MetricUnit.Count, value=value)
+    metrics.add_metric(name="RunSucceeded", unit=MetricUnit.Count, value=int(report.status != "FAILED"))
+    logger.info(summary_line(report))
+    return {**report.model_dump(), "message": summary_line(report)}

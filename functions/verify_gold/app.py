@@ -1,0 +1,25 @@
+"""VerifyGold: committed files exist with their sizes; uncommitted files moved aside; counts."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from iotpipe import lambda_runtime as runtime
+from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
+from iotpipe.models import RunPlan
+from iotpipe.verification import verify_gold
+
+
+class VerifyEvent(BaseModel):
+    execution_id: str
+    plan: RunPlan
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
+@tracer.capture_lambda_handler
+@event_parser(model=VerifyEvent)
+def lambda_handler(event: VerifyEvent, context: LambdaContext) -> dict:
+    _, storage = runtime.current()
+    return verify_gold(event.plan, storage).model_dump(mode="json")

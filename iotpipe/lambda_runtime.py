@@ -1,0 +1,38 @@
+"""Everything the Lambda handlers share, created once per container in this one place:
+Powertools objects, the settings parsed from the environment, and the storage client.
+
+`iotpipe run` calls `configure` with the local lake's settings instead of the environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+from iotpipe.settings import Settings
+from iotpipe.storage import Storage, storage_for
+
+CORRELATION_ID_PATH = "execution_id"
+
+logger = Logger(service="iotpipe")
+tracer = Tracer(service="iotpipe")
+metrics = Metrics(namespace="iotpipe", service="iotpipe")
+settings: Settings | None = None
+storage: Storage | None = None
+
+
+def configure(new_settings: Settings, new_storage: Storage | None = None) -> None:
+    global settings, storage
+    settings = new_settings
+    storage = new_storage or storage_for(new_settings.gold_uri)
+
+
+def current() -> tuple[Settings, Storage]:
+    if settings is None or storage is None:
+        raise RuntimeError("iotpipe settings are not configured: set the environment variables of Settings")
+    return settings, storage
+
+
+if "GOLD_URI" in os.environ:
+    configure(Settings.from_env(os.environ))

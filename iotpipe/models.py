@@ -1,0 +1,134 @@
+"""Typed contracts between the state machine's states: execution input, run plan, verdicts, report."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from iotpipe.sizes import parse_size
+
+# Fault injection for tests. `fail-at-start` models a persistent bug and hits every attempt; the
+# others hit the first attempt only, as a crash or a flaky failure would.
+FAULTS = ("crash-mid-batch:1", "crash-mid-batch:2", "fail-after-commit", "fail-at-start")
+PERSISTENT_FAULTS = ("fail-at-start",)
+
+
+class InvalidExecutionInput(ValueError):
+    """The execution input cannot be run; raised by PlanRun before any side effect."""
+
+
+class ExecutionInput(BaseModel):
+    """What a console user (or `iotpipe run`) may ask for. `{}` is valid: every field has a default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    generate: bool = True
+    size: str = Field(default="", description="Bronze bytes to generate, e.g. 256MiB (default from settings)")
+    shards: Optional[int] = Field(default=None, ge=1, le=1000)
+    seed: Optional[int] = Field(default=None, ge=0)
+    max_concurrency: Optional[int] = Field(default=None, ge=1, le=100)
+    cluster_id: Optional[str] = Field(default=None, pattern=r"^j-[A-Z0-9]{1,64}$")
+    max_resume_attempts: int = Field(default=2, ge=0, le=5)
+    fault_injection: Optional[Literal[FAULTS]] = Field(default=None, description="tests only")
+
+    @field_validator("size")
+    @classmethod
+    def _size_parses(cls, value: str) -> str:
+        if value:
+            parse_size(value)
+        return value
+
+
+class S3ObjectEvent(BaseModel):
+    """The EventBridge 'Object Created' event that starts a run on new Bronze data."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="allow")
+
+    source: Literal["aws.s3"]
+    detail_type: Literal["Object Created"] = Field(alias="detail-type")
+    detail: dict
+
+
+class ShardTask(BaseModel):
+    index: int
+    command: list[str]
+
+
+class Lake(BaseModel):
+    bronze: str
+    gold: str
+    quarantine: str
+    checkpoint: str
+    runs: str
+    uncommitted: str
+
+
+class SparkAttempt(BaseModel):
+    number: int
+    run_id: str
+    step_args: list[str]
+    planned_before: dict[str, int]
+
+
+class RunPlan(BaseModel):
+    run_id: str
+    trigger: Literal["console", "s3-event"]
+    generate: bool
+    shards: list[ShardTask]
+    max_concurrency: int
+    lake: Lake
+    cluster_id: Optional[str]
+    transient_cluster: bool
+    emr_instances: dict
+    max_resume_attempts: int
+    fault_injection: Optional[str] = None
+    committed_before: dict[str, int]
+    attempt: SparkAttempt
+
+
+Verdict = Literal["complete", "partial", "failed"]
+
+
+class StepAssessment(BaseModel):
+    verdict: Verdict
+    resume: bool
+    reason: str
+    failure: dict
+    evidence: dict
+    next_attempt: Optional[SparkAttempt] = None
+
+
+class SinkVerification(BaseModel):
+    committed_files: int
+    missing_files: list[str]
+    size_mismatches: list[str]
+    moved_aside: list[str]
+    new_files: int
+    new_batches: set[int]
+    new_rows: int
+    rows_by_partition: dict[str, int]
+
+
+class Verification(BaseModel):
+    ok: bool
+    gold: SinkVerification
+    quarantine: SinkVerification
+    ledger: dict
+
+
+class RunReport(BaseModel):
+    run_id: str
+    status: Literal["SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "FAILED"]
+    trigger: str
+    records: dict
+    quarantined_by_reason: dict[str, int]
+    gold_partitions: int
+    attempts: int
+    step_error: Optional[dict] = None
+    error: Optional[dict] = None
+    spark_logs: Optional[str] = None
+    started_at: Optional[str] = None
+    finished_at: str
+    seconds: Optional[float] = None
+    manifest: str

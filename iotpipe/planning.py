@@ -1,0 +1,154 @@
+"""PlanRun: validate the execution input, then plan generator shards and the Spark step.
+
+Reads the checkpoint (to remember where this run starts) but writes nothing: a rejected input
+leaves no trace.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+from pydantic import ValidationError
+
+from iotpipe.models import (
+    PERSISTENT_FAULTS,
+    ExecutionInput,
+    InvalidExecutionInput,
+    Lake,
+    RunPlan,
+    S3ObjectEvent,
+    ShardTask,
+    SparkAttempt,
+)
+from iotpipe.settings import Settings
+from iotpipe.sink_log import read_checkpoint
+from iotpipe.sizes import parse_size
+from iotpipe.spark_args import SparkJobArgs
+from iotpipe.storage import Storage, join
+
+QUERIES = ("gold", "quarantine")
+MIN_SHARD_BYTES = 1024 * 1024
+
+
+def parse_execution_input(raw: object) -> tuple[ExecutionInput, str]:
+    """The typed input and its trigger; raise InvalidExecutionInput with every problem listed."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise InvalidExecutionInput(f"execution input must be a JSON object, got {type(raw).__name__}")
+    if raw.get("source") == "aws.s3" or "detail-type" in raw:
+        try:
+            S3ObjectEvent.model_validate(raw)
+        except ValidationError as error:
+            raise InvalidExecutionInput(_describe(error)) from None
+        return ExecutionInput(generate=False), "s3-event"
+    try:
+        return ExecutionInput.model_validate(raw), "console"
+    except ValidationError as error:
+        raise InvalidExecutionInput(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()]
+    return "invalid execution input: " + "; ".join(problems)
+
+
+def planned_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
+    """Latest planned (offsets) batch per query; -1 when the query has not run yet."""
+    latest = {}
+    for query in QUERIES:
+        state = read_checkpoint(storage, join(checkpoint_uri, query))
+        latest[query] = state.last_planned if state.last_planned is not None else -1
+    return latest
+
+
+def committed_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
+    latest = {}
+    for query in QUERIES:
+        state = read_checkpoint(storage, join(checkpoint_uri, query))
+        latest[query] = state.last_committed if state.last_committed is not None else -1
+    return latest
+
+
+def spark_attempt(
+    plan_run_id: str, number: int, settings: Settings, fault: str | None, planned_before: dict
+) -> SparkAttempt:
+    """The EMR step's spark-submit command for attempt `number` (a resume reruns the same job)."""
+    run_id = f"{plan_run_id}-attempt-{number}"
+    applies = fault is not None and (number == 1 or fault in PERSISTENT_FAULTS)
+    job = SparkJobArgs(
+        bronze=settings.bronze_uri,
+        gold=settings.gold_uri,
+        quarantine=settings.quarantine_uri,
+        checkpoint=settings.checkpoint_uri,
+        run_id=run_id,
+        max_files_per_trigger=settings.max_files_per_trigger,
+        shuffle_partitions=settings.shuffle_partitions,
+        fault=fault if applies else None,
+    )
+    submit = ["spark-submit", "--deploy-mode", "cluster", "--conf", "spark.yarn.maxAppAttempts=1"]
+    if settings.spark_py_files_uri:
+        submit += ["--py-files", settings.spark_py_files_uri]
+    return SparkAttempt(
+        number=number,
+        run_id=run_id,
+        step_args=[*submit, settings.spark_job_uri, *job.to_argv()],
+        planned_before=planned_before,
+    )
+
+
+def plan_run(raw_input: object, execution_name: str, settings: Settings, storage: Storage) -> RunPlan:
+    request, trigger = parse_execution_input(raw_input)
+    size = parse_size(request.size or settings.default_size)
+    shard_count = request.shards or settings.default_shards
+    if request.generate and size // shard_count < MIN_SHARD_BYTES:
+        raise InvalidExecutionInput(
+            f"invalid execution input: {shard_count} shards of {size} bytes are under 1 MiB each"
+        )
+    seed = request.seed if request.seed is not None else zlib.crc32(execution_name.encode())
+    shards = (
+        [
+            ShardTask(
+                index=i,
+                command=[
+                    "generate",
+                    "--out",
+                    settings.bronze_uri,
+                    "--size",
+                    str(size),
+                    "--shards",
+                    str(shard_count),
+                    "--shard-index",
+                    str(i),
+                    "--seed",
+                    str(seed),
+                ],
+            )
+            for i in range(shard_count)
+        ]
+        if request.generate
+        else []
+    )
+    planned = planned_batches(storage, settings.checkpoint_uri)
+    return RunPlan(
+        run_id=execution_name,
+        trigger=trigger,
+        generate=request.generate,
+        shards=shards,
+        max_concurrency=request.max_concurrency or settings.default_max_concurrency,
+        lake=Lake(
+            bronze=settings.bronze_uri,
+            gold=settings.gold_uri,
+            quarantine=settings.quarantine_uri,
+            checkpoint=settings.checkpoint_uri,
+            runs=settings.runs_uri,
+            uncommitted=settings.uncommitted_uri,
+        ),
+        cluster_id=request.cluster_id,
+        transient_cluster=request.cluster_id is None,
+        emr_instances=settings.emr_instances(),
+        max_resume_attempts=request.max_resume_attempts,
+        fault_injection=request.fault_injection,
+        committed_before=committed_batches(storage, settings.checkpoint_uri),
+        attempt=spark_attempt(execution_name, 1, settings, request.fault_injection, planned),
+    )

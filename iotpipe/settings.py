@@ -1,0 +1,81 @@
+"""Deployment settings, parsed once from the environment into a typed model.
+
+On AWS the template sets these variables on every Lambda; locally `iotpipe run` derives them
+from the lake folder. Nothing below the handlers reads os.environ.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from iotpipe.storage import join
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bronze_uri: str = Field(description="Bronze raw prefix, e.g. s3://bronze-bucket/raw")
+    gold_uri: str = Field(description="Gold table prefix, e.g. s3://gold-bucket/iot_transformed")
+    quarantine_uri: str
+    checkpoint_uri: str
+    runs_uri: str = Field(description="where run manifests are written")
+    uncommitted_uri: str = Field(description="where files the sinks never committed are moved aside")
+    spark_job_uri: str = Field(description="the job's entry script (spark/job.py)")
+    spark_py_files_uri: str = Field(description="zip of the `spark` package, for --py-files")
+    emr_instance_type: str = "m5.xlarge"
+    emr_core_instance_count: int = 2
+    subnet_id: str = ""
+    default_size: str = "256MiB"
+    default_shards: int = 4
+    default_max_concurrency: int = 4
+    max_files_per_trigger: int = 4
+    shuffle_partitions: int = 8
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        names = {name: name.upper() for name in cls.model_fields}
+        return cls(**{field: env[var] for field, var in names.items() if var in env})
+
+    @classmethod
+    def for_local_lake(cls, lake: str, **overrides) -> Settings:
+        """The buckets' prefixes, mirrored as folders under one lake directory."""
+        values = dict(
+            bronze_uri=join(lake, "bronze", "raw"),
+            gold_uri=join(lake, "gold", "iot_transformed"),
+            quarantine_uri=join(lake, "gold", "quarantine"),
+            checkpoint_uri=join(lake, "artifacts", "checkpoints", "bronze-to-gold"),
+            runs_uri=join(lake, "artifacts", "runs"),
+            uncommitted_uri=join(lake, "gold", "_uncommitted"),
+            spark_job_uri="spark/job.py",
+            spark_py_files_uri="",
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def emr_instances(self) -> dict:
+        """The `Instances` block of a transient cluster (EMR CreateCluster / RunJobFlow)."""
+        instances = {
+            "InstanceGroups": [
+                {
+                    "Name": "Primary",
+                    "InstanceRole": "MASTER",
+                    "InstanceType": self.emr_instance_type,
+                    "InstanceCount": 1,
+                },
+                {
+                    "Name": "Core",
+                    "InstanceRole": "CORE",
+                    "InstanceType": self.emr_instance_type,
+                    "InstanceCount": self.emr_core_instance_count,
+                },
+            ],
+            "KeepJobFlowAliveWhenNoSteps": True,
+        }
+        if self.subnet_id:
+            instances["Ec2SubnetId"] = self.subnet_id
+        return instances
+
+    def to_env(self) -> dict[str, str]:
+        return {name.upper(): str(value) for name, value in self.model_dump().items()}

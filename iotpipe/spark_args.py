@@ -1,0 +1,41 @@
+"""The Spark job's command-line arguments, shared by the planner (EMR step) and the local runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SparkJobArgs:
+    """The job's arguments; `to_argv` is also what an EMR step passes after the script."""
+
+    bronze: str
+    gold: str
+    quarantine: str
+    checkpoint: str
+    run_id: str
+    max_files_per_trigger: int = 4
+    shuffle_partitions: int = 4
+    fault: str | None = None
+    extra: list[str] = field(default_factory=list)
+
+    def to_argv(self) -> list[str]:
+        argv = [
+            "--bronze",
+            self.bronze,
+            "--gold",
+            self.gold,
+            "--quarantine",
+            self.quarantine,
+            "--checkpoint",
+            self.checkpoint,
+            "--run-id",
+            self.run_id,
+            "--max-files-per-trigger",
+            str(self.max_files_per_trigger),
+            "--shuffle-partitions",
+            str(self.shuffle_partitions),
+        ]
+        if self.fault:
+            argv += ["--fault", self.fault]
+        return argv + list(self.extra)
