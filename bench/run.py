@@ -20,8 +20,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from generator.shards import DatasetPlan, parse_size, summarise, write_dataset
+from generator.shards import DatasetPlan, summarise, write_dataset
 from iotpipe.sink_log import committed_files
+from iotpipe.sizes import parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import submit_command
 from iotpipe.storage import LocalStorage

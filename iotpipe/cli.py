@@ -11,7 +11,8 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from generator.events import DEFAULT_DEFECT_RATES, EventSpec
-from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, parse_size, summarise, write_dataset
+from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, summarise, write_dataset
+from iotpipe.sizes import parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
 from iotpipe.storage import is_s3, join
@@ -152,11 +153,103 @@ def format_summary(summary: dict) -> str:
     )
 
 
+def add_run(sub) -> None:
+    parser = sub.add_parser("run", help="run the whole pipeline (the Step Functions definition) on a local lake")
+    parser.add_argument("--lake", default="lake", help="lake folder; mirrors the buckets (default ./lake)")
+    parser.add_argument("--size", default="64MiB", help="Bronze bytes to generate (default 64MiB)")
+    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=None, help="default: derived from the execution name")
+    parser.add_argument("--no-generate", action="store_true", help="process whatever Bronze holds (as the S3 trigger)")
+    parser.add_argument("--name", default=None, help="execution name (the run id)")
+    parser.add_argument("--max-resume-attempts", type=int, default=None)
+    parser.add_argument("--json", action="store_true", help="print the run report as JSON (progress goes to stderr)")
+    parser.set_defaults(handler=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from iotpipe.local.runner import execute
+
+    execution_input: dict = {"generate": not args.no_generate}
+    if not args.no_generate:
+        execution_input.update(size=args.size, shards=args.shards)
+        if args.seed is not None:
+            execution_input["seed"] = args.seed
+    if args.max_resume_attempts is not None:
+        execution_input["max_resume_attempts"] = args.max_resume_attempts
+    out = sys.stderr if args.json else sys.stdout
+    started = time.perf_counter()
+
+    def show(kind: str, detail: dict) -> None:
+        stamp = f"[{time.perf_counter() - started:6.1f}s]"
+        if kind == "enter":
+            print(f"{stamp} {detail['state']}", file=out, flush=True)
+        elif kind == "generator-done":
+            print(
+                f"{stamp}   generator shard {detail['shard']} finished (exit {detail['exit_code']})",
+                file=out,
+                flush=True,
+            )
+        elif kind == "batch":
+            print(
+                f"{stamp}   spark {detail['query']} batch {detail['batch']}: {detail['input_rows']:,} rows "
+                f"in {detail['ms'] / 1000:.1f} s",
+                file=out,
+                flush=True,
+            )
+        elif kind == "spark-done":
+            print(f"{stamp}   spark step {detail['step_id']} exited {detail['exit_code']}", file=out, flush=True)
+        elif kind == "task-failed":
+            print(f"{stamp}   task failed: {detail['error']}", file=out, flush=True)
+
+    execution = execute(args.lake, execution_input, name=args.name, on_event=show)
+    report = execution.report
+    if args.json:
+        print(
+            json.dumps(
+                report if report else {"status": "FAILED", "error": execution.error, "cause": execution.cause}, indent=2
+            )
+        )
+    elif report:
+        print(format_report(report))
+    else:
+        print(f"execution {execution.status}: {execution.error}: {execution.cause}")
+    return 0 if report and report["status"] != "FAILED" else 1
+
+
+def format_report(report: dict) -> str:
+    records = report["records"]
+    rows = [
+        ("status", report["status"]),
+        ("run", report["run_id"]),
+        ("input records", f"{records['input']:,}"),
+        ("  gold", f"{records['gold']:,}"),
+        ("  quarantined", f"{records['quarantined']:,}"),
+        *((f"    {reason}", f"{n:,}") for reason, n in report["quarantined_by_reason"].items()),
+        ("  duplicates", f"{records['duplicates']:,}"),
+        (
+            "reconciles",
+            "yes" if records["input"] == records["gold"] + records["quarantined"] + records["duplicates"] else "NO",
+        ),
+        ("gold partitions written", f"{report['gold_partitions']:,}"),
+        ("spark attempts", str(report["attempts"])),
+        ("seconds", f"{report['seconds']}"),
+        ("run manifest", report["manifest"]),
+    ]
+    if report.get("step_error"):
+        rows.append(("step error", f"{report['step_error'].get('verdict')}: {report['step_error'].get('reason')}"))
+    if report.get("error"):
+        rows.append(("error", f"{report['error'].get('Error')}: {str(report['error'].get('Cause'))[:200]}"))
+    width = max(len(name) for name, _ in rows)
+    line = "-" * (width + 40)
+    return "\n".join([line, *(f"{name:<{width}}  {value}" for name, value in rows), line])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iotpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate(sub)
     add_transform(sub)
+    add_run(sub)
     return parser
 
 

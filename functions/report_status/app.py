@@ -42,9 +42,13 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         datetime.now(timezone.utc),
     )
     write_manifest(report, event.verification, storage)
-    metrics.add_dimension(name="status", value=report.status)
     for name, value in report.records.items():
         metrics.add_metric(name=f"{name.capitalize()}Records", unit=MetricUnit.Count, value=value)
-    metrics.add_metric(name="RunSucceeded", unit=MetricUnit.Count, value=int(report.status != "FAILED"))
+    metrics.add_metric(name="RunFailed", unit=MetricUnit.Count, value=int(report.status == "FAILED"))
+    metrics.add_metric(
+        name="StepErrorWithCompleteOutput",
+        unit=MetricUnit.Count,
+        value=int(report.status == "SUCCEEDED_WITH_STEP_ERROR"),
+    )
     logger.info(summary_line(report))
     return {**report.model_dump(), "message": summary_line(report)}

@@ -195,6 +195,7 @@ def _local_service_class():
     from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
     from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
         StateTaskService,
     )
@@ -217,7 +218,9 @@ def _local_service_class():
                 return super()._from_error(env, ex)
             return FailureEvent(
                 env=env,
-                error_name=CustomErrorName(ex.error),
+                error_name=StatesErrorName.from_name(ex.error)
+                if ex.error.startswith("States.")
+                else CustomErrorName(ex.error),
                 event_type=HistoryEventType.TaskFailed,
                 event_details=EventDetails(
                     taskFailedEventDetails=TaskFailedEventDetails(

@@ -44,7 +44,7 @@ def local_substitutions() -> dict[str, str]:
     values = {key: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}" for key, name in FUNCTIONS.items()}
     values.update(
         {
-            "AWS::Partition": "aws",
+            "Partition": "aws",
             "EcsClusterArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/iotpipe-local",
             "GeneratorTaskDefinitionArn": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task-definition/iotpipe-generator:1",
             "GeneratorContainerName": "generator",
@@ -87,9 +87,19 @@ class Execution:
     seconds: float
     spark_logs: list[str] = field(default_factory=list)
 
+    def state_output(self, state: str) -> dict | None:
+        """The output of the last exit from `state`, from the history (also for FAILED executions)."""
+        for event in reversed(self.history):
+            details = event.get("stateExitedEventDetails")
+            if details and details["name"] == state:
+                return json.loads(details["output"])
+        return None
+
     @property
     def report(self) -> dict | None:
-        return (self.output or {}).get("report", {}).get("report") if self.output else None
+        """The run report ReportStatus produced."""
+        output = self.state_output("ReportStatus")
+        return output["report"]["report"] if output else None
 
     def entered_states(self) -> list[str]:
         return [e["stateEnteredEventDetails"]["name"] for e in self.history if "stateEnteredEventDetails" in e]
@@ -114,6 +124,7 @@ def execute(
     settings: Settings | None = None,
     spark_master: str = "local[*]",
     quiet_generator: bool = True,
+    customise: Callable[[Bindings], None] | None = None,
 ) -> Execution:
     """Run one execution of the real definition against the lake folder; return its outcome."""
     _environment_for_local_lambdas()
@@ -154,6 +165,8 @@ def execute(
         run_spark_step=run_spark_step,
         publish=lambda subject, message: emit("report", {"subject": subject, "message": message}),
     )
+    if customise:
+        customise(bindings)
     definition = substitute(DEFINITION.read_text(), local_substitutions())
     started = time.perf_counter()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), bound(bindings):

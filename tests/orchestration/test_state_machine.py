@@ -1,0 +1,260 @@
+"""The real statemachine/pipeline.asl.json, executed locally (moto's ASL engine) with the real
+Lambda handlers, generator and Spark job; asserted through the execution history.
+
+The last test checks that across this module every state was entered and every Choice branch
+and Catch edge was taken, and prints that coverage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from generator.shards import read_manifests, summarise
+from iotpipe.local.bindings import TaskError
+from iotpipe.local.runner import DEFINITION, execute
+from iotpipe.settings import Settings
+
+pytestmark = pytest.mark.spark
+
+COVERAGE: dict[str, set] = defaultdict(set)
+
+
+def definition() -> dict:
+    return json.loads(DEFINITION.read_text())
+
+
+def record_coverage(execution) -> None:
+    states = definition()["States"]
+    entered = [e for e in execution.history if "stateEnteredEventDetails" in e]
+    top_level = [e["stateEnteredEventDetails"]["name"] for e in entered]
+    COVERAGE["states"].update(top_level)
+    flow = [name for name in top_level if name in states]
+    for previous, following in zip(flow, flow[1:]):
+        COVERAGE["edges"].add((previous, following))
+    failed_states = set()
+    current = None
+    for event in execution.history:
+        if "stateEnteredEventDetails" in event and event["stateEnteredEventDetails"]["name"] in states:
+            current = event["stateEnteredEventDetails"]["name"]
+        elif event["type"] in ("TaskFailed", "MapStateFailed", "ExecutionFailed", "MapRunFailed") and current:
+            failed_states.add(current)
+    for previous, following in zip(flow, flow[1:]):
+        catches = {c["Next"] for c in states[previous].get("Catch", [])}
+        if previous in failed_states and following in catches:
+            COVERAGE["catches"].add((previous, following))
+
+
+def run(lake: Path, execution_input: dict, **kwargs):
+    settings = Settings.for_local_lake(
+        str(lake),
+        spark_job_uri=str(DEFINITION.parent.parent / "spark" / "job.py"),
+        max_files_per_trigger=1,
+        shuffle_partitions=2,
+    )
+    execution = execute(str(lake), execution_input, settings=settings, spark_master="local[2]", **kwargs)
+    record_coverage(execution)
+    return execution
+
+
+def plain_glob_gold(lake: Path) -> tuple[int, int]:
+    """What Athena or a crawler would see: every Parquet file under the Gold prefix."""
+    return duckdb.execute(
+        f"select count(*), count(distinct event_id) from read_parquet('{lake}/gold/iot_transformed/*/*/*.parquet', "
+        "hive_partitioning = true)"
+    ).fetchone()
+
+
+def truth(lake: Path) -> dict:
+    return summarise(read_manifests(str(lake / "bronze" / "raw")))
+
+
+def terminated(execution) -> list[str]:
+    return [detail for what, detail in execution.bindings.calls if what == "emr.terminate"]
+
+
+def created(execution) -> list[str]:
+    return [detail for what, detail in execution.bindings.calls if what == "emr.create"]
+
+
+def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
+    execution = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 3})
+    assert execution.status == "SUCCEEDED"
+    report = execution.report
+    expected = truth(tmp_path)
+    assert report["status"] == "SUCCEEDED"
+    assert report["records"] == {
+        "input": expected["records"],
+        "gold": expected["gold"],
+        "quarantined": sum(expected["quarantined"].values()),
+        "duplicates": expected["duplicates"],
+    }
+    assert report["quarantined_by_reason"] == {k: v for k, v in expected["quarantined"].items() if v}
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert created(execution) == terminated(execution) and len(created(execution)) == 1
+    manifest = json.loads(Path(report["manifest"]).read_text())
+    assert manifest["report"]["status"] == "SUCCEEDED" and manifest["verification"]["ok"] is True
+    assert [what for what, _ in execution.bindings.calls].count("sns") == 1
+
+
+def test_a_step_failed_after_its_last_commit_ends_succeeded_with_step_error(tmp_path):
+    execution = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 4, "fault_injection": "fail-after-commit"})
+    assert execution.status == "SUCCEEDED"
+    report = execution.report
+    assert report["status"] == "SUCCEEDED_WITH_STEP_ERROR"
+    assert report["step_error"]["verdict"] == "complete"
+    assert report["step_error"]["reason"].startswith("every Bronze file is committed")
+    assert report["records"]["gold"] == truth(tmp_path)["gold"] == plain_glob_gold(tmp_path)[0]
+    assert "AssessStepFailure" in execution.entered_states() and execution.entered_states().count("RunSparkStep") == 1
+    assert report["spark_logs"] and Path(report["spark_logs"]).exists()
+
+
+def test_a_crash_mid_batch_is_resumed_from_the_checkpoint_without_duplicates(tmp_path):
+    execution = run(tmp_path, {"size": "4MiB", "shards": 4, "seed": 5, "fault_injection": "crash-mid-batch:1"})
+    assert execution.status == "SUCCEEDED"
+    report = execution.report
+    expected = truth(tmp_path)
+    assert report["status"] == "SUCCEEDED" and report["attempts"] == 2
+    assert execution.entered_states().count("RunSparkStep") == 2 and "PrepareResume" in execution.entered_states()
+    rows, distinct = plain_glob_gold(tmp_path)
+    assert rows == distinct == expected["gold"]
+    moved = list((tmp_path / "gold" / "_uncommitted").rglob("*.parquet"))
+    verification = json.loads(Path(report["manifest"]).read_text())["verification"]
+    assert len(moved) == len(verification["gold"]["moved_aside"]) + len(verification["quarantine"]["moved_aside"]) > 0
+
+
+def test_an_unrecoverable_failure_ends_failed_with_a_report_and_the_cluster_terminated(tmp_path):
+    execution = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 6, "fault_injection": "fail-at-start"})
+    assert execution.status == "FAILED" and execution.error == "RunFailed"
+    report = execution.report
+    assert report["status"] == "FAILED"
+    assert report["error"]["Error"] == "SparkStepFailed"
+    assert "no progress" in report["error"]["Cause"]
+    assert created(execution) == terminated(execution) and len(created(execution)) == 1
+    assert Path(report["manifest"]).exists()
+
+
+@pytest.mark.parametrize(
+    "bad_input,message",
+    [
+        ({"size": "lots"}, "size"),
+        ({"shards": 0}, "shards"),
+        ({"sizee": "1GiB"}, "sizee"),
+        ({"cluster_id": "not-a-cluster"}, "cluster_id"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_bad_input_fails_fast_before_any_side_effect(tmp_path, bad_input, message):
+    execution = run(tmp_path, bad_input)
+    assert execution.status == "FAILED" and execution.error == "InvalidExecutionInput"
+    assert message in execution.cause
+    assert [what for what, _ in execution.bindings.calls] == ["lambda"]
+    assert execution.entered_states() == ["PlanRun", "InputRejected"]
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_path):
+    first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 7})
+    assert first.report["status"] == "SUCCEEDED"
+    second = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1"})
+    new_truth = summarise(read_manifests(str(tmp_path / "bronze" / "raw"), seed=8))
+    assert second.report["records"]["gold"] == new_truth["gold"]
+    assert second.report["records"]["input"] == new_truth["records"]
+    assert "UseExistingCluster" in second.entered_states() and terminated(second) == []
+    event = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
+    third = run(tmp_path, event)
+    assert third.status == "SUCCEEDED" and third.report["trigger"] == "s3-event"
+    assert third.report["records"]["input"] == 0
+    assert "GenerateShards" not in third.entered_states()
+
+
+def test_a_generator_failure_is_caught_reported_and_releases_nothing_it_did_not_take(tmp_path):
+    (tmp_path / "bronze").mkdir()
+    (tmp_path / "bronze" / "raw").write_text("a file where the Bronze folder should be")
+    execution = run(tmp_path, {"size": "2MiB", "shards": 2})
+    assert execution.status == "FAILED"
+    # AWS reports the failed iteration's States.TaskFailed; moto 5.2.5's Map re-raises it as States.Runtime.
+    assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] in (
+        "States.TaskFailed",
+        "States.Runtime",
+    )
+    failed_tasks = [e for e in execution.history if e["type"] == "TaskFailed"]
+    assert failed_tasks and all('"ExitCode": 1' in e["taskFailedEventDetails"]["cause"] for e in failed_tasks)
+    assert created(execution) == [] and "RunSparkStep" not in execution.entered_states()
+
+
+def test_a_cluster_that_cannot_be_created_is_reported_as_failed(tmp_path):
+    def refuse_clusters(bindings):
+        def create_cluster(parameters):
+            raise TaskError("EMR.AmazonElasticMapReduceException", "the subnet has no free addresses")
+
+        bindings.create_cluster = create_cluster
+
+    execution = run(tmp_path, {"generate": False}, customise=refuse_clusters)
+    assert execution.report["status"] == "FAILED"
+    assert execution.report["error"]["Error"] == "EMR.AmazonElasticMapReduceException"
+
+
+def test_failures_in_verify_terminate_and_publish_are_each_caught(tmp_path):
+    def break_three_things(bindings):
+        def verify_crashes(event, context):
+            raise RuntimeError("verification crashed")
+
+        def terminate_fails(parameters):
+            raise TaskError("EMR.InternalServerException", "try again later")
+
+        def publish_fails(parameters):
+            raise TaskError("SNS.AuthorizationErrorException", "not authorised")
+
+        bindings.lambda_handlers["verify_gold"] = verify_crashes
+        bindings.terminate_cluster = terminate_fails
+        bindings.publish_report = publish_fails
+
+    execution = run(tmp_path, {"size": "2MiB", "shards": 2, "seed": 9}, customise=break_three_things)
+    assert execution.status == "FAILED"
+    assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] == "RuntimeError"
+    assert execution.state_output("ReportStatus")["termination_error"]["Error"] == "EMR.InternalServerException"
+    assert execution.state_output("PublishReport")["publish_error"]["Error"] == "SNS.AuthorizationErrorException"
+
+
+def test_a_crash_of_the_assessment_itself_is_caught_and_the_cluster_still_released(tmp_path):
+    def assessment_crashes(bindings):
+        def crash(event, context):
+            raise RuntimeError("assessment crashed")
+
+        bindings.lambda_handlers["assess_step_failure"] = crash
+
+    execution = run(
+        tmp_path, {"size": "2MiB", "shards": 2, "fault_injection": "fail-at-start"}, customise=assessment_crashes
+    )
+    assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] == "RuntimeError"
+    assert created(execution) == terminated(execution) and len(created(execution)) == 1
+
+
+def test_zz_every_state_choice_branch_and_catch_was_exercised():
+    machine = definition()
+    states = set(machine["States"]) | set(machine["States"]["GenerateShards"]["ItemProcessor"]["States"])
+    choices = {
+        (name, target)
+        for name, state in machine["States"].items()
+        if state["Type"] == "Choice"
+        for target in [c["Next"] for c in state["Choices"]] + [state["Default"]]
+    }
+    catches = {(name, c["Next"]) for name, state in machine["States"].items() for c in state.get("Catch", [])}
+    missing_states = states - COVERAGE["states"]
+    missing_choices = choices - COVERAGE["edges"]
+    missing_catches = catches - COVERAGE["catches"]
+    print(
+        f"\nstate coverage: {len(states - missing_states)}/{len(states)} states, "
+        f"{len(choices - missing_choices)}/{len(choices)} choice branches, "
+        f"{len(catches - missing_catches)}/{len(catches)} catch edges"
+    )
+    assert not missing_states and not missing_choices and not missing_catches, (
+        missing_states,
+        missing_choices,
+        missing_catches,
+    )
