@@ -92,7 +92,7 @@ def add_transform(sub) -> None:
     parser.add_argument("--quarantine", required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--run-id", default=None)
-    parser.add_argument("--max-files-per-trigger", type=int, default=4)
+    parser.add_argument("--max-files-per-trigger", type=int, default=8)
     parser.add_argument("--shuffle-partitions", type=int, default=4)
     parser.add_argument(
         "--fault",

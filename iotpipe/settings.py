@@ -30,7 +30,7 @@ class Settings(BaseModel):
     default_size: str = "256MiB"
     default_shards: int = 4
     default_max_concurrency: int = 4
-    max_files_per_trigger: int = 4
+    max_files_per_trigger: int = 8
     shuffle_partitions: int = 8
 
     @classmethod

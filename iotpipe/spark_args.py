@@ -14,7 +14,7 @@ class SparkJobArgs:
     quarantine: str
     checkpoint: str
     run_id: str
-    max_files_per_trigger: int = 4
+    max_files_per_trigger: int = 8
     shuffle_partitions: int = 4
     fault: str | None = None
     extra: list[str] = field(default_factory=list)

