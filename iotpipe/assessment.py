@@ -55,15 +55,30 @@ def _normalise_source(path: str) -> str:
     return path[len("file://") :] if path.startswith("file://") else path.replace("s3a://", "s3://", 1)
 
 
-def gather_evidence(storage: Storage, plan: RunPlan) -> dict:
-    bronze_files = {
+def bronze_files(storage: Storage, bronze_uri: str) -> set[str]:
+    """The Bronze data objects Spark reads: *.jsonl, not under hidden or '_' folders."""
+    return {
         _normalise_source(info.uri)
-        for info in storage.list(plan.lake.bronze)
+        for info in storage.list(bronze_uri)
         if info.uri.endswith(BRONZE_SUFFIX)
-        and "/_" not in info.uri[len(plan.lake.bronze) :]
-        and "/." not in info.uri[len(plan.lake.bronze) :]
+        and "/_" not in info.uri[len(bronze_uri) :]
+        and "/." not in info.uri[len(bronze_uri) :]
     }
-    evidence: dict = {"bronze_files": len(bronze_files), "queries": {}}
+
+
+def unprocessed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> set[str]:
+    """Bronze objects that either query has not taken into a batch yet."""
+    present = bronze_files(storage, bronze_uri)
+    missing: set[str] = set()
+    for query in QUERIES:
+        seen = {_normalise_source(p) for p in source_files(storage, join(checkpoint_uri, query))}
+        missing |= present - seen
+    return missing
+
+
+def gather_evidence(storage: Storage, plan: RunPlan) -> dict:
+    present = bronze_files(storage, plan.lake.bronze)
+    evidence: dict = {"bronze_files": len(present), "queries": {}}
     for query, sink in zip(QUERIES, (plan.lake.gold, plan.lake.quarantine)):
         checkpoint = join(plan.lake.checkpoint, query)
         state = read_checkpoint(storage, checkpoint)
@@ -74,7 +89,7 @@ def gather_evidence(storage: Storage, plan: RunPlan) -> dict:
             "last_committed": state.last_committed,
             "uncommitted_batch": state.has_uncommitted_batch,
             "sink_last_batch": sink_batches[-1] if sink_batches else None,
-            "unprocessed_bronze_files": len(bronze_files - seen),
+            "unprocessed_bronze_files": len(present - seen),
         }
     return evidence
 

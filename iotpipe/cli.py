@@ -166,8 +166,31 @@ def add_run(sub) -> None:
     parser.set_defaults(handler=cmd_run)
 
 
+def progress_printer(out, started: float):
+    def show(kind: str, detail: dict) -> None:
+        stamp = f"[{time.perf_counter() - started:6.1f}s]"
+        if kind == "enter":
+            line = detail["state"]
+        elif kind == "generator-done":
+            line = f"  generator shard {detail['shard']} finished (exit {detail['exit_code']})"
+        elif kind == "batch":
+            rows, seconds = detail["input_rows"], detail["ms"] / 1000
+            line = f"  spark {detail['query']} batch {detail['batch']}: {rows:,} rows in {seconds:.1f} s"
+        elif kind == "spark-done":
+            line = f"  spark step {detail['step_id']} exited {detail['exit_code']}"
+        elif kind == "task-failed":
+            line = f"  task failed: {detail['error']}"
+        elif kind == "follow-up":
+            line = f"follow-up execution {detail['name']}"
+        else:
+            return
+        print(f"{stamp} {line}", file=out, flush=True)
+
+    return show
+
+
 def cmd_run(args) -> int:
-    from iotpipe.local.runner import execute
+    from iotpipe.local.runner import LocalEngine
 
     execution_input: dict = {"generate": not args.no_generate}
     if not args.no_generate:
@@ -177,43 +200,56 @@ def cmd_run(args) -> int:
     if args.max_resume_attempts is not None:
         execution_input["max_resume_attempts"] = args.max_resume_attempts
     out = sys.stderr if args.json else sys.stdout
+    with LocalEngine(args.lake, on_event=progress_printer(out, time.perf_counter())) as engine:
+        executions = engine.run(execution_input, args.name)
+    reports = [e.report or {"status": "FAILED", "error": {"Error": e.error, "Cause": e.cause}} for e in executions]
+    if args.json:
+        print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
+    else:
+        for report in reports:
+            print(format_report(report) if "records" in report else f"execution FAILED: {report['error']}")
+    return 0 if all(r["status"] != "FAILED" for r in reports) else 1
+
+
+def add_watch(sub) -> None:
+    parser = sub.add_parser("watch", help="start a run whenever new objects land in the lake's Bronze folder")
+    parser.add_argument("--lake", default="lake")
+    parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
+    parser.add_argument("--delay", type=float, default=10.0, help="quiet seconds after the last new object (bursts)")
+    parser.add_argument("--max-runs", type=int, default=None)
+    parser.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds with nothing new")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=cmd_watch)
+
+
+def cmd_watch(args) -> int:
+    from iotpipe.local.runner import LocalEngine
+    from iotpipe.local.watch import watch
+
+    out = sys.stderr if args.json else sys.stdout
     started = time.perf_counter()
 
-    def show(kind: str, detail: dict) -> None:
-        stamp = f"[{time.perf_counter() - started:6.1f}s]"
-        if kind == "enter":
-            print(f"{stamp} {detail['state']}", file=out, flush=True)
-        elif kind == "generator-done":
-            print(
-                f"{stamp}   generator shard {detail['shard']} finished (exit {detail['exit_code']})",
-                file=out,
-                flush=True,
-            )
-        elif kind == "batch":
-            print(
-                f"{stamp}   spark {detail['query']} batch {detail['batch']}: {detail['input_rows']:,} rows "
-                f"in {detail['ms'] / 1000:.1f} s",
-                file=out,
-                flush=True,
-            )
-        elif kind == "spark-done":
-            print(f"{stamp}   spark step {detail['step_id']} exited {detail['exit_code']}", file=out, flush=True)
-        elif kind == "task-failed":
-            print(f"{stamp}   task failed: {detail['error']}", file=out, flush=True)
-
-    execution = execute(args.lake, execution_input, name=args.name, on_event=show)
-    report = execution.report
-    if args.json:
+    def on_run(run) -> None:
+        elapsed = time.perf_counter() - started
         print(
-            json.dumps(
-                report if report else {"status": "FAILED", "error": execution.error, "cause": execution.cause}, indent=2
-            )
+            f"[{elapsed:6.1f}s] run {run.name}: {run.status}, {run.objects} new objects, {run.seconds} s, "
+            f"records {run.records}",
+            file=out,
+            flush=True,
         )
-    elif report:
-        print(format_report(report))
-    else:
-        print(f"execution {execution.status}: {execution.error}: {execution.cause}")
-    return 0 if report and report["status"] != "FAILED" else 1
+
+    print(f"watching {args.lake}/bronze/raw (poll {args.interval} s, delay {args.delay} s)", file=out, flush=True)
+    with LocalEngine(args.lake) as engine:
+        summary = watch(engine, args.interval, args.delay, args.max_runs, args.idle_exit, on_run=on_run)
+    result = {
+        "runs": len(summary.runs),
+        "polls": summary.polls,
+        "seconds": round(time.perf_counter() - started, 1),
+        "run_seconds": [r.seconds for r in summary.runs],
+        "statuses": [r.status for r in summary.runs],
+    }
+    print(json.dumps(result) if args.json else f"{result['runs']} runs in {result['seconds']} s", flush=True)
+    return 0 if all(r.status != "FAILED" for r in summary.runs) else 1
 
 
 def format_report(report: dict) -> str:
@@ -250,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate(sub)
     add_transform(sub)
     add_run(sub)
+    add_watch(sub)
     return parser
 
 

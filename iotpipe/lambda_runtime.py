@@ -10,6 +10,7 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
+from iotpipe.lease import LeaseStore, lease_store_for
 from iotpipe.settings import Settings
 from iotpipe.storage import Storage, storage_for
 
@@ -20,18 +21,39 @@ tracer = Tracer(service="iotpipe")
 metrics = Metrics(namespace="iotpipe", service="iotpipe")
 settings: Settings | None = None
 storage: Storage | None = None
+leases: LeaseStore | None = None
 
 
 def configure(new_settings: Settings, new_storage: Storage | None = None) -> None:
-    global settings, storage
+    global settings, storage, leases
     settings = new_settings
     storage = new_storage or storage_for(new_settings.gold_uri)
+    leases = lease_store_for(new_settings.lease_store) if new_settings.lease_store else None
 
 
 def current() -> tuple[Settings, Storage]:
     if settings is None or storage is None:
         raise RuntimeError("iotpipe settings are not configured: set the environment variables of Settings")
     return settings, storage
+
+
+def stepfunctions_client():
+    """Created once, on first use (only the trigger function starts executions)."""
+    global _stepfunctions
+    if _stepfunctions is None:
+        import boto3
+
+        _stepfunctions = boto3.client("stepfunctions")
+    return _stepfunctions
+
+
+_stepfunctions = None
+
+
+def current_leases() -> LeaseStore:
+    if leases is None:
+        raise RuntimeError("no lease store configured: set LEASE_STORE")
+    return leases
 
 
 if "GOLD_URI" in os.environ:

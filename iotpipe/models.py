@@ -30,6 +30,7 @@ class ExecutionInput(BaseModel):
     max_concurrency: Optional[int] = Field(default=None, ge=1, le=100)
     cluster_id: Optional[str] = Field(default=None, pattern=r"^j-[A-Z0-9]{1,64}$")
     max_resume_attempts: int = Field(default=2, ge=0, le=5)
+    max_drain_rounds: Optional[int] = Field(default=None, ge=0, le=20)
     fault_injection: Optional[Literal[FAULTS]] = Field(default=None, description="tests only")
 
     @field_validator("size")
@@ -71,6 +72,15 @@ class SparkAttempt(BaseModel):
     planned_before: dict[str, int]
 
 
+class LeasePlan(BaseModel):
+    store: str
+    key: str
+    seconds: float
+    initial_seconds: float
+    wait_seconds: int
+    wait_rounds: int
+
+
 class RunPlan(BaseModel):
     run_id: str
     trigger: Literal["console", "s3-event"]
@@ -82,9 +92,27 @@ class RunPlan(BaseModel):
     transient_cluster: bool
     emr_instances: dict
     max_resume_attempts: int
+    max_drain_rounds: int
+    lease: LeasePlan
+    lease_wait_rounds: int
+    lease_wait_seconds: int
     fault_injection: Optional[str] = None
     committed_before: dict[str, int]
     attempt: SparkAttempt
+
+
+class LeaseDecision(BaseModel):
+    acquired: bool
+    waits_left: int
+    deferred: bool
+
+
+class DrainDecision(BaseModel):
+    next: Literal["drain", "follow_up", "finish"]
+    released: str
+    round: int
+    unprocessed: int
+    next_attempt: Optional[SparkAttempt] = None
 
 
 Verdict = Literal["complete", "partial", "failed"]
@@ -119,12 +147,13 @@ class Verification(BaseModel):
 
 class RunReport(BaseModel):
     run_id: str
-    status: Literal["SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "FAILED"]
+    status: Literal["SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "DEFERRED", "FAILED"]
     trigger: str
     records: dict
     quarantined_by_reason: dict[str, int]
     gold_partitions: int
     attempts: int
+    drain_rounds: int = 0
     step_error: Optional[dict] = None
     error: Optional[dict] = None
     spark_logs: Optional[str] = None

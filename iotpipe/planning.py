@@ -15,6 +15,7 @@ from iotpipe.models import (
     ExecutionInput,
     InvalidExecutionInput,
     Lake,
+    LeasePlan,
     RunPlan,
     S3ObjectEvent,
     ShardTask,
@@ -85,6 +86,10 @@ def spark_attempt(
         max_files_per_trigger=settings.max_files_per_trigger,
         shuffle_partitions=settings.shuffle_partitions,
         fault=fault if applies else None,
+        lease=settings.lease_store or None,
+        lease_key=settings.lease_key,
+        lease_holder=plan_run_id,
+        lease_seconds=settings.lease_seconds,
     )
     submit = ["spark-submit", "--deploy-mode", "cluster", "--conf", "spark.yarn.maxAppAttempts=1"]
     if settings.spark_py_files_uri:
@@ -148,6 +153,17 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
         transient_cluster=request.cluster_id is None,
         emr_instances=settings.emr_instances(),
         max_resume_attempts=request.max_resume_attempts,
+        max_drain_rounds=settings.max_drain_rounds if request.max_drain_rounds is None else request.max_drain_rounds,
+        lease=LeasePlan(
+            store=settings.lease_store,
+            key=settings.lease_key,
+            seconds=settings.lease_seconds,
+            initial_seconds=settings.lease_initial_seconds,
+            wait_seconds=settings.lease_wait_seconds,
+            wait_rounds=settings.lease_wait_rounds,
+        ),
+        lease_wait_rounds=settings.lease_wait_rounds,
+        lease_wait_seconds=settings.lease_wait_seconds,
         fault_injection=request.fault_injection,
         committed_before=committed_batches(storage, settings.checkpoint_uri),
         attempt=spark_attempt(execution_name, 1, settings, request.fault_injection, planned),

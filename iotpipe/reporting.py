@@ -9,7 +9,11 @@ from iotpipe.models import RunPlan, RunReport, StepAssessment, Verification
 from iotpipe.storage import Storage, join
 
 
-def final_status(error: dict | None, assessment: StepAssessment | None, verification: Verification | None) -> str:
+def final_status(
+    error: dict | None, assessment: StepAssessment | None, verification: Verification | None, deferred: bool = False
+) -> str:
+    if deferred and not error:
+        return "DEFERRED"
     if error or verification is None or not verification.ok:
         return "FAILED"
     if assessment is not None and assessment.verdict == "complete":
@@ -25,6 +29,8 @@ def build_report(
     attempts: int,
     started_at: str | None,
     now: datetime,
+    deferred: bool = False,
+    drain_rounds: int = 0,
 ) -> RunReport:
     by_reason: dict[str, int] = {}
     if verification:
@@ -42,12 +48,13 @@ def build_report(
         seconds = round((now - datetime.fromisoformat(started_at.replace("Z", "+00:00"))).total_seconds(), 3)
     return RunReport(
         run_id=plan.run_id,
-        status=final_status(error, assessment, verification),
+        status=final_status(error, assessment, verification, deferred),
         trigger=plan.trigger,
         records=records,
         quarantined_by_reason=dict(sorted(by_reason.items())),
         gold_partitions=len(verification.gold.rows_by_partition) if verification else 0,
         attempts=attempts,
+        drain_rounds=drain_rounds,
         step_error=assessment.failure | {"verdict": assessment.verdict, "reason": assessment.reason}
         if assessment
         else None,

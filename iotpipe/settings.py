@@ -27,6 +27,20 @@ class Settings(BaseModel):
     emr_instance_type: str = "m5.xlarge"
     emr_core_instance_count: int = 2
     subnet_id: str = ""
+    lease_store: str = Field(default="", description="dynamodb://<table>, or a folder for local runs")
+    lease_key: str = "bronze-to-gold"
+    lease_seconds: float = Field(
+        default=300.0, description="each heartbeat of the Spark job extends the lease this long"
+    )
+    lease_initial_seconds: float = Field(
+        default=1800.0, description="taken before generation: covers it, cluster start and the step's first heartbeat"
+    )
+    lease_wait_seconds: int = 30
+    lease_wait_rounds: int = 10
+    max_drain_rounds: int = 3
+    state_machine_arn: str = ""
+    trigger_window_seconds: int = 60
+    raw_prefix: str = "raw/"
     default_size: str = "256MiB"
     default_shards: int = 4
     default_max_concurrency: int = 4
@@ -48,6 +62,7 @@ class Settings(BaseModel):
             checkpoint_uri=join(lake, "artifacts", "checkpoints", "bronze-to-gold"),
             runs_uri=join(lake, "artifacts", "runs"),
             uncommitted_uri=join(lake, "gold", "_uncommitted"),
+            lease_store=join(lake, "artifacts", "leases"),
             spark_job_uri="spark/job.py",
             spark_py_files_uri="",
         )

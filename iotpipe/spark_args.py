@@ -17,6 +17,10 @@ class SparkJobArgs:
     max_files_per_trigger: int = 8
     shuffle_partitions: int = 4
     fault: str | None = None
+    lease: str | None = None
+    lease_key: str = "bronze-to-gold"
+    lease_holder: str | None = None
+    lease_seconds: float = 300.0
     extra: list[str] = field(default_factory=list)
 
     def to_argv(self) -> list[str]:
@@ -36,6 +40,17 @@ class SparkJobArgs:
             "--shuffle-partitions",
             str(self.shuffle_partitions),
         ]
+        if self.lease:
+            argv += [
+                "--lease",
+                self.lease,
+                "--lease-key",
+                self.lease_key,
+                "--lease-holder",
+                str(self.lease_holder),
+                "--lease-seconds",
+                str(self.lease_seconds),
+            ]
         if self.fault:
             argv += ["--fault", self.fault]
         return argv + list(self.extra)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -39,6 +40,45 @@ CRASH_PROTOCOL_CLASS = "iotpipe.faults.CrashingCommitProtocol"
 QUERY_NAMES = ("gold", "quarantine")
 
 
+class LeaseLost(RuntimeError):
+    """Another run took the checkpoint lease: this one must stop before it writes anything more."""
+
+
+class LeaseHeartbeat:
+    """Renews the checkpoint lease while the queries run; stops them if it is lost."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from iotpipe.lease import lease_store_for
+
+        self.store = lease_store_for(args.lease)
+        self.key, self.holder, self.seconds = args.lease_key, args.lease_holder, args.lease_seconds
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._queries: list = []
+        self._thread = threading.Thread(target=self._run, name="iotpipe-lease-heartbeat", daemon=True)
+
+    def start(self, queries: list) -> None:
+        self._queries = queries
+        self._thread.start()
+
+    def renew(self) -> None:
+        if not self.store.renew(self.key, self.holder, self.seconds):
+            self.lost.set()
+            for query in self._queries:
+                query.stop()
+            raise LeaseLost(f"lease {self.key} is no longer held by {self.holder}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            try:
+                self.renew()
+            except LeaseLost:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 class InjectedFailure(RuntimeError):
     """Raised on purpose by fault injection (after the last commit, or before the first batch)."""
 
@@ -59,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dedup-horizon", default="7 days", help="how long (arrival time) an event_id is remembered")
     parser.add_argument("--run-id", default=None, help="names the run summary (default: time-based)")
     parser.add_argument("--timeout-seconds", type=float, default=None, help="stop a processing-time run after this")
+    parser.add_argument(
+        "--lease", default=None, help="lease store (dynamodb://table or a folder) to renew while running"
+    )
+    parser.add_argument("--lease-key", default="bronze-to-gold")
+    parser.add_argument("--lease-holder", default=None, help="the execution holding the lease")
+    parser.add_argument("--lease-seconds", type=float, default=300.0, help="each renewal extends the lease this long")
     parser.add_argument(
         "--fault",
         default=os.environ.get(FAULT_ENV),
@@ -211,6 +257,9 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
         spark.conf.set("spark.iotpipe.fault.crashBatch", str(fault_batch))
 
+    heartbeat = LeaseHeartbeat(args) if args.lease else None
+    if heartbeat:
+        heartbeat.renew()
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
     trigger = trigger_of(args.trigger)
     queries = {
@@ -226,6 +275,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
             build_quarantine(validated), "quarantine", args.quarantine, args.checkpoint, ["reason"], trigger
         ),
     }
+    if heartbeat:
+        heartbeat.start(list(queries.values()))
     deadline = started + args.timeout_seconds if args.timeout_seconds else None
     recorded: set = set()
     while any(q.isActive for q in queries.values()):
@@ -240,6 +291,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
             for query in queries.values():
                 query.stop()
     record_batches(spark, args.checkpoint, queries, recorded)
+    if heartbeat:
+        heartbeat.stop()
+        if heartbeat.lost.is_set():
+            raise LeaseLost(f"lease {args.lease_key} was lost during the run")
 
     summary = summarise({name: q.recentProgress for name, q in queries.items()}, run_id, started, args)
     text = json.dumps(summary, indent=2, sort_keys=True)

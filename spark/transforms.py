@@ -54,9 +54,7 @@ _TRIMMED = " \t\n\r\f\u000b\u00a0"
 
 
 def parse_lines(lines: DataFrame) -> DataFrame:
-    """Parse raw JSON Lines (a `value` column) into typed candidate columns; keep the raw line.
-
-    """
+    """Parse raw JSON Lines (a `value` column) into typed candidate columns; keep the raw line."""
     parsed = lines.select(
         F.col("value").alias("raw_line"),
         F.from_json("value", EVENT_SCHEMA, {"columnNameOfCorruptRecord": CORRUPT_RECORD_COLUMN}).alias("record"),

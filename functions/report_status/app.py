@@ -24,6 +24,8 @@ class ReportEvent(BaseModel):
     verification: Optional[Verification] = None
     assessment: Optional[StepAssessment] = None
     error: Optional[dict] = None
+    deferred: bool = False
+    drain_rounds: int = 0
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
@@ -40,6 +42,8 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         event.attempt_number,
         event.started_at,
         datetime.now(timezone.utc),
+        deferred=event.deferred,
+        drain_rounds=event.drain_rounds,
     )
     write_manifest(report, event.verification, storage)
     for name, value in report.records.items():

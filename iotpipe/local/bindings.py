@@ -12,6 +12,7 @@ the Task states call, so each integration is bound to a local counterpart:
 | elasticmapreduce:addStep.sync                 | the step's spark-submit, run locally            |
 | elasticmapreduce:terminateCluster.sync        | the cluster recorded as terminated              |
 | sns:publish                                   | the report handed to the terminal               |
+| states:startExecution                         | a follow-up run, started once this one ends     |
 
 A failure raises the same error name and Cause shape the real integration produces, so the
 definition's Retry and Catch are exercised for real. Written against one moto version: the
@@ -80,6 +81,7 @@ class Bindings:
     run_spark_step: Callable[[list[str], str], tuple[bool, dict]]
     publish: Callable[[str, str], None]
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    follow_ups: list[dict] = field(default_factory=list)
     clusters: dict[str, str] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -179,6 +181,12 @@ class Bindings:
         self.publish(parameters.get("Subject", ""), parameters.get("Message", ""))
         return {"MessageId": f"local-{self._next_id()}"}
 
+    def start_execution(self, parameters: dict) -> dict:
+        """A follow-up execution: recorded here, started by the local runner once this one ends."""
+        self._record("sfn.start", parameters["Name"])
+        self.follow_ups.append({"name": parameters["Name"], "input": parameters.get("Input", {})})
+        return {"ExecutionArn": f"{parameters['StateMachineArn']}:{parameters['Name']}", "StartDate": "local"}
+
     def dispatch(self, service: str, action: str) -> Callable[[dict], dict] | None:
         return {
             ("lambda", "invoke"): self.invoke_lambda,
@@ -187,6 +195,7 @@ class Bindings:
             ("elasticmapreduce", "addStep"): self.add_step,
             ("elasticmapreduce", "terminateCluster"): self.terminate_cluster,
             ("sns", "publish"): self.publish_report,
+            ("states", "startExecution"): self.start_execution,
         }.get((service, action))
 
 
@@ -245,7 +254,9 @@ def bound(bindings: Bindings) -> Iterator[Bindings]:
     original = state_task_factory.state_task_service_for
 
     def service_for(service_name: str):
-        state = original(service_name) if service_name not in ("lambda", "ecs", "elasticmapreduce", "sns") else None
+        state = (
+            None if service_name in ("lambda", "ecs", "elasticmapreduce", "sns", "states") else original(service_name)
+        )
         if state is not None:
             return state
         task = local_class()

@@ -8,6 +8,7 @@ ones deployed to AWS; only the service integrations are bound to local counterpa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -35,6 +36,8 @@ FUNCTIONS = {
     "AssessStepFailureFunctionArn": "assess_step_failure",
     "VerifyGoldFunctionArn": "verify_gold",
     "ReportStatusFunctionArn": "report_status",
+    "AcquireLeaseFunctionArn": "acquire_lease",
+    "ReleaseLeaseFunctionArn": "release_lease",
 }
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
 
@@ -68,12 +71,21 @@ def substitute(definition: str, values: dict[str, str]) -> str:
 
 
 def lambda_handlers() -> dict[str, Callable]:
+    from functions.acquire_lease.app import lambda_handler as acquire
     from functions.assess_step_failure.app import lambda_handler as assess
     from functions.plan_run.app import lambda_handler as plan
+    from functions.release_lease.app import lambda_handler as release
     from functions.report_status.app import lambda_handler as report
     from functions.verify_gold.app import lambda_handler as verify
 
-    return {"plan_run": plan, "assess_step_failure": assess, "verify_gold": verify, "report_status": report}
+    return {
+        "plan_run": plan,
+        "assess_step_failure": assess,
+        "verify_gold": verify,
+        "report_status": report,
+        "acquire_lease": acquire,
+        "release_lease": release,
+    }
 
 
 @dataclass
@@ -85,7 +97,6 @@ class Execution:
     history: list[dict]
     bindings: Bindings
     seconds: float
-    spark_logs: list[str] = field(default_factory=list)
 
     def state_output(self, state: str) -> dict | None:
         """The output of the last exit from `state`, from the history (also for FAILED executions)."""
@@ -116,9 +127,114 @@ def _environment_for_local_lambdas() -> None:
     logging.getLogger("moto").setLevel(logging.CRITICAL)
 
 
+class LocalEngine:
+    """The real definition on moto's engine, bound to local counterparts, for one or more executions."""
+
+    def __init__(
+        self,
+        lake: str,
+        settings: Settings | None = None,
+        on_event: Callable[[str, dict], None] | None = None,
+        spark_master: str = "local[*]",
+        quiet_generator: bool = True,
+        customise: Callable[[Bindings], None] | None = None,
+    ) -> None:
+        self.lake = str(Path(lake).resolve())
+        self.settings = settings or Settings.for_local_lake(self.lake, spark_job_uri=str(ROOT / "spark" / "job.py"))
+        self.emit = on_event or (lambda kind, detail: None)
+        self.spark_master = spark_master
+        self.quiet_generator = quiet_generator
+        self.bindings = Bindings(
+            lambda_handlers=lambda_handlers(),
+            run_generator=self._run_generator,
+            run_spark_step=self._run_spark_step,
+            publish=lambda subject, message: self.emit("report", {"subject": subject, "message": message}),
+        )
+        if customise:
+            customise(self.bindings)
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self) -> LocalEngine:
+        _environment_for_local_lambdas()
+        from moto import mock_aws
+
+        from iotpipe import lambda_runtime
+
+        lambda_runtime.configure(self.settings, LocalStorage())
+        self._stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
+        self._stack.enter_context(bound(self.bindings))
+        import boto3
+
+        self.client = boto3.client("stepfunctions", region_name=REGION)
+        definition = substitute(DEFINITION.read_text(), local_substitutions())
+        self.machine = self.client.create_state_machine(
+            name="iotpipe-pipeline", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/iotpipe-local"
+        )["stateMachineArn"]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def _run_generator(self, command: list[str]) -> int:
+        self.emit("generator", {"command": command})
+        output = subprocess.DEVNULL if self.quiet_generator else None
+        code = subprocess.run([sys.executable, "-m", "iotpipe.cli", *command], stdout=output).returncode
+        self.emit("generator-done", {"shard": command[command.index("--shard-index") + 1], "exit_code": code})
+        return code
+
+    def _run_spark_step(self, args: list[str], step_id: str) -> tuple[bool, dict]:
+        script = next(i for i, arg in enumerate(args) if arg.endswith("job.py"))
+        run_id = args[args.index("--run-id") + 1]
+        log_path = join(self.lake, "artifacts", "logs", f"{run_id}-{step_id}.log")
+        self.emit("spark", {"step_id": step_id, "log": log_path})
+        result = run_spark_job(args[script + 1 :], log_path, on_progress=lambda p: self.emit("batch", p),
+                               master=self.spark_master)  # fmt: skip
+        self.emit("spark-done", {"step_id": step_id, "exit_code": result.exit_code})
+        # EMR's failure details are often no more than this; the assessment must not rely on them.
+        return result.succeeded, {"Reason": "Unknown Error.", "LogFile": log_path}
+
+    def start(self, execution_input: object, name: str | None = None) -> str:
+        name = name or datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
+        return self.client.start_execution(stateMachineArn=self.machine, name=name, input=json.dumps(execution_input))[
+            "executionArn"
+        ]
+
+    def wait(self, arn: str) -> Execution:
+        started = time.perf_counter()
+        seen = 0
+        while True:
+            description = self.client.describe_execution(executionArn=arn)
+            history = self.client.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+            for event in history[seen:]:
+                _emit_state_event(event, self.emit)
+            seen = len(history)
+            if description["status"] != "RUNNING":
+                break
+            time.sleep(0.2)
+        output = json.loads(description["output"]) if description.get("output") else None
+        return Execution(
+            status=description["status"],
+            output=output,
+            error=description.get("error"),
+            cause=description.get("cause"),
+            history=[_plain(e) for e in history],
+            bindings=self.bindings,
+            seconds=round(time.perf_counter() - started, 1),
+        )
+
+    def run(self, execution_input: object, name: str | None = None) -> list[Execution]:
+        """One execution, then the follow-up executions it asked for, in order."""
+        executions = [self.wait(self.start(execution_input, name))]
+        while self.bindings.follow_ups:
+            follow_up = self.bindings.follow_ups.pop(0)
+            self.emit("follow-up", {"name": follow_up["name"]})
+            executions.append(self.wait(self.start(follow_up["input"], follow_up["name"])))
+        return executions
+
+
 def execute(
     lake: str,
-    execution_input: dict,
+    execution_input: object,
     name: str | None = None,
     on_event: Callable[[str, dict], None] | None = None,
     settings: Settings | None = None,
@@ -127,79 +243,8 @@ def execute(
     customise: Callable[[Bindings], None] | None = None,
 ) -> Execution:
     """Run one execution of the real definition against the lake folder; return its outcome."""
-    _environment_for_local_lambdas()
-    from moto import mock_aws
-
-    from iotpipe import lambda_runtime
-
-    lake = str(Path(lake).resolve())
-    settings = settings or Settings.for_local_lake(lake, spark_job_uri=str(ROOT / "spark" / "job.py"))
-    lambda_runtime.configure(settings, LocalStorage())
-    emit = on_event or (lambda kind, detail: None)
-    name = name or datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:4]
-    log_dir = join(lake, "artifacts", "logs")
-    spark_logs: list[str] = []
-
-    def run_generator(command: list[str]) -> int:
-        emit("generator", {"command": command})
-        output = subprocess.DEVNULL if quiet_generator else None
-        code = subprocess.run([sys.executable, "-m", "iotpipe.cli", *command], stdout=output).returncode
-        emit("generator-done", {"shard": command[command.index("--shard-index") + 1], "exit_code": code})
-        return code
-
-    def run_spark_step(args: list[str], step_id: str) -> tuple[bool, dict]:
-        script = next(i for i, arg in enumerate(args) if arg.endswith("job.py"))
-        log_path = join(log_dir, f"{name}-{step_id}.log")
-        spark_logs.append(log_path)
-        emit("spark", {"step_id": step_id, "log": log_path})
-        result = run_spark_job(
-            args[script + 1 :], log_path, on_progress=lambda p: emit("batch", p), master=spark_master
-        )
-        emit("spark-done", {"step_id": step_id, "exit_code": result.exit_code})
-        # EMR's failure details are often no more than this; the assessment must not rely on them.
-        return result.succeeded, {"Reason": "Unknown Error.", "LogFile": log_path}
-
-    bindings = Bindings(
-        lambda_handlers=lambda_handlers(),
-        run_generator=run_generator,
-        run_spark_step=run_spark_step,
-        publish=lambda subject, message: emit("report", {"subject": subject, "message": message}),
-    )
-    if customise:
-        customise(bindings)
-    definition = substitute(DEFINITION.read_text(), local_substitutions())
-    started = time.perf_counter()
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), bound(bindings):
-        import boto3
-
-        client = boto3.client("stepfunctions", region_name=REGION)
-        machine = client.create_state_machine(
-            name="iotpipe-pipeline", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/iotpipe-local"
-        )["stateMachineArn"]
-        arn = client.start_execution(stateMachineArn=machine, name=name, input=json.dumps(execution_input))[
-            "executionArn"
-        ]
-        seen = 0
-        while True:
-            description = client.describe_execution(executionArn=arn)
-            history = client.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-            for event in history[seen:]:
-                _emit_state_event(event, emit)
-            seen = len(history)
-            if description["status"] != "RUNNING":
-                break
-            time.sleep(0.2)
-    output = json.loads(description["output"]) if description.get("output") else None
-    return Execution(
-        status=description["status"],
-        output=output,
-        error=description.get("error"),
-        cause=description.get("cause"),
-        history=[_plain(e) for e in history],
-        bindings=bindings,
-        seconds=round(time.perf_counter() - started, 1),
-        spark_logs=spark_logs,
-    )
+    with LocalEngine(lake, settings, on_event, spark_master, quiet_generator, customise) as engine:
+        return engine.wait(engine.start(execution_input, name))
 
 
 def _plain(event: dict) -> dict:

@@ -40,8 +40,9 @@ def test_the_template_passes_sam_validate_lint():
 def test_sam_build_succeeds_with_the_shared_layer(tmp_path):
     if not shutil.which("python3.13"):
         pytest.fail("sam build needs python3.13 on PATH (the Lambda runtime): run through `make test`")
-    result = run([sam(), "build", "--build-dir", str(tmp_path / "build"), "--cache-dir", str(tmp_path / "cache")],
-                 timeout=900)
+    result = run(
+        [sam(), "build", "--build-dir", str(tmp_path / "build"), "--cache-dir", str(tmp_path / "cache")], timeout=900
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     layer = tmp_path / "build" / "SharedLayer" / "python"
     assert (layer / "iotpipe" / "verification.py").exists() and (layer / "aws_lambda_powertools").is_dir()
@@ -50,7 +51,8 @@ def test_sam_build_succeeds_with_the_shared_layer(tmp_path):
 
 def python39() -> str:
     candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3.9"))) + [
-        shutil.which("python3.9") or ""]
+        shutil.which("python3.9") or ""
+    ]
     found = [c for c in candidates if c and Path(c).exists()]
     if not found:
         pytest.fail("Python 3.9 (EMR 7's interpreter) not found to check the Spark job's syntax")

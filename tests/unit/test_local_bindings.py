@@ -16,8 +16,12 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def bindings(**handlers) -> Bindings:
-    return Bindings(lambda_handlers=handlers, run_generator=lambda c: 0, run_spark_step=lambda a, s: (True, {}),
-                    publish=lambda s, m: None)
+    return Bindings(
+        lambda_handlers=handlers,
+        run_generator=lambda c: 0,
+        run_spark_step=lambda a, s: (True, {}),
+        publish=lambda s, m: None,
+    )
 
 
 def test_the_engine_refuses_a_moto_version_it_was_not_written_for():
@@ -43,15 +47,20 @@ def test_a_lambda_exception_becomes_its_error_type_with_a_lambda_shaped_cause():
 
 
 def test_a_failed_container_fails_the_ecs_task():
-    local = Bindings(lambda_handlers={}, run_generator=lambda c: 3, run_spark_step=lambda a, s: (True, {}),
-                     publish=lambda s, m: None)
+    local = Bindings(
+        lambda_handlers={}, run_generator=lambda c: 3, run_spark_step=lambda a, s: (True, {}), publish=lambda s, m: None
+    )
     with pytest.raises(TaskError, match="ExitCode"):
         local.run_ecs_task({"Overrides": {"ContainerOverrides": [{"Name": "generator", "Command": ["generate"]}]}})
 
 
 def test_a_failed_step_reports_emr_shaped_failure_details():
-    local = Bindings(lambda_handlers={}, run_generator=lambda c: 0,
-                     run_spark_step=lambda a, s: (False, {"Reason": "Unknown Error."}), publish=lambda s, m: None)
+    local = Bindings(
+        lambda_handlers={},
+        run_generator=lambda c: 0,
+        run_spark_step=lambda a, s: (False, {"Reason": "Unknown Error."}),
+        publish=lambda s, m: None,
+    )
     with pytest.raises(TaskError) as caught:
         local.add_step({"ClusterId": "j-1", "Step": {"Name": "x", "HadoopJarStep": {"Args": ["spark-submit"]}}})
     assert json.loads(caught.value.cause)["Step"]["Status"]["FailureDetails"] == {"Reason": "Unknown Error."}

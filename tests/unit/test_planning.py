@@ -17,8 +17,11 @@ EVENTS = Path(__file__).parent.parent / "events"
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    return Settings.for_local_lake(str(tmp_path), spark_job_uri="s3://artifacts/spark/job.py",
-                                   spark_py_files_uri="s3://artifacts/spark/iotpipe_spark.zip")
+    return Settings.for_local_lake(
+        str(tmp_path),
+        spark_job_uri="s3://artifacts/spark/job.py",
+        spark_py_files_uri="s3://artifacts/spark/iotpipe_spark.zip",
+    )
 
 
 def test_an_empty_input_plans_a_generating_run_with_the_default_size(settings):
@@ -34,8 +37,15 @@ def test_an_empty_input_plans_a_generating_run_with_the_default_size(settings):
 def test_the_spark_step_runs_the_job_from_s3_with_its_package(settings):
     args = plan_run({}, "exec-1", settings, LocalStorage()).attempt.step_args
     job = args.index("s3://artifacts/spark/job.py")
-    assert args[:job] == ["spark-submit", "--deploy-mode", "cluster", "--conf", "spark.yarn.maxAppAttempts=1",
-                          "--py-files", "s3://artifacts/spark/iotpipe_spark.zip"]
+    assert args[:job] == [
+        "spark-submit",
+        "--deploy-mode",
+        "cluster",
+        "--conf",
+        "spark.yarn.maxAppAttempts=1",
+        "--py-files",
+        "s3://artifacts/spark/iotpipe_spark.zip",
+    ]
     assert args[args.index("--run-id") + 1] == "exec-1-attempt-1"
     assert args[args.index("--gold") + 1] == settings.gold_uri
 

@@ -8,14 +8,32 @@ import pytest
 
 from iotpipe.assessment import parse_step_failure
 
-FULL = {"Error": "States.TaskFailed", "Cause": json.dumps({"Step": {"Status": {"State": "FAILED", "FailureDetails": {
-    "Reason": "Unknown Error.", "Message": "driver exited", "LogFile": "s3://logs/j-1/steps/s-1/stderr.gz"}}}})}
+FULL = {
+    "Error": "States.TaskFailed",
+    "Cause": json.dumps(
+        {
+            "Step": {
+                "Status": {
+                    "State": "FAILED",
+                    "FailureDetails": {
+                        "Reason": "Unknown Error.",
+                        "Message": "driver exited",
+                        "LogFile": "s3://logs/j-1/steps/s-1/stderr.gz",
+                    },
+                }
+            }
+        }
+    ),
+}
 
 
 def test_failure_details_are_read_when_present():
     parsed = parse_step_failure(FULL)
     assert (parsed["error"], parsed["reason"], parsed["log_file"]) == (
-        "States.TaskFailed", "Unknown Error.", "s3://logs/j-1/steps/s-1/stderr.gz")
+        "States.TaskFailed",
+        "Unknown Error.",
+        "s3://logs/j-1/steps/s-1/stderr.gz",
+    )
 
 
 @pytest.mark.parametrize(

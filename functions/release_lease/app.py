@@ -1,0 +1,36 @@
+"""ReleaseLease: drain data that arrived during the run, then release the checkpoint lease."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from iotpipe import lambda_runtime as runtime
+from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
+from iotpipe.leasing import release_for_run
+from iotpipe.models import RunPlan
+
+
+class ReleaseEvent(BaseModel):
+    execution_id: str
+    plan: RunPlan
+    drain_round: int
+    attempt_number: int
+    verification: Optional[dict] = None
+    error: Optional[dict] = None
+
+
+@logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
+@tracer.capture_lambda_handler
+@event_parser(model=ReleaseEvent)
+def lambda_handler(event: ReleaseEvent, context: LambdaContext) -> dict:
+    settings, storage = runtime.current()
+    succeeded = event.error is None and bool(event.verification and event.verification.get("ok"))
+    decision = release_for_run(
+        event.plan, event.drain_round, succeeded, event.attempt_number + 1, settings, storage, runtime.current_leases()
+    )
+    logger.info("checkpoint lease released or kept", extra=decision.model_dump(exclude={"next_attempt"}))
+    return decision.model_dump()

@@ -1,0 +1,84 @@
+"""`iotpipe watch`: the S3 trigger, locally. Polls the lake's Bronze folder and, when new objects
+have been quiet for the trigger delay (a burst becomes one run), makes the trigger's decision
+and runs the same state machine with `{"generate": false}`."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from iotpipe.assessment import unprocessed_bronze
+from iotpipe.lease import FileLeaseStore
+from iotpipe.local.runner import LocalEngine
+from iotpipe.settings import Settings
+from iotpipe.storage import LocalStorage
+from iotpipe.trigger import RUN_INPUT, decide
+
+
+@dataclass
+class WatchedRun:
+    name: str
+    status: str
+    objects: int
+    seconds: float
+    records: dict
+
+
+@dataclass
+class WatchSummary:
+    runs: list[WatchedRun] = field(default_factory=list)
+    polls: int = 0
+
+
+def newest_change(paths: set[str]) -> float:
+    return max((os.path.getmtime(p) for p in paths if os.path.exists(p)), default=0.0)
+
+
+def watch(
+    engine: LocalEngine,
+    interval: float = 2.0,
+    delay: float = 5.0,
+    max_runs: int | None = None,
+    idle_exit: float | None = None,
+    on_run: Callable[[WatchedRun], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> WatchSummary:
+    settings: Settings = engine.settings
+    storage = LocalStorage()
+    leases = FileLeaseStore(settings.lease_store)
+    summary = WatchSummary()
+    idle_since = clock()
+    while max_runs is None or len(summary.runs) < max_runs:
+        summary.polls += 1
+        waiting = unprocessed_bronze(storage, settings.bronze_uri, settings.checkpoint_uri)
+        now = clock()
+        if not waiting:
+            if idle_exit is not None and now - idle_since >= idle_exit:
+                break
+            time.sleep(interval)
+            continue
+        idle_since = now
+        if now - newest_change(waiting) < delay:
+            time.sleep(interval)
+            continue
+        decision = decide(sorted(waiting), leases, settings.lease_key, settings.trigger_window_seconds, now, "watch")
+        if decision.action != "start":
+            time.sleep(interval)
+            continue
+        started = time.perf_counter()
+        for execution in engine.run(RUN_INPUT, decision.name):
+            report = execution.report or {}
+            run = WatchedRun(
+                name=report.get("run_id", decision.name),
+                status=report.get("status", execution.status),
+                objects=len(waiting),
+                seconds=round(time.perf_counter() - started, 1),
+                records=report.get("records", {}),
+            )
+            summary.runs.append(run)
+            if on_run:
+                on_run(run)
+        idle_since = clock()
+    return summary
