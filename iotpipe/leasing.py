@@ -15,22 +15,40 @@ import time
 from iotpipe.assessment import gather_evidence
 from iotpipe.lease import LeaseStore
 from iotpipe.models import DrainDecision, LeaseDecision, RunPlan
-from iotpipe.planning import planned_batches, spark_attempt
+from iotpipe.planning import committed_batches, planned_batches, spark_attempt
 from iotpipe.settings import Settings
 from iotpipe.storage import Storage
 
 
-def acquire_for_run(plan: RunPlan, waits_left: int, leases: LeaseStore, now: float | None = None) -> LeaseDecision:
+def acquire_for_run(
+    plan: RunPlan, waits_left: int, leases: LeaseStore, storage: Storage, now: float | None = None
+) -> LeaseDecision:
+    """Take the lease, or count down a wait, or (no waits left) mark it pending for its holder.
+
+    On success, record where the checkpoint stands: what this run reports is what it commits
+    from here on, whatever other runs committed while it waited.
+    """
     now = time.time() if now is None else now
     if leases.acquire(plan.lease.key, plan.run_id, plan.lease.initial_seconds, now):
-        return LeaseDecision(acquired=True, waits_left=waits_left, deferred=False)
+        return LeaseDecision(
+            acquired=True,
+            waits_left=waits_left,
+            deferred=False,
+            committed_before=committed_batches(storage, plan.lake.checkpoint),
+        )
     if waits_left > 0:
         return LeaseDecision(acquired=False, waits_left=waits_left - 1, deferred=False)
     if leases.mark_pending(plan.lease.key, now):
         return LeaseDecision(acquired=False, waits_left=0, deferred=True)
     # The holder released (or expired) between our two calls: try once more rather than give up.
-    acquired = leases.acquire(plan.lease.key, plan.run_id, plan.lease.initial_seconds, now)
-    return LeaseDecision(acquired=acquired, waits_left=0, deferred=not acquired)
+    if leases.acquire(plan.lease.key, plan.run_id, plan.lease.initial_seconds, now):
+        return LeaseDecision(
+            acquired=True,
+            waits_left=0,
+            deferred=False,
+            committed_before=committed_batches(storage, plan.lake.checkpoint),
+        )
+    return LeaseDecision(acquired=False, waits_left=0, deferred=True)
 
 
 def release_for_run(

@@ -97,7 +97,6 @@ class RunPlan(BaseModel):
     lease_wait_rounds: int
     lease_wait_seconds: int
     fault_injection: Optional[str] = None
-    committed_before: dict[str, int]
     attempt: SparkAttempt
 
 
@@ -105,6 +104,9 @@ class LeaseDecision(BaseModel):
     acquired: bool
     waits_left: int
     deferred: bool
+    committed_before: dict[str, int] = Field(
+        default_factory=dict, description="last committed batch per query when the lease was taken: this run's start"
+    )
 
 
 class DrainDecision(BaseModel):

@@ -165,6 +165,5 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
         lease_wait_rounds=settings.lease_wait_rounds,
         lease_wait_seconds=settings.lease_wait_seconds,
         fault_injection=request.fault_injection,
-        committed_before=committed_batches(storage, settings.checkpoint_uri),
         attempt=spark_attempt(execution_name, 1, settings, request.fault_injection, planned),
     )

@@ -79,13 +79,11 @@ def read_ledger(storage: Storage, checkpoint_uri: str, committed_before: dict[st
     return ledger
 
 
-def verify_gold(plan: RunPlan, storage: Storage) -> Verification:
+def verify_gold(plan: RunPlan, committed_before: dict[str, int], storage: Storage) -> Verification:
     aside = join(plan.lake.uncommitted, plan.run_id)
-    gold = verify_sink(storage, plan.lake.gold, "iot_transformed", plan.committed_before.get("gold", -1), aside)
-    quarantine = verify_sink(
-        storage, plan.lake.quarantine, "quarantine", plan.committed_before.get("quarantine", -1), aside
-    )
-    ledger = read_ledger(storage, plan.lake.checkpoint, plan.committed_before)
+    gold = verify_sink(storage, plan.lake.gold, "iot_transformed", committed_before.get("gold", -1), aside)
+    quarantine = verify_sink(storage, plan.lake.quarantine, "quarantine", committed_before.get("quarantine", -1), aside)
+    ledger = read_ledger(storage, plan.lake.checkpoint, committed_before)
     input_rows = sum(e["input_rows"] for e in ledger["gold"])
     valid_rows = sum(int(e["observed"].get("valid", {}).get("rows", 0)) for e in ledger["gold"])
     ok = not (gold.missing_files or gold.size_mismatches or quarantine.missing_files or quarantine.size_mismatches)

@@ -22,6 +22,7 @@ class AcquireEvent(BaseModel):
 @tracer.capture_lambda_handler
 @event_parser(model=AcquireEvent)
 def lambda_handler(event: AcquireEvent, context: LambdaContext) -> dict:
-    decision = acquire_for_run(event.plan, event.waits_left, runtime.current_leases())
+    _, storage = runtime.current()
+    decision = acquire_for_run(event.plan, event.waits_left, runtime.current_leases(), storage)
     logger.info("checkpoint lease", extra=decision.model_dump())
     return decision.model_dump()

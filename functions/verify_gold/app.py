@@ -15,6 +15,7 @@ from iotpipe.verification import verify_gold
 class VerifyEvent(BaseModel):
     execution_id: str
     plan: RunPlan
+    committed_before: dict[str, int]
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
@@ -22,4 +23,4 @@ class VerifyEvent(BaseModel):
 @event_parser(model=VerifyEvent)
 def lambda_handler(event: VerifyEvent, context: LambdaContext) -> dict:
     _, storage = runtime.current()
-    return verify_gold(event.plan, storage).model_dump(mode="json")
+    return verify_gold(event.plan, event.committed_before, storage).model_dump(mode="json")

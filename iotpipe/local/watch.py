@@ -68,7 +68,7 @@ def watch(
             time.sleep(interval)
             continue
         started = time.perf_counter()
-        for execution in engine.run(RUN_INPUT, decision.name):
+        for execution in engine.run(RUN_INPUT, f"{decision.name}-{len(summary.runs) + 1}"):
             report = execution.report or {}
             run = WatchedRun(
                 name=report.get("run_id", decision.name),

@@ -8,6 +8,10 @@ and Catch edge was taken, and prints that coverage.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,8 +19,10 @@ import duckdb
 import pytest
 
 from generator.shards import read_manifests, summarise
+from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
-from iotpipe.local.runner import DEFINITION, execute
+from iotpipe.local.runner import DEFINITION, LocalEngine, execute
+from iotpipe.local.watch import watch
 from iotpipe.settings import Settings
 
 pytestmark = pytest.mark.spark
@@ -49,16 +55,26 @@ def record_coverage(execution) -> None:
             COVERAGE["catches"].add((previous, following))
 
 
-def run(lake: Path, execution_input: dict, **kwargs):
-    settings = Settings.for_local_lake(
-        str(lake),
+def local_settings(lake: Path, **overrides) -> Settings:
+    values = dict(
         spark_job_uri=str(DEFINITION.parent.parent / "spark" / "job.py"),
         max_files_per_trigger=1,
         shuffle_partitions=2,
+        lease_wait_seconds=1,
     )
+    values.update(overrides)
+    return Settings.for_local_lake(str(lake), **values)
+
+
+def run(lake: Path, execution_input: dict, settings: Settings | None = None, **kwargs):
+    settings = settings or local_settings(lake)
     execution = execute(str(lake), execution_input, settings=settings, spark_master="local[2]", **kwargs)
     record_coverage(execution)
     return execution
+
+
+def engine(lake: Path, settings: Settings | None = None, **kwargs) -> LocalEngine:
+    return LocalEngine(str(lake), settings or local_settings(lake), spark_master="local[2]", **kwargs)
 
 
 def plain_glob_gold(lake: Path) -> tuple[int, int]:
@@ -233,6 +249,162 @@ def test_a_crash_of_the_assessment_itself_is_caught_and_the_cluster_still_releas
     )
     assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] == "RuntimeError"
     assert created(execution) == terminated(execution) and len(created(execution)) == 1
+
+
+def generate_into(lake: Path, seed: int, size: str = "2MiB", shards: int = 2) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iotpipe.cli",
+            "generate",
+            "--out",
+            str(lake / "bronze" / "raw"),
+            "--size",
+            size,
+            "--shards",
+            str(shards),
+            "--seed",
+            str(seed),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
+    def upload_during_the_first_step(bindings):
+        real = bindings.run_spark_step
+
+        def step(args, step_id):
+            result = real(args, step_id)
+            if not (tmp_path / "bronze" / "raw" / "seed-99").exists():
+                generate_into(tmp_path, 99)
+            return result
+
+        bindings.run_spark_step = step
+
+    execution = run(tmp_path, {"size": "2MiB", "shards": 2, "seed": 12}, customise=upload_during_the_first_step)
+    expected = truth(tmp_path)
+    assert execution.report["status"] == "SUCCEEDED" and execution.report["drain_rounds"] == 1
+    assert "PrepareDrain" in execution.entered_states()
+    assert execution.report["records"]["input"] == expected["records"]
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+
+
+def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
+    def upload_during_the_first_step(bindings):
+        real = bindings.run_spark_step
+
+        def step(args, step_id):
+            result = real(args, step_id)
+            if not (tmp_path / "bronze" / "raw" / "seed-98").exists():
+                generate_into(tmp_path, 98)
+            return result
+
+        bindings.run_spark_step = step
+
+    with engine(tmp_path, customise=upload_during_the_first_step) as local:
+        executions = local.run({"size": "2MiB", "shards": 2, "seed": 13, "max_drain_rounds": 0})
+    for execution in executions:
+        record_coverage(execution)
+    first, follow_up = executions
+    assert "StartFollowUpRun" in first.entered_states() and first.report["status"] == "SUCCEEDED"
+    assert follow_up.report["trigger"] == "console" and follow_up.report["status"] == "SUCCEEDED"
+    expected = truth(tmp_path)
+    assert first.report["records"]["input"] + follow_up.report["records"]["input"] == expected["records"]
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+
+
+def test_a_dead_holders_lease_is_taken_over_after_expiry(tmp_path):
+    settings = local_settings(tmp_path)
+    FileLeaseStore(settings.lease_store).acquire(settings.lease_key, "a-run-that-died", seconds=3)
+    execution = run(tmp_path, {"size": "2MiB", "shards": 2, "seed": 14}, settings=settings)
+    assert execution.report["status"] == "SUCCEEDED"
+    assert execution.entered_states().count("WaitForLease") >= 2
+    assert FileLeaseStore(settings.lease_store).get(settings.lease_key) is None
+
+
+def test_a_run_that_finds_the_lease_busy_defers_to_its_holder(tmp_path):
+    settings = local_settings(tmp_path, lease_wait_rounds=0)
+    leases = FileLeaseStore(settings.lease_store)
+    leases.acquire(settings.lease_key, "the-running-run", seconds=600)
+    execution = run(tmp_path, {"generate": False}, settings=settings)
+    assert execution.status == "SUCCEEDED" and execution.report["status"] == "DEFERRED"
+    assert leases.get(settings.lease_key).pending and leases.get(settings.lease_key).holder == "the-running-run"
+    assert [what for what, _ in execution.bindings.calls if what.startswith("emr")] == []
+
+
+def test_two_racing_runs_never_run_two_spark_steps_at_once(tmp_path):
+    intervals = []
+
+    def timed_steps(bindings):
+        real = bindings.run_spark_step
+
+        def step(args, step_id):
+            started = time.monotonic()
+            result = real(args, step_id)
+            intervals.append((started, time.monotonic()))
+            return result
+
+        bindings.run_spark_step = step
+
+    generate_into(tmp_path, 21)
+    with engine(tmp_path, local_settings(tmp_path, lease_wait_rounds=120), customise=timed_steps) as local:
+        first = local.start({"size": "2MiB", "shards": 2, "seed": 22}, "console-run")
+        second = local.start({"generate": False}, "triggered-run")
+        executions = [local.wait(first), local.wait(second)]
+    for execution in executions:
+        record_coverage(execution)
+    assert [e.report["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
+    assert len(intervals) == 2
+    (a_start, a_end), (b_start, b_end) = sorted(intervals)
+    assert a_end <= b_start
+    assert any("WaitForLease" in e.entered_states() for e in executions)
+    expected = truth(tmp_path)
+    assert sum(e.report["records"]["input"] for e in executions) == expected["records"]
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+
+
+def test_crashes_of_the_lease_functions_are_caught(tmp_path):
+    def acquire_crashes(bindings):
+        def crash(event, context):
+            raise ConnectionError("lease table unreachable")
+
+        bindings.lambda_handlers["acquire_lease"] = crash
+
+        def release_crash(event, context):
+            raise ConnectionError("lease table unreachable")
+
+        bindings.lambda_handlers["release_lease"] = release_crash
+
+    execution = run(tmp_path, {"generate": False}, customise=acquire_crashes)
+    assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] == "ConnectionError"
+    assert execution.state_output("ReportStatus")["lease_error"]["Error"] == "ConnectionError"
+
+
+def test_watch_processes_three_waves_of_uploads(tmp_path):
+    manifests = tmp_path / "artifacts" / "runs"
+    summaries = []
+    with engine(tmp_path, local_settings(tmp_path, max_files_per_trigger=8)) as local:
+        watcher = threading.Thread(
+            target=lambda: summaries.append(watch(local, interval=0.3, delay=0.5, max_runs=3, idle_exit=60))
+        )
+        watcher.start()
+        for seed in (31, 32, 33):
+            runs_before = len(list(manifests.glob("*.json")))
+            generate_into(tmp_path, seed)
+            deadline = time.monotonic() + 240
+            while watcher.is_alive() and len(list(manifests.glob("*.json"))) == runs_before:
+                assert time.monotonic() < deadline, "watch did not run for a wave"
+                time.sleep(0.2)
+        watcher.join(timeout=240)
+    (summary,) = summaries
+    assert [r.status for r in summary.runs] == ["SUCCEEDED"] * 3
+    expected = truth(tmp_path)
+    assert sum(r.records["input"] for r in summary.runs) == expected["records"]
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    print(f"\nwatch: {len(summary.runs)} runs, seconds per run {[r.seconds for r in summary.runs]}")
 
 
 def test_zz_every_state_choice_branch_and_catch_was_exercised():

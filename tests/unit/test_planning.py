@@ -31,7 +31,6 @@ def test_an_empty_input_plans_a_generating_run_with_the_default_size(settings):
     sizes = {shard.command[shard.command.index("--size") + 1] for shard in plan.shards}
     assert sizes == {str(256 * 2**20)}
     assert plan.transient_cluster and plan.cluster_id is None
-    assert plan.committed_before == {"gold": -1, "quarantine": -1}
 
 
 def test_the_spark_step_runs_the_job_from_s3_with_its_package(settings):
