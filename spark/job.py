@@ -157,7 +157,8 @@ def build_gold(validated: DataFrame, args: argparse.Namespace) -> DataFrame:
 def build_quarantine(validated: DataFrame) -> DataFrame:
     quarantine = to_quarantine(validated)
     counts = [F.sum(F.when(F.col("reason") == code, 1).otherwise(0)).alias(code) for code in REASON_CODES]
-    return quarantine.observe("quarantine", *counts).coalesce(1)
+    # repartition, not coalesce: coalesce(1) would pull the whole scan and parse into one task.
+    return quarantine.observe("quarantine", *counts).repartition(1)
 
 
 def start_query(frame: DataFrame, name: str, path: str, checkpoint: str, partition_by: list, trigger: dict):

@@ -316,6 +316,31 @@ def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
     assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
 
 
+def test_a_follow_up_run_that_cannot_start_fails_the_run_loudly(tmp_path):
+    def upload_then_refuse_follow_ups(bindings):
+        real = bindings.run_spark_step
+
+        def step(args, step_id):
+            result = real(args, step_id)
+            if not (tmp_path / "bronze" / "raw" / "seed-97").exists():
+                generate_into(tmp_path, 97)
+            return result
+
+        def refuse(parameters):
+            raise TaskError("StepFunctions.ExecutionLimitExceededException", "too many executions")
+
+        bindings.run_spark_step = step
+        bindings.start_execution = refuse
+
+    execution = run(
+        tmp_path,
+        {"size": "2MiB", "shards": 2, "seed": 15, "max_drain_rounds": 0},
+        customise=upload_then_refuse_follow_ups,
+    )
+    assert execution.report["status"] == "FAILED"
+    assert execution.report["error"]["Error"] == "StepFunctions.ExecutionLimitExceededException"
+
+
 def test_a_dead_holders_lease_is_taken_over_after_expiry(tmp_path):
     settings = local_settings(tmp_path)
     FileLeaseStore(settings.lease_store).acquire(settings.lease_key, "a-run-that-died", seconds=3)
