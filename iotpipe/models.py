@@ -94,8 +94,6 @@ class RunPlan(BaseModel):
     max_resume_attempts: int
     max_drain_rounds: int
     lease: LeasePlan
-    lease_wait_rounds: int
-    lease_wait_seconds: int
     fault_injection: Optional[str] = None
     attempt: SparkAttempt
 

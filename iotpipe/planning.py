@@ -162,8 +162,6 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             wait_seconds=settings.lease_wait_seconds,
             wait_rounds=settings.lease_wait_rounds,
         ),
-        lease_wait_rounds=settings.lease_wait_rounds,
-        lease_wait_seconds=settings.lease_wait_seconds,
         fault_injection=request.fault_injection,
         attempt=spark_attempt(execution_name, 1, settings, request.fault_injection, planned),
     )

@@ -50,7 +50,26 @@ def split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-class _AtomicLocalWriter:
+class _Writer:
+    """Commits (close) when the block succeeds, discards (abort) when it raises."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class _AtomicLocalWriter(_Writer):
     """File writer that renames a hidden temporary file into place on close."""
 
     def __init__(self, path: Path) -> None:
@@ -69,15 +88,6 @@ class _AtomicLocalWriter:
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> _AtomicLocalWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class LocalStorage:
@@ -119,7 +129,7 @@ class LocalStorage:
         return _AtomicLocalWriter(self._path(uri))
 
 
-class _MultipartWriter:
+class _MultipartWriter(_Writer):
     """Streams an S3 object in parts; holds at most one part in memory."""
 
     def __init__(self, client, bucket: str, key: str) -> None:
@@ -158,15 +168,6 @@ class _MultipartWriter:
 
     def abort(self) -> None:
         self._client.abort_multipart_upload(Bucket=self._bucket, Key=self._key, UploadId=self._upload_id)
-
-    def __enter__(self) -> _MultipartWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 class S3Storage:

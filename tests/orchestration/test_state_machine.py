@@ -272,19 +272,27 @@ def generate_into(lake: Path, seed: int, size: str = "2MiB", shards: int = 2) ->
     )
 
 
-def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
-    def upload_during_the_first_step(bindings):
+def upload_after_first_step(lake: Path, seed: int):
+    """A customisation: new Bronze objects land right after the run's first Spark step."""
+
+    def customise(bindings):
         real = bindings.run_spark_step
 
         def step(args, step_id):
             result = real(args, step_id)
-            if not (tmp_path / "bronze" / "raw" / "seed-99").exists():
-                generate_into(tmp_path, 99)
+            if not (lake / "bronze" / "raw" / f"seed-{seed}").exists():
+                generate_into(lake, seed)
             return result
 
         bindings.run_spark_step = step
 
-    execution = run(tmp_path, {"size": "2MiB", "shards": 2, "seed": 12}, customise=upload_during_the_first_step)
+    return customise
+
+
+def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
+    execution = run(
+        tmp_path, {"size": "2MiB", "shards": 2, "seed": 12}, customise=upload_after_first_step(tmp_path, 99)
+    )
     expected = truth(tmp_path)
     assert execution.report["status"] == "SUCCEEDED" and execution.report["drain_rounds"] == 1
     assert "PrepareDrain" in execution.entered_states()
@@ -293,18 +301,7 @@ def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
 
 
 def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
-    def upload_during_the_first_step(bindings):
-        real = bindings.run_spark_step
-
-        def step(args, step_id):
-            result = real(args, step_id)
-            if not (tmp_path / "bronze" / "raw" / "seed-98").exists():
-                generate_into(tmp_path, 98)
-            return result
-
-        bindings.run_spark_step = step
-
-    with engine(tmp_path, customise=upload_during_the_first_step) as local:
+    with engine(tmp_path, customise=upload_after_first_step(tmp_path, 98)) as local:
         executions = local.run({"size": "2MiB", "shards": 2, "seed": 13, "max_drain_rounds": 0})
     for execution in executions:
         record_coverage(execution)
@@ -318,18 +315,11 @@ def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
 
 def test_a_follow_up_run_that_cannot_start_fails_the_run_loudly(tmp_path):
     def upload_then_refuse_follow_ups(bindings):
-        real = bindings.run_spark_step
-
-        def step(args, step_id):
-            result = real(args, step_id)
-            if not (tmp_path / "bronze" / "raw" / "seed-97").exists():
-                generate_into(tmp_path, 97)
-            return result
+        upload_after_first_step(tmp_path, 97)(bindings)
 
         def refuse(parameters):
             raise TaskError("StepFunctions.ExecutionLimitExceededException", "too many executions")
 
-        bindings.run_spark_step = step
         bindings.start_execution = refuse
 
     execution = run(
