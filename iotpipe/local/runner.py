@@ -139,6 +139,7 @@ class LocalEngine:
         quiet_generator: bool = True,
         customise: Callable[[Bindings], None] | None = None,
     ) -> None:
+        _environment_for_local_lambdas()  # before the handlers (and their Powertools Logger) are imported
         self.lake = str(Path(lake).resolve())
         self.settings = settings or Settings.for_local_lake(self.lake, spark_job_uri=str(ROOT / "spark" / "job.py"))
         self.emit = on_event or (lambda kind, detail: None)
@@ -155,7 +156,6 @@ class LocalEngine:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> LocalEngine:
-        _environment_for_local_lambdas()
         from moto import mock_aws
 
         from iotpipe import lambda_runtime
