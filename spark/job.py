@@ -136,9 +136,6 @@ def configure(spark: SparkSession, args: argparse.Namespace) -> None:
     # only feeds a row-count metric: both cut the de-duplication state's cost per batch.
     spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
     spark.conf.set("spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows", "false")
-    # Cap RocksDB's memtables and block cache, so memory stays flat as the id state grows.
-    spark.conf.set("spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage", "true")
-    spark.conf.set("spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB", "256")
 
 
 def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
