@@ -139,10 +139,6 @@ class Chunk:
     records: int
     counts: dict[str, int]
 
-    @property
-    def expected_gold(self) -> int:
-        return self.records - sum(self.counts[k] for k in QUARANTINE_KINDS) - self.counts[DUPLICATE_KIND]
-
 
 class LineLayout:
     """Byte offsets of each variable field inside a fixed-width clean line."""

@@ -54,21 +54,23 @@ def _describe(error: ValidationError) -> str:
     return "invalid execution input: " + "; ".join(problems)
 
 
-def planned_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
-    """Latest planned (offsets) batch per query; -1 when the query has not run yet."""
+def _latest_batches(storage: Storage, checkpoint_uri: str, position: str) -> dict[str, int]:
+    """`last_planned` or `last_committed` batch per query; -1 when the query has not run yet."""
     latest = {}
     for query in QUERIES:
-        state = read_checkpoint(storage, join(checkpoint_uri, query))
-        latest[query] = state.last_planned if state.last_planned is not None else -1
+        batch = getattr(read_checkpoint(storage, join(checkpoint_uri, query)), position)
+        latest[query] = batch if batch is not None else -1
     return latest
+
+
+def planned_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
+    """Latest planned (offsets) batch per query."""
+    return _latest_batches(storage, checkpoint_uri, "last_planned")
 
 
 def committed_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
-    latest = {}
-    for query in QUERIES:
-        state = read_checkpoint(storage, join(checkpoint_uri, query))
-        latest[query] = state.last_committed if state.last_committed is not None else -1
-    return latest
+    """Latest committed batch per query."""
+    return _latest_batches(storage, checkpoint_uri, "last_committed")
 
 
 def spark_attempt(

@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import subprocess
-import sys
 import threading
 import traceback
 from dataclasses import dataclass, field
@@ -273,8 +271,3 @@ def bound(bindings: Bindings) -> Iterator[Bindings]:
 def _iso(value: Any) -> str:
     """moto hands context values such as $$.Execution.StartTime over as datetimes; AWS sends ISO text."""
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
-
-
-def run_command(argv: list[str]) -> int:
-    """The generator container's command (`iotpipe generate ...`), as a local process."""
-    return subprocess.run([sys.executable, "-m", "iotpipe.cli", *argv]).returncode
