@@ -117,11 +117,17 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
         | ~F.col("location_lon").between(-180.0, 180.0),
         "missing_city": F.col("location_city").isNull(),
     }
-    flagged = [F.when(~malformed & F.coalesce(check, F.lit(False)), F.lit(code)) for code, check in checks.items()]
+    broken = {code: F.coalesce(check, F.lit(False)) for code, check in checks.items()}
+    # The primary reason is a cheap CASE chain; the array of all reasons is built only for the
+    # few rejected rows (building it for every row cost more than a fifth of the cleaning).
+    reason = F.when(malformed, F.lit("malformed_json"))
+    for code, is_broken in broken.items():
+        reason = reason.when(is_broken, F.lit(code))
+    flagged = [F.when(is_broken, F.lit(code)) for code, is_broken in broken.items()]
     reasons = F.when(malformed, F.array(F.lit("malformed_json"))).otherwise(F.array_compact(F.array(*flagged)))
     return (
-        parsed.withColumn("reasons", reasons)
-        .withColumn("reason", F.try_element_at("reasons", F.lit(1)))
+        parsed.withColumn("reason", reason)
+        .withColumn("reasons", F.when(F.col("reason").isNotNull(), reasons))
         .withColumn("source_file", F.input_file_name())
     )
 
