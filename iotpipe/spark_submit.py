@@ -52,7 +52,9 @@ def submit_command(job_argv: list[str], master: str = "local[*]", driver_memory:
         "--conf",
         "spark.ui.enabled=false",
         "--conf",
-        f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG}",
+        # The heap is taken whole up front, as a container's would be: memory is then set by
+        # configuration, and a longer run does not look like a larger one.
+        f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG} -Xms{driver_memory}",
     ]
     fault = job_argv[job_argv.index("--fault") + 1] if "--fault" in job_argv else ""
     if fault.startswith("crash-mid-batch"):
