@@ -24,7 +24,7 @@ from generator.shards import DatasetPlan, summarise, write_dataset
 from iotpipe.sink_log import committed_files
 from iotpipe.sizes import parse_size
 from iotpipe.spark_args import SparkJobArgs
-from iotpipe.spark_submit import submit_command
+from iotpipe.spark_submit import local_submit_options, submit_command
 from iotpipe.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,20 +95,9 @@ def run_our_job(bronze: Path, out: Path, driver_memory: str, truth: dict, env: d
     return {**result, **file_stats(committed), "batches": summary["batches"]}
 
 
-def spark_batch_command(script: str, bronze: Path, out: Path, spark_home: str) -> list[str]:
-    """spark-submit for a reference batch job in bench/, with the resources our job gets."""
-    return [
-        f"{spark_home}/bin/spark-submit",
-        "--master",
-        "local[2]",
-        "--driver-memory",
-        "2g",
-        "--conf",
-        "spark.ui.enabled=false",
-        str(ROOT / "bench" / script),
-        str(bronze),
-        str(out),
-    ]
+def spark_batch_command(script: str, bronze: Path, out: Path) -> list[str]:
+    """spark-submit for a reference batch job in bench/, with the same options as our job."""
+    return [*local_submit_options(master="local[2]"), str(ROOT / "bench" / script), str(bronze), str(out)]
 
 
 def bench_size(size_text: str, work: Path) -> dict:
@@ -139,7 +128,7 @@ def bench_size(size_text: str, work: Path) -> dict:
         ("naive Spark job", "naive_job.py", work / "naive"),
         ("Spark floor (Gold write only)", "floor_job.py", work / "floor"),
     ):
-        results[name] = measure(spark_batch_command(script, bronze, out, env["SPARK_HOME"]), env)
+        results[name] = measure(spark_batch_command(script, bronze, out), env)
         results[name].update(file_stats(glob_parquet(out)))
         print(f"[{size_text}] {name} {results[name]['seconds']:.1f} s", flush=True)
 
@@ -218,7 +207,8 @@ side by side on it:
 - DuckDB doing the same cleaning and de-duplication into the same partitioned snappy Parquet
   (reference only: one machine, no incremental state, no quarantine).
 
-Spark runs `local[2]`. Peak RSS is that of the largest process (the JVM for Spark). Gold files
+Every Spark row runs `local[2]` with the same spark-submit options (a 2 GiB heap taken whole
+at start, unless the row says otherwise). Peak RSS is that of the largest process (the JVM for Spark). Gold files
 are the committed files (from `_spark_metadata`) for our job, all files for the others.
 Figures are ratios within one run; absolute seconds vary by machine. What they mean against
 the targets (the 4x-DuckDB one is out of reach for any Spark job here, the floor shows why):

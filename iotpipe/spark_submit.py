@@ -41,9 +41,9 @@ def _pyspark_home() -> str:
     return str(Path(pyspark.__file__).resolve().parent)
 
 
-def submit_command(job_argv: list[str], master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
-    """A local spark-submit for the job with these arguments (those an EMR step passes)."""
-    command = [
+def local_submit_options(master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
+    """spark-submit and the options every local Spark application here runs with."""
+    return [
         os.path.join(_pyspark_home(), "bin", "spark-submit"),
         "--master",
         master,
@@ -56,6 +56,11 @@ def submit_command(job_argv: list[str], master: str = "local[*]", driver_memory:
         # configuration, and a longer run does not look like a larger one.
         f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG} -Xms{driver_memory}",
     ]
+
+
+def submit_command(job_argv: list[str], master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
+    """A local spark-submit for the job with these arguments (those an EMR step passes)."""
+    command = local_submit_options(master, driver_memory)
     fault = job_argv[job_argv.index("--fault") + 1] if "--fault" in job_argv else ""
     if fault.startswith("crash-mid-batch"):
         if not FAULTS_JAR.exists():
