@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.transforms import (
     REASON_CODES,
     cluster_by_partition,
@@ -38,45 +38,6 @@ FAULT_ENV = "IOTPIPE_FAULT"
 FAULTS = ("crash-mid-batch", "fail-after-commit", "fail-at-start")
 CRASH_PROTOCOL_CLASS = "iotpipe.faults.CrashingCommitProtocol"
 QUERY_NAMES = ("gold", "quarantine")
-
-
-class LeaseLost(RuntimeError):
-    """Another run took the checkpoint lease: this one must stop before it writes anything more."""
-
-
-class LeaseHeartbeat:
-    """Renews the checkpoint lease while the queries run; stops them if it is lost."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        from iotpipe.lease import lease_store_for
-
-        self.store = lease_store_for(args.lease)
-        self.key, self.holder, self.seconds = args.lease_key, args.lease_holder, args.lease_seconds
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._queries: list = []
-        self._thread = threading.Thread(target=self._run, name="iotpipe-lease-heartbeat", daemon=True)
-
-    def start(self, queries: list) -> None:
-        self._queries = queries
-        self._thread.start()
-
-    def renew(self) -> None:
-        if not self.store.renew(self.key, self.holder, self.seconds):
-            self.lost.set()
-            for query in self._queries:
-                query.stop()
-            raise LeaseLost(f"lease {self.key} is no longer held by {self.holder}")
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.seconds / 3):
-            try:
-                self.renew()
-            except LeaseLost:
-                return
-
-    def stop(self) -> None:
-        self._stop.set()
 
 
 class InjectedFailure(RuntimeError):
@@ -235,6 +196,20 @@ def summarise(progress: dict, run_id: str, started: float, args: argparse.Namesp
     }
 
 
+def start_heartbeat(args: argparse.Namespace, on_lost) -> LeaseHeartbeat | None:
+    """Prove the lease is held before any query starts, then keep renewing it in the background."""
+    if not args.lease:
+        return None
+    from iotpipe.lease import lease_store_for
+
+    heartbeat = LeaseHeartbeat(
+        lease_store_for(args.lease), args.lease_key, args.lease_holder, args.lease_seconds, on_lost=on_lost
+    )
+    heartbeat.prove_held()
+    heartbeat.start()
+    return heartbeat
+
+
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write a small text file through Hadoop's FileSystem, so s3:// (EMRFS) and local paths both work."""
     jvm = spark.sparkContext._jvm
@@ -258,9 +233,8 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
         spark.conf.set("spark.iotpipe.fault.crashBatch", str(fault_batch))
 
-    heartbeat = LeaseHeartbeat(args) if args.lease else None
-    if heartbeat:
-        heartbeat.renew()
+    running: list = []
+    heartbeat = start_heartbeat(args, on_lost=lambda reason: [query.stop() for query in running])
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
     trigger = trigger_of(args.trigger)
     queries = {
@@ -276,8 +250,10 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
             build_quarantine(validated), "quarantine", args.quarantine, args.checkpoint, ["reason"], trigger
         ),
     }
-    if heartbeat:
-        heartbeat.start(list(queries.values()))
+    running.extend(queries.values())
+    if heartbeat and heartbeat.lost.is_set():  # lost while the queries were starting
+        for query in running:
+            query.stop()
     deadline = started + args.timeout_seconds if args.timeout_seconds else None
     recorded: set = set()
     while any(q.isActive for q in queries.values()):
@@ -295,7 +271,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     if heartbeat:
         heartbeat.stop()
         if heartbeat.lost.is_set():
-            raise LeaseLost(f"lease {args.lease_key} was lost during the run")
+            raise LeaseLost(f"stopped writing: {heartbeat.lost_reason}")
 
     summary = summarise({name: q.recentProgress for name, q in queries.items()}, run_id, started, args)
     text = json.dumps(summary, indent=2, sort_keys=True)

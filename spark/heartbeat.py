@@ -1,0 +1,107 @@
+"""The Spark job's side of the checkpoint lease: renew it while the queries run, stop them when
+the lease can no longer be proven held.
+
+A renewal can fail for two kinds of reasons. The store answers that another run holds the lease
+(or it expired): the lease is lost, stop now. Or the call itself fails (throttling, an expired
+token, a network error): the lease may well still be ours, so retry, but only while the last
+successful renewal still covers us with a safety margin. Past that point nobody can prove the
+lease is held, another run may take the checkpoint, and writing on would make two writers share
+one checkpoint and state store: stop the queries.
+
+Python 3.9 syntax: shipped to EMR with the job.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional
+
+log = logging.getLogger("iotpipe.heartbeat")
+
+
+class LeaseLost(RuntimeError):
+    """The checkpoint lease is not (provably) held by this run: it must stop writing."""
+
+
+class LeaseHeartbeat:
+    """Renews `key` for `holder` every `seconds / 3`; calls `on_lost(reason)` once if it cannot."""
+
+    def __init__(
+        self,
+        store,
+        key: str,
+        holder: str,
+        seconds: float,
+        on_lost: Callable[[str], None],
+        margin: Optional[float] = None,
+        clock: Callable[[], float] = time.time,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.store, self.key, self.holder, self.seconds = store, key, holder, seconds
+        self.on_lost = on_lost
+        self.margin = seconds / 6 if margin is None else margin
+        self.clock = clock
+        self.retry_seconds = retry_seconds
+        self.held_until = 0.0
+        self.lost = threading.Event()
+        self.lost_reason: Optional[str] = None
+        self.transient_errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="iotpipe-lease-heartbeat", daemon=True)
+
+    def renew_once(self) -> bool:
+        """One renewal. True: held for `seconds` more. False: taken or expired. Raises on a failed call."""
+        asked_at = self.clock()
+        if not self.store.renew(self.key, self.holder, self.seconds):
+            return False
+        self.held_until = asked_at + self.seconds
+        return True
+
+    def prove_held(self) -> None:
+        """Before any query starts: renew, retrying transient errors for one lease period at most."""
+        self.held_until = self.clock() + self.seconds
+        if not self._renew_until_proven():
+            raise LeaseLost(self.lost_reason or f"lease {self.key} is not held by {self.holder}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.seconds)
+
+    def _renew_until_proven(self) -> bool:
+        """Renew; on a failed call retry until the margin before `held_until`. False once lost."""
+        while True:
+            try:
+                if self.renew_once():
+                    return True
+                self._lose(f"lease {self.key} is held by another run or expired (holder {self.holder})")
+                return False
+            except Exception as error:  # throttling, expired credentials, network: not a verdict
+                self.transient_errors += 1
+                deadline = self.held_until - self.margin
+                now = self.clock()
+                if now >= deadline:
+                    self._lose(
+                        f"lease {self.key} could not be renewed before {self.margin:.0f} s of its expiry "
+                        f"({self.transient_errors} failed calls, last: {type(error).__name__}: {error})"
+                    )
+                    return False
+                log.warning("lease renewal failed, retrying: %s", error)
+                if self._stop.wait(min(self.retry_seconds, max(deadline - now, 0.0))):
+                    return True  # stopping anyway: nothing more to prove
+
+    def _lose(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.lost_reason = reason
+            self.lost.set()
+            self.on_lost(reason)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.seconds / 3):
+            if not self._renew_until_proven():
+                return
