@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 INSTALLED := $(VENV)/.installed
 FAULTS_JAR := build/iotpipe-faults.jar
 LAKE ?= lake
@@ -15,7 +17,7 @@ SEED ?= 1
 PY313_BIN := $(shell p=$$(command -v pyenv >/dev/null && pyenv root)/versions/3.13.0/bin; [ -x $$p/python3.13 ] && echo $$p)
 SAM_PATH := $(if $(PY313_BIN),$(PY313_BIN):,)$(PATH)
 
-.PHONY: install run test test-fast lint format bench bench-5g deploy sam-build sam-validate static-checks clean
+.PHONY: install run test test-fast lint format bench bench-5g deploy sam-build sam-validate checkov static-checks clean
 
 install: $(INSTALLED) $(FAULTS_JAR)
 
@@ -36,11 +38,17 @@ $(SAM):
 	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 
+# checkov pins its own dependency tree (like SAM): its own venv.
+$(CHECKOV):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
+
 run: install
 	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
 
-test: install $(SAM)
-	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" $(BIN)/pytest
+test: install $(SAM) $(CHECKOV)
+	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
 
 test-fast: install
 	$(BIN)/pytest -m "not spark"
@@ -61,6 +69,9 @@ bench-5g: install
 
 sam-validate: $(SAM)
 	$(SAM) validate --lint
+
+checkov: $(CHECKOV)
+	$(CHECKOV) --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 sam-build: $(SAM)
 	PATH="$(SAM_PATH)" $(SAM) build

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import parse_qs, urlparse
 
 from botocore.exceptions import ClientError
 
@@ -41,11 +42,11 @@ class LeaseStore(Protocol):
 class DynamoDBLeaseStore:
     """Items {key, holder, expires_at, pending}; every change is one conditional write."""
 
-    def __init__(self, table: str, client=None) -> None:
+    def __init__(self, table: str, client=None, region: str | None = None) -> None:
         if client is None:
             import boto3
 
-            client = boto3.client("dynamodb")
+            client = boto3.client("dynamodb", region_name=region)
         self.table, self.client = table, client
 
     def _conditional(self, **kwargs) -> bool:
@@ -189,7 +190,13 @@ class FileLeaseStore:
 
 
 def lease_store_for(uri: str, client=None) -> LeaseStore:
-    """`dynamodb://<table>` on AWS, a folder path locally."""
+    """`dynamodb://<table>?region=<region>` on AWS, a folder path locally.
+
+    The region travels in the URI because the Spark job's heartbeat runs on EMR nodes, where
+    boto3 finds no region by itself. Without `?region=` the client takes boto3's default.
+    """
     if uri.startswith("dynamodb://"):
-        return DynamoDBLeaseStore(uri[len("dynamodb://") :], client)
+        parsed = urlparse(uri)
+        region = parse_qs(parsed.query).get("region", [None])[0]
+        return DynamoDBLeaseStore(parsed.netloc, client, region=region)
     return FileLeaseStore(uri)

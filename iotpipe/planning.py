@@ -1,7 +1,7 @@
 """PlanRun: validate the execution input, then plan generator shards and the Spark step.
 
 Reads the checkpoint (to remember where this run starts) but writes nothing: a rejected input
-leaves no trace.
+or an incomplete deployment leaves no trace.
 """
 
 from __future__ import annotations
@@ -29,6 +29,24 @@ from iotpipe.storage import Storage, join
 
 QUERIES = ("gold", "quarantine")
 MIN_SHARD_BYTES = 1024 * 1024
+
+
+class SparkArtifactsMissing(RuntimeError):
+    """The Spark job's code is not where the stack runs it from: the deployment is incomplete.
+
+    Raised by PlanRun before any side effect; the state machine does not catch it, so the
+    execution fails at once with this error and its message instead of in an EMR step.
+    """
+
+
+def check_spark_artifacts(settings: Settings, storage: Storage) -> None:
+    missing = [uri for uri in (settings.spark_job_uri, settings.spark_py_files_uri) if uri and not storage.exists(uri)]
+    if missing:
+        raise SparkArtifactsMissing(
+            f"the Spark job is not deployed: {', '.join(missing)} not found. Upload spark/job.py and "
+            "iotpipe_spark.zip to the artifacts bucket's spark/ prefix (`make deploy` does it after "
+            "`sam deploy`, step 3 of scripts/deploy.sh), then start the run again"
+        )
 
 
 def parse_execution_input(raw: object) -> tuple[ExecutionInput, str]:
@@ -112,6 +130,7 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
         raise InvalidExecutionInput(
             f"invalid execution input: {shard_count} shards of {size} bytes are under 1 MiB each"
         )
+    check_spark_artifacts(settings, storage)
     seed = request.seed if request.seed is not None else zlib.crc32(execution_name.encode())
     shards = (
         [

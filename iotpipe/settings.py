@@ -27,7 +27,7 @@ class Settings(BaseModel):
     emr_instance_type: str = "m5.xlarge"
     emr_core_instance_count: int = 2
     subnet_id: str = ""
-    lease_store: str = Field(default="", description="dynamodb://<table>, or a folder for local runs")
+    lease_store: str = Field(default="", description="dynamodb://<table>?region=<region>, or a folder for local runs")
     lease_key: str = "bronze-to-gold"
     lease_seconds: float = Field(
         default=300.0, description="each heartbeat of the Spark job extends the lease this long"

@@ -12,6 +12,13 @@ ACCOUNT="$(aws sts get-caller-identity --query Account --output text)"
 REPOSITORY="${STACK}-generator"
 IMAGE="${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${REPOSITORY}:$(git rev-parse --short HEAD)"
 
+echo "0/4 service-linked roles (once per account): EMR's cleanup role, ECS's role for task networking"
+ensure_service_linked_role() {
+  aws iam get-role --role-name "$1" >/dev/null 2>&1 || aws iam create-service-linked-role --aws-service-name "$2" >/dev/null
+}
+ensure_service_linked_role AWSServiceRoleForEMRCleanup elasticmapreduce.amazonaws.com
+ensure_service_linked_role AWSServiceRoleForECS ecs.amazonaws.com
+
 echo "1/4 generator image -> ${IMAGE}"
 aws ecr describe-repositories --repository-names "${REPOSITORY}" --region "${REGION}" >/dev/null 2>&1 \
   || aws ecr create-repository --repository-name "${REPOSITORY}" --region "${REGION}" \
@@ -34,7 +41,25 @@ output() {
   aws cloudformation describe-stacks --stack-name "${STACK}" --region "${REGION}" \
     --query "Stacks[0].Outputs[?OutputKey=='$1'].OutputValue" --output text
 }
+parameter() {
+  aws cloudformation describe-stacks --stack-name "${STACK}" --region "${REGION}" \
+    --query "Stacks[0].Parameters[?ParameterKey=='$1'].ParameterValue" --output text
+}
 ARTIFACTS="$(output ArtifactsBucketName)"
+
+# AmazonEMRServicePolicy_v2 launches clusters only into a subnet, and creates its managed security
+# groups only in a VPC, tagged for-use-with-amazon-emr-managed-policies=true.
+SUBNET="$(parameter SubnetId)"
+VPC="$(parameter VpcId)"
+EMR_TAG="for-use-with-amazon-emr-managed-policies"
+for resource in "${SUBNET}" "${VPC}"; do
+  tagged="$(aws ec2 describe-tags --region "${REGION}" --filters "Name=resource-id,Values=${resource}" \
+    "Name=key,Values=${EMR_TAG}" --query "Tags[0].Value" --output text)"
+  if [ "${tagged}" != "true" ]; then
+    echo "WARNING: ${resource} is not tagged ${EMR_TAG}=true: EMR cannot launch the Spark cluster there." >&2
+    echo "  aws ec2 create-tags --region ${REGION} --resources ${resource} --tags Key=${EMR_TAG},Value=true" >&2
+  fi
+done
 
 echo "3/4 Spark job -> s3://${ARTIFACTS}/spark/"
 rm -rf build/spark-package && mkdir -p build/spark-package

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-id", default=None, help="names the run summary (default: time-based)")
     parser.add_argument("--timeout-seconds", type=float, default=None, help="stop a processing-time run after this")
     parser.add_argument(
-        "--lease", default=None, help="lease store (dynamodb://table or a folder) to renew while running"
+        "--lease", default=None, help="lease store (dynamodb://table?region=r or a folder) to renew while running"
     )
     parser.add_argument("--lease-key", default="bronze-to-gold")
     parser.add_argument("--lease-holder", default=None, help="the execution holding the lease")

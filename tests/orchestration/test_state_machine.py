@@ -173,6 +173,16 @@ def test_bad_input_fails_fast_before_any_side_effect(tmp_path, bad_input, messag
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
+def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_effect(tmp_path):
+    settings = local_settings(tmp_path, spark_job_uri=str(tmp_path / "not-uploaded" / "job.py"))
+    execution = run(tmp_path, {"size": "4MiB", "shards": 2}, settings)
+    assert execution.status == "FAILED" and execution.error == "SparkArtifactsMissing"
+    assert "not-uploaded/job.py" in execution.cause and "make deploy" in execution.cause
+    assert execution.entered_states() == ["PlanRun"]
+    assert [what for what, _ in execution.bindings.calls] == ["lambda"]
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
 def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_path):
     first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 7})
     assert first.report["status"] == "SUCCEEDED"

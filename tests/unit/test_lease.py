@@ -3,13 +3,17 @@ The same behaviour is required of the DynamoDB store (moto) and the local file s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import boto3
 import pytest
+import yaml
 from moto import mock_aws
 
-from iotpipe.lease import DynamoDBLeaseStore, FileLeaseStore
+from iotpipe.lease import DynamoDBLeaseStore, FileLeaseStore, lease_store_for
 
 KEY = "bronze-to-gold"
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 @pytest.fixture(params=["dynamodb", "file"])
@@ -18,14 +22,26 @@ def store(request, tmp_path):
         yield FileLeaseStore(str(tmp_path / "leases"))
         return
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="leases",
-            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield DynamoDBLeaseStore("leases", client)
+        yield DynamoDBLeaseStore("leases", create_table("leases", "us-east-1"))
+
+
+def create_table(name: str, region: str):
+    client = boto3.client("dynamodb", region_name=region)
+    client.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return client
+
+
+@pytest.fixture
+def node_without_region(monkeypatch, tmp_path):
+    """Like an EMR node running the job: no region in the environment or in an AWS config file."""
+    for name in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
 
 
 def test_only_one_holder_at_a_time(store):
@@ -67,3 +83,36 @@ def test_a_free_or_expired_lease_cannot_be_marked_pending(store):
     assert not store.mark_pending(KEY, now=1000)
     store.acquire(KEY, "run-a", 60, now=1000)
     assert not store.mark_pending(KEY, now=2000)
+
+
+def test_a_dynamodb_store_takes_its_region_from_the_uri(node_without_region):
+    with mock_aws():
+        create_table("leases", "eu-west-1")
+        store = lease_store_for("dynamodb://leases?region=eu-west-1")
+        assert store.acquire(KEY, "run-a", 60)
+    assert (store.table, store.client.meta.region_name) == ("leases", "eu-west-1")
+
+
+def test_a_dynamodb_uri_without_region_uses_the_default_region(monkeypatch):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        create_table("leases", "us-east-1")
+        store = lease_store_for("dynamodb://leases")
+        assert store.acquire(KEY, "run-a", 60)
+    assert store.table == "leases"
+
+
+def test_the_lease_store_the_template_configures_works_on_a_node_without_region(node_without_region):
+    """The template's LEASE_STORE reaches every Lambda and, as --lease, the Spark job on EMR."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!Sub", lambda loader, node: loader.construct_scalar(node))
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
+    uri = template["Globals"]["Function"]["Environment"]["Variables"]["LEASE_STORE"]
+    uri = uri.replace("${LeaseTable}", "iotpipe-LeaseTable-X1").replace("${AWS::Region}", "eu-west-1")
+    with mock_aws():
+        create_table("iotpipe-LeaseTable-X1", "eu-west-1")
+        assert lease_store_for(uri).acquire(KEY, "run-a", 60)

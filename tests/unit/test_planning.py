@@ -1,31 +1,54 @@
-"""PlanRun's logic: defaults for `{}`, the S3 trigger, and input rejected before any side effect."""
+"""PlanRun's logic: defaults for `{}`, the S3 trigger, and input or a deployment without the
+Spark job rejected before any side effect. The lake is in moto S3, as on AWS."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from iotpipe.models import InvalidExecutionInput
-from iotpipe.planning import parse_execution_input, plan_run
+from iotpipe.planning import SparkArtifactsMissing, parse_execution_input, plan_run
 from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
+from iotpipe.storage import LocalStorage, S3Storage
 
 EVENTS = Path(__file__).parent.parent / "events"
+ROOT = Path(__file__).resolve().parent.parent.parent
+ARTIFACTS = ("spark/job.py", "spark/iotpipe_spark.zip")
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
+def s3(monkeypatch):
+    """The lake's and the artifacts' buckets, with the Spark job uploaded as `make deploy` does."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        for bucket in ("lake", "artifacts"):
+            client.create_bucket(Bucket=bucket)
+        for key in ARTIFACTS:
+            client.put_object(Bucket="artifacts", Key=key, Body=b"uploaded")
+        yield client
+
+
+@pytest.fixture
+def storage(s3) -> S3Storage:
+    return S3Storage(s3)
+
+
+@pytest.fixture
+def settings() -> Settings:
     return Settings.for_local_lake(
-        str(tmp_path),
+        "s3://lake",
         spark_job_uri="s3://artifacts/spark/job.py",
         spark_py_files_uri="s3://artifacts/spark/iotpipe_spark.zip",
     )
 
 
-def test_an_empty_input_plans_a_generating_run_with_the_default_size(settings):
-    plan = plan_run({}, "exec-1", settings, LocalStorage())
+def test_an_empty_input_plans_a_generating_run_with_the_default_size(settings, storage):
+    plan = plan_run({}, "exec-1", settings, storage)
     assert plan.generate and plan.trigger == "console"
     assert len(plan.shards) == settings.default_shards
     sizes = {shard.command[shard.command.index("--size") + 1] for shard in plan.shards}
@@ -33,8 +56,8 @@ def test_an_empty_input_plans_a_generating_run_with_the_default_size(settings):
     assert plan.transient_cluster and plan.cluster_id is None
 
 
-def test_the_spark_step_runs_the_job_from_s3_with_its_package(settings):
-    args = plan_run({}, "exec-1", settings, LocalStorage()).attempt.step_args
+def test_the_spark_step_runs_the_job_from_s3_with_its_package(settings, storage):
+    args = plan_run({}, "exec-1", settings, storage).attempt.step_args
     job = args.index("s3://artifacts/spark/job.py")
     assert args[:job] == [
         "spark-submit",
@@ -49,21 +72,21 @@ def test_the_spark_step_runs_the_job_from_s3_with_its_package(settings):
     assert args[args.index("--gold") + 1] == settings.gold_uri
 
 
-def test_the_seed_follows_the_execution_name_so_a_repeated_name_repeats_the_data(settings):
-    first = plan_run({}, "exec-1", settings, LocalStorage())
-    again = plan_run({}, "exec-1", settings, LocalStorage())
-    other = plan_run({}, "exec-2", settings, LocalStorage())
+def test_the_seed_follows_the_execution_name_so_a_repeated_name_repeats_the_data(settings, storage):
+    first = plan_run({}, "exec-1", settings, storage)
+    again = plan_run({}, "exec-1", settings, storage)
+    other = plan_run({}, "exec-2", settings, storage)
     assert first.shards == again.shards and first.shards != other.shards
 
 
-def test_an_s3_object_created_event_processes_existing_bronze_without_generating(settings):
+def test_an_s3_object_created_event_processes_existing_bronze_without_generating(settings, storage):
     event = json.loads((EVENTS / "s3_object_created.json").read_text())
-    plan = plan_run(event, "exec-3", settings, LocalStorage())
+    plan = plan_run(event, "exec-3", settings, storage)
     assert (plan.trigger, plan.generate, plan.shards) == ("s3-event", False, [])
 
 
-def test_a_test_fault_reaches_the_first_attempt_only(settings):
-    plan = plan_run({"fault_injection": "crash-mid-batch:1"}, "exec-4", settings, LocalStorage())
+def test_a_test_fault_reaches_the_first_attempt_only(settings, storage):
+    plan = plan_run({"fault_injection": "crash-mid-batch:1"}, "exec-4", settings, storage)
     assert "crash-mid-batch:1" in plan.attempt.step_args
 
 
@@ -81,13 +104,34 @@ def test_a_test_fault_reaches_the_first_attempt_only(settings):
         ({"source": "aws.s3", "detail-type": "Object Deleted", "detail": {}}, "detail-type"),
     ],
 )
-def test_bad_input_is_rejected_with_a_message_naming_the_problem(settings, tmp_path, raw, fragment):
+def test_bad_input_is_rejected_with_a_message_naming_the_problem(settings, storage, raw, fragment):
     with pytest.raises(InvalidExecutionInput, match=fragment):
-        plan_run(raw, "exec-5", settings, LocalStorage())
-    assert list(tmp_path.iterdir()) == []
+        plan_run(raw, "exec-5", settings, storage)
+    assert storage.list("s3://lake/") == []
 
 
 def test_every_problem_is_listed_at_once():
     with pytest.raises(InvalidExecutionInput) as caught:
         parse_execution_input({"size": "huge", "shards": -1})
     assert "size" in str(caught.value) and "shards" in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ARTIFACTS)
+def test_a_stack_without_the_spark_job_uploaded_fails_in_plan_run_saying_what_to_upload(s3, settings, storage, key):
+    s3.delete_object(Bucket="artifacts", Key=key)
+    with pytest.raises(SparkArtifactsMissing) as caught:
+        plan_run({}, "exec-6", settings, storage)
+    assert f"s3://artifacts/{key}" in str(caught.value) and "make deploy" in str(caught.value)
+    assert storage.list("s3://lake/") == []
+
+
+def test_a_local_run_plans_with_the_repositorys_job(tmp_path):
+    settings = Settings.for_local_lake(str(tmp_path), spark_job_uri=str(ROOT / "spark" / "job.py"))
+    plan = plan_run({}, "exec-7", settings, LocalStorage())
+    assert str(ROOT / "spark" / "job.py") in plan.attempt.step_args
+
+
+def test_a_local_job_path_that_does_not_exist_is_refused_too(tmp_path):
+    settings = Settings.for_local_lake(str(tmp_path), spark_job_uri=str(tmp_path / "missing" / "job.py"))
+    with pytest.raises(SparkArtifactsMissing, match="missing/job.py"):
+        plan_run({}, "exec-8", settings, LocalStorage())
