@@ -51,9 +51,30 @@ class S3ObjectEvent(BaseModel):
     detail: dict
 
 
-class ShardTask(BaseModel):
-    index: int
-    command: list[str]
+class ShardPlan(BaseModel):
+    """What every generator shard shares; the state machine builds each shard's command from it
+    and the shard index, so the state carries the same few fields for 1 shard or 1000."""
+
+    shards: int
+    last_index: int
+    bronze: str
+    size: str = Field(description="bytes, as the command line takes them")
+    shard_count: str
+    seed: str
+
+    def command(self, index: int) -> list[str]:
+        """The generator command of shard `index`, as GenerateShards builds it with intrinsics."""
+        return ["generate", "--out", self.bronze, "--size", self.size, "--shards", self.shard_count,
+                "--shard-index", str(index), "--seed", self.seed]  # fmt: skip
+
+
+class TaskTimeouts(BaseModel):
+    """TimeoutSeconds of the long Task states (TimeoutSecondsPath reads them from the plan)."""
+
+    generate_shard: int
+    create_cluster: int
+    spark_step: int
+    terminate_cluster: int
 
 
 class Lake(BaseModel):
@@ -85,7 +106,7 @@ class RunPlan(BaseModel):
     run_id: str
     trigger: Literal["console", "s3-event"]
     generate: bool
-    shards: list[ShardTask]
+    generation: Optional[ShardPlan]
     max_concurrency: int
     lake: Lake
     cluster_id: Optional[str]
@@ -96,6 +117,8 @@ class RunPlan(BaseModel):
     lease: LeasePlan
     fault_injection: Optional[str] = None
     attempt: SparkAttempt
+    timeouts: TaskTimeouts
+    follow_up_name: str = Field(description="the name of the execution this one hands over to, if it must")
 
 
 class LeaseDecision(BaseModel):

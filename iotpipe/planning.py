@@ -6,10 +6,12 @@ or an incomplete deployment leaves no trace.
 
 from __future__ import annotations
 
+import re
 import zlib
 
 from pydantic import ValidationError
 
+from iotpipe.local.limits import bounded_execution_name
 from iotpipe.models import (
     PERSISTENT_FAULTS,
     ExecutionInput,
@@ -18,8 +20,9 @@ from iotpipe.models import (
     LeasePlan,
     RunPlan,
     S3ObjectEvent,
-    ShardTask,
+    ShardPlan,
     SparkAttempt,
+    TaskTimeouts,
 )
 from iotpipe.settings import Settings
 from iotpipe.sink_log import read_checkpoint
@@ -132,35 +135,24 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
         )
     check_spark_artifacts(settings, storage)
     seed = request.seed if request.seed is not None else zlib.crc32(execution_name.encode())
-    shards = (
-        [
-            ShardTask(
-                index=i,
-                command=[
-                    "generate",
-                    "--out",
-                    settings.bronze_uri,
-                    "--size",
-                    str(size),
-                    "--shards",
-                    str(shard_count),
-                    "--shard-index",
-                    str(i),
-                    "--seed",
-                    str(seed),
-                ],
-            )
-            for i in range(shard_count)
-        ]
+    generation = (
+        ShardPlan(
+            shards=shard_count,
+            last_index=shard_count - 1,
+            bronze=settings.bronze_uri,
+            size=str(size),
+            shard_count=str(shard_count),
+            seed=str(seed),
+        )
         if request.generate
-        else []
+        else None
     )
     planned = planned_batches(storage, settings.checkpoint_uri)
     return RunPlan(
         run_id=execution_name,
         trigger=trigger,
         generate=request.generate,
-        shards=shards,
+        generation=generation,
         max_concurrency=request.max_concurrency or settings.default_max_concurrency,
         lake=Lake(
             bronze=settings.bronze_uri,
@@ -185,4 +177,22 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
         ),
         fault_injection=request.fault_injection,
         attempt=spark_attempt(execution_name, 1, settings, request.fault_injection, planned),
+        timeouts=TaskTimeouts(
+            generate_shard=settings.generator_timeout_seconds,
+            create_cluster=settings.cluster_timeout_seconds,
+            spark_step=settings.spark_step_timeout_seconds,
+            terminate_cluster=settings.terminate_timeout_seconds,
+        ),
+        follow_up_name=follow_up_name(execution_name),
     )
+
+
+_FOLLOW_UP = re.compile(r"^(?P<base>.+)-fu(?P<number>[0-9]+)$")
+
+
+def follow_up_name(run_id: str) -> str:
+    """`<run>-fu1`, then `<run>-fu2` for its own follow-up, and so on: deterministic (a retried
+    start is the same execution) and within the 80-character name limit however long the chain."""
+    match = _FOLLOW_UP.match(run_id)
+    base, number = (match["base"], int(match["number"]) + 1) if match else (run_id, 1)
+    return bounded_execution_name(base, f"fu{number}")

@@ -44,6 +44,10 @@ class Settings(BaseModel):
     default_size: str = "256MiB"
     default_shards: int = 4
     default_max_concurrency: int = 4
+    generator_timeout_seconds: int = Field(default=3600, ge=1, description="one generator shard's ECS task")
+    cluster_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's start")
+    spark_step_timeout_seconds: int = Field(default=4 * 3600, ge=1, description="one Spark step, then cancelled")
+    terminate_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's termination")
     max_files_per_trigger: int = 8
     shuffle_partitions: int = 8
 

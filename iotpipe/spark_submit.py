@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -78,8 +79,10 @@ def run_spark_job(
     log_path: str,
     on_progress: Callable[[dict], None] | None = None,
     master: str = "local[*]",
+    timeout: float | None = None,
 ) -> SparkRun:
-    """Run the job to completion; stream its batch progress; return exit code and run summary."""
+    """Run the job to completion (killed after `timeout` seconds, as a step past its Task's
+    TimeoutSeconds is cancelled); stream its batch progress; return exit code and run summary."""
     env = dict(os.environ)
     env.update(
         SPARK_HOME=_pyspark_home(),
@@ -95,12 +98,18 @@ def run_spark_job(
             submit_command(job_argv, master), stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(SPARK_DIR.parent)
         )
         assert process.stdout is not None
+        deadline = threading.Timer(timeout, process.kill) if timeout else None
+        if deadline:
+            deadline.daemon = True
+            deadline.start()
         for raw in process.stdout:
             log.write(raw)
             line = raw.decode("utf-8", "replace").rstrip("\n")
             if line.startswith(PROGRESS_PREFIX) and on_progress:
                 on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
         exit_code = process.wait()
+        if deadline:
+            deadline.cancel()
     summary = read_run_summary(_argument(job_argv, "--checkpoint"), _argument(job_argv, "--run-id"))
     return SparkRun(exit_code, summary, log_path)
 

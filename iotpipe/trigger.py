@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from iotpipe.lease import LeaseStore
+from iotpipe.local.limits import bounded_execution_name
 
 RUN_INPUT = {"generate": False}
 
@@ -72,7 +73,7 @@ def start_execution(client, state_machine_arn: str, name: str, keys: list[str]) 
     except client.exceptions.ExecutionAlreadyExists:
         digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:12]
         return client.start_execution(
-            stateMachineArn=state_machine_arn, name=f"{name}-{digest}", input=json.dumps(RUN_INPUT)
+            stateMachineArn=state_machine_arn, name=bounded_execution_name(name, digest), input=json.dumps(RUN_INPUT)
         )["executionArn"]
 
 

@@ -24,10 +24,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
+
+from iotpipe.local import limits
+from iotpipe.local.api_shapes import InvalidParameters, check_parameters
 
 MOTO_VERSION = "5.2.5"
 
@@ -66,8 +71,11 @@ class LocalLambdaContext:
     log_group_name: str = "/aws/lambda/local"
     log_stream_name: str = "local"
 
+    timeout_seconds: float = 900.0
+    started: float = field(default_factory=time.monotonic)
+
     def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+        return max(0, int((self.started + self.timeout_seconds - time.monotonic()) * 1000))
 
 
 @dataclass
@@ -81,6 +89,8 @@ class Bindings:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     follow_ups: list[dict] = field(default_factory=list)
     clusters: dict[str, str] = field(default_factory=dict)
+    function_limits: dict[str, limits.FunctionLimits] = field(default_factory=limits.function_limits)
+    _task: threading.local = field(default_factory=threading.local)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -91,6 +101,10 @@ class Bindings:
     def _next_id(self) -> int:
         with self._lock:
             return next(self._ids)
+
+    def task_timeout(self) -> float | None:
+        """The running Task state's TimeoutSeconds (on this thread), so a binding can stop its work."""
+        return getattr(self._task, "timeout", None)
 
     def invoke_lambda(self, parameters: dict) -> dict:
         name = (
@@ -105,13 +119,18 @@ class Bindings:
         if isinstance(payload, str):
             payload = json.loads(payload)
         self._record("lambda", name)
+        function = self.function_limits.get(name)
         context = LocalLambdaContext(
             function_name=name,
             aws_request_id=f"local-{self._next_id()}",
             invoked_function_arn=parameters["FunctionName"],
         )
+        if function:
+            context.memory_limit_in_mb, context.timeout_seconds = function.memory_mb, function.timeout_seconds
         try:
-            result = handler(json.loads(json.dumps(payload, default=_iso)), context)
+            result = _within_function_limits(handler, json.loads(json.dumps(payload, default=_iso)), context, function)
+        except limits.LimitExceeded as error:
+            raise TaskError(error.error, json.dumps({"errorMessage": str(error), "errorType": error.error})) from None
         except Exception as error:  # a function error, reported as Lambda reports it
             error_type = type(error).__name__
             cause = {
@@ -175,12 +194,19 @@ class Bindings:
         return {}
 
     def publish_report(self, parameters: dict) -> dict:
+        try:
+            limits.check_sns_publish(parameters.get("Subject"), parameters.get("Message", ""))
+        except limits.LimitExceeded as error:
+            raise TaskError(error.error, str(error)) from None
         self._record("sns", parameters.get("Subject"))
         self.publish(parameters.get("Subject", ""), parameters.get("Message", ""))
         return {"MessageId": f"local-{self._next_id()}"}
 
     def start_execution(self, parameters: dict) -> dict:
         """A follow-up execution: recorded here, started by the local runner once this one ends."""
+        problem = limits.execution_name_problem(parameters["Name"])
+        if problem:
+            raise TaskError("StepFunctions.InvalidNameException", f"Invalid Name: '{parameters['Name']}': {problem}")
         self._record("sfn.start", parameters["Name"])
         self.follow_ups.append({"name": parameters["Name"], "input": parameters.get("Input", {})})
         return {"ExecutionArn": f"{parameters['StateMachineArn']}:{parameters['Name']}", "StartDate": "local"}
@@ -218,6 +244,8 @@ def _local_service_class():
             binding = self.bindings.dispatch(self.resource.service_name, self.resource.api_action)
             if binding is None:
                 raise TaskError("States.Runtime", f"no local binding for {self.resource.resource_arn}")
+            _check_task_request(self.resource.service_name, self.resource.api_action, normalised_parameters)
+            self.bindings._task.timeout = _timeout_seconds(self, env)
             env.stack.append(binding(normalised_parameters))
 
         def _from_error(self, env, ex):
@@ -250,6 +278,7 @@ def bound(bindings: Bindings) -> Iterator[Bindings]:
 
     local_class = _local_service_class()
     original = state_task_factory.state_task_service_for
+    restore_limits = _enforce_step_functions_limits()
 
     def service_for(service_name: str):
         state = (
@@ -266,8 +295,145 @@ def bound(bindings: Bindings) -> Iterator[Bindings]:
         yield bindings
     finally:
         state_task_factory.state_task_service_for = original
+        restore_limits()
 
 
 def _iso(value: Any) -> str:
     """moto hands context values such as $$.Execution.StartTime over as datetimes; AWS sends ISO text."""
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def _check_task_request(service: str, action: str, parameters: dict) -> None:
+    """What AWS checks before it calls the service: the state's input size after Parameters, the API shape."""
+    try:
+        limits.check_state_payload(parameters, f"{service}:{action}")
+    except limits.LimitExceeded as error:
+        raise TaskError(error.error, str(error)) from None
+    try:
+        check_parameters(service, action, parameters)
+    except InvalidParameters as error:
+        raise TaskError("States.Runtime", str(error)) from None
+
+
+def _timeout_seconds(task, env) -> float | None:
+    """The Task state's TimeoutSeconds (or TimeoutSecondsPath), as moto's engine evaluates it."""
+    if task.timeout.is_default_value():
+        return None
+    task.timeout.eval(env=env)
+    return env.stack.pop()
+
+
+def _peak_rss_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            return int(re.search(r"VmHWM:\s+(\d+) kB", status.read()).group(1)) * 1024
+    except (OSError, AttributeError):
+        return None
+
+
+def _reset_peak_rss() -> bool:
+    """Linux resets the process's peak RSS (VmHWM) to its current RSS on this write."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+_memory_lock = threading.Lock()
+
+
+def _within_function_limits(handler: Callable, event: dict, context: LocalLambdaContext, function) -> Any:
+    """Call the handler as Lambda would: request and response within 6 MB, stopped at its Timeout,
+    failed past its MemorySize.
+
+    Memory is the peak RSS of this process during the call minus its RSS before: it counts native
+    buffers (pyarrow, the JSON parser) that tracemalloc does not see, costs two small reads instead
+    of tracing every allocation, and leaves out the interpreter and libraries already loaded, which
+    Lambda counts too, so it is a lower bound of what Lambda would measure. Calls are serialised
+    while measured, so one function's peak is not another's.
+    """
+    limits.check_lambda_payload(event, "request")
+    if function is None:
+        return handler(event, context)
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        try:
+            outcome["result"] = handler(event, context)
+        except BaseException as error:  # handed back to the caller's thread
+            outcome["error"] = error
+
+    with _memory_lock:
+        measured = _reset_peak_rss()
+        before = _peak_rss_bytes() if measured else None
+        worker = threading.Thread(target=call, daemon=True, name=f"lambda-{context.function_name}")
+        worker.start()
+        worker.join(function.timeout_seconds)
+        peak = _peak_rss_bytes() if measured else None
+    if worker.is_alive():
+        raise limits.LimitExceeded(
+            limits.LAMBDA_TIMEOUT_ERROR,
+            f"RequestId: {context.aws_request_id} Error: Task timed out after {function.timeout_seconds:.2f} seconds",
+        )
+    if before is not None and peak is not None and peak - before > function.memory_mb * 2**20:
+        raise limits.LimitExceeded(
+            limits.LAMBDA_OUT_OF_MEMORY_ERROR,
+            f"RequestId: {context.aws_request_id} Error: Runtime exited with error: signal: killed "
+            f"({(peak - before) // 2**20} MiB over a MemorySize of {function.memory_mb} MB)",
+        )
+    if "error" in outcome:
+        raise outcome["error"]
+    limits.check_lambda_payload(outcome["result"], "response")
+    return outcome["result"]
+
+
+def _enforce_step_functions_limits() -> Callable[[], None]:
+    """Patch moto's engine to measure payloads as AWS does and to let no `States.ALL` catch
+    States.DataLimitExceeded; moto already fails a state whose output is too large. Returns the undo."""
+    from moto.stepfunctions.exceptions import InvalidName
+    from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
+    from moto.stepfunctions.parser.asl.component.state import state
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    undo = []
+
+    def patch(owner, name, value):
+        undo.append((owner, name, getattr(owner, name)))
+        setattr(owner, name, value)
+
+    for module in (state, state_task_lambda, state_task_service):
+        patch(module, "is_within_size_quota", limits.is_within_state_payload)
+
+    decl = error_equals_decl.ErrorEqualsDecl
+    original_eval_body = decl._eval_body
+
+    def eval_body(self, env):
+        error_name = env.stack[-1]
+        original_eval_body(self, env)
+        if getattr(error_name, "error_name", None) in limits.UNCATCHABLE_BY_STATES_ALL and (
+            decl._STATE_ALL_ERROR in self.error_names
+        ):
+            env.stack[-1] = False
+
+    patch(decl, "_eval_body", eval_body)
+
+    original_start = StepFunctionsParserBackend.start_execution
+
+    def start_execution(self, state_machine_arn, name=None, *args, **kwargs):
+        if name is not None:
+            problem = limits.execution_name_problem(name)
+            if problem:
+                raise InvalidName(f"Invalid Name: '{name}': {problem}")
+        return original_start(self, state_machine_arn, name, *args, **kwargs)
+
+    patch(StepFunctionsParserBackend, "start_execution", start_execution)
+
+    def restore() -> None:
+        for owner, name, value in reversed(undo):
+            setattr(owner, name, value)
+
+    return restore

@@ -190,7 +190,7 @@ class LocalEngine:
         log_path = join(self.lake, "artifacts", "logs", f"{run_id}-{step_id}.log")
         self.emit("spark", {"step_id": step_id, "log": log_path})
         result = run_spark_job(args[script + 1 :], log_path, on_progress=lambda p: self.emit("batch", p),
-                               master=self.spark_master)  # fmt: skip
+                               master=self.spark_master, timeout=self.bindings.task_timeout())  # fmt: skip
         self.emit("spark-done", {"step_id": step_id, "exit_code": result.exit_code})
         # EMR's failure details are often no more than this; the assessment must not rely on them.
         return result.succeeded, {"Reason": "Unknown Error.", "LogFile": log_path}

@@ -50,9 +50,10 @@ def settings() -> Settings:
 def test_an_empty_input_plans_a_generating_run_with_the_default_size(settings, storage):
     plan = plan_run({}, "exec-1", settings, storage)
     assert plan.generate and plan.trigger == "console"
-    assert len(plan.shards) == settings.default_shards
-    sizes = {shard.command[shard.command.index("--size") + 1] for shard in plan.shards}
-    assert sizes == {str(256 * 2**20)}
+    assert plan.generation.shards == settings.default_shards
+    assert plan.generation.last_index == settings.default_shards - 1
+    command = plan.generation.command(0)
+    assert command[command.index("--size") + 1] == str(256 * 2**20)
     assert plan.transient_cluster and plan.cluster_id is None
 
 
@@ -76,13 +77,13 @@ def test_the_seed_follows_the_execution_name_so_a_repeated_name_repeats_the_data
     first = plan_run({}, "exec-1", settings, storage)
     again = plan_run({}, "exec-1", settings, storage)
     other = plan_run({}, "exec-2", settings, storage)
-    assert first.shards == again.shards and first.shards != other.shards
+    assert first.generation == again.generation and first.generation.seed != other.generation.seed
 
 
 def test_an_s3_object_created_event_processes_existing_bronze_without_generating(settings, storage):
     event = json.loads((EVENTS / "s3_object_created.json").read_text())
     plan = plan_run(event, "exec-3", settings, storage)
-    assert (plan.trigger, plan.generate, plan.shards) == ("s3-event", False, [])
+    assert (plan.trigger, plan.generate, plan.generation) == ("s3-event", False, None)
 
 
 def test_a_test_fault_reaches_the_first_attempt_only(settings, storage):
