@@ -81,6 +81,11 @@ class Bindings:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     follow_ups: list[dict] = field(default_factory=list)
     clusters: dict[str, str] = field(default_factory=dict)
+    cluster_tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    # IAM (iotpipe.local.iam): the role a function's calls are made with, and the state machine
+    # role's check of each integration. The local engine sets both; the defaults enforce nothing.
+    acting_as: Callable[[str], contextlib.AbstractContextManager] = lambda function_name: contextlib.nullcontext()
+    authorize: Callable[[str, str, Any, dict], None] = lambda service, action, condition, parameters: None
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -111,7 +116,8 @@ class Bindings:
             invoked_function_arn=parameters["FunctionName"],
         )
         try:
-            result = handler(json.loads(json.dumps(payload, default=_iso)), context)
+            with self.acting_as(name):
+                result = handler(json.loads(json.dumps(payload, default=_iso)), context)
         except Exception as error:  # a function error, reported as Lambda reports it
             error_type = type(error).__name__
             cause = {
@@ -142,6 +148,7 @@ class Bindings:
         cluster_id = f"j-LOCAL{self._next_id():06d}"
         with self._lock:
             self.clusters[cluster_id] = "WAITING"
+            self.cluster_tags[cluster_id] = {t["Key"]: t["Value"] for t in parameters.get("Tags", [])}
         self._record("emr.create", cluster_id)
         return {
             "ClusterId": cluster_id,
@@ -218,6 +225,8 @@ def _local_service_class():
             binding = self.bindings.dispatch(self.resource.service_name, self.resource.api_action)
             if binding is None:
                 raise TaskError("States.Runtime", f"no local binding for {self.resource.resource_arn}")
+            self.bindings.authorize(self.resource.service_name, self.resource.api_action,
+                                    self.resource.condition, normalised_parameters)  # fmt: skip
             env.stack.append(binding(normalised_parameters))
 
         def _from_error(self, env, ex):
