@@ -44,14 +44,16 @@ $(CHECKOV):
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
 
-run: install
+# The local run and the fast tests read the template's IAM with aws-sam-translator, from SAM CLI's venv
+# (it pins a pydantic other than this project's).
+run: install $(SAM)
 	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
 
 test: install $(SAM) $(CHECKOV)
 	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
 
-test-fast: install
-	$(BIN)/pytest -m "not spark"
+test-fast: install $(SAM)
+	IOTPIPE_SAM="$(abspath $(SAM))" $(BIN)/pytest -m "not spark"
 
 lint: install
 	$(BIN)/ruff check .

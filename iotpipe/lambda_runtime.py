@@ -24,11 +24,11 @@ storage: Storage | None = None
 leases: LeaseStore | None = None
 
 
-def configure(new_settings: Settings, new_storage: Storage | None = None) -> None:
+def configure(new_settings: Settings, new_storage: Storage | None = None, new_leases: LeaseStore | None = None) -> None:
     global settings, storage, leases
     settings = new_settings
     storage = new_storage or storage_for(new_settings.gold_uri)
-    leases = lease_store_for(new_settings.lease_store) if new_settings.lease_store else None
+    leases = new_leases or (lease_store_for(new_settings.lease_store) if new_settings.lease_store else None)
 
 
 def current() -> tuple[Settings, Storage]:

@@ -91,6 +91,11 @@ class Bindings:
     clusters: dict[str, str] = field(default_factory=dict)
     function_limits: dict[str, limits.FunctionLimits] = field(default_factory=limits.function_limits)
     _task: threading.local = field(default_factory=threading.local)
+    cluster_tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    # IAM (iotpipe.local.iam): the role a function's calls are made with, and the state machine
+    # role's check of each integration. The local engine sets both; the defaults enforce nothing.
+    acting_as: Callable[[str], contextlib.AbstractContextManager] = lambda function_name: contextlib.nullcontext()
+    authorize: Callable[[str, str, Any, dict], None] = lambda service, action, condition, parameters: None
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -128,7 +133,13 @@ class Bindings:
         if function:
             context.memory_limit_in_mb, context.timeout_seconds = function.memory_mb, function.timeout_seconds
         try:
-            result = _within_function_limits(handler, json.loads(json.dumps(payload, default=_iso)), context, function)
+
+            def as_the_function(event: dict, lambda_context: LocalLambdaContext) -> Any:
+                with self.acting_as(name):  # entered in the thread that runs the handler
+                    return handler(event, lambda_context)
+
+            event = json.loads(json.dumps(payload, default=_iso))
+            result = _within_function_limits(as_the_function, event, context, function)
         except limits.LimitExceeded as error:
             raise TaskError(error.error, json.dumps({"errorMessage": str(error), "errorType": error.error})) from None
         except Exception as error:  # a function error, reported as Lambda reports it
@@ -161,6 +172,7 @@ class Bindings:
         cluster_id = f"j-LOCAL{self._next_id():06d}"
         with self._lock:
             self.clusters[cluster_id] = "WAITING"
+            self.cluster_tags[cluster_id] = {t["Key"]: t["Value"] for t in parameters.get("Tags", [])}
         self._record("emr.create", cluster_id)
         return {
             "ClusterId": cluster_id,
@@ -245,6 +257,8 @@ def _local_service_class():
             if binding is None:
                 raise TaskError("States.Runtime", f"no local binding for {self.resource.resource_arn}")
             _check_task_request(self.resource.service_name, self.resource.api_action, normalised_parameters)
+            self.bindings.authorize(self.resource.service_name, self.resource.api_action,
+                                    self.resource.condition, normalised_parameters)  # fmt: skip
             self.bindings._task.timeout = _timeout_seconds(self, env)
             env.stack.append(binding(normalised_parameters))
 

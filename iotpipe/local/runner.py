@@ -60,6 +60,7 @@ def local_substitutions() -> dict[str, str]:
             "EmrSecurityConfiguration": "iotpipe-emr-security",
             "GeneratorAssignPublicIp": "DISABLED",
             "ReportTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:iotpipe-reports",
+            "StackName": "iotpipe",
         }
     )
     return values
@@ -161,8 +162,16 @@ class LocalEngine:
         from moto import mock_aws
 
         from iotpipe import lambda_runtime
+        from iotpipe.lease import lease_store_for
+        from iotpipe.local import iam
 
-        lambda_runtime.configure(self.settings, LocalStorage())
+        # Every Lambda's calls run with its role's permissions, every integration with the state machine role's.
+        stack = iam.load_stack()
+        storage, leases, _ = iam.authorized_runtime(stack, self.lake, LocalStorage(),
+                                                    lease_store_for(self.settings.lease_store))  # fmt: skip
+        lambda_runtime.configure(self.settings, storage, leases)
+        self.bindings.acting_as = lambda name: iam.acting_as(stack.logical_id_of_function(name))
+        self.bindings.authorize = iam.IntegrationAuthorizer(stack, self.bindings.cluster_tags.get).check
         self._stack.enter_context(mock_aws(config={"stepfunctions": {"execute_state_machine": True}}))
         self._stack.enter_context(bound(self.bindings))
         import boto3

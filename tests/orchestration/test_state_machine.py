@@ -186,7 +186,9 @@ def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_ef
 def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_path):
     first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 7})
     assert first.report["status"] == "SUCCEEDED"
-    second = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1"})
+    # An existing cluster must carry this stack's tag, or the state machine role may not use it.
+    second = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1"},
+                 customise=lambda b: b.cluster_tags.update({"j-EXISTING1": {"iotpipe-stack": "iotpipe"}}))  # fmt: skip
     new_truth = summarise(read_manifests(str(tmp_path / "bronze" / "raw"), seed=8))
     assert second.report["records"]["gold"] == new_truth["gold"]
     assert second.report["records"]["input"] == new_truth["records"]

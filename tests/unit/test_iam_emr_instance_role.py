@@ -1,0 +1,87 @@
+"""The Spark job runs on EMR with the instance role; Hadoop's S3 client cannot be intercepted
+locally, so what the job touches is derived from a real plan's step arguments (with the
+deployed environment of the template) and evaluated against `EmrInstanceRole`."""
+
+from __future__ import annotations
+
+import pytest
+
+from iotpipe.local import iam
+from iotpipe.planning import spark_attempt
+from iotpipe.settings import Settings
+from iotpipe.storage import join, split_s3
+
+ROLE = "EmrInstanceRole"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return iam.load_stack()
+
+
+@pytest.fixture(scope="module")
+def step(stack) -> dict:
+    """The job's arguments as PlanRun plans them on AWS (settings from a function's environment)."""
+    environment = stack.resolve(stack.resources["PlanRunFunction"]["Properties"]["Environment"]["Variables"])
+    settings = Settings.from_env({k: str(v) for k, v in environment.items()})
+    args = spark_attempt("run-1", 1, settings, None, {}).step_args
+    script = next(i for i, a in enumerate(args) if a.endswith("job.py"))
+    options = dict(zip(args[script + 1 :: 2], args[script + 2 :: 2]))
+    return {"script": args[script], "py_files": args[args.index("--py-files") + 1], **options}
+
+
+def s3(action: str, uri: str) -> iam.Request:
+    bucket, key = split_s3(uri)
+    return iam.Request(action, f"arn:aws:s3:::{bucket}/{key}", {"aws:SecureTransport": "true"})
+
+
+def listing(uri: str) -> iam.Request:
+    bucket, key = split_s3(uri)
+    return iam.Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"aws:SecureTransport": "true", "s3:prefix": key})
+
+
+def what_the_job_does(step: dict, stack) -> list[iam.Request]:
+    gold, quarantine, checkpoint = step["--gold"], step["--quarantine"], step["--checkpoint"]
+    partition = "date=2024-01-01/location_city=Oslo/part-00000.parquet"
+    found = [listing(step["--bronze"]), s3("s3:GetObject", join(step["--bronze"], "seed-1/part-00001.jsonl")),
+             s3("s3:GetObject", step["script"]), s3("s3:GetObject", step["py_files"])]  # fmt: skip
+    for sink in (gold, quarantine):
+        found.append(listing(sink + "/"))
+        for key in (partition, "_spark_metadata/0", "_spark_metadata/9.compact"):
+            found += [s3(a, join(sink, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
+    found.append(listing(checkpoint + "/"))
+    for key in ("gold/offsets/0", "gold/commits/0", "quarantine/sources/0/0", "ledger/gold/0.json", "metadata"):
+        found += [s3(a, join(checkpoint, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
+    table = step["--lease"].removeprefix("dynamodb://")
+    assert table == stack.physical_name("LeaseTable")
+    found.append(iam.Request("dynamodb:UpdateItem", stack.get_att("LeaseTable", "Arn")))
+    return found
+
+
+def test_the_instance_role_allows_everything_the_spark_job_does(step, stack):
+    denied = [r for r in what_the_job_does(step, stack) if not stack.decide(ROLE, r).allowed]
+    assert denied == []
+
+
+def test_the_instance_role_cannot_change_the_jobs_code_or_other_checkpoints(step, stack):
+    artifacts = f"s3://{stack.physical_name('ArtifactsBucket')}"
+    forbidden = [
+        s3("s3:PutObject", step["script"]),
+        s3("s3:PutObject", step["py_files"]),
+        s3("s3:DeleteObject", step["script"]),
+        s3("s3:DeleteObject", join(artifacts, "checkpoints", "another-job", "offsets", "0")),
+        s3("s3:PutObject", join(artifacts, "runs", "run-1.json")),
+        s3("s3:PutObject", join(f"s3://{stack.physical_name('BronzeBucket')}", "raw", "x.jsonl")),
+        iam.Request("dynamodb:DeleteItem", stack.get_att("LeaseTable", "Arn")),
+    ]
+    allowed = [r for r in forbidden if stack.decide(ROLE, r).allowed]
+    assert allowed == []
+    assert step["script"].startswith(f"{artifacts}/spark/")
+
+
+def test_no_function_may_write_or_delete_the_jobs_code(stack):
+    code = f"arn:aws:s3:::{stack.physical_name('ArtifactsBucket')}/spark/job.py"
+    functions = [k for k, r in stack.resources.items() if r["Type"] == "AWS::Lambda::Function"]
+    writers = [(f, a) for f in functions for a in ("s3:PutObject", "s3:DeleteObject")
+               if stack.decide(f, iam.Request(a, code, {"aws:SecureTransport": "true"})).allowed]  # fmt: skip
+    assert len(functions) == 7 and writers == []
