@@ -52,7 +52,7 @@ def what_the_job_does(step: dict, stack) -> list[iam.Request]:
     found.append(listing(checkpoint + "/"))
     for key in ("gold/offsets/0", "gold/commits/0", "quarantine/sources/0/0", "ledger/gold/0.json", "metadata"):
         found += [s3(a, join(checkpoint, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
-    table = step["--lease"].removeprefix("dynamodb://")
+    table = step["--lease"].removeprefix("dynamodb://").split("?", 1)[0]
     assert table == stack.physical_name("LeaseTable")
     found.append(iam.Request("dynamodb:UpdateItem", stack.get_att("LeaseTable", "Arn")))
     return found
