@@ -67,3 +67,12 @@ def test_a_free_or_expired_lease_cannot_be_marked_pending(store):
     assert not store.mark_pending(KEY, now=1000)
     store.acquire(KEY, "run-a", 60, now=1000)
     assert not store.mark_pending(KEY, now=2000)
+
+
+def test_a_pending_mark_remembers_when_it_was_last_set_after_it_is_cleared(store):
+    assert store.acquire(KEY, "run-a", 600, now=1000)
+    assert store.mark_pending(KEY, now=1010) and store.mark_pending(KEY, now=1020)
+    assert store.get(KEY).marked_at == 1020
+    assert store.release(KEY, "run-a") == "pending"
+    lease = store.get(KEY)
+    assert not lease.pending and lease.marked_at == 1020
