@@ -39,6 +39,16 @@ class TriggerDecision:
     name: str | None = None
 
 
+IGNORED_DIR = "ignored"
+# The pipeline's own bookkeeping under the raw prefix (the generator's shard manifests): not data,
+# and not worth reporting as ignored.
+OWN_FOLDERS = ("_manifests/",)
+
+
+def is_own_object(relative_key: str) -> bool:
+    return relative_key.startswith(OWN_FOLDERS)
+
+
 def _created_keys(events: Iterable[dict]) -> list[str]:
     return [
         event.get("detail", {}).get("object", {}).get("key", "")
@@ -56,10 +66,11 @@ def classify_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> tuple[lis
     for key in _created_keys(events):
         if not key.startswith(raw_prefix):
             continue
-        reason = ignored_reason(key[len(raw_prefix) :])
+        relative = key[len(raw_prefix) :]
+        reason = ignored_reason(relative)
         if reason is None:
             keys.append(key)
-        else:
+        elif not is_own_object(relative):
             ignored[key] = reason
     return keys, ignored
 
@@ -67,9 +78,6 @@ def classify_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> tuple[lis
 def bronze_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> list[str]:
     """Object keys of 'Object Created' events for objects the job reads (see classify_keys)."""
     return classify_keys(events, raw_prefix)[0]
-
-
-IGNORED_DIR = "ignored"
 
 
 def note_ignored(storage: Storage, runs_uri: str, ignored: dict[str, str], now: float | None = None) -> str | None:

@@ -23,7 +23,7 @@ from iotpipe.planning import QUERIES
 from iotpipe.settings import Settings
 from iotpipe.sink_log import logged_uri, source_files
 from iotpipe.storage import LocalStorage, Storage, join
-from iotpipe.trigger import RUN_INPUT, decide, note_ignored
+from iotpipe.trigger import RUN_INPUT, decide, is_own_object, note_ignored
 
 IN_PROGRESS_SUFFIX = ".inprogress"  # the storage layer's hidden temporary name while a file is written
 
@@ -34,7 +34,7 @@ def bronze_objects(storage: Storage, bronze_uri: str) -> tuple[set[str], dict[st
     root = bronze_uri.rstrip("/")
     for info in storage.list(bronze_uri):
         relative = info.uri[len(root) + 1 :]
-        if relative.endswith(IN_PROGRESS_SUFFIX):
+        if relative.endswith(IN_PROGRESS_SUFFIX) or is_own_object(relative):
             continue
         reason = ignored_reason(relative)
         if reason is None:
