@@ -5,8 +5,11 @@ last commit, YARN lost the application master, the step's wrapper timed out). Th
 details are often missing or 'Unknown Error', so the verdict rests on the checkpoint and the
 sinks' `_spark_metadata`, never on ignoring the error:
 
-- complete: every Bronze file is in both queries' source logs, no batch is planned but
-  uncommitted, and each sink's log has every committed batch. Continue, flagged.
+- complete: the attempt's run summary exists (the job writes it only after both availableNow
+  queries finished: everything present at the attempt's start was taken), no batch is planned
+  but uncommitted, and each sink's log has the last committed batch. Continue, flagged.
+  Bronze is never listed: data that lands later raises an S3 event that marks the lease
+  pending, and ReleaseLease drains it.
 - partial: the attempt made progress (new planned or committed batches) but stopped short.
   Resume from the checkpoint while attempts remain.
 - failed: no progress (a persistent error: resuming would fail again), inconsistent evidence,
@@ -21,10 +24,8 @@ from typing import Any
 from iotpipe.models import RunPlan, SparkAttempt, StepAssessment
 from iotpipe.planning import QUERIES, planned_batches, spark_attempt
 from iotpipe.settings import Settings
-from iotpipe.sink_log import committed_batches, read_checkpoint, source_files
+from iotpipe.sink_log import METADATA_DIR, read_checkpoint
 from iotpipe.storage import Storage, join
-
-BRONZE_SUFFIX = ".jsonl"
 
 
 def parse_step_failure(error: Any) -> dict:
@@ -51,60 +52,43 @@ def parse_step_failure(error: Any) -> dict:
     }
 
 
-def _normalise_source(path: str) -> str:
-    return path[len("file://") :] if path.startswith("file://") else path.replace("s3a://", "s3://", 1)
+def attempt_summary_uri(checkpoint_uri: str, attempt_run_id: str) -> str:
+    """The job writes `<checkpoint>/runs/<attempt run id>.json` only after both queries finished."""
+    return join(checkpoint_uri, "runs", f"{attempt_run_id}.json")
 
 
-def bronze_files(storage: Storage, bronze_uri: str) -> set[str]:
-    """The Bronze data objects Spark reads: *.jsonl, not under hidden or '_' folders."""
-    return {
-        _normalise_source(info.uri)
-        for info in storage.list(bronze_uri)
-        if info.uri.endswith(BRONZE_SUFFIX)
-        and "/_" not in info.uri[len(bronze_uri) :]
-        and "/." not in info.uri[len(bronze_uri) :]
-    }
+def _sink_has_batch(storage: Storage, sink_uri: str, batch: int) -> bool:
+    directory = join(sink_uri, METADATA_DIR)
+    return any(storage.stat(join(directory, name)) is not None for name in (str(batch), f"{batch}.compact"))
 
 
-def unprocessed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> set[str]:
-    """Bronze objects that either query has not taken into a batch yet."""
-    present = bronze_files(storage, bronze_uri)
-    missing: set[str] = set()
-    for query in QUERIES:
-        seen = {_normalise_source(p) for p in source_files(storage, join(checkpoint_uri, query))}
-        missing |= present - seen
-    return missing
-
-
-def gather_evidence(storage: Storage, plan: RunPlan) -> dict:
-    present = bronze_files(storage, plan.lake.bronze)
-    evidence: dict = {"bronze_files": len(present), "queries": {}}
+def gather_evidence(storage: Storage, plan: RunPlan, attempt: SparkAttempt) -> dict:
+    """What the checkpoint, the sink logs and the attempt's summary say, read by key: bounded
+    whatever the history (offsets/commits listings are bounded by Spark's retention)."""
+    summary = attempt_summary_uri(plan.lake.checkpoint, attempt.run_id)
+    evidence: dict = {"attempt": attempt.run_id, "summary_written": storage.stat(summary) is not None, "queries": {}}
     for query, sink in zip(QUERIES, (plan.lake.gold, plan.lake.quarantine)):
-        checkpoint = join(plan.lake.checkpoint, query)
-        state = read_checkpoint(storage, checkpoint)
-        sink_batches = committed_batches(storage, join(sink, "_spark_metadata"))
-        seen = {_normalise_source(p) for p in source_files(storage, checkpoint)}
+        state = read_checkpoint(storage, join(plan.lake.checkpoint, query))
+        committed = state.last_committed
         evidence["queries"][query] = {
             "last_planned": state.last_planned,
-            "last_committed": state.last_committed,
+            "last_committed": committed,
             "uncommitted_batch": state.has_uncommitted_batch,
-            "sink_last_batch": sink_batches[-1] if sink_batches else None,
-            "unprocessed_bronze_files": len(present - seen),
+            "committed_in_sink_log": committed is None or _sink_has_batch(storage, sink, committed),
         }
     return evidence
 
 
 def _consistent(query: dict) -> bool:
     """A committed batch must be in the sink log (Spark logs the sink before the commit)."""
-    committed, sink = query["last_committed"], query["sink_last_batch"]
-    return committed is None or (sink is not None and sink >= committed)
+    return query["committed_in_sink_log"]
 
 
 def assess_step_failure(
     error: Any, plan: RunPlan, attempt: SparkAttempt, settings: Settings, storage: Storage
 ) -> StepAssessment:
     failure = parse_step_failure(error)
-    evidence = gather_evidence(storage, plan)
+    evidence = gather_evidence(storage, plan, attempt)
     queries = evidence["queries"].values()
     if not all(_consistent(q) for q in queries):
         return StepAssessment(
@@ -114,13 +98,14 @@ def assess_step_failure(
             evidence=evidence,
             reason="inconsistent evidence: a committed batch is missing from a sink log",
         )
-    if all(not q["uncommitted_batch"] and q["unprocessed_bronze_files"] == 0 for q in queries):
+    if evidence["summary_written"] and all(not q["uncommitted_batch"] for q in queries):
         return StepAssessment(
             verdict="complete",
             resume=False,
             failure=failure,
             evidence=evidence,
-            reason="every Bronze file is committed in both sinks: the step failed after its output",
+            reason="every Bronze file is committed in both sinks: the step failed after its output "
+            "(both queries finished, nothing planned is uncommitted)",
         )
     progressed = any(
         q["uncommitted_batch"]

@@ -29,6 +29,7 @@ class Lease:
     holder: str
     expires_at: float
     pending: bool
+    marked_at: float | None = None  # when the latest pending mark was set (kept after the mark is cleared)
 
 
 class LeaseStore(Protocol):
@@ -85,7 +86,7 @@ class DynamoDBLeaseStore:
         return self._conditional(
             operation="update_item",
             Key={"key": {"S": key}},
-            UpdateExpression="SET pending = :true",
+            UpdateExpression="SET pending = :true, marked_at = :now",
             ConditionExpression="attribute_exists(holder) AND expires_at >= :now",
             ExpressionAttributeValues={":true": {"BOOL": True}, ":now": {"N": str(now)}},
         )
@@ -112,7 +113,11 @@ class DynamoDBLeaseStore:
         item = self.client.get_item(TableName=self.table, Key={"key": {"S": key}}, ConsistentRead=True).get("Item")
         if not item:
             return None
-        return Lease(key, item["holder"]["S"], float(item["expires_at"]["N"]), item["pending"]["BOOL"])
+        marked = item.get("marked_at", {}).get("N")
+        return Lease(
+            key, item["holder"]["S"], float(item["expires_at"]["N"]), item["pending"]["BOOL"],
+            float(marked) if marked is not None else None,
+        )  # fmt: skip
 
 
 _DELETE = object()
@@ -147,7 +152,8 @@ class FileLeaseStore:
             if current and current["expires_at"] >= now and current["holder"] != holder:
                 return False, None
             pending = bool(current and current["pending"])
-            return True, {"holder": holder, "expires_at": now + seconds, "pending": pending}
+            marked = current.get("marked_at") if current else None
+            return True, {"holder": holder, "expires_at": now + seconds, "pending": pending, "marked_at": marked}
 
         return self._change(key, change)
 
@@ -167,7 +173,7 @@ class FileLeaseStore:
         def change(current):
             if not current or current["expires_at"] < now:
                 return False, None
-            return True, {**current, "pending": True}
+            return True, {**current, "pending": True, "marked_at": now}
 
         return self._change(key, change)
 
@@ -186,7 +192,7 @@ class FileLeaseStore:
         if not path.exists():
             return None
         data = json.loads(path.read_text())
-        return Lease(key, data["holder"], data["expires_at"], data["pending"])
+        return Lease(key, data["holder"], data["expires_at"], data["pending"], data.get("marked_at"))
 
 
 def lease_store_for(uri: str, client=None) -> LeaseStore:

@@ -1,18 +1,21 @@
 """AcquireLease and ReleaseLease: the run's side of the checkpoint lease, and the drain loop.
 
 Release is where nothing gets left behind: before letting the lease go, the holder looks at
-the evidence (Bronze objects that either query has not taken into a batch yet) and at the
-pending mark other runs leave when they find the lease busy. Unprocessed data sends it round
-again (a drain round: same execution, same cluster, lease kept); when the rounds run out it
-releases the lease and starts a follow-up execution. Any object created after the last look
-raises an event that either finds the lease marked (caught here) or free (and starts a run).
+the pending mark that S3 events (through the trigger) and other runs leave when they find the
+lease busy, and at when the last attempt started (its run summary); Bronze is never listed.
+Unprocessed data sends it round again (a drain round: same execution, same cluster, lease
+kept); when the rounds run out it releases the lease and starts a follow-up execution. Any
+object created after the last look raises an event that either finds the lease marked (caught
+here) or free (and starts a run).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from datetime import datetime
 
-from iotpipe.assessment import gather_evidence
+from iotpipe.assessment import attempt_summary_uri
 from iotpipe.lease import LeaseStore
 from iotpipe.models import DrainDecision, LeaseDecision, RunPlan
 from iotpipe.planning import committed_batches, planned_batches, spark_attempt
@@ -51,6 +54,19 @@ def acquire_for_run(
     return LeaseDecision(acquired=False, waits_left=0, deferred=True)
 
 
+def attempt_started_at(storage: Storage, checkpoint_uri: str, attempt_run_id: str | None) -> float | None:
+    """When the attempt's job started, from its run summary (written only after both queries
+    finished); None if there is no summary. Rounded down: errs towards one more drain round."""
+    if not attempt_run_id:
+        return None
+    uri = attempt_summary_uri(checkpoint_uri, attempt_run_id)
+    if storage.stat(uri) is None:
+        return None
+    summary = json.loads(storage.read_bytes(uri))
+    finished = datetime.fromisoformat(summary["finished_at"].replace("Z", "+00:00")).timestamp()
+    return finished - float(summary.get("seconds") or 0) - 1.0
+
+
 def release_for_run(
     plan: RunPlan,
     drain_round: int,
@@ -59,36 +75,42 @@ def release_for_run(
     settings: Settings,
     storage: Storage,
     leases: LeaseStore,
+    attempt_run_id: str | None = None,
 ) -> DrainDecision:
-    """Drain what is left, or release. The evidence is read again after a pending mark is seen,
-    because the object behind the mark exists by then: a mark for data this run already took
-    (its own generator's uploads, say) does not cost another round."""
+    """Drain what is left, or release.
+
+    What may be left is known without listing Bronze: the last attempt's summary says it took
+    everything present when it started, and every object created since raised an S3 event that
+    found the lease held and marked it pending. So data waits exactly when the lease is marked
+    and the latest mark is not older than the attempt's start (a mark for data the run already
+    took, like its own generator's uploads, costs no round), or when the summary is missing.
+    """
     if not succeeded:
         released = leases.release(plan.lease.key, plan.run_id)
-        return DrainDecision(next="finish", released=released, round=drain_round, unprocessed=0)
-    unprocessed = _unprocessed(storage, plan)
-    if not unprocessed:
-        released = leases.release(plan.lease.key, plan.run_id)
-        if released != "pending":
-            return DrainDecision(next="finish", released=released, round=drain_round, unprocessed=0)
-        unprocessed = _unprocessed(storage, plan)
-        if not unprocessed:
+        return DrainDecision(next="finish", released=released, round=drain_round, unprocessed=0, reason="run failed")
+    started = attempt_started_at(storage, plan.lake.checkpoint, attempt_run_id)
+    reason = "the last attempt wrote no run summary" if started is None else ""
+    if started is not None:
+        for _ in range(3):
             released = leases.release(plan.lease.key, plan.run_id)
-            return DrainDecision(next="finish", released=released, round=drain_round, unprocessed=0)
+            if released != "pending":
+                return DrainDecision(next="finish", released=released, round=drain_round, unprocessed=0)
+            lease = leases.get(plan.lease.key)
+            marked = lease.marked_at if lease else None
+            if marked is None or marked >= started:
+                reason = "data arrived after the last attempt started (pending mark)"
+                break
+        else:
+            reason = "data keeps arriving (pending marks)"
     if drain_round < plan.max_drain_rounds:
-        return _drain(plan, drain_round, unprocessed, next_attempt_number, settings, storage, leases)
+        return _drain(plan, drain_round, reason, next_attempt_number, settings, storage, leases)
     released = leases.release(plan.lease.key, plan.run_id)
-    return DrainDecision(next="follow_up", released=released, round=drain_round, unprocessed=unprocessed)
+    return DrainDecision(next="follow_up", released=released, round=drain_round, unprocessed=1, reason=reason)
 
 
-def _unprocessed(storage: Storage, plan: RunPlan) -> int:
-    """Bronze objects that either query has not taken into a batch yet."""
-    return max(q["unprocessed_bronze_files"] for q in gather_evidence(storage, plan)["queries"].values())
-
-
-def _drain(plan, drain_round, unprocessed, number, settings, storage, leases) -> DrainDecision:
+def _drain(plan, drain_round, reason, number, settings, storage, leases) -> DrainDecision:
     leases.renew(plan.lease.key, plan.run_id, plan.lease.initial_seconds)
     attempt = spark_attempt(plan.run_id, number, settings, None, planned_batches(storage, plan.lake.checkpoint))
     return DrainDecision(
-        next="drain", released="held", round=drain_round + 1, unprocessed=unprocessed, next_attempt=attempt
+        next="drain", released="held", round=drain_round + 1, unprocessed=1, reason=reason, next_attempt=attempt
     )

@@ -134,7 +134,8 @@ class DrainDecision(BaseModel):
     next: Literal["drain", "follow_up", "finish"]
     released: str
     round: int
-    unprocessed: int
+    unprocessed: int = Field(description="1 when data may be waiting (a pending mark after the attempt began), else 0")
+    reason: str = ""
     next_attempt: Optional[SparkAttempt] = None
 
 
@@ -150,31 +151,51 @@ class StepAssessment(BaseModel):
     next_attempt: Optional[SparkAttempt] = None
 
 
+# Every state payload is bounded by design (Step Functions refuses a state over 256 KiB with an
+# uncatchable States.DataLimitExceeded): what grows with the data or the history goes to the
+# verification document in S3; the state carries totals, a few examples and the document's URI.
+MAX_EXAMPLES = 5
+MAX_REASONS = 64
+
+
 class SinkVerification(BaseModel):
-    committed_files: int
-    missing_files: list[str]
-    size_mismatches: list[str]
-    moved_aside: list[str]
+    """One sink, over the run's window of batches: totals only, plus at most MAX_EXAMPLES paths."""
+
+    batches: int = Field(description="committed batches in the run's window")
+    first_batch: Optional[int] = None
+    last_batch: Optional[int] = None
     new_files: int
-    new_batches: set[int]
     new_rows: int
-    rows_by_partition: dict[str, int]
+    partitions: int = Field(description="partitions the run's files went to")
+    missing_files: int
+    size_mismatches: int
+    moved_aside: int
+    slow_path_batches: int = Field(0, description="batches whose files were read from the sink log (no ledger entry)")
+    examples: dict[str, list[str]] = Field(default_factory=dict, description="a few paths per problem kind")
 
 
 class Verification(BaseModel):
     ok: bool
     gold: SinkVerification
     quarantine: SinkVerification
+    quarantined_by_reason: dict[str, int] = Field(default_factory=dict)
     ledger: dict
+    reconciliation: dict = Field(default_factory=dict)
+    document: Optional[str] = Field(None, description="URI of the full verification (per partition, per batch)")
+
+
+RunStatus = Literal["SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "UNRECONCILED", "DEFERRED", "FAILED"]
 
 
 class RunReport(BaseModel):
     run_id: str
-    status: Literal["SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "DEFERRED", "FAILED"]
+    status: RunStatus
     trigger: str
     records: dict
     quarantined_by_reason: dict[str, int]
     gold_partitions: int
+    reconciliation: dict = Field(default_factory=dict)
+    ignored_objects: dict = Field(default_factory=dict)
     attempts: int
     drain_rounds: int = 0
     step_error: Optional[dict] = None

@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from iotpipe.models import RunPlan, RunReport, StepAssessment, Verification
+from iotpipe.models import MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Verification
 from iotpipe.storage import Storage, join
 
 
 def final_status(
     error: dict | None, assessment: StepAssessment | None, verification: Verification | None, deferred: bool = False
 ) -> str:
+    """FAILED unless verified; a verified run that cannot account for every record (counts that
+    do not reconcile, or a batch without a ledger entry) is UNRECONCILED, never SUCCEEDED."""
     if deferred and not error:
         return "DEFERRED"
     if error or verification is None or not verification.ok:
         return "FAILED"
+    if not verification.reconciliation.get("reconciles", False):
+        return "UNRECONCILED"
     if assessment is not None and assessment.verdict == "complete":
         return "SUCCEEDED_WITH_STEP_ERROR"
     return "SUCCEEDED"
@@ -31,12 +35,9 @@ def build_report(
     now: datetime,
     deferred: bool = False,
     drain_rounds: int = 0,
+    ignored: dict | None = None,
 ) -> RunReport:
-    by_reason: dict[str, int] = {}
-    if verification:
-        for partition, rows in verification.quarantine.rows_by_partition.items():
-            reason = partition.split("=", 1)[1] if "=" in partition else partition
-            by_reason[reason] = by_reason.get(reason, 0) + rows
+    by_reason = dict(verification.quarantined_by_reason) if verification else {}
     records = {
         "input": verification.ledger["input_rows"] if verification else 0,
         "gold": verification.gold.new_rows if verification else 0,
@@ -52,7 +53,9 @@ def build_report(
         trigger=plan.trigger,
         records=records,
         quarantined_by_reason=dict(sorted(by_reason.items())),
-        gold_partitions=len(verification.gold.rows_by_partition) if verification else 0,
+        gold_partitions=verification.gold.partitions if verification else 0,
+        reconciliation=verification.reconciliation if verification else {},
+        ignored_objects=ignored or {},
         attempts=attempts,
         drain_rounds=drain_rounds,
         step_error=assessment.failure | {"verdict": assessment.verdict, "reason": assessment.reason}
@@ -67,7 +70,28 @@ def build_report(
     )
 
 
+def collect_ignored(storage: Storage, runs_uri: str, run_id: str) -> dict:
+    """Add up the trigger's notes of ignored Bronze objects not reported yet, then file them under
+    this run (`ignored-reported/<run_id>/`), so each note is reported once and the listing stays
+    as small as what arrived since the last report."""
+    from iotpipe.trigger import IGNORED_DIR
+
+    total, by_reason, examples = 0, {}, []
+    for info in storage.list(join(runs_uri, IGNORED_DIR)):
+        if not info.uri.endswith(".json"):
+            continue
+        note = json.loads(storage.read_bytes(info.uri))
+        total += int(note.get("count", 0))
+        for reason, count in note.get("by_reason", {}).items():
+            by_reason[reason] = by_reason.get(reason, 0) + int(count)
+        examples.extend(note.get("examples", [])[: max(0, MAX_EXAMPLES - len(examples))])
+        storage.move(info.uri, join(runs_uri, f"{IGNORED_DIR}-reported", run_id, info.uri.rsplit("/", 1)[-1]))
+    return {"count": total, "by_reason": dict(sorted(by_reason.items())), "examples": examples} if total else {}
+
+
 def write_manifest(report: RunReport, verification: Verification | None, storage: Storage) -> None:
+    """The run manifest: the report and the verification's totals; the verification document
+    (per partition and per batch) is beside it, at `verification.document`."""
     document = {
         "report": report.model_dump(),
         "verification": verification.model_dump(mode="json") if verification else None,
@@ -77,7 +101,13 @@ def write_manifest(report: RunReport, verification: Verification | None, storage
 
 def summary_line(report: RunReport) -> str:
     r = report.records
-    return (
+    line = (
         f"iotpipe run {report.run_id}: {report.status} - input {r['input']:,}, gold {r['gold']:,}, "
         f"quarantined {r['quarantined']:,}, duplicates {r['duplicates']:,}"
     )
+    if report.status == "UNRECONCILED":
+        rec = report.reconciliation
+        line += f" (unaccounted {rec.get('difference', 0):,}, ledger complete: {rec.get('ledger_complete')})"
+    if report.ignored_objects.get("count"):
+        line += f", ignored objects {report.ignored_objects['count']:,}"
+    return line

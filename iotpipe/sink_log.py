@@ -77,6 +77,78 @@ def committed_files(storage: Storage, sink_uri: str) -> list[CommittedFile]:
     return sorted(files.values(), key=lambda f: f.uri)
 
 
+def read_optional(storage: Storage, uri: str) -> bytes | None:
+    """The object's bytes, or None if it does not exist (one HEAD, then one GET)."""
+    return storage.read_bytes(uri) if storage.stat(uri) is not None else None
+
+
+def read_batch_log(storage: Storage, directory: str, batch: int) -> tuple[list[dict], bool] | None:
+    """Entries of batch `batch`'s log file (`<n>` or `<n>.compact`) and whether it is a compact, by key."""
+    for compact in (False, True):
+        uri = join(directory, f"{batch}.compact" if compact else str(batch))
+        if storage.stat(uri) is not None:
+            return _log_entries(storage, uri), compact
+    return None
+
+
+def files_as_of(storage: Storage, sink_uri: str, batch: int) -> dict[str, int]:
+    """Logged path -> size of every file the sink had committed after `batch`: the newest compact
+    at or below it plus the deltas that follow (O(history): the slow path, never the usual one)."""
+    directory = join(sink_uri, METADATA_DIR)
+    files: dict[str, int] = {}
+    start = 0
+    for candidate in range(batch, -1, -1):
+        if storage.stat(join(directory, f"{candidate}.compact")) is not None:
+            start = candidate
+            break
+    for n in range(start, batch + 1):
+        found = read_batch_log(storage, directory, n)
+        if found is None:
+            raise FileNotFoundError(f"no sink log for batch {n} under {directory}")
+        for entry in found[0]:
+            if entry.get("action", "add") == "delete":
+                files.pop(entry["path"], None)
+            else:
+                files[entry["path"]] = int(entry["size"])
+    return files
+
+
+class BatchFiles:
+    """The files each batch committed to a sink, from its log: a delta file lists them; a compact
+    file (every `compactInterval` batches) lists every file so far, so the batch's own files are
+    the difference from the files as of the batch before (remembered once computed, so a reader
+    that goes through consecutive batches pays the full read once, as Spark does when it compacts).
+    """
+
+    def __init__(self, storage: Storage, sink_uri: str) -> None:
+        self.storage, self.sink_uri = storage, sink_uri
+        self._known: tuple[int, dict[str, int]] | None = None
+
+    def files(self, batch: int) -> list[tuple[str, int]] | None:
+        """(logged path, size) of the files batch `batch` committed; None if the sink never logged it."""
+        found = read_batch_log(self.storage, join(self.sink_uri, METADATA_DIR), batch)
+        if found is None:
+            return None
+        entries, compact = found
+        added = [(e["path"], int(e["size"])) for e in entries if e.get("action", "add") != "delete"]
+        known = self._known[1] if self._known and self._known[0] == batch - 1 else None
+        if not compact:
+            if known is not None:
+                known.update(added)
+                self._known = (batch, known)
+            return added
+        if known is None:
+            known = files_as_of(self.storage, self.sink_uri, batch - 1) if batch > 0 else {}
+        own = [(path, size) for path, size in added if path not in known]
+        self._known = (batch, dict(added))
+        return own
+
+
+def logged_uri(path: str, sink_uri: str) -> str:
+    """The storage URI of a path as the sink log spells it (a URL, percent-encoded)."""
+    return _normalise(path, sink_uri)
+
+
 def data_files(storage: Storage, sink_uri: str) -> list[str]:
     """Every Parquet data file under the sink, committed or not (what a plain glob sees)."""
     return [

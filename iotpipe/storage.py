@@ -21,6 +21,7 @@ MULTIPART_PART_BYTES = 16 * 1024 * 1024
 class ObjectInfo:
     uri: str
     size: int
+    modified: float = 0.0  # seconds since the epoch (S3: LastModified, whole seconds)
 
 
 class Storage(Protocol):
@@ -29,6 +30,7 @@ class Storage(Protocol):
     def read_tail(self, uri: str, length: int) -> bytes: ...
     def write_bytes(self, uri: str, data: bytes) -> None: ...
     def exists(self, uri: str) -> bool: ...
+    def stat(self, uri: str) -> ObjectInfo | None: ...
     def move(self, source_uri: str, target_uri: str) -> None: ...
     def open_writer(self, uri: str) -> BinaryIO: ...
 
@@ -98,10 +100,10 @@ class LocalStorage:
     def list(self, prefix_uri: str) -> list[ObjectInfo]:
         root = self._path(prefix_uri)
         if root.is_file():
-            return [ObjectInfo(str(root), root.stat().st_size)]
+            return [ObjectInfo(str(root), root.stat().st_size, root.stat().st_mtime)]
         if not root.is_dir():
             return []
-        found = [ObjectInfo(str(p), p.stat().st_size) for p in root.rglob("*") if p.is_file()]
+        found = [ObjectInfo(str(p), p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*") if p.is_file()]
         return sorted(found, key=lambda info: info.uri)
 
     def read_bytes(self, uri: str) -> bytes:
@@ -119,6 +121,14 @@ class LocalStorage:
 
     def exists(self, uri: str) -> bool:
         return self._path(uri).exists()
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        """One object's size and modification time, or None if there is no such file."""
+        path = self._path(uri)
+        if not path.is_file():
+            return None
+        info = path.stat()
+        return ObjectInfo(str(path), info.st_size, info.st_mtime)
 
     def move(self, source_uri: str, target_uri: str) -> None:
         target = self._path(target_uri)
@@ -184,7 +194,7 @@ class S3Storage:
         found = []
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                found.append(ObjectInfo(f"s3://{bucket}/{item['Key']}", item["Size"]))
+                found.append(ObjectInfo(f"s3://{bucket}/{item['Key']}", item["Size"], item["LastModified"].timestamp()))
         return found
 
     def read_bytes(self, uri: str) -> bytes:
@@ -203,6 +213,17 @@ class S3Storage:
         bucket, key = split_s3(uri)
         response = self._client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
         return response.get("KeyCount", 0) > 0
+
+    def stat(self, uri: str) -> ObjectInfo | None:
+        """One object's size and modification time (HeadObject), or None if there is no such key."""
+        bucket, key = split_s3(uri)
+        try:
+            head = self._client.head_object(Bucket=bucket, Key=key)
+        except self._client.exceptions.ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return ObjectInfo(uri, head["ContentLength"], head["LastModified"].timestamp())
 
     def move(self, source_uri: str, target_uri: str) -> None:
         source_bucket, source_key = split_s3(source_uri)

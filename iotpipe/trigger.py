@@ -4,7 +4,9 @@ On AWS, S3 'Object Created' events reach an SQS queue; the queue feeds one Lambd
 batching window (the trigger's delay), so a burst of hundreds of objects becomes one
 invocation, and that invocation makes one decision:
 
-- no object under the raw prefix (manifests, hidden in-progress files): ignore;
+- no object the job will read (outside the raw prefix, hidden names, other formats, by the one
+  rule in iotpipe.bronze): start nothing, but note the ignored objects, so the next run report
+  lists them with a count;
 - a run holds the checkpoint lease: mark it pending, so the holder drains before releasing
   (this is also what happens to the pipeline's own generator uploads during a run);
 - otherwise: start one execution, named after the time window, so a redelivered batch maps
@@ -22,8 +24,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
+from iotpipe.bronze import ignored_reason
 from iotpipe.lease import LeaseStore
 from iotpipe.local.limits import bounded_execution_name
+from iotpipe.models import MAX_EXAMPLES
+from iotpipe.storage import Storage, join
 
 RUN_INPUT = {"generate": False}
 
@@ -35,17 +40,61 @@ class TriggerDecision:
     name: str | None = None
 
 
-def bronze_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> list[str]:
-    """Object keys of 'Object Created' events under the raw prefix, hidden and manifest files excluded."""
-    keys = []
-    for event in events:
-        if event.get("source") != "aws.s3" or event.get("detail-type") != "Object Created":
+IGNORED_DIR = "ignored"
+# The pipeline's own bookkeeping under the raw prefix (the generator's shard manifests): not data,
+# and not worth reporting as ignored.
+OWN_FOLDERS = ("_manifests/",)
+
+
+def is_own_object(relative_key: str) -> bool:
+    return relative_key.startswith(OWN_FOLDERS)
+
+
+def _created_keys(events: Iterable[dict]) -> list[str]:
+    return [
+        event.get("detail", {}).get("object", {}).get("key", "")
+        for event in events
+        if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created"
+    ]
+
+
+def classify_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> tuple[list[str], dict[str, str]]:
+    """Keys under the raw prefix the job will read, and the others there with why they are ignored.
+
+    EventBridge carries the key as it is (not URL-encoded, unlike direct S3 notifications).
+    """
+    keys, ignored = [], {}
+    for key in _created_keys(events):
+        if not key.startswith(raw_prefix):
             continue
-        key = event.get("detail", {}).get("object", {}).get("key", "")
-        name = key.rsplit("/", 1)[-1]
-        if key.startswith(raw_prefix) and "/_" not in key and not name.startswith((".", "_")):
+        relative = key[len(raw_prefix) :]
+        reason = ignored_reason(relative)
+        if reason is None:
             keys.append(key)
-    return keys
+        elif not is_own_object(relative):
+            ignored[key] = reason
+    return keys, ignored
+
+
+def bronze_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> list[str]:
+    """Object keys of 'Object Created' events for objects the job reads (see classify_keys)."""
+    return classify_keys(events, raw_prefix)[0]
+
+
+def note_ignored(storage: Storage, runs_uri: str, ignored: dict[str, str], now: float | None = None) -> str | None:
+    """Leave a small note (a count per reason and a few keys) for the next run report; one per call."""
+    if not ignored:
+        return None
+    now = time.time() if now is None else now
+    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    digest = hashlib.sha256("\n".join(sorted(ignored)).encode()).hexdigest()[:12]
+    by_reason: dict[str, int] = {}
+    for reason in ignored.values():
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    note = {"count": len(ignored), "by_reason": by_reason, "examples": sorted(ignored)[:MAX_EXAMPLES]}
+    uri = join(runs_uri, IGNORED_DIR, f"{stamp}-{digest}.json")
+    storage.write_bytes(uri, json.dumps(note, sort_keys=True).encode())
+    return uri
 
 
 def execution_name(now: float, window_seconds: int, prefix: str = "bronze") -> str:

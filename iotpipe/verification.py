@@ -1,9 +1,23 @@
-"""VerifyGold: check the sinks against their own commit logs and tidy what the log disowns.
+"""VerifyGold: check the run's batches against the sinks, tidy what a crashed attempt left, count.
 
-Every file in `_spark_metadata` must exist with its logged size. Files under a sink that the
-log never committed (left by failed attempts) are moved aside, because Athena and Glue
-crawlers ignore `_spark_metadata` and would read them as data. Row counts come from Parquet
-footers of the files committed during this run, the rest of the numbers from the job's ledger.
+The run's window is each query's batches committed since the run took the lease
+(`committed_before`, exclusive) up to the checkpoint's last commit. For each batch the job's
+ledger (`iotpipe.ledger`) lists the files it committed; every one must exist with its logged
+size, and its rows are counted from its Parquet footer. Work grows with the run, not with the
+lake's history: ledger entries and checkpoint files are read by key, the checkpoint's
+`offsets/`/`commits/` listings are bounded by Spark's retention, and no sink is listed whole.
+
+Slow path: a batch without a ledger entry (its driver was killed right after the commit) is read
+from the sink log, a delta file directly; a compact file (every 10 batches, all files so far)
+is diffed against the files before it, which costs a read of the history, once.
+
+Files under a sink that the log never committed (a crashed attempt's) are moved aside, because
+Athena and Glue crawlers ignore `_spark_metadata` and would read them as data. Only a replayed
+batch can leave such files, and its replay writes the same partitions, so only the partitions
+of replayed batches are listed, and only files written after the batch was planned are moved.
+
+The state carries totals (bounded whatever the data); the full detail (per partition, per
+batch, every moved or missing path) is written to `<runs>/<run_id>/verification.json`.
 """
 
 from __future__ import annotations
@@ -11,25 +25,31 @@ from __future__ import annotations
 import json
 import struct
 from collections import Counter
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iotpipe.models import RunPlan, SinkVerification, Verification
-from iotpipe.sink_log import committed_files, data_files
+from iotpipe.ledger import read_entry
+from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
+from iotpipe.sink_log import BatchFiles, logged_uri, read_checkpoint
 from iotpipe.storage import Storage, join
 
 FOOTER_TRAILER = 8
+FOOTER_GUESS = 64 * 1024
+QUERIES = {"gold": "iot_transformed", "quarantine": "quarantine"}
 
 
 def parquet_row_count(storage: Storage, uri: str) -> int:
-    """Rows in a Parquet file, read from its footer alone (two small ranged reads)."""
-    trailer = storage.read_tail(uri, FOOTER_TRAILER)
-    if trailer[4:] != b"PAR1":
+    """Rows in a Parquet file, read from its footer alone (one ranged read, two for a large footer)."""
+    tail = storage.read_tail(uri, FOOTER_GUESS)
+    if tail[-4:] != b"PAR1":
         raise ValueError(f"not a Parquet file: {uri}")
-    footer_length = struct.unpack("<I", trailer[:4])[0]
-    tail = storage.read_tail(uri, footer_length + FOOTER_TRAILER)
-    return pq.read_metadata(pa.BufferReader(b"PAR1" + tail)).num_rows
+    footer_length = struct.unpack("<I", tail[-8:-4])[0]
+    if footer_length + FOOTER_TRAILER > len(tail):
+        tail = storage.read_tail(uri, footer_length + FOOTER_TRAILER)
+    footer = tail[-(footer_length + FOOTER_TRAILER) :]
+    return pq.read_metadata(pa.BufferReader(b"PAR1" + footer)).num_rows
 
 
 def _partition_of(uri: str, sink_uri: str) -> str:
@@ -37,64 +57,195 @@ def _partition_of(uri: str, sink_uri: str) -> str:
     return relative.rsplit("/", 1)[0] if "/" in relative else ""
 
 
-def verify_sink(storage: Storage, sink_uri: str, name: str, committed_before: int, aside_uri: str) -> SinkVerification:
-    committed = committed_files(storage, sink_uri)
-    present = {info.uri: info.size for info in storage.list(sink_uri)}
-    missing = [f.uri for f in committed if f.uri not in present]
-    mismatched = [f.uri for f in committed if f.uri in present and present[f.uri] != f.size]
-    committed_uris = {f.uri for f in committed}
+@dataclass
+class SinkDetail:
+    """What VerifyGold found in one sink over the window: the document's part, unbounded."""
+
+    batches: list[int] = field(default_factory=list)
+    slow_path_batches: list[int] = field(default_factory=list)
+    replayed_batches: list[int] = field(default_factory=list)
+    entries: dict[int, dict] = field(default_factory=dict)
+    rows_by_partition: Counter = field(default_factory=Counter)
+    new_files: int = 0
+    missing: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+
+    def summary(self) -> SinkVerification:
+        return SinkVerification(
+            batches=len(self.batches),
+            first_batch=self.batches[0] if self.batches else None,
+            last_batch=self.batches[-1] if self.batches else None,
+            new_files=self.new_files,
+            new_rows=sum(self.rows_by_partition.values()),
+            partitions=len(self.rows_by_partition),
+            missing_files=len(self.missing),
+            size_mismatches=len(self.mismatched),
+            moved_aside=len(self.moved),
+            slow_path_batches=len(self.slow_path_batches),
+            examples={kind: paths[:MAX_EXAMPLES] for kind, paths in self._problems() if paths},
+        )
+
+    def _problems(self) -> list[tuple[str, list[str]]]:
+        return [("missing", self.missing), ("size_mismatch", self.mismatched), ("moved", self.moved)]
+
+    def document(self) -> dict:
+        return {
+            "batches": self.batches,
+            "slow_path_batches": self.slow_path_batches,
+            "replayed_batches": self.replayed_batches,
+            "rows_by_partition": dict(sorted(self.rows_by_partition.items())),
+            "missing_files": self.missing,
+            "size_mismatches": self.mismatched,
+            "moved_aside": self.moved,
+        }
+
+
+def verify_sink(
+    storage: Storage, sink_uri: str, checkpoint_uri: str, query: str, committed_before: int, aside_uri: str
+) -> SinkDetail:
+    query_checkpoint = join(checkpoint_uri, query)
+    state = read_checkpoint(storage, query_checkpoint)
+    last = state.last_committed if state.last_committed is not None else -1
+    detail = SinkDetail(batches=list(range(committed_before + 1, last + 1)))
+    reader = BatchFiles(storage, sink_uri)
+    committed: dict[str, int] = {}
+    for batch in detail.batches:
+        entry = read_entry(storage, checkpoint_uri, query, batch)
+        if entry is not None and "files" in entry:
+            files = [(f["path"], int(f["size"])) for f in entry["files"]]
+            detail.entries[batch] = entry
+            if entry.get("replay"):
+                detail.replayed_batches.append(batch)
+        else:
+            files = reader.files(batch) or []
+            detail.slow_path_batches.append(batch)
+            # No record of whether it replayed a crashed attempt: look at its partitions to be safe.
+            detail.replayed_batches.append(batch)
+        for path, size in files:
+            committed[logged_uri(path, sink_uri)] = size
+    for uri, size in sorted(committed.items()):
+        found = storage.stat(uri)
+        if found is None:
+            detail.missing.append(uri)
+            continue
+        if found.size != size:
+            detail.mismatched.append(uri)
+            continue
+        detail.new_files += 1
+        detail.rows_by_partition[_partition_of(uri, sink_uri)] += parquet_row_count(storage, uri)
+    if detail.replayed_batches:
+        detail.moved = _move_uncommitted(storage, sink_uri, query_checkpoint, detail, committed, aside_uri)
+    return detail
+
+
+def _move_uncommitted(
+    storage: Storage, sink_uri: str, query_checkpoint: str, detail: SinkDetail, committed: dict, aside_uri: str
+) -> list[str]:
+    """Move aside data files in the replayed batches' partitions that no batch committed and that
+    were written after the first replayed batch was planned (older files belong to earlier batches)."""
+    first = min(detail.replayed_batches)
+    planned = storage.stat(join(query_checkpoint, "offsets", str(first)))
+    if planned is None:
+        return []  # offsets purged by retention: cannot date the attempt, so move nothing
+    partitions: set[str] = set()
+    for batch in detail.replayed_batches:
+        entry = detail.entries.get(batch)
+        paths = [f["path"] for f in entry["files"]] if entry else []
+        partitions.update(_partition_of(logged_uri(p, sink_uri), sink_uri) for p in paths)
     moved = []
-    for uri in data_files(storage, sink_uri):
-        if uri not in committed_uris:
-            target = join(aside_uri, name, uri[len(sink_uri.rstrip("/")) + 1 :])
-            storage.move(uri, target)
+    for partition in sorted(partitions):
+        directory = join(sink_uri, partition) if partition else sink_uri
+        for info in storage.list(directory):
+            name = info.uri[len(directory.rstrip("/")) + 1 :]
+            if "/" in name or name.startswith(("_", ".")) or not name.endswith(".parquet"):
+                continue
+            if info.uri in committed or info.modified <= planned.modified:
+                continue
+            target = join(aside_uri, info.uri[len(sink_uri.rstrip("/")) + 1 :])
+            storage.move(info.uri, target)
             moved.append(target)
-    new = [f for f in committed if f.batch > committed_before and f.uri in present]
-    rows = Counter()
-    for f in new:
-        rows[_partition_of(f.uri, sink_uri)] += parquet_row_count(storage, f.uri)
-    return SinkVerification(
-        committed_files=len(committed),
-        missing_files=missing,
-        size_mismatches=mismatched,
-        moved_aside=moved,
-        new_files=len(new),
-        new_batches={f.batch for f in new},
-        new_rows=sum(rows.values()),
-        rows_by_partition=dict(sorted(rows.items())),
-    )
+    return moved
 
 
-def read_ledger(storage: Storage, checkpoint_uri: str, committed_before: dict[str, int]) -> dict:
-    """Input rows and observed counts of this run's batches, as the job recorded them."""
-    ledger: dict = {}
-    for query in ("gold", "quarantine"):
-        entries = []
-        for info in storage.list(join(checkpoint_uri, "ledger", query)):
-            if info.uri.endswith(".json"):
-                entry = json.loads(storage.read_bytes(info.uri))
-                if entry["batch"] > committed_before.get(query, -1):
-                    entries.append(entry)
-        ledger[query] = sorted(entries, key=lambda e: e["batch"])
-    return ledger
+def _reasons(detail: SinkDetail) -> dict[str, int]:
+    """Quarantined rows per reason (the `reason=` partition), at most MAX_REASONS keys."""
+    by_reason: Counter = Counter()
+    for partition, rows in detail.rows_by_partition.items():
+        by_reason[partition.split("=", 1)[1] if "=" in partition else partition] += rows
+    top = dict(by_reason.most_common(MAX_REASONS - 1))
+    rest = sum(by_reason.values()) - sum(top.values())
+    return dict(sorted({**top, **({"other": rest} if rest else {})}.items()))
+
+
+def _ledger_totals(gold: SinkDetail, quarantine: SinkDetail) -> dict:
+    input_rows = sum(int(e.get("input_rows", 0)) for e in gold.entries.values())
+    quarantine_input = sum(int(e.get("input_rows", 0)) for e in quarantine.entries.values())
+    valid_rows = sum(int((e.get("observed") or {}).get("valid", {}).get("rows", 0)) for e in gold.entries.values())
+    gold_rows = sum(gold.rows_by_partition.values())
+    return {
+        "batches": len(gold.batches),
+        "complete": not gold.slow_path_batches and not quarantine.slow_path_batches,
+        "missing_entries": len(gold.slow_path_batches) + len(quarantine.slow_path_batches),
+        "input_rows": input_rows,
+        "quarantine_input_rows": quarantine_input,
+        "valid_rows": valid_rows,
+        "duplicates": valid_rows - gold_rows,
+    }
+
+
+def reconcile(ledger: dict, gold_rows: int, quarantined_rows: int) -> dict:
+    """Every input record is in Gold, in the quarantine or a duplicate, and both queries read the same input."""
+    accounted = gold_rows + quarantined_rows + ledger["duplicates"]
+    difference = ledger["input_rows"] - accounted
+    queries_differ = ledger["input_rows"] - ledger["quarantine_input_rows"]
+    return {
+        "reconciles": ledger["complete"] and difference == 0 and queries_differ == 0,
+        "input": ledger["input_rows"],
+        "accounted": accounted,
+        "difference": difference,
+        "quarantine_input_difference": queries_differ,
+        "ledger_complete": ledger["complete"],
+    }
+
+
+def verification_document_uri(plan: RunPlan) -> str:
+    return join(plan.lake.runs, plan.run_id, "verification.json")
 
 
 def verify_gold(plan: RunPlan, committed_before: dict[str, int], storage: Storage) -> Verification:
     aside = join(plan.lake.uncommitted, plan.run_id)
-    gold = verify_sink(storage, plan.lake.gold, "iot_transformed", committed_before.get("gold", -1), aside)
-    quarantine = verify_sink(storage, plan.lake.quarantine, "quarantine", committed_before.get("quarantine", -1), aside)
-    ledger = read_ledger(storage, plan.lake.checkpoint, committed_before)
-    input_rows = sum(e["input_rows"] for e in ledger["gold"])
-    valid_rows = sum(int(e["observed"].get("valid", {}).get("rows", 0)) for e in ledger["gold"])
-    ok = not (gold.missing_files or gold.size_mismatches or quarantine.missing_files or quarantine.size_mismatches)
-    return Verification(
+    details = {
+        query: verify_sink(
+            storage,
+            sink,
+            plan.lake.checkpoint,
+            query,
+            committed_before.get(query, -1),
+            join(aside, QUERIES[query]),
+        )
+        for query, sink in (("gold", plan.lake.gold), ("quarantine", plan.lake.quarantine))
+    }
+    gold, quarantine = details["gold"], details["quarantine"]
+    ledger = _ledger_totals(gold, quarantine)
+    reconciliation = reconcile(ledger, sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values()))
+    ok = not (gold.missing or gold.mismatched or quarantine.missing or quarantine.mismatched)
+    document = verification_document_uri(plan)
+    verification = Verification(
         ok=ok,
-        gold=gold,
-        quarantine=quarantine,
-        ledger={
-            "batches": len(ledger["gold"]),
-            "complete": gold.new_batches <= {e["batch"] for e in ledger["gold"]},
-            "input_rows": input_rows,
-            "duplicates": valid_rows - gold.new_rows,
-        },
+        gold=gold.summary(),
+        quarantine=quarantine.summary(),
+        quarantined_by_reason=_reasons(quarantine),
+        ledger=ledger,
+        reconciliation=reconciliation,
+        document=document,
     )
+    storage.write_bytes(
+        document,
+        json.dumps(
+            {"summary": verification.model_dump(mode="json"), **{q: d.document() for q, d in details.items()}},
+            indent=1,
+            sort_keys=True,
+        ).encode(),
+    )
+    return verification

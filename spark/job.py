@@ -139,27 +139,29 @@ def trigger_of(text: str) -> dict:
     return {"availableNow": True} if text == "available-now" else {"processingTime": text}
 
 
-def record_batches(spark: SparkSession, checkpoint: str, queries: dict, recorded: set) -> None:
-    """Record each finished micro-batch that had input, as soon as it is seen.
+def record_batches(ledger, queries: dict) -> None:
+    """Record each committed micro-batch, as soon as it is seen.
 
-    Writes `<checkpoint>/ledger/<query>/<batch>.json` (input rows and observed counts), so the
-    counts of batches committed by an attempt that later crashed are not lost, and prints one
-    progress line per batch (read by `iotpipe transform`).
+    Writes `<checkpoint>/ledger/<query>/<batch>.json` (input rows, observed counts and the files
+    the batch committed, see iotpipe.ledger), so the counts of batches committed by an attempt
+    that later crashed are not lost and no reader has to open a compact sink-log file; prints
+    one progress line per batch with input (read by `iotpipe transform`).
     """
     for name, query in queries.items():
         for batch in query.recentProgress:
-            key = (name, batch["batchId"])
-            if batch.get("numInputRows", 0) > 0 and key not in recorded:
-                recorded.add(key)
-                entry = {
-                    "query": name,
-                    "batch": batch["batchId"],
-                    "input_rows": batch["numInputRows"],
-                    "observed": batch.get("observedMetrics", {}),
-                    "ms": batch.get("durationMs", {}).get("triggerExecution"),
-                }
-                write_text(spark, f"{checkpoint.rstrip('/')}/ledger/{name}/{batch['batchId']}.json", json.dumps(entry))
-                print("IOTPIPE_PROGRESS " + json.dumps(entry, sort_keys=True), flush=True)
+            entry = ledger.record(name, batch)
+            if entry and entry["input_rows"] > 0:
+                line = {k: entry[k] for k in ("query", "batch", "input_rows", "observed", "ms")}
+                print("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True), flush=True)
+
+
+def open_ledger(args: argparse.Namespace):
+    """The ledger writer, over the storage layer (local folders or S3), created before the queries start."""
+    from iotpipe.ledger import LedgerWriter
+    from iotpipe.storage import storage_for
+
+    sinks = {"gold": args.gold, "quarantine": args.quarantine}
+    return LedgerWriter(storage_for(args.checkpoint), args.checkpoint, sinks)
 
 
 def summarise(progress: dict, run_id: str, started: float, args: argparse.Namespace) -> dict:
@@ -235,6 +237,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
     running: list = []
     heartbeat = start_heartbeat(args, on_lost=lambda reason: [query.stop() for query in running])
+    ledger = open_ledger(args)
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
     trigger = trigger_of(args.trigger)
     queries = {
@@ -255,7 +258,6 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         for query in running:
             query.stop()
     deadline = started + args.timeout_seconds if args.timeout_seconds else None
-    recorded: set = set()
     while any(q.isActive for q in queries.values()):
         for query in queries.values():
             query.awaitTermination(0.5)
@@ -263,11 +265,11 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
                 for other in queries.values():
                     other.stop()
                 raise query.exception()
-        record_batches(spark, args.checkpoint, queries, recorded)
+        record_batches(ledger, queries)
         if deadline and time.time() > deadline:
             for query in queries.values():
                 query.stop()
-    record_batches(spark, args.checkpoint, queries, recorded)
+    record_batches(ledger, queries)
     if heartbeat:
         heartbeat.stop()
         if heartbeat.lost.is_set():

@@ -19,6 +19,7 @@ class ReleaseEvent(BaseModel):
     plan: RunPlan
     drain_round: int
     attempt_number: int
+    attempt_run_id: Optional[str] = None
     verification: Optional[dict] = None
     error: Optional[dict] = None
 
@@ -30,7 +31,14 @@ def lambda_handler(event: ReleaseEvent, context: LambdaContext) -> dict:
     settings, storage = runtime.current()
     succeeded = event.error is None and bool(event.verification and event.verification.get("ok"))
     decision = release_for_run(
-        event.plan, event.drain_round, succeeded, event.attempt_number + 1, settings, storage, runtime.current_leases()
+        event.plan,
+        event.drain_round,
+        succeeded,
+        event.attempt_number + 1,
+        settings,
+        storage,
+        runtime.current_leases(),
+        event.attempt_run_id,
     )
     logger.info("checkpoint lease released or kept", extra=decision.model_dump(exclude={"next_attempt"}))
     return decision.model_dump()

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
 from iotpipe.models import RunPlan, StepAssessment, Verification
-from iotpipe.reporting import build_report, summary_line, write_manifest
+from iotpipe.reporting import build_report, collect_ignored, summary_line, write_manifest
 
 
 class ReportEvent(BaseModel):
@@ -44,11 +44,14 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         datetime.now(timezone.utc),
         deferred=event.deferred,
         drain_rounds=event.drain_rounds,
+        ignored=None if event.deferred else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id),
     )
     write_manifest(report, event.verification, storage)
     for name, value in report.records.items():
         metrics.add_metric(name=f"{name.capitalize()}Records", unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="RunFailed", unit=MetricUnit.Count, value=int(report.status == "FAILED"))
+    metrics.add_metric(name="RunUnreconciled", unit=MetricUnit.Count, value=int(report.status == "UNRECONCILED"))
+    metrics.add_metric(name="IgnoredObjects", unit=MetricUnit.Count, value=int(report.ignored_objects.get("count", 0)))
     metrics.add_metric(
         name="StepErrorWithCompleteOutput",
         unit=MetricUnit.Count,

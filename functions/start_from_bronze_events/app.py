@@ -6,18 +6,21 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import logger, tracer
-from iotpipe.trigger import bronze_keys, decide, events_from_sqs, start_execution
+from iotpipe.trigger import classify_keys, decide, events_from_sqs, note_ignored, start_execution
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    settings, _ = runtime.current()
+    settings, storage = runtime.current()
     records = event.get("Records", [])
     events = events_from_sqs(records)
     if len(events) != len(records):
         logger.warning("unreadable messages skipped", extra={"unreadable": len(records) - len(events)})
-    keys = bronze_keys(events, settings.raw_prefix)
+    keys, ignored = classify_keys(events, settings.raw_prefix)
+    if ignored:
+        note_ignored(storage, settings.runs_uri, ignored)
+        logger.info("objects that will not be read", extra={"ignored": len(ignored)})
     decision = decide(keys, runtime.current_leases(), settings.lease_key, settings.trigger_window_seconds)
     if decision.action == "start":
         arn = start_execution(runtime.stepfunctions_client(), settings.state_machine_arn, decision.name, keys)

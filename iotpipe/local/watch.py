@@ -1,6 +1,13 @@
 """`iotpipe watch`: the S3 trigger, locally. Polls the lake's Bronze folder and, when new objects
 have been quiet for the trigger delay (a burst becomes one run), makes the trigger's decision
-and runs the same state machine with `{"generate": false}`."""
+and runs the same state machine with `{"generate": false}`.
+
+Objects the job will not read (iotpipe.bronze) start no run; they are noted once for the next
+run report, as the S3 trigger does. An object is processed once both queries' source logs list
+it; those logs store paths URL-encoded, so they are decoded before comparing (a key with a space,
+`%`, `+` or a non-ASCII character is otherwise "unprocessed" for ever). Reading the source logs
+grows with the lake's history: fine for a local poller, never done by a Lambda.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +16,47 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from iotpipe.assessment import unprocessed_bronze
+from iotpipe.bronze import ignored_reason
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import LocalEngine
+from iotpipe.planning import QUERIES
 from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
-from iotpipe.trigger import RUN_INPUT, decide
+from iotpipe.sink_log import logged_uri, source_files
+from iotpipe.storage import LocalStorage, Storage, join
+from iotpipe.trigger import RUN_INPUT, decide, is_own_object, note_ignored
+
+IN_PROGRESS_SUFFIX = ".inprogress"  # the storage layer's hidden temporary name while a file is written
+
+
+def bronze_objects(storage: Storage, bronze_uri: str) -> tuple[set[str], dict[str, str]]:
+    """Bronze objects the job reads, and the others with why they are ignored (writes in progress skipped)."""
+    readable, ignored = set(), {}
+    root = bronze_uri.rstrip("/")
+    for info in storage.list(bronze_uri):
+        relative = info.uri[len(root) + 1 :]
+        if relative.endswith(IN_PROGRESS_SUFFIX) or is_own_object(relative):
+            continue
+        reason = ignored_reason(relative)
+        if reason is None:
+            readable.add(info.uri)
+        else:
+            ignored[info.uri] = reason
+    return readable, ignored
+
+
+def processed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> set[str]:
+    """Objects both queries have taken into a batch, as storage URIs (source-log paths decoded)."""
+    taken = None
+    for query in QUERIES:
+        seen = {logged_uri(path, bronze_uri) for path in source_files(storage, join(checkpoint_uri, query))}
+        taken = seen if taken is None else taken & seen
+    return taken or set()
+
+
+def unprocessed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> set[str]:
+    """Readable Bronze objects that either query has not taken into a batch yet."""
+    readable, _ = bronze_objects(storage, bronze_uri)
+    return readable - processed_bronze(storage, bronze_uri, checkpoint_uri)
 
 
 @dataclass
@@ -50,9 +92,17 @@ def watch(
     leases = FileLeaseStore(settings.lease_store)
     summary = WatchSummary()
     idle_since = clock()
+    noted: set[str] = set()
     while max_runs is None or len(summary.runs) < max_runs:
         summary.polls += 1
-        waiting = unprocessed_bronze(storage, settings.bronze_uri, settings.checkpoint_uri)
+        readable, ignored = bronze_objects(storage, settings.bronze_uri)
+        new_ignored = {uri: reason for uri, reason in ignored.items() if uri not in noted}
+        if new_ignored:
+            note_ignored(storage, settings.runs_uri, new_ignored, clock())
+            noted.update(new_ignored)
+        waiting = set()
+        if readable:
+            waiting = readable - processed_bronze(storage, settings.bronze_uri, settings.checkpoint_uri)
         now = clock()
         if not waiting:
             if idle_exit is not None and now - idle_since >= idle_exit:

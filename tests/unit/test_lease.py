@@ -116,3 +116,12 @@ def test_the_lease_store_the_template_configures_works_on_a_node_without_region(
     with mock_aws():
         create_table("iotpipe-LeaseTable-X1", "eu-west-1")
         assert lease_store_for(uri).acquire(KEY, "run-a", 60)
+
+
+def test_a_pending_mark_remembers_when_it_was_last_set_after_it_is_cleared(store):
+    assert store.acquire(KEY, "run-a", 600, now=1000)
+    assert store.mark_pending(KEY, now=1010) and store.mark_pending(KEY, now=1020)
+    assert store.get(KEY).marked_at == 1020
+    assert store.release(KEY, "run-a") == "pending"
+    lease = store.get(KEY)
+    assert not lease.pending and lease.marked_at == 1020

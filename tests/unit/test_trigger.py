@@ -13,8 +13,10 @@ from moto import mock_aws
 from iotpipe import lambda_runtime
 from iotpipe.lease import DynamoDBLeaseStore
 from iotpipe.local.bindings import LocalLambdaContext
+from iotpipe.reporting import collect_ignored
 from iotpipe.settings import Settings
-from iotpipe.trigger import bronze_keys, decide, execution_name
+from iotpipe.storage import LocalStorage
+from iotpipe.trigger import bronze_keys, classify_keys, decide, execution_name
 
 CONTEXT = LocalLambdaContext(function_name="start_from_bronze_events", aws_request_id="test")
 EVENT = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
@@ -27,7 +29,7 @@ def object_event(key: str) -> dict:
 
 
 @pytest.fixture
-def aws(monkeypatch):
+def aws(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     with mock_aws():
@@ -46,10 +48,10 @@ def aws(monkeypatch):
         )["stateMachineArn"]
         sqs = boto3.client("sqs")
         queue = sqs.create_queue(QueueName="bronze-events")["QueueUrl"]
-        settings = Settings.for_local_lake("/unused", lease_store="dynamodb://leases", state_machine_arn=machine)
+        settings = Settings.for_local_lake(str(tmp_path), lease_store="dynamodb://leases", state_machine_arn=machine)
         lambda_runtime.configure(settings)
         lambda_runtime._stepfunctions = sfn
-        yield {"sfn": sfn, "machine": machine, "sqs": sqs, "queue": queue, "dynamodb": dynamodb}
+        yield {"sfn": sfn, "machine": machine, "sqs": sqs, "queue": queue, "dynamodb": dynamodb, "settings": settings}
         lambda_runtime._stepfunctions = None
 
 
@@ -109,3 +111,31 @@ def test_nothing_new_starts_nothing(aws):
 
 def test_names_are_one_per_window():
     assert execution_name(1_800_000_010, 60) == execution_name(1_800_000_059, 60) != execution_name(1_800_000_061, 60)
+
+
+def records_of(*keys: str) -> dict:
+    return {"Records": [{"body": json.dumps(object_event(key))} for key in keys]}
+
+
+def test_objects_the_job_will_not_read_start_no_run_and_are_counted_by_the_next_report(aws):
+    from functions.start_from_bronze_events.app import lambda_handler
+
+    only_ignored = lambda_handler(records_of("raw/up/notes.txt", "raw/up/.hidden.jsonl"), CONTEXT)
+    assert only_ignored["action"] == "ignore"
+    assert aws["sfn"].list_executions(stateMachineArn=aws["machine"])["executions"] == []
+    mixed = lambda_handler(records_of("raw/up/firehose-1.gz", "raw/up/with space.JSONL", "raw/up/x.csv"), CONTEXT)
+    assert mixed["action"] == "start" and mixed["objects"] == 2
+
+    runs = aws["settings"].runs_uri
+    counted = collect_ignored(LocalStorage(), runs, "run-1")
+    assert counted["count"] == 3 and counted["by_reason"] == {"hidden": 1, "other-format": 2}
+    assert "raw/up/notes.txt" in counted["examples"]
+    assert collect_ignored(LocalStorage(), runs, "run-2") == {}  # each note is reported once
+
+
+def test_classification_follows_the_bronze_read_rule():
+    keys, ignored = classify_keys(
+        [object_event(k) for k in ("raw/a/b.ndjson.gz", "raw/_tmp/c.jsonl", "raw/d.parquet", "raw/e+f%20.jsonl")]
+    )
+    assert keys == ["raw/a/b.ndjson.gz", "raw/e+f%20.jsonl"]
+    assert ignored == {"raw/_tmp/c.jsonl": "hidden", "raw/d.parquet": "other-format"}

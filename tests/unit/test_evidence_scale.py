@@ -1,0 +1,163 @@
+"""VerifyGold, ReleaseLease and AssessStepFailure do work that grows with the run, not with the
+lake's history, and every payload they return stays far under Step Functions' 256 KiB limit.
+
+The lake is a stand-in for S3 that synthesises a long history on demand and counts requests
+(tests/unit/history_lake.py); it refuses to list a prefix that grows with the history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from datetime import datetime, timezone
+
+import pytest
+
+from iotpipe.assessment import assess_step_failure
+from iotpipe.lease import FileLeaseStore
+from iotpipe.leasing import release_for_run
+from iotpipe.planning import plan_run
+from iotpipe.reporting import build_report
+from iotpipe.settings import Settings
+from iotpipe.verification import verify_gold
+from tests.unit.history_lake import FILES_PER_BATCH, LAKE, PARQUET, ROWS_PER_FILE, HistoryLake
+
+STATE_LIMIT = 256 * 1024
+RUN_BATCHES = 3
+
+
+def settings_for(tmp_path) -> Settings:
+    return Settings.for_local_lake(LAKE, lease_store=str(tmp_path / "leases"))
+
+
+def control_plane(lake: HistoryLake, settings: Settings) -> dict:
+    """One run's evidence work: VerifyGold, AssessStepFailure (a false FAILED) and ReleaseLease."""
+    plan = plan_run({"generate": False}, "run-1", settings, lake)
+    committed_before = {query: lake.before(query) for query in ("gold", "quarantine")}
+    started = datetime.fromtimestamp(lake.batch_time(lake.before("gold") + 1), timezone.utc)
+    lake.summaries[plan.attempt.run_id] = {"finished_at": started.isoformat(), "seconds": 0}
+    leases = FileLeaseStore(settings.lease_store)
+    leases.acquire(plan.lease.key, plan.run_id, 600)
+    leases.mark_pending(plan.lease.key, now=started.timestamp() - 60)  # our own uploads, before the step
+    lake.requests.clear()
+    return {
+        "verification": verify_gold(plan, committed_before, lake),
+        "assessment": assess_step_failure({"Error": "States.TaskFailed"}, plan, plan.attempt, settings, lake),
+        "release": release_for_run(plan, 0, True, 2, settings, lake, leases, plan.attempt.run_id),
+        "plan": plan,
+    }
+
+
+def measured(lake: HistoryLake, settings: Settings) -> tuple[dict, float, int]:
+    tracemalloc.start()
+    began = time.perf_counter()
+    results = control_plane(lake, settings)
+    seconds = time.perf_counter() - began
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return results, seconds, peak
+
+
+def test_the_evidence_work_of_a_run_does_not_grow_with_the_lakes_history(tmp_path):
+    short = HistoryLake(history=200, run=RUN_BATCHES)
+    long = HistoryLake(history=50_000, run=RUN_BATCHES)  # 500,000 Gold files
+    (short_results, short_seconds, short_peak) = measured(short, settings_for(tmp_path / "short"))
+    (long_results, long_seconds, long_peak) = measured(long, settings_for(tmp_path / "long"))
+
+    assert dict(long.requests) == dict(short.requests)
+    assert long_seconds < max(3 * short_seconds, 0.5), (short_seconds, long_seconds)
+    assert long_peak < 1.5 * short_peak + 256 * 1024, (short_peak, long_peak)
+    verification = long_results["verification"]
+    assert verification.ok and verification.gold.batches == RUN_BATCHES
+    assert verification.gold.new_files == RUN_BATCHES * FILES_PER_BATCH
+    assert verification.gold.new_rows == RUN_BATCHES * FILES_PER_BATCH * ROWS_PER_FILE
+    assert verification.quarantine.new_rows == RUN_BATCHES * ROWS_PER_FILE
+    assert long_results["assessment"].verdict == "complete"
+    assert long_results["release"].next == "finish" and long_results["release"].released == "released"
+    print(
+        f"\nevidence work, history of 200 vs 50,000 batches: requests {dict(long.requests)}, "
+        f"seconds {short_seconds:.3f} vs {long_seconds:.3f}, peak KiB {short_peak // 1024} vs {long_peak // 1024}"
+    )
+
+
+def test_a_run_over_a_compaction_is_credited_with_its_own_batches_only(tmp_path):
+    # The run's window holds a compact batch of each sink (ids drift apart: 49,999 and 25,009).
+    lake = HistoryLake(history=49_998, run=12)
+    verification = control_plane(lake, settings_for(tmp_path))["verification"]
+    assert verification.gold.batches == 12 and verification.gold.new_files == 12 * FILES_PER_BATCH
+    assert verification.quarantine.new_rows == 12 * ROWS_PER_FILE
+    assert verification.reconciliation["reconciles"] is True
+
+
+def test_a_batch_without_a_ledger_entry_is_read_from_the_sink_log_and_the_run_is_unreconciled(tmp_path):
+    # Batch 999 is a compaction batch: its files are the compact file minus the files before it.
+    lake = HistoryLake(history=999, run=RUN_BATCHES, missing_ledger={("gold", 999)})
+    results = control_plane(lake, settings_for(tmp_path))
+    verification = results["verification"]
+    assert verification.gold.slow_path_batches == 1
+    assert verification.gold.new_files == RUN_BATCHES * FILES_PER_BATCH
+    assert verification.ledger["complete"] is False
+    report = build_report(results["plan"], verification, None, None, 1, None, datetime.now(timezone.utc))
+    assert report.status == "UNRECONCILED"
+
+
+def test_counts_that_do_not_reconcile_are_not_reported_as_succeeded(tmp_path):
+    lake = HistoryLake(history=100, run=RUN_BATCHES)
+    results = control_plane(lake, settings_for(tmp_path))
+    verification = results["verification"].model_copy(
+        update={"reconciliation": {**results["verification"].reconciliation, "reconciles": False, "difference": 5}}
+    )
+    report = build_report(results["plan"], verification, None, None, 1, None, datetime.now(timezone.utc))
+    assert report.status == "UNRECONCILED" and report.reconciliation["difference"] == 5
+    honest = build_report(results["plan"], results["verification"], None, None, 1, None, datetime.now(timezone.utc))
+    assert honest.status == "SUCCEEDED"
+
+
+def test_a_pending_mark_after_the_attempt_started_drains_one_before_does_not(tmp_path):
+    lake = HistoryLake(history=100, run=RUN_BATCHES)
+    settings = settings_for(tmp_path)
+    results = control_plane(lake, settings)
+    assert results["release"].next == "finish"
+    plan = results["plan"]
+    leases = FileLeaseStore(settings.lease_store)
+    leases.acquire(plan.lease.key, plan.run_id, 600)
+    leases.mark_pending(plan.lease.key, now=lake.batch_time(lake.before("gold") + 1) + 5)
+    decision = release_for_run(plan, 0, True, 2, settings, lake, leases, plan.attempt.run_id)
+    assert decision.next == "drain" and decision.unprocessed == 1 and leases.get(plan.lease.key).holder == plan.run_id
+
+
+def test_a_replayed_batch_moves_aside_only_newer_uncommitted_files_in_its_partitions(tmp_path):
+    lake = HistoryLake(history=1_000, run=RUN_BATCHES, replayed={("gold", 1_001)})
+    partition = lake.files("gold", 1_001)[0].rsplit("/", 1)[0]
+    leftover = f"{partition}/part-001001-crashed.c000.snappy.parquet"
+    lake.leftovers[leftover] = lake.batch_time(1_001) - 10  # after the batch was planned
+    verification = control_plane(lake, settings_for(tmp_path))["verification"]
+    assert verification.gold.moved_aside == 1 and [m[0] for m in lake.moved] == [leftover]
+    assert verification.gold.examples["moved"][0].endswith("part-001001-crashed.c000.snappy.parquet")
+
+
+@pytest.mark.parametrize("files_per_batch", [60])
+def test_state_payloads_stay_far_under_the_limit_whatever_the_run_wrote(tmp_path, monkeypatch, files_per_batch):
+    # A large run: 100 batches of 60 files each into hundreds of partitions, 750 files moved aside.
+    monkeypatch.setattr("tests.unit.history_lake.FILES_PER_BATCH", files_per_batch)
+    lake = HistoryLake(history=10, run=100, replayed={("gold", b) for b in range(10, 110)})
+    for batch in range(10, 110):
+        for i in range(0, files_per_batch, 8):
+            partition = lake.files("gold", batch)[i].rsplit("/", 1)[0]
+            lake.leftovers[f"{partition}/part-{batch:06d}-left-{i}.c000.snappy.parquet"] = lake.batch_time(batch)
+    results = control_plane(lake, settings_for(tmp_path))
+    verification = results["verification"]
+    assert verification.gold.new_files == 100 * files_per_batch and verification.gold.partitions > 100
+    leftovers = len(lake.moved)
+    assert verification.gold.moved_aside == leftovers == 100 * len(range(0, files_per_batch, 8))
+    for payload in (verification, results["assessment"], results["release"]):
+        size = len(payload.model_dump_json())
+        assert size < 16 * 1024, (type(payload).__name__, size)
+    report = build_report(results["plan"], verification, None, None, 1, None, datetime.now(timezone.utc))
+    assert len(report.model_dump_json()) < 16 * 1024
+    assert report.records["gold"] == 100 * files_per_batch * ROWS_PER_FILE and report.gold_partitions > 100
+    document = json.loads(lake.written[verification.document])
+    assert len(document["gold"]["moved_aside"]) == leftovers
+    assert len(document["gold"]["rows_by_partition"]) == verification.gold.partitions
+    assert len(PARQUET) > 0
