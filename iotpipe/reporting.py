@@ -77,7 +77,7 @@ def collect_ignored(storage: Storage, runs_uri: str, run_id: str) -> dict:
     from iotpipe.trigger import IGNORED_DIR
 
     total, by_reason, examples = 0, {}, []
-    for info in storage.list(join(runs_uri, IGNORED_DIR)):
+    for info in storage.list(join(runs_uri, IGNORED_DIR) + "/"):  # not `ignored-reported/`
         if not info.uri.endswith(".json"):
             continue
         note = json.loads(storage.read_bytes(info.uri))

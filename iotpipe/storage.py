@@ -98,12 +98,20 @@ class LocalStorage:
         return Path(uri[len("file://") :] if uri.startswith("file://") else uri)
 
     def list(self, prefix_uri: str) -> list[ObjectInfo]:
-        root = self._path(prefix_uri)
-        if root.is_file():
-            return [ObjectInfo(str(root), root.stat().st_size, root.stat().st_mtime)]
-        if not root.is_dir():
+        """Every file whose path starts with `prefix_uri`, as S3 lists keys by a string prefix:
+        `runs/ignored` also finds `runs/ignored-reported/...`; only `runs/ignored/` means the folder.
+        The local run must not be more forgiving than S3 here."""
+        text = str(self._path(prefix_uri)) + ("/" if prefix_uri.endswith("/") else "")
+        folder, _, name_prefix = text.rpartition("/")
+        parent = Path(folder or "/")
+        if not parent.is_dir():
             return []
-        found = [ObjectInfo(str(p), p.stat().st_size, p.stat().st_mtime) for p in root.rglob("*") if p.is_file()]
+        found = []
+        for child in parent.iterdir():
+            if not child.name.startswith(name_prefix):
+                continue
+            files = [child] if child.is_file() else (p for p in child.rglob("*") if p.is_file())
+            found += [ObjectInfo(str(p), p.stat().st_size, p.stat().st_mtime) for p in files]
         return sorted(found, key=lambda info: info.uri)
 
     def read_bytes(self, uri: str) -> bytes:

@@ -57,7 +57,7 @@ def local_substitutions() -> dict[str, str]:
             "EmrServiceRole": "iotpipe-emr-service-role",
             "EmrInstanceProfile": "iotpipe-emr-instance-profile",
             "EmrLogUri": "s3://iotpipe-local-artifacts/emr-logs/",
-            "EmrSecurityConfiguration": "iotpipe-emr-security",
+            "EmrSecurityConfiguration": "iotpipe-EmrSecurityConfiguration",
             "GeneratorAssignPublicIp": "DISABLED",
             "ReportTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:iotpipe-reports",
             "StackName": "iotpipe",

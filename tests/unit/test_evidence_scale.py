@@ -27,8 +27,11 @@ STATE_LIMIT = 256 * 1024
 RUN_BATCHES = 3
 
 
+JOB = f"{LAKE}/artifacts/spark/job.py"
+
+
 def settings_for(tmp_path) -> Settings:
-    return Settings.for_local_lake(LAKE, lease_store=str(tmp_path / "leases"))
+    return Settings.for_local_lake(LAKE, lease_store=str(tmp_path / "leases"), spark_job_uri=JOB)
 
 
 def control_plane(lake: HistoryLake, settings: Settings) -> dict:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 import re
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -50,6 +53,9 @@ def parquet(path: Path, rows: int) -> int:
     return path.stat().st_size
 
 
+ATTEMPT = "run-1-attempt-1"
+
+
 def bronze(lake: Path) -> Path:
     source = lake / "bronze" / "raw" / "seed-1" / "part-00001.jsonl"
     source.parent.mkdir(parents=True, exist_ok=True)
@@ -64,15 +70,26 @@ def spark_batch(lake: Path, source: Path) -> None:
         log_file(checkpoint / query / "offsets" / "0", [{"batchWatermarkMs": 0}])
         log_file(checkpoint / query / "commits" / "0", [{"nextBatchWatermarkMs": 0}])
         log_file(checkpoint / query / "sources" / "0" / "0", [{"path": f"file://{source}", "batchId": 0}])
-    ledger = {"query": "gold", "batch": 0, "input_rows": 2, "observed": {"valid": {"rows": 2}}, "ms": 5}
-    (checkpoint / "ledger" / "gold").mkdir(parents=True)
-    (checkpoint / "ledger" / "gold" / "0.json").write_text(json.dumps(ledger))
+    planned_at = time.time() - 60  # the batch was planned a minute before its files were written
+    for query in ("gold", "quarantine"):
+        os.utime(checkpoint / query / "offsets" / "0", (planned_at, planned_at))
     gold = lake / "gold" / "iot_transformed"
     data = gold / "date=2024-01-01" / "location_city=Oslo" / "part-00000.parquet"
     size = parquet(data, 2)
+    # A replay of a batch a crashed attempt left uncommitted: VerifyGold looks for its strays.
+    ledger = {"query": "gold", "batch": 0, "input_rows": 2, "observed": {"valid": {"rows": 2}}, "ms": 5,
+              "replay": True, "files": [{"path": f"file://{data}", "size": size}]}  # fmt: skip
+    (checkpoint / "ledger" / "gold").mkdir(parents=True)
+    (checkpoint / "ledger" / "gold" / "0.json").write_text(json.dumps(ledger))
+    rejected = {"query": "quarantine", "batch": 0, "input_rows": 2, "observed": {}, "ms": 5, "replay": True, "files": []}
+    (checkpoint / "ledger" / "quarantine").mkdir(parents=True)
+    (checkpoint / "ledger" / "quarantine" / "0.json").write_text(json.dumps(rejected))
     log_file(gold / "_spark_metadata" / "0", [{"path": f"file://{data}", "size": size, "action": "add"}])
     parquet(gold / "date=2024-01-01" / "location_city=Oslo" / "part-stray.parquet", 1)
     log_file(lake / "gold" / "quarantine" / "_spark_metadata" / "0", [])
+    finished = datetime.now(timezone.utc).isoformat(timespec="seconds")  # the attempt's run summary
+    (checkpoint / "runs").mkdir(parents=True, exist_ok=True)
+    (checkpoint / "runs" / f"{ATTEMPT}.json").write_text(json.dumps({"finished_at": finished, "seconds": 30}))
 
 
 class FakeStepFunctions:
@@ -151,8 +168,10 @@ def run_functions(lake: Path, good, bad=None, target: str | None = None) -> dict
                                            "step_error": step_error})  # fmt: skip
         verification = call("VerifyGoldFunction", {"execution_id": EXECUTION, "plan": plan,
                                                    "committed_before": lease["committed_before"]})  # fmt: skip
-        call("ReleaseLeaseFunction", {"execution_id": EXECUTION, "plan": plan, "drain_round": 0,
-                                      "attempt_number": 1, "verification": verification, "error": None})  # fmt: skip
+        call("ReleaseLeaseFunction", {"execution_id": EXECUTION, "plan": plan, "drain_round": 0, "attempt_number": 1,
+                                      "attempt_run_id": plan["attempt"]["run_id"], "verification": verification,
+                                      "error": None})  # fmt: skip
+        assert plan["attempt"]["run_id"] == ATTEMPT
         report = {"execution_id": EXECUTION, "started_at": "2024-01-01T00:00:00+00:00", "plan": plan,
                   "attempt_number": 1, "verification": verification, "assessment": None, "error": None,
                   "deferred": False, "drain_rounds": 0}  # fmt: skip

@@ -142,6 +142,15 @@ class AuthorizedStorage:
         self._require("PutObject", self._object("s3:PutObject", uri))
         self._inner.write_bytes(uri, data)
 
+    def stat(self, uri: str):
+        """HeadObject needs s3:GetObject; for a missing key S3 answers 404 only to a caller that may
+        also list the bucket, and 403 to any other (so a HEAD without ListBucket fails as on AWS)."""
+        self._require("HeadObject", self._object("s3:GetObject", uri))
+        found = self._inner.stat(uri)
+        if found is None:
+            self._require("HeadObject", self._list(uri))
+        return found
+
     def exists(self, uri: str) -> bool:
         self._require("ListObjectsV2", self._list(uri))  # S3Storage.exists lists with Prefix=key
         return self._inner.exists(uri)

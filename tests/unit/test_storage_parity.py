@@ -1,0 +1,42 @@
+"""The local lake must answer like S3: the same objects, listed by the same prefixes, give the same
+keys. A local run that is more forgiving than S3 (a prefix read as a folder) would hide bugs that
+only show on AWS (`runs/ignored` also lists `runs/ignored-reported/...` there)."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from iotpipe.storage import LocalStorage, S3Storage
+
+KEYS = [
+    "runs/ignored/a.json",
+    "runs/ignored-reported/r1/a.json",
+    "runs/run-1.json",
+    "runs/run-10.json",
+    "checkpoints/gold/offsets/9",
+    "checkpoints/gold/offsets/10",
+    "raw/with space/x.jsonl",
+    "raw/x.jsonl",
+    "raw-old/y.jsonl",
+]
+PREFIXES = ["runs/ignored", "runs/ignored/", "runs/run-1", "runs/", "checkpoints/gold/offsets/1", "raw", "raw/",
+            "raw/x.jsonl", "nothing", ""]  # fmt: skip
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_local_listing_by_prefix_equals_s3s(tmp_path, prefix):
+    local = LocalStorage()
+    for key in KEYS:
+        local.write_bytes(str(tmp_path / key), b"x")
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="lake")
+        s3 = S3Storage(client)
+        for key in KEYS:
+            s3.write_bytes(f"s3://lake/{key}", b"x")
+        from_s3 = sorted(info.uri[len("s3://lake/") :] for info in s3.list(f"s3://lake/{prefix}"))
+    root = str(tmp_path) + "/"
+    from_local = sorted(info.uri[len(root) :] for info in local.list(root + prefix))
+    assert from_local == from_s3
