@@ -39,7 +39,7 @@ ARTIFACTS="$(output ArtifactsBucketName)"
 echo "3/4 Spark job -> s3://${ARTIFACTS}/spark/"
 rm -rf build/spark-package && mkdir -p build/spark-package
 cp -r spark build/spark-package/ && rm -rf build/spark-package/spark/faults
-mkdir -p build/spark-package/iotpipe && cp iotpipe/__init__.py iotpipe/lease.py build/spark-package/iotpipe/
+mkdir -p build/spark-package/iotpipe && cp iotpipe/__init__.py iotpipe/lease.py iotpipe/bronze.py build/spark-package/iotpipe/
 (cd build/spark-package && find . -name __pycache__ -prune -exec rm -rf {} + && zip -qr ../iotpipe_spark.zip spark iotpipe)
 aws s3 cp spark/job.py "s3://${ARTIFACTS}/spark/job.py"
 aws s3 cp build/iotpipe_spark.zip "s3://${ARTIFACTS}/spark/iotpipe_spark.zip"

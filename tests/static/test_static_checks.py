@@ -60,8 +60,10 @@ def python39() -> str:
 
 
 def test_the_spark_job_is_valid_python_3_9():
-    """The job and what it ships with it to EMR (the lease client for its heartbeat)."""
-    sources = [str(p) for p in (ROOT / "spark").rglob("*.py")] + [str(ROOT / "iotpipe" / "lease.py")]
+    """The job and what it ships with it to EMR (the lease client, the rule of which Bronze objects are read)."""
+    sources = [str(p) for p in (ROOT / "spark").rglob("*.py")] + [
+        str(ROOT / "iotpipe" / name) for name in ("lease.py", "bronze.py")
+    ]
     code = "import ast, sys\nfor path in sys.argv[1:]:\n    ast.parse(open(path).read(), path)\n"
     result = run([python39(), "-c", code, *sources])
     assert result.returncode == 0, result.stderr
