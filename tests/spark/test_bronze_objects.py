@@ -13,6 +13,7 @@ import pytest
 
 from iotpipe.bronze import ignored_reason
 from spark import job
+from tests.spark.lake_readers import parquet_files
 
 pytestmark = pytest.mark.spark
 
@@ -84,7 +85,7 @@ def keys_read(spark, lake: Path) -> dict[str, set]:
     bronze = (lake / "bronze").resolve()
     read: dict[str, set] = {}
     for table in ("gold", "quarantine"):
-        if not (lake / table).exists():
+        if not parquet_files(lake / table):
             continue
         for row in spark.read.parquet(str(lake / table)).select("source_file", "event_id").collect():
             path = Path(unquote(urlparse(row.source_file).path))
