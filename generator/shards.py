@@ -3,11 +3,14 @@
 The dataset is a sequence of objects; object j covers the j-th slice of the time span and its
 bytes depend only on (seed, j, size, object size, spec). Shard i of N writes objects
 j = i, i+N, i+2N, ... and then its manifest, so a retried shard rewrites the same keys with
-the same bytes, and a manifest's presence means its shard is complete.
+the same bytes, and a manifest's presence means its shard is complete. Every key carries a
+fingerprint of what decides the bytes besides the seed, so a dataset of another size or shape
+with the same seed gets new keys and never rewrites an object Spark has already read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -57,15 +60,30 @@ class DatasetPlan:
     def dataset_prefix(self) -> str:
         return join(self.out, f"seed-{self.seed}")
 
+    @property
+    def fingerprint(self) -> str:
+        """8 hex digits from everything besides the seed and the object's index that decides an
+        object's bytes: the same plan always gives it, another size or spec another one."""
+        shape = {
+            "size_bytes": self.size_bytes,
+            "object_bytes": self.object_bytes,
+            "object_count": self.object_count,
+            "devices": self.spec.devices,
+            "days": self.spec.days,
+            "start": self.spec.start.isoformat(),
+            "defect_rates": sorted(self.spec.defect_rates.items()),
+        }
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:8]
+
     def object_key(self, index: int) -> str:
-        return join(self.dataset_prefix, f"part-{index:05d}-of-{self.object_count:05d}.jsonl")
+        return join(self.dataset_prefix, f"part-{index:05d}-of-{self.object_count:05d}-{self.fingerprint}.jsonl")
 
     def manifest_key(self, shard_index: int) -> str:
         return join(
             self.out,
             MANIFEST_DIR,
             f"seed-{self.seed}",
-            f"shard-{shard_index:04d}-of-{self.shard_count:04d}.json",
+            f"shard-{shard_index:04d}-of-{self.shard_count:04d}-{self.fingerprint}.json",
         )
 
     def objects_of_shard(self, shard_index: int) -> range:

@@ -1,10 +1,14 @@
 """Which Bronze objects the pipeline reads: one rule for the Spark job, the evidence and the trigger.
 
 Producers write JSON Lines plain or gzip-compressed, under names like `part-1.jsonl`,
-`events.JSON`, `batch.ndjson.gz` or Firehose's `stream-1-2026-11-27-...-uuid.gz`. Suffixes match
-case-insensitively. Spark's file source never lists names (or folders) starting with `.` or
-`_`, so those are hidden for every reader; anything else with another suffix is another format.
-Objects that are not read are reported as ignored, never dropped without a word.
+`events.JSON`, `batch.ndjson.gz` or Firehose's `stream-1-2026-11-27-...-uuid.gz`. Data suffixes
+match case-insensitively; the gzip suffix must be `.gz` exactly, because Hadoop picks the
+decompression codec by a case-sensitive suffix: an `x.GZ` would be read as raw compressed bytes,
+so it is ignored instead (reason 'gzip-suffix-case'). Spark's file source never lists a name
+(file or folder) starting with `.`, or with `_` unless it holds a `=` (Spark takes `_a=b` for
+a partition folder), so those are hidden for every reader; anything else with another suffix
+is another format. Objects that are not read are reported as ignored, never dropped without a
+word. `tests/spark/test_bronze_objects.py` checks this rule against what Spark really reads.
 
 Python 3.9 syntax: the Spark job ships this module to EMR.
 """
@@ -16,26 +20,36 @@ from typing import Optional
 
 DATA_SUFFIXES = (".jsonl", ".json", ".ndjson")
 GZIP_SUFFIX = ".gz"
+IGNORED_REASONS = ("hidden", "gzip-suffix-case", "other-format")
 
 
 def _either_case(text: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in text)
 
 
-# Hadoop's GlobFilter (Spark's `pathGlobFilter`) is case-sensitive: spell every letter both ways.
-SPARK_GLOB = "*{" + ",".join(_either_case(s) for s in (*DATA_SUFFIXES, GZIP_SUFFIX)) + "}"
-_READABLE = re.compile(r"(\.(jsonl|json|ndjson))?\.gz$|\.(jsonl|json|ndjson)$", re.IGNORECASE)
+# Hadoop's GlobFilter (Spark's `pathGlobFilter`) is case-sensitive: spell every data suffix's
+# letters both ways; `.gz` stays lower case, the only spelling Hadoop decompresses.
+SPARK_GLOB = "*{" + ",".join([_either_case(s) for s in DATA_SUFFIXES] + [GZIP_SUFFIX]) + "}"
+_DATA = re.compile(r"\.(jsonl|json|ndjson)$", re.IGNORECASE)
+_ANY_GZIP = re.compile(r"\.gz$", re.IGNORECASE)
+
+
+def _hidden(segment: str) -> bool:
+    return segment.startswith(".") or (segment.startswith("_") and "=" not in segment)
 
 
 def ignored_reason(relative_key: str) -> Optional[str]:
-    """Why an object under the Bronze root is not read ('hidden' or 'other-format'), or None if it is.
+    """Why an object under the Bronze root is not read (one of IGNORED_REASONS), or None if it is.
 
     `relative_key` is the object's key below the Bronze root (e.g. `seed-1/part-00001.jsonl`).
     """
     segments = [s for s in relative_key.split("/") if s]
-    if not segments or any(s.startswith((".", "_")) for s in segments):
+    if not segments or any(_hidden(s) for s in segments):
         return "hidden"
-    return None if _READABLE.search(segments[-1]) else "other-format"
+    name = segments[-1]
+    if name.endswith(GZIP_SUFFIX) or _DATA.search(name):
+        return None
+    return "gzip-suffix-case" if _ANY_GZIP.search(name) else "other-format"
 
 
 def is_readable(relative_key: str) -> bool:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from generator.events import DEFAULT_DEFECT_RATES, EventSpec
 from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, summarise, write_dataset
@@ -16,6 +21,21 @@ from iotpipe.sizes import parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
 from iotpipe.storage import is_s3, join
+
+# A run may generate at most this much unless asked on purpose (--allow-large): a typo such as
+# 64TiB for 64GiB would otherwise fill a disk or a bill.
+MAX_SIZE_BYTES = 64 * 2**30
+MIN_OBJECT_BYTES = 64 * 2**10
+# Step Functions execution names: 1-80 characters, none of these (the name is also a folder
+# name under the lake, so '.' and '..' are refused too).
+_EXECUTION_NAME = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,80}")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Argument errors as one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _size(text: str) -> int:
@@ -25,26 +45,98 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _object_size(text: str) -> int:
+    size = _size(text)
+    if size < MIN_OBJECT_BYTES:
+        raise argparse.ArgumentTypeError(f"object size must be at least {MIN_OBJECT_BYTES // 1024} KiB, got {text!r}")
+    return size
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from error
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _execution_name(text: str) -> str:
+    if not _EXECUTION_NAME.fullmatch(text) or text in (".", ".."):
+        raise argparse.ArgumentTypeError(
+            f"not an execution name: {text!r} (1-80 characters; no spaces, '/', '..' or special characters)"
+        )
+    return text
+
+
 def _defect_rates(text: str) -> dict:
     rates = dict(DEFAULT_DEFECT_RATES)
     for item in filter(None, text.split(",")):
         kind, _, value = item.partition("=")
         if kind not in rates:
             raise argparse.ArgumentTypeError(f"unknown defect kind {kind!r}; known: {', '.join(rates)}")
-        rates[kind] = float(value)
+        try:
+            rate = float(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"defect rate of {kind} is not a number: {value!r}") from error
+        if not (math.isfinite(rate) and 0 <= rate < 1):
+            raise argparse.ArgumentTypeError(f"defect rate of {kind} must be a number in [0, 1), got {value!r}")
+        rates[kind] = rate
     return rates
+
+
+def check_size(size: int, allow_large: bool) -> None:
+    if size > MAX_SIZE_BYTES and not allow_large:
+        raise ValueError(
+            f"size {size / 2**30:,.1f} GiB is above the {MAX_SIZE_BYTES // 2**30} GiB a run may generate; "
+            "pass --allow-large to generate it on purpose"
+        )
+
+
+def check_folder(uri: str, option: str, create: bool = False) -> None:
+    """A local folder option must not name a file; with `create`, make it now, so an unwritable
+    path fails before any work (an s3:// URI is checked by its first request)."""
+    if is_s3(uri):
+        return
+    path = Path(uri)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{option} {uri}: is a file, not a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{option} {uri}: {parent} is a file, not a folder")
+            break
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ValueError(f"{option} {uri}: cannot create the folder ({error.strerror})") from error
+
+
+def check_bucket_reachable(uri: str) -> None:
+    """Ask S3 for the bucket once, so an unreachable endpoint or a missing bucket fails before work."""
+    import boto3
+
+    from iotpipe.storage import split_s3
+
+    bucket, _ = split_s3(uri)
+    boto3.client("s3").head_bucket(Bucket=bucket)
 
 
 def add_generate(sub) -> None:
     parser = sub.add_parser("generate", help="write seeded synthetic IoT events into Bronze")
     parser.add_argument("--out", required=True, help="Bronze raw prefix: a folder or s3://bucket/prefix")
     parser.add_argument("--size", required=True, type=_size, help="total bytes, e.g. 64MiB, 5GiB")
-    parser.add_argument("--shards", type=int, default=2, help="number of shards (default 2)")
+    parser.add_argument("--allow-large", action="store_true", help=f"allow more than {MAX_SIZE_BYTES // 2**30} GiB")
+    parser.add_argument("--shards", type=_positive_int, default=2, help="number of shards (default 2)")
     parser.add_argument("--shard-index", type=int, default=None, help="write only this shard (a Fargate task)")
     parser.add_argument("--seed", type=int, default=1, help="seed; the same seed gives byte-identical output")
-    parser.add_argument("--object-size", type=_size, default=DEFAULT_OBJECT_BYTES, help="bytes per object (128MiB)")
-    parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument(
+        "--object-size", type=_object_size, default=DEFAULT_OBJECT_BYTES, help="bytes per object (128MiB)"
+    )
+    parser.add_argument("--devices", type=_positive_int, default=1000)
+    parser.add_argument("--days", type=_positive_int, default=7)
     parser.add_argument(
         "--defect-rates",
         type=_defect_rates,
@@ -56,6 +148,7 @@ def add_generate(sub) -> None:
 
 
 def cmd_generate(args) -> int:
+    check_size(args.size, args.allow_large)
     plan = DatasetPlan(
         out=args.out,
         seed=args.seed,
@@ -65,6 +158,11 @@ def cmd_generate(args) -> int:
         spec=EventSpec(devices=args.devices, days=args.days, defect_rates=args.defect_rates),
     )
     shards = None if args.shard_index is None else [args.shard_index]
+    if shards:
+        plan.objects_of_shard(shards[0])
+    if is_s3(args.out):
+        check_bucket_reachable(args.out)
+    check_folder(args.out, "--out", create=True)
     started = time.perf_counter()
     manifests = write_dataset(plan, shards)
     seconds = time.perf_counter() - started
@@ -92,8 +190,8 @@ def add_transform(sub) -> None:
     parser.add_argument("--quarantine", required=True)
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--run-id", default=None)
-    parser.add_argument("--max-files-per-trigger", type=int, default=8)
-    parser.add_argument("--shuffle-partitions", type=int, default=4)
+    parser.add_argument("--max-files-per-trigger", type=_positive_int, default=8)
+    parser.add_argument("--shuffle-partitions", type=_positive_int, default=4)
     parser.add_argument(
         "--fault",
         default=os.environ.get("IOTPIPE_FAULT"),
@@ -104,6 +202,9 @@ def add_transform(sub) -> None:
 
 
 def cmd_transform(args) -> int:
+    for option in ("bronze", "gold", "quarantine"):
+        check_folder(getattr(args, option), f"--{option}")
+    check_folder(args.checkpoint, "--checkpoint", create=True)
     run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     job = SparkJobArgs(
         bronze=args.bronze,
@@ -157,10 +258,11 @@ def add_run(sub) -> None:
     parser = sub.add_parser("run", help="run the whole pipeline (the Step Functions definition) on a local lake")
     parser.add_argument("--lake", default="lake", help="lake folder; mirrors the buckets (default ./lake)")
     parser.add_argument("--size", default="64MiB", help="Bronze bytes to generate (default 64MiB)")
-    parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--allow-large", action="store_true", help=f"allow more than {MAX_SIZE_BYTES // 2**30} GiB")
+    parser.add_argument("--shards", type=_positive_int, default=2)
     parser.add_argument("--seed", type=int, default=None, help="default: derived from the execution name")
     parser.add_argument("--no-generate", action="store_true", help="process whatever Bronze holds (as the S3 trigger)")
-    parser.add_argument("--name", default=None, help="execution name (the run id)")
+    parser.add_argument("--name", type=_execution_name, default=None, help="execution name (the run id)")
     parser.add_argument("--max-resume-attempts", type=int, default=None)
     parser.add_argument("--json", action="store_true", help="print the run report as JSON (progress goes to stderr)")
     parser.set_defaults(handler=cmd_run)
@@ -192,6 +294,9 @@ def progress_printer(out, started: float):
 def cmd_run(args) -> int:
     from iotpipe.local.runner import LocalEngine
 
+    if not args.no_generate:
+        check_size(_size(args.size), args.allow_large)
+    check_folder(args.lake, "--lake")
     execution_input: dict = {"generate": not args.no_generate}
     if not args.no_generate:
         execution_input.update(size=args.size, shards=args.shards)
@@ -216,7 +321,7 @@ def add_watch(sub) -> None:
     parser.add_argument("--lake", default="lake")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
     parser.add_argument("--delay", type=float, default=10.0, help="quiet seconds after the last new object (bursts)")
-    parser.add_argument("--max-runs", type=int, default=None)
+    parser.add_argument("--max-runs", type=_positive_int, default=None)
     parser.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds with nothing new")
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(handler=cmd_watch)
@@ -226,6 +331,7 @@ def cmd_watch(args) -> int:
     from iotpipe.local.runner import LocalEngine
     from iotpipe.local.watch import watch
 
+    check_folder(args.lake, "--lake")
     out = sys.stderr if args.json else sys.stdout
     started = time.perf_counter()
 
@@ -281,7 +387,7 @@ def format_report(report: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="iotpipe", description=__doc__)
+    parser = OneLineParser(prog="iotpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     add_generate(sub)
     add_transform(sub)
@@ -294,8 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except ValueError as error:
-        print(f"iotpipe: error: {error}", file=sys.stderr)
+    except argparse.ArgumentTypeError as error:
+        print(f"iotpipe {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, BotoCoreError, ClientError) as error:
+        print(f"iotpipe {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
 
 

@@ -24,7 +24,10 @@ def parse_size(text: str | int) -> int:
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", text)
     if not match or match.group(2).upper() not in _UNITS:
         raise ValueError(f"not a size: {text!r} (examples: 64MiB, 5GiB, 1000000)")
-    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    value = float(match.group(1)) * _UNITS[match.group(2).upper()]
+    if value >= 2**63:
+        raise ValueError(f"size too large: {text!r}")
+    size = int(value)
     if size <= 0:
         raise ValueError(f"size must be positive: {text!r}")
     return size

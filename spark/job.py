@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from iotpipe.bronze import SPARK_GLOB
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.transforms import (
     REASON_CODES,
@@ -99,11 +100,19 @@ def configure(spark: SparkSession, args: argparse.Namespace) -> None:
     spark.conf.set("spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows", "false")
 
 
+# Spark's file source skips a file more than `maxFileAge` (default 7 days) older than the newest
+# it has seen: a backfill copied with its original timestamps would never be read. Which files
+# were read is already the source log's job, so the age filter is pushed out of reach.
+MAX_FILE_AGE = "36500d"
+
+
 def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
+    """Bronze lines as a `value` column, from exactly the objects `iotpipe.bronze` calls readable."""
     return (
         spark.readStream.format("text")
         .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", "*.jsonl")
+        .option("pathGlobFilter", SPARK_GLOB)
+        .option("maxFileAge", MAX_FILE_AGE)
         .option("maxFilesPerTrigger", max_files)
         .load(bronze)
     )

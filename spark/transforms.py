@@ -2,23 +2,29 @@
 
 Every rule here works unchanged under ANSI mode (Spark 4's default): values that may not
 convert are read with `try_cast` / `try_to_timestamp`, and nothing is cast before its range
-has been checked. Python 3.9 syntax (EMR 7's interpreter).
+has been checked. Every value that reaches a Gold partition column or a Parquet column is
+checked before the write, so no record can fail a batch. Python 3.9 syntax (EMR 7's interpreter).
 """
 
 from __future__ import annotations
 
+import pyspark
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark.schema import CORRUPT_RECORD_COLUMN, EVENT_SCHEMA, EVENT_TIME_FORMAT
 
 # Reason codes in priority order: a record's primary reason is the first that applies.
+# The first three judge the line as a whole and, when one applies, are its only reason.
 REASON_CODES = (
+    "invalid_utf8",
+    "blank_line",
     "malformed_json",
     "missing_event_id",
     "missing_device_id",
     "missing_event_time",
     "unparseable_event_time",
+    "implausible_event_time",
     "missing_reading",
     "non_numeric_reading",
     "temperature_out_of_range",
@@ -26,11 +32,26 @@ REASON_CODES = (
     "battery_out_of_range",
     "invalid_coordinates",
     "missing_city",
+    "unusable_city",
 )
+LINE_REASONS = ("invalid_utf8", "blank_line", "malformed_json")
 
 TEMPERATURE_RANGE_C = (-40.0, 85.0)
 HUMIDITY_RANGE_PCT = (0.0, 100.0)
 BATTERY_RANGE_PCT = (0.0, 100.0)
+# Plausible event times: from 2001-01-01 (after the values reset clocks send: 1970, GPS's 1980,
+# RTCs' 2000-01-01; and after 1900, before which Parquet's writer refuses timestamps) to one day
+# after the batch's own time (clock drift, a wrong time zone). In a stream, current_timestamp()
+# is the batch's time, kept in the offset log, so a replayed batch judges the same way.
+EARLIEST_EVENT_TIME = "2001-01-01 00:00:00"
+LATEST_EVENT_TIME_AHEAD = "INTERVAL 1 DAY"
+# A city is a partition directory `location_city=<city>`, where Spark escapes these characters
+# as %XX (3 bytes each). Local file systems allow 255 bytes per name and S3 1,024 per key: the
+# escaped city may take at most 200 bytes. Control characters (NUL is not escaped) and path
+# separators are never a city.
+CITY_MAX_ESCAPED_BYTES = 200
+_ESCAPED_IN_PATHS = r"[\x01-\x1F\x7F\"#%'*/:=?\[\]\\^{]"
+_NOT_A_CITY = r"[\p{Cc}/\\]"
 
 GOLD_COLUMNS = (
     "event_id",
@@ -47,21 +68,59 @@ GOLD_COLUMNS = (
     "date",
     "location_city",
 )
-QUARANTINE_COLUMNS = ("reason", "reasons", "event_id", "raw_line", "source_file")
+QUARANTINE_COLUMNS = ("reason", "reasons", "event_id", "raw_line", "raw_bytes", "source_file")
 
 _WHITESPACE = r"[\s\u00A0]+"
 _TRIMMED = " \t\n\r\f\u000b\u00a0"
 
 
+_SPARK_4 = int(pyspark.__version__.split(".")[0]) >= 4
+
+
+def is_valid_utf8(text: Column) -> Column:
+    """Whether the bytes Spark's text source put in `text` are valid UTF-8.
+
+    Spark stores a line's bytes as they are. Spark 4 has `is_valid_utf8`; on Spark 3.5,
+    `encode(..., 'UTF-8')` decodes with replacement first, so it changes exactly the invalid lines.
+    """
+    if _SPARK_4:
+        return F.call_function("is_valid_utf8", text)
+    return text.cast("binary") == F.encode(text, "UTF-8")
+
+
+def valid_utf8(text: Column) -> Column:
+    """`text` with every invalid byte sequence replaced by U+FFFD: valid UTF-8, safe in Parquet.
+
+    Spark 4's `decode` raises on invalid bytes (3.5 replaced them), so each version uses its own way.
+    """
+    if _SPARK_4:
+        return F.call_function("make_valid_utf8", text)
+    return F.decode(F.encode(text, "UTF-8"), "UTF-8")
+
+
 def parse_lines(lines: DataFrame) -> DataFrame:
-    """Parse raw JSON Lines (a `value` column) into typed candidate columns; keep the raw line."""
+    """Parse raw JSON Lines (a `value` column) into typed candidate columns.
+
+    Keeps the line losslessly: `raw_bytes` (its exact bytes) and `raw_line` (readable text, valid
+    UTF-8: the line itself, or with U+FFFD for the bytes that were not UTF-8). A leading
+    byte-order mark (a Windows editor's) is not part of the JSON.
+    """
+    value = F.col("value")
+    valid = is_valid_utf8(value)
+    json_text = F.when(value.startswith("\ufeff"), F.expr("substring(value, 2)")).otherwise(value)
     parsed = lines.select(
-        F.col("value").alias("raw_line"),
-        F.from_json("value", EVENT_SCHEMA, {"columnNameOfCorruptRecord": CORRUPT_RECORD_COLUMN}).alias("record"),
+        F.when(valid, value).otherwise(valid_utf8(value)).alias("raw_line"),
+        value.cast("binary").alias("raw_bytes"),
+        valid.alias("is_valid_utf8"),
+        _blank_to_null(json_text).isNull().alias("is_blank"),
+        F.from_json(json_text, EVENT_SCHEMA, {"columnNameOfCorruptRecord": CORRUPT_RECORD_COLUMN}).alias("record"),
     )
     record = F.col("record")
     return parsed.select(
         "raw_line",
+        "raw_bytes",
+        "is_valid_utf8",
+        "is_blank",
         (record.isNull() | record[CORRUPT_RECORD_COLUMN].isNotNull()).alias("is_malformed"),
         _blank_to_null(record["event_id"]).alias("event_id"),
         _blank_to_null(record["device_id"]).alias("device_id"),
@@ -98,12 +157,13 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
     below: without it every rule (and once even the JSON parse) ran again inside the filter,
     up to ten times slower.
     """
-    malformed = F.col("is_malformed")
     checks = {
         "missing_event_id": F.col("event_id").isNull(),
         "missing_device_id": F.col("device_id").isNull(),
         "missing_event_time": F.col("event_time_text").isNull(),
         "unparseable_event_time": F.col("event_time_text").isNotNull() & F.col("event_time").isNull(),
+        "implausible_event_time": (F.col("event_time") < F.lit(EARLIEST_EVENT_TIME).cast("timestamp"))
+        | (F.col("event_time") > F.current_timestamp() + F.expr(LATEST_EVENT_TIME_AHEAD)),
         "missing_reading": F.col("temperature_text").isNull() | F.col("humidity_text").isNull(),
         "non_numeric_reading": _not_numeric("temperature_text", "temperature_c")
         | _not_numeric("humidity_text", "humidity_pct")
@@ -116,20 +176,39 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
         | ~F.col("location_lat").between(-90.0, 90.0)
         | ~F.col("location_lon").between(-180.0, 180.0),
         "missing_city": F.col("location_city").isNull(),
+        "unusable_city": unusable_city(F.col("location_city")),
     }
     broken = {code: F.coalesce(check, F.lit(False)) for code, check in checks.items()}
+    # A line that is not UTF-8, blank or not a JSON object has that one reason and no other.
+    line_reason = (
+        F.when(~F.col("is_valid_utf8"), F.lit("invalid_utf8"))
+        .when(F.col("is_blank"), F.lit("blank_line"))
+        .when(F.col("is_malformed"), F.lit("malformed_json"))
+    )
     # The primary reason is a cheap CASE chain; the array of all reasons is built only for the
     # few rejected rows (building it for every row cost more than a fifth of the cleaning).
-    reason = F.when(malformed, F.lit("malformed_json"))
+    reason = F.when(F.col("line_reason").isNotNull(), F.col("line_reason"))
     for code, is_broken in broken.items():
         reason = reason.when(is_broken, F.lit(code))
     flagged = [F.when(is_broken, F.lit(code)) for code, is_broken in broken.items()]
-    reasons = F.when(malformed, F.array(F.lit("malformed_json"))).otherwise(F.array_compact(F.array(*flagged)))
+    reasons = F.when(F.col("line_reason").isNotNull(), F.array(F.col("line_reason"))).otherwise(
+        F.array_compact(F.array(*flagged))
+    )
     return (
-        parsed.withColumn("reason", reason)
+        parsed.withColumn("line_reason", line_reason)
+        .withColumn("reason", reason)
         .withColumn("reasons", F.when(F.col("reason").isNotNull(), reasons))
+        .drop("line_reason")
         .withColumn("source_file", F.input_file_name())
     )
+
+
+def unusable_city(city: Column) -> Column:
+    """A city that cannot be a Gold partition value: a control character or a path separator in
+    it, or more than CITY_MAX_ESCAPED_BYTES bytes once Spark has escaped it for the path."""
+    escaped_chars = F.length(city) - F.length(F.regexp_replace(city, _ESCAPED_IN_PATHS, ""))
+    escaped_bytes = F.octet_length(city) + 2 * escaped_chars
+    return city.rlike(_NOT_A_CITY) | (escaped_bytes > CITY_MAX_ESCAPED_BYTES)
 
 
 def to_gold(validated: DataFrame) -> DataFrame:

@@ -69,6 +69,19 @@ def validate(spark, lines: list[str]):
         (variant(lon=-180.5), "invalid_coordinates"),
         (variant(lat=...), "invalid_coordinates"),
         (variant(city="  "), "missing_city"),
+        ("", "blank_line"),
+        (" \t ", "blank_line"),
+        (variant(event_time="0001-01-01T00:00:00Z"), "implausible_event_time"),
+        (variant(event_time="1970-01-01T00:00:00Z"), "implausible_event_time"),
+        (variant(event_time="2000-12-31T23:59:59Z"), "implausible_event_time"),
+        (variant(event_time="9999-12-31T23:59:59Z"), "implausible_event_time"),
+        (variant(city="Berlin/Mitte"), "unusable_city"),
+        (variant(city="Ber\\lin"), "unusable_city"),
+        (variant(city="Ber\u0000lin"), "unusable_city"),
+        (variant(city="Ber\u0085lin"), "unusable_city"),
+        (variant(city="x" * 201), "unusable_city"),
+        (variant(city="%" * 67), "unusable_city"),
+        (variant(city="ü" * 101), "unusable_city"),
     ],
 )
 def test_each_rule_quarantines_with_its_reason(spark, line, reason):
@@ -81,6 +94,43 @@ def test_a_record_breaking_several_rules_keeps_all_reasons_in_priority_order(spa
     (row,) = to_quarantine(validate(spark, [line])).collect()
     assert row.reason == "missing_device_id"
     assert row.reasons == ["missing_device_id", "temperature_out_of_range", "invalid_coordinates"]
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"event_time": "2001-01-01T00:00:00Z"},
+        {"event_time": "2026-11-20T13:45:12+14:00"},
+        {"city": "x" * 200},
+        {"city": "%" * 66},
+        {"city": "ü" * 100},
+        {"city": "Val-d'Or"},
+        {"city": "St. John's"},
+        {"city": "Ciudad de México"},
+    ],
+)
+def test_values_at_the_edge_of_what_the_sink_can_write_are_accepted(spark, changes):
+    assert to_gold(validate(spark, [variant(**changes)])).count() == 1
+
+
+def lines_from_bytes(spark, lines: list[bytes]):
+    """A `value` column holding these exact bytes, as Spark's text source would (no UTF-8 check)."""
+    frame = spark.createDataFrame([(line,) for line in lines], "raw binary")
+    return frame.select(F.col("raw").cast("string").alias("value"))
+
+
+def test_a_line_with_invalid_utf8_is_quarantined_with_its_exact_bytes_and_readable_text(spark):
+    bad = variant(city="Berlin").encode().replace(b"Berlin", b"Berl\xffin")
+    good = variant(event_id="e-2", city="Zürich").encode()
+    validated = with_reasons(parse_lines(lines_from_bytes(spark, [bad, good])))
+    (row,) = to_quarantine(validated).collect()
+    assert (row.reason, row.reasons, bytes(row.raw_bytes)) == ("invalid_utf8", ["invalid_utf8"], bad)
+    assert row.raw_line == bad.decode("utf-8", errors="replace")
+    assert [r.location_city for r in to_gold(validated).collect()] == ["Zürich"]
+
+
+def test_a_byte_order_mark_before_a_line_is_not_part_of_the_json(spark):
+    assert to_gold(validate(spark, ["\ufeff" + variant()])).count() == 1
 
 
 @pytest.mark.parametrize("value", [-40.0, 85.0, 0.0])

@@ -56,6 +56,25 @@ def test_a_retried_shard_rewrites_the_same_keys_with_the_same_bytes(tmp_path):
     assert read_tree(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"size": SMALL + 4096},
+        {"devices": 7},
+        {"days": 3},
+        {"defect_rates": {**DEFAULT_DEFECT_RATES, "malformed_json": 0.1}},
+    ],
+)
+def test_another_dataset_with_the_same_seed_never_rewrites_an_object_already_written(tmp_path, other):
+    write_dataset(small_plan(tmp_path / "lake"))
+    before = read_tree(tmp_path / "lake")
+    write_dataset(small_plan(tmp_path / "lake", **other))
+    write_dataset(small_plan(tmp_path / "alone", **other))
+    after = read_tree(tmp_path / "lake")
+    assert {key: after[key] for key in before} == before
+    assert not set(before) & set(read_tree(tmp_path / "alone"))
+
+
 def test_output_size_is_close_to_the_requested_size(tmp_path):
     write_dataset(small_plan(tmp_path, size=4 * 1024**2))
     written = sum(p.stat().st_size for p in tmp_path.rglob("*.jsonl"))

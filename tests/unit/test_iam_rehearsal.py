@@ -81,7 +81,8 @@ def spark_batch(lake: Path, source: Path) -> None:
               "replay": True, "files": [{"path": f"file://{data}", "size": size}]}  # fmt: skip
     (checkpoint / "ledger" / "gold").mkdir(parents=True)
     (checkpoint / "ledger" / "gold" / "0.json").write_text(json.dumps(ledger))
-    rejected = {"query": "quarantine", "batch": 0, "input_rows": 2, "observed": {}, "ms": 5, "replay": True, "files": []}
+    rejected = {"query": "quarantine", "batch": 0, "input_rows": 2, "observed": {}, "ms": 5, "replay": True,
+                "files": []}  # fmt: skip
     (checkpoint / "ledger" / "quarantine").mkdir(parents=True)
     (checkpoint / "ledger" / "quarantine" / "0.json").write_text(json.dumps(rejected))
     log_file(gold / "_spark_metadata" / "0", [{"path": f"file://{data}", "size": size, "action": "add"}])

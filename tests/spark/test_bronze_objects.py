@@ -1,0 +1,114 @@
+"""Which Bronze objects the real job reads, compared with the shared rule in `iotpipe.bronze`,
+and objects the file source would skip on its own (old modification times)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from iotpipe.bronze import ignored_reason
+from spark import job
+from tests.spark.lake_readers import parquet_files
+
+pytestmark = pytest.mark.spark
+
+AWKWARD_KEYS = [
+    "a.jsonl",
+    "b.JSONL",
+    "c.Json",
+    "d.ndjson",
+    "e.jsonl.gz",
+    "f.JSONL.gz",
+    "firehose-1-2026-11-27-10-00-00-0b1e.gz",
+    "g.NDJSON.gz",
+    "h.GZ",
+    "i.jsonl.GZ",
+    "j.json.Gz",
+    "k.txt",
+    "l.csv",
+    "noext",
+    "m.jsonl.tmp",
+    "n.jsonl._COPYING_",
+    "_o.jsonl",
+    ".p.jsonl",
+    "_q=1.jsonl",
+    "_r=2/s.jsonl",
+    "_hidden/t.jsonl",
+    ".git/u.jsonl",
+    "sub dir/with space.jsonl",
+    "pct%2B+plus.jsonl",
+    "ünïcödé/Zürich.jsonl",
+    "deep/er/still/v.JSON",
+    "dir.jsonl/w.jsonl",
+]
+
+
+def event_line(event_id: str) -> str:
+    return json.dumps(
+        {
+            "event_id": event_id,
+            "device_id": "dev-000001",
+            "event_time": "2026-11-20T10:00:00Z",
+            "location": {"city": "Berlin", "country": "DE", "lat": 52.5, "lon": 13.4},
+            "temperature_c": 20.0,
+            "humidity_pct": 50.0,
+            "battery_pct": 90,
+            "firmware": "1.4.2",
+        },
+        ensure_ascii=False,
+    )
+
+
+def write_object(bronze: Path, key: str, lines: list[str], mtime: float = 1_700_000_000) -> None:
+    """Write an object the way a producer would: gzip-compressed when its name ends in .gz (any case)."""
+    path = bronze / key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    path.write_bytes(gzip.compress(data) if key.lower().endswith(".gz") else data)
+    os.utime(path, (mtime, mtime))
+
+
+def run_job(spark, lake: Path) -> dict:
+    argv = ["--bronze", str(lake / "bronze"), "--gold", str(lake / "gold"), "--quarantine", str(lake / "quarantine")]
+    argv += ["--checkpoint", str(lake / "checkpoint"), "--max-files-per-trigger", "64", "--shuffle-partitions", "2"]
+    return job.run(spark, job.build_parser().parse_args(argv))
+
+
+def keys_read(spark, lake: Path) -> dict[str, set]:
+    """Bronze keys (relative, decoded) of every row in Gold or the quarantine, with the event ids
+    read from each (an object read as garbage shows up with a null id)."""
+    bronze = (lake / "bronze").resolve()
+    read: dict[str, set] = {}
+    for table in ("gold", "quarantine"):
+        if not parquet_files(lake / table):
+            continue
+        for row in spark.read.parquet(str(lake / table)).select("source_file", "event_id").collect():
+            path = Path(unquote(urlparse(row.source_file).path))
+            read.setdefault(str(path.relative_to(bronze)), set()).add(row.event_id)
+    return read
+
+
+def test_the_job_reads_exactly_the_objects_the_shared_rule_calls_readable(spark, tmp_path):
+    for key in AWKWARD_KEYS:
+        write_object(tmp_path / "bronze", key, [event_line(key)])
+    summary = run_job(spark, tmp_path)
+    expected = {key for key in AWKWARD_KEYS if ignored_reason(key) is None}
+    read = keys_read(spark, tmp_path)
+    assert read == {key: {key} for key in expected}
+    assert summary["quarantined_rows"] == 0 and summary["input_rows"] == len(expected)
+
+
+def test_an_object_thirty_days_older_than_the_others_is_still_read(spark, tmp_path):
+    now = 1_780_000_000
+    write_object(tmp_path / "bronze", "new-1.jsonl", [event_line("new-1")], mtime=now)
+    run_job(spark, tmp_path)
+    write_object(tmp_path / "bronze", "backfill.jsonl", [event_line("backfill")], mtime=now - 30 * 86_400)
+    write_object(tmp_path / "bronze", "new-2.jsonl", [event_line("new-2")], mtime=now + 60)
+    second = run_job(spark, tmp_path)
+    assert second["input_rows"] == 2
+    assert set(keys_read(spark, tmp_path)) == {"new-1.jsonl", "new-2.jsonl", "backfill.jsonl"}

@@ -1,0 +1,72 @@
+"""Bad input to the `iotpipe` command: one line on stderr, a non-zero exit, no traceback, and
+nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def iotpipe(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), "AWS_MAX_ATTEMPTS": "1", **env}
+    return subprocess.run(
+        [sys.executable, "-m", "iotpipe.cli", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+GENERATE = ["generate", "--size", "2MiB"]
+TRANSFORM = ["transform", "--bronze", "bronze", "--gold", "gold", "--quarantine", "quarantine"]
+UNREACHABLE = {
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+CASES = {
+    "out is a file": (GENERATE + ["--out", "a-file"], {}),
+    "out is below a file": (GENERATE + ["--out", "a-file/bronze"], {}),
+    "out is unwritable": (GENERATE + ["--out", "/proc/iotpipe-bronze"], {}),
+    "unreachable s3 endpoint": (GENERATE + ["--out", "s3://bronze/raw"], UNREACHABLE),
+    "size overflows": (["generate", "--out", "bronze", "--size", "9" * 400], {}),
+    "size beyond the bound": (["generate", "--out", "bronze", "--size", "100TiB"], {}),
+    "object size of one byte": (GENERATE + ["--out", "bronze", "--object-size", "1"], {}),
+    "nan defect rate": (GENERATE + ["--out", "bronze", "--defect-rates", "malformed_json=nan"], {}),
+    "defect rate not a number": (GENERATE + ["--out", "bronze", "--defect-rates", "malformed_json=lots"], {}),
+    "negative shards": (GENERATE + ["--out", "bronze", "--shards", "-1"], {}),
+    "checkpoint is a file": (TRANSFORM + ["--checkpoint", "a-file"], {}),
+    "zero files per trigger": (TRANSFORM + ["--checkpoint", "checkpoint", "--max-files-per-trigger", "0"], {}),
+    "zero shuffle partitions": (TRANSFORM + ["--checkpoint", "checkpoint", "--shuffle-partitions", "0"], {}),
+    "watch a file": (["watch", "--lake", "a-file", "--max-runs", "1"], {}),
+    "run on a file": (["run", "--lake", "a-file", "--size", "2MiB"], {}),
+    "run name with a slash": (["run", "--lake", "lake", "--size", "2MiB", "--name", "a/b"], {}),
+    "run name escaping the lake": (["run", "--lake", "lake", "--size", "2MiB", "--name", ".."], {}),
+    "run size overflows": (["run", "--lake", "lake", "--size", "9" * 400], {}),
+    "run size beyond the bound": (["run", "--lake", "lake", "--size", "100TiB"], {}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gives_one_line_and_a_non_zero_exit_and_writes_nothing(tmp_path, case):
+    args, env = CASES[case]
+    (tmp_path / "a-file").write_text("not a folder")
+    before = sorted(tmp_path.rglob("*"))
+
+    result = iotpipe(args, tmp_path, **env)
+
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("iotpipe"), result.stderr
+    assert sorted(tmp_path.rglob("*")) == before
