@@ -512,15 +512,7 @@ def watch_until_idle(lake: Path, max_runs: int = 3) -> list:
     "awkward_only",
     [
         pytest.param(True, id="awkward-keys"),
-        # Needs the job to read gzip objects and objects older than Spark's maxFileAge (Bronze read
-        # options, changed beside this test); until then it loops like the bug it guards against.
-        pytest.param(
-            False,
-            id="awkward-keys-old-and-gzip",
-            marks=pytest.mark.xfail(
-                reason="needs the Bronze read options that take gzip and old objects", strict=False
-            ),
-        ),
+        pytest.param(False, id="awkward-keys-old-and-gzip"),
     ],
 )
 def test_a_wave_with_awkward_keys_is_processed_once_and_ignored_objects_start_no_run(tmp_path, awkward_only):
