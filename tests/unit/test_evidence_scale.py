@@ -17,6 +17,7 @@ import pytest
 from iotpipe.assessment import assess_step_failure
 from iotpipe.lease import FileLeaseStore
 from iotpipe.leasing import release_for_run
+from iotpipe.local.limits import function_limits
 from iotpipe.planning import plan_run
 from iotpipe.reporting import build_report
 from iotpipe.settings import Settings
@@ -44,11 +45,29 @@ def control_plane(lake: HistoryLake, settings: Settings) -> dict:
     leases.acquire(plan.lease.key, plan.run_id, 600)
     leases.mark_pending(plan.lease.key, now=started.timestamp() - 60)  # our own uploads, before the step
     lake.requests.clear()
+    peaks: dict[str, int] = {}
+
+    def traced(function: str, call):
+        """The call's result; its peak of traced memory (while tracing is on) goes to `peaks`."""
+        if tracemalloc.is_tracing():
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+        result = call()
+        if tracemalloc.is_tracing():
+            peaks[function] = tracemalloc.get_traced_memory()[1] - before
+        return result
+
     return {
-        "verification": verify_gold(plan, committed_before, lake),
-        "assessment": assess_step_failure({"Error": "States.TaskFailed"}, plan, plan.attempt, settings, lake),
-        "release": release_for_run(plan, 0, True, 2, settings, lake, leases, plan.attempt.run_id),
+        "verification": traced("verify_gold", lambda: verify_gold(plan, committed_before, lake)),
+        "assessment": traced(
+            "assess_step_failure",
+            lambda: assess_step_failure({"Error": "States.TaskFailed"}, plan, plan.attempt, settings, lake),
+        ),  # fmt: skip
+        "release": traced(
+            "release_lease", lambda: release_for_run(plan, 0, True, 2, settings, lake, leases, plan.attempt.run_id)
+        ),  # fmt: skip
         "plan": plan,
+        "peaks": peaks,
     }
 
 
@@ -71,6 +90,10 @@ def test_the_evidence_work_of_a_run_does_not_grow_with_the_lakes_history(tmp_pat
     assert dict(long.requests) == dict(short.requests)
     assert long_seconds < max(3 * short_seconds, 0.5), (short_seconds, long_seconds)
     assert long_peak < 1.5 * short_peak + 256 * 1024, (short_peak, long_peak)
+    memory = function_limits()
+    # Each within a quarter of its template MemorySize: traced memory leaves out the interpreter.
+    for function, peak in long_results["peaks"].items():
+        assert peak < memory[function].memory_mb * 2**20 / 4, (function, peak, memory[function])
     verification = long_results["verification"]
     assert verification.ok and verification.gold.batches == RUN_BATCHES
     assert verification.gold.new_files == RUN_BATCHES * FILES_PER_BATCH
