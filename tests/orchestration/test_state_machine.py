@@ -179,10 +179,11 @@ def test_bad_input_fails_fast_before_any_side_effect(tmp_path, bad_input, messag
 
 
 def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_effect(tmp_path):
-    settings = local_settings(tmp_path, spark_job_uri=str(tmp_path / "not-uploaded" / "job.py"))
+    # `sam deploy` alone: the artifacts bucket has no spark/job.py
+    settings = local_settings(tmp_path, spark_job_uri=str(tmp_path / "artifacts" / "spark" / "job.py"))
     execution = run(tmp_path, {"size": "4MiB", "shards": 2}, settings)
     assert execution.status == "FAILED" and execution.error == "SparkArtifactsMissing"
-    assert "not-uploaded/job.py" in execution.cause and "make deploy" in execution.cause
+    assert "artifacts/spark/job.py" in execution.cause and "make deploy" in execution.cause
     assert execution.entered_states() == ["PlanRun"]
     assert [what for what, _ in execution.bindings.calls] == ["lambda"]
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
@@ -216,7 +217,8 @@ def test_a_generator_failure_is_caught_reported_and_releases_nothing_it_did_not_
         "States.Runtime",
     )
     failed_tasks = [e for e in execution.history if e["type"] == "TaskFailed"]
-    assert failed_tasks and all('"ExitCode": 1' in e["taskFailedEventDetails"]["cause"] for e in failed_tasks)
+    exit_codes = [json.loads(e["taskFailedEventDetails"]["cause"])["Containers"][0]["ExitCode"] for e in failed_tasks]
+    assert exit_codes and all(code != 0 for code in exit_codes), exit_codes
     assert created(execution) == [] and "RunSparkStep" not in execution.entered_states()
 
 
