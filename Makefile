@@ -85,7 +85,7 @@ build-SharedLayer:
 	rm -rf "$(ARTIFACTS_DIR)/python/iotpipe/__pycache__"
 	python3.13 -m pip install --quiet --target "$(ARTIFACTS_DIR)/python" -r functions/requirements.txt
 
-deploy: sam-build
+deploy: install sam-build
 	scripts/deploy.sh
 
 clean:

@@ -31,6 +31,7 @@ class ExecutionInput(BaseModel):
     cluster_id: Optional[str] = Field(default=None, pattern=r"^j-[A-Z0-9]{1,64}$")
     max_resume_attempts: int = Field(default=2, ge=0, le=5)
     max_drain_rounds: Optional[int] = Field(default=None, ge=0, le=20)
+    allow_large: bool = Field(default=False, description="generate more than MAX_GENERATE_BYTES on purpose")
     fault_injection: Optional[Literal[FAULTS]] = Field(default=None, description="tests only")
 
     @field_validator("size")
@@ -53,7 +54,8 @@ class S3ObjectEvent(BaseModel):
 
 class ShardPlan(BaseModel):
     """What every generator shard shares; the state machine builds each shard's command from it
-    and the shard index, so the state carries the same few fields for 1 shard or 1000."""
+    and the shard index, so the state carries the same few fields for 1 shard or 1000. PlanRun
+    has already bounded the size, so the shards pass `--allow-large`."""
 
     shards: int
     last_index: int
@@ -65,7 +67,7 @@ class ShardPlan(BaseModel):
     def command(self, index: int) -> list[str]:
         """The generator command of shard `index`, as GenerateShards builds it with intrinsics."""
         return ["generate", "--out", self.bronze, "--size", self.size, "--shards", self.shard_count,
-                "--shard-index", str(index), "--seed", self.seed]  # fmt: skip
+                "--shard-index", str(index), "--seed", self.seed, "--allow-large"]  # fmt: skip
 
 
 class TaskTimeouts(BaseModel):

@@ -26,7 +26,7 @@ from iotpipe.models import (
 )
 from iotpipe.settings import Settings
 from iotpipe.sink_log import read_checkpoint
-from iotpipe.sizes import parse_size
+from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.storage import Storage, join
 
@@ -113,6 +113,7 @@ def spark_attempt(
         lease_key=settings.lease_key,
         lease_holder=plan_run_id,
         lease_seconds=settings.lease_seconds,
+        region=settings.aws_region or None,
     )
     submit = ["spark-submit", "--deploy-mode", "cluster", "--conf", "spark.yarn.maxAppAttempts=1"]
     if settings.spark_py_files_uri:
@@ -129,6 +130,11 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
     request, trigger = parse_execution_input(raw_input)
     size = parse_size(request.size or settings.default_size)
     shard_count = request.shards or settings.default_shards
+    if request.generate and size > MAX_GENERATE_BYTES and not request.allow_large:
+        raise InvalidExecutionInput(
+            f"invalid execution input: size {size:,} bytes is over {MAX_GENERATE_BYTES // 2**30} GiB; "
+            'set "allow_large": true to generate it on purpose'
+        )
     if request.generate and size // shard_count < MIN_SHARD_BYTES:
         raise InvalidExecutionInput(
             f"invalid execution input: {shard_count} shards of {size} bytes are under 1 MiB each"

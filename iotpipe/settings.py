@@ -27,6 +27,9 @@ class Settings(BaseModel):
     emr_instance_type: str = "m5.xlarge"
     emr_core_instance_count: int = 2
     subnet_id: str = ""
+    aws_region: str = Field(
+        default="", description="the stack's region (Lambda sets AWS_REGION); the job's AWS clients on EMR get it"
+    )
     lease_store: str = Field(default="", description="dynamodb://<table>?region=<region>, or a folder for local runs")
     lease_key: str = "bronze-to-gold"
     lease_seconds: float = Field(

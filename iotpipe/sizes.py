@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import re
 
+# A run may generate at most this much unless asked on purpose (`allow_large`, `--allow-large`):
+# a typo such as 64TiB for 64GiB would otherwise fill a disk or a bill.
+MAX_GENERATE_BYTES = 64 * 2**30
+
 _UNITS = {
     "": 1,
     "B": 1,

@@ -21,6 +21,7 @@ class SparkJobArgs:
     lease_key: str = "bronze-to-gold"
     lease_holder: str | None = None
     lease_seconds: float = 300.0
+    region: str | None = None
     extra: list[str] = field(default_factory=list)
 
     def to_argv(self) -> list[str]:
@@ -51,6 +52,8 @@ class SparkJobArgs:
                 "--lease-seconds",
                 str(self.lease_seconds),
             ]
+        if self.region:
+            argv += ["--region", self.region]
         if self.fault:
             argv += ["--fault", self.fault]
         return argv + list(self.extra)

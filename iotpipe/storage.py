@@ -189,11 +189,13 @@ class _MultipartWriter(_Writer):
 
 
 class S3Storage:
-    def __init__(self, client=None) -> None:
+    def __init__(self, client=None, region: str | None = None) -> None:
         if client is None:
             import boto3
 
-            client = boto3.client("s3")
+            # On an EMR node boto3 resolves no region by itself: without one it would use the global
+            # endpoint, which a VPC with only an S3 gateway endpoint in another region cannot reach.
+            client = boto3.client("s3", region_name=region)
         self._client = client
 
     def list(self, prefix_uri: str) -> list[ObjectInfo]:
@@ -246,6 +248,6 @@ class S3Storage:
         return _MultipartWriter(self._client, bucket, key)
 
 
-def storage_for(uri: str, s3_client=None) -> Storage:
+def storage_for(uri: str, s3_client=None, region: str | None = None) -> Storage:
     """The storage that serves `uri`: S3 for s3:// URIs, the local file system otherwise."""
-    return S3Storage(s3_client) if is_s3(uri) else LocalStorage()
+    return S3Storage(s3_client, region) if is_s3(uri) else LocalStorage()

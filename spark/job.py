@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lease-key", default="bronze-to-gold")
     parser.add_argument("--lease-holder", default=None, help="the execution holding the lease")
     parser.add_argument("--lease-seconds", type=float, default=300.0, help="each renewal extends the lease this long")
+    parser.add_argument("--region", default=None, help="AWS region of the job's own S3 calls (the ledger) on EMR")
     parser.add_argument(
         "--fault",
         default=os.environ.get(FAULT_ENV),
@@ -170,7 +171,7 @@ def open_ledger(args: argparse.Namespace):
     from iotpipe.storage import storage_for
 
     sinks = {"gold": args.gold, "quarantine": args.quarantine}
-    return LedgerWriter(storage_for(args.checkpoint), args.checkpoint, sinks)
+    return LedgerWriter(storage_for(args.checkpoint, region=args.region), args.checkpoint, sinks)
 
 
 def summarise(progress: dict, run_id: str, started: float, args: argparse.Namespace) -> dict:

@@ -101,6 +101,8 @@ def test_a_test_fault_reaches_the_first_attempt_only(settings, storage):
         ({"generate": "sometimes"}, "generate"),
         ({"typo": 1}, "typo"),
         ({"size": "1KiB", "shards": 4}, "under 1 MiB"),
+        ({"size": "1PiB", "shards": 1000}, "not a size"),
+        ({"size": "65GiB", "shards": 1000}, "allow_large"),
         ("{}", "JSON object"),
         ({"source": "aws.s3", "detail-type": "Object Deleted", "detail": {}}, "detail-type"),
     ],
@@ -136,3 +138,8 @@ def test_a_local_job_path_that_does_not_exist_is_refused_too(tmp_path):
     settings = Settings.for_local_lake(str(tmp_path), spark_job_uri=str(tmp_path / "missing" / "job.py"))
     with pytest.raises(SparkArtifactsMissing, match="missing/job.py"):
         plan_run({}, "exec-8", settings, LocalStorage())
+
+
+def test_a_large_run_is_generated_only_when_asked_for_on_purpose(settings, storage):
+    plan = plan_run({"size": "65GiB", "shards": 100, "allow_large": True}, "exec-9", settings, storage)
+    assert plan.generation.size == str(65 * 2**30) and "--allow-large" in plan.generation.command(0)

@@ -260,7 +260,9 @@ class AuthorizedStepFunctions:
 #    events:PutTargets/PutRule/DescribeRule on rule/StepFunctionsGetEventsForECSTaskRule
 #    (ecs-iam.html); iam:PassRole for the task's execution and task roles (ECS RunTask).
 #  - elasticmapreduce:createCluster(.sync): RunJobFlow, DescribeCluster, TerminateJobFlows and
-#    iam:PassRole for the roles passed (emr-iam.html).
+#    iam:PassRole for the roles passed (emr-iam.html); with an AutoTerminationPolicy, EMR also
+#    authorizes elasticmapreduce:PutAutoTerminationPolicy (granted on any cluster: it only sets an
+#    idle timeout, and at creation the cluster carries no tag a condition could test).
 #  - elasticmapreduce:addStep(.sync): AddJobFlowSteps, DescribeStep, CancelSteps on the cluster.
 #  - elasticmapreduce:terminateCluster(.sync): TerminateJobFlows, DescribeCluster on the cluster.
 #    The EMR .sync integrations poll (connect-emr.html), so they need no EventBridge rule.
@@ -339,6 +341,8 @@ class IntegrationAuthorizer:
             cluster, context = self._cluster("j-NEWCLUSTER", tags)
             found += [Request(a, cluster, context) for a in ("elasticmapreduce:DescribeCluster",
                                                             "elasticmapreduce:TerminateJobFlows")]  # fmt: skip
+            if "AutoTerminationPolicy" in parameters:  # EMR authorizes the policy as its own action
+                found.append(Request("elasticmapreduce:PutAutoTerminationPolicy", cluster))
             return found
         if (service, action) == ("elasticmapreduce", "addStep"):
             cluster, context = self._cluster(parameters["ClusterId"], self.cluster_tags(parameters["ClusterId"]))
