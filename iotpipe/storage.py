@@ -52,7 +52,7 @@ def split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-class _Writer:
+class Writer:
     """Commits (close) when the block succeeds, discards (abort) when it raises."""
 
     def close(self) -> None:
@@ -71,7 +71,7 @@ class _Writer:
             self.abort()
 
 
-class _AtomicLocalWriter(_Writer):
+class _AtomicLocalWriter(Writer):
     """File writer that renames a hidden temporary file into place on close."""
 
     def __init__(self, path: Path) -> None:
@@ -147,7 +147,7 @@ class LocalStorage:
         return _AtomicLocalWriter(self._path(uri))
 
 
-class _MultipartWriter(_Writer):
+class _MultipartWriter(Writer):
     """Streams an S3 object in parts; holds at most one part in memory."""
 
     def __init__(self, client, bucket: str, key: str) -> None:

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from iotpipe.local.iam.policy import Request
 from iotpipe.local.iam.stack import ROOT, Stack
+from iotpipe.storage import Writer
 
 _principal: contextvars.ContextVar[str | None] = contextvars.ContextVar("iotpipe_iam_principal", default=None)
 
@@ -173,7 +174,7 @@ class AuthorizedStorage:
         )
 
 
-class _AuthorizedWriter:
+class _AuthorizedWriter(Writer):
     def __init__(self, inner, check_abort: Callable[[], None]) -> None:
         self._inner, self._check_abort = inner, check_abort
 
@@ -186,15 +187,6 @@ class _AuthorizedWriter:
     def abort(self) -> None:
         self._check_abort()
         self._inner.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 # ---------------------------------------------------------------- DynamoDB (the lease folder)
