@@ -12,7 +12,7 @@ import pyspark
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from spark.schema import CORRUPT_RECORD_COLUMN, EVENT_SCHEMA, EVENT_TIME_FORMAT
+from spark.schema import CORRUPT_RECORD_COLUMN, EVENT_SCHEMA, EVENT_TIME_FORMATS
 
 # Reason codes in priority order: a record's primary reason is the first that applies.
 # The first three judge the line as a whole and, when one applies, are its only reason.
@@ -125,7 +125,7 @@ def parse_lines(lines: DataFrame) -> DataFrame:
         _blank_to_null(record["event_id"]).alias("event_id"),
         _blank_to_null(record["device_id"]).alias("device_id"),
         _blank_to_null(record["event_time"]).alias("event_time_text"),
-        F.try_to_timestamp(F.trim(record["event_time"]), F.lit(EVENT_TIME_FORMAT)).alias("event_time"),
+        parse_event_time(F.trim(record["event_time"])).alias("event_time"),
         record["temperature_c"].alias("temperature_text"),
         record["humidity_pct"].alias("humidity_text"),
         record["battery_pct"].alias("battery_text"),
@@ -140,6 +140,11 @@ def parse_lines(lines: DataFrame) -> DataFrame:
         F.upper(_blank_to_null(record["location"]["country"])).alias("location_country"),
         _blank_to_null(record["firmware"]).alias("firmware"),
     )
+
+
+def parse_event_time(text: Column) -> Column:
+    """The timestamp in `text` (the first of EVENT_TIME_FORMATS that parses), or null."""
+    return F.coalesce(*[F.try_to_timestamp(text, F.lit(pattern)) for pattern in EVENT_TIME_FORMATS])
 
 
 def normalise_city(city: Column) -> Column:
