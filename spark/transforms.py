@@ -157,7 +157,7 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
     """Add `reasons` (every rule the record breaks, in priority order), `reason` (the first) and
     `source_file` (the Bronze object, kept in Gold and quarantine as lineage).
 
-    `source_file` comes from `input_file_name()`, which is non-deterministic, so the projection
+    `source_file` comes from `input_file_name()` (see source_file), which is non-deterministic, so the projection
     that computes the reasons is one the optimizer cannot push the Gold and quarantine filters
     below: without it every rule (and once even the JSON parse) ran again inside the filter,
     up to ten times slower.
@@ -204,8 +204,18 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
         .withColumn("reason", reason)
         .withColumn("reasons", F.when(F.col("reason").isNotNull(), reasons))
         .drop("line_reason")
-        .withColumn("source_file", F.input_file_name())
+        .withColumn("source_file", source_file())
     )
+
+
+def source_file() -> Column:
+    """The real path of the Bronze object a row came from.
+
+    `input_file_name()` is Hadoop's `Path.toUri().toString()`: a space becomes `%20` and `%`
+    becomes `%25`, while `+` and non-ASCII characters stay as they are. `url_decode` undoes the
+    escapes but, being a form decoder, would also turn `+` into a space: so `+` is escaped first.
+    """
+    return F.expr("url_decode(replace(input_file_name(), '+', '%2B'))")
 
 
 def unusable_city(city: Column) -> Column:

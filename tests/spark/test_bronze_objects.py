@@ -7,7 +7,6 @@ import gzip
 import json
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 
@@ -42,6 +41,8 @@ AWKWARD_KEYS = [
     ".git/u.jsonl",
     "sub dir/with space.jsonl",
     "pct%2B+plus.jsonl",
+    "per%25cent%.jsonl",
+    "a+b c%20d.jsonl",
     "ünïcödé/Zürich.jsonl",
     "deep/er/still/v.JSON",
     "dir.jsonl/w.jsonl",
@@ -79,8 +80,14 @@ def run_job(spark, lake: Path) -> dict:
     return job.run(spark, job.build_parser().parse_args(argv))
 
 
+def local_path(uri: str) -> str:
+    """The path of a `file:` URI taken as it is: `source_file` must hold the object's real path."""
+    assert uri.startswith("file:"), uri
+    return "/" + uri[len("file:") :].lstrip("/")
+
+
 def keys_read(spark, lake: Path) -> dict[str, set]:
-    """Bronze keys (relative, decoded) of every row in Gold or the quarantine, with the event ids
+    """Bronze keys (relative, as stored in `source_file`) of every row in Gold or the quarantine, with the event ids
     read from each (an object read as garbage shows up with a null id)."""
     bronze = (lake / "bronze").resolve()
     read: dict[str, set] = {}
@@ -88,7 +95,7 @@ def keys_read(spark, lake: Path) -> dict[str, set]:
         if not parquet_files(lake / table):
             continue
         for row in spark.read.parquet(str(lake / table)).select("source_file", "event_id").collect():
-            path = Path(unquote(urlparse(row.source_file).path))
+            path = Path(local_path(row.source_file))
             read.setdefault(str(path.relative_to(bronze)), set()).add(row.event_id)
     return read
 
