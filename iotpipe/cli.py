@@ -26,6 +26,12 @@ from iotpipe.storage import is_s3, join
 # 64TiB for 64GiB would otherwise fill a disk or a bill.
 MAX_SIZE_BYTES = 64 * 2**30
 MIN_OBJECT_BYTES = 64 * 2**10
+# Generator shape bounds: device ids are six digits (dev-000000..dev-999999), and a century of
+# days keeps every event time a four-digit year. The seed feeds numpy's SeedSequence, which takes
+# any non-negative integer; the bound keeps it an int64, as the state machine's input carries it.
+MAX_DEVICES = 1_000_000
+MAX_DAYS = 36_500
+MAX_SEED = 2**63 - 1
 # Step Functions execution names: 1-80 characters, none of these (the name is also a folder
 # name under the lake, so '.' and '..' are refused too).
 _EXECUTION_NAME = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,80}")
@@ -52,14 +58,42 @@ def _object_size(text: str) -> int:
     return size
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from error
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _whole_number(low: int, high: int | None = None):
+    """An argparse type: a whole number in [low, high]; argparse names the option in its error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from error
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low:,}" if high is None else f"between {low:,} and {high:,}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {text}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+def _seconds(low: float, inclusive: bool):
+    """An argparse type: a finite number of seconds, above `low` (or at least `low` if inclusive)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from error
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number {'>=' if inclusive else '>'} {low:g}, got {text}"
+            )
+        return value
+
+    parse.__name__ = "seconds"
+    return parse
+
+
+_positive_int = _whole_number(1)
 
 
 def _execution_name(text: str) -> str:
@@ -131,12 +165,14 @@ def add_generate(sub) -> None:
     parser.add_argument("--allow-large", action="store_true", help=f"allow more than {MAX_SIZE_BYTES // 2**30} GiB")
     parser.add_argument("--shards", type=_positive_int, default=2, help="number of shards (default 2)")
     parser.add_argument("--shard-index", type=int, default=None, help="write only this shard (a Fargate task)")
-    parser.add_argument("--seed", type=int, default=1, help="seed; the same seed gives byte-identical output")
+    parser.add_argument(
+        "--seed", type=_whole_number(0, MAX_SEED), default=1, help="seed (0..2**63-1); the same seed, the same bytes"
+    )
     parser.add_argument(
         "--object-size", type=_object_size, default=DEFAULT_OBJECT_BYTES, help="bytes per object (128MiB)"
     )
-    parser.add_argument("--devices", type=_positive_int, default=1000)
-    parser.add_argument("--days", type=_positive_int, default=7)
+    parser.add_argument("--devices", type=_whole_number(1, MAX_DEVICES), default=1000, help=f"1..{MAX_DEVICES:,}")
+    parser.add_argument("--days", type=_whole_number(1, MAX_DAYS), default=7, help=f"1..{MAX_DAYS:,}")
     parser.add_argument(
         "--defect-rates",
         type=_defect_rates,
@@ -260,10 +296,12 @@ def add_run(sub) -> None:
     parser.add_argument("--size", default="64MiB", help="Bronze bytes to generate (default 64MiB)")
     parser.add_argument("--allow-large", action="store_true", help=f"allow more than {MAX_SIZE_BYTES // 2**30} GiB")
     parser.add_argument("--shards", type=_positive_int, default=2)
-    parser.add_argument("--seed", type=int, default=None, help="default: derived from the execution name")
+    parser.add_argument(
+        "--seed", type=_whole_number(0, MAX_SEED), default=None, help="0..2**63-1; default: from the execution name"
+    )
     parser.add_argument("--no-generate", action="store_true", help="process whatever Bronze holds (as the S3 trigger)")
     parser.add_argument("--name", type=_execution_name, default=None, help="execution name (the run id)")
-    parser.add_argument("--max-resume-attempts", type=int, default=None)
+    parser.add_argument("--max-resume-attempts", type=_whole_number(0), default=None)
     parser.add_argument("--json", action="store_true", help="print the run report as JSON (progress goes to stderr)")
     parser.set_defaults(handler=cmd_run)
 
@@ -319,10 +357,14 @@ def cmd_run(args) -> int:
 def add_watch(sub) -> None:
     parser = sub.add_parser("watch", help="start a run whenever new objects land in the lake's Bronze folder")
     parser.add_argument("--lake", default="lake")
-    parser.add_argument("--interval", type=float, default=2.0, help="seconds between polls")
-    parser.add_argument("--delay", type=float, default=10.0, help="quiet seconds after the last new object (bursts)")
+    parser.add_argument("--interval", type=_seconds(0, inclusive=False), default=2.0, help="seconds between polls")
+    parser.add_argument(
+        "--delay", type=_seconds(0, inclusive=True), default=10.0, help="quiet seconds after the last new object"
+    )
     parser.add_argument("--max-runs", type=_positive_int, default=None)
-    parser.add_argument("--idle-exit", type=float, default=None, help="stop after this many seconds with nothing new")
+    parser.add_argument(
+        "--idle-exit", type=_seconds(0, inclusive=True), default=None, help="stop after this many idle seconds"
+    )
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(handler=cmd_watch)
 
@@ -406,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, BotoCoreError, ClientError) as error:
         print(f"iotpipe {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"iotpipe {args.command}: error: out of memory (try a smaller size or fewer devices)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

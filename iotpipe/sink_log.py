@@ -189,6 +189,19 @@ def read_checkpoint(storage: Storage, query_checkpoint_uri: str) -> CheckpointSt
     )
 
 
+def batch_source_files(storage: Storage, query_checkpoint_uri: str, batch: int) -> list[str]:
+    """The input files the query's file source took into one batch, as logged (URL-encoded).
+
+    Reads the batch's own log file, or, once it is compacted away, the first compact file after it.
+    """
+    batches = _batch_files(storage, join(query_checkpoint_uri, "sources", "0"))
+    holders = [b for b in batches if b >= batch and (b == batch or batches[b][1])]
+    if not holders:
+        return []
+    entries = _log_entries(storage, batches[min(holders)][0])
+    return [entry["path"] for entry in entries if int(entry.get("batchId", batch)) == batch]
+
+
 def source_files(storage: Storage, query_checkpoint_uri: str) -> list[str]:
     """Every input file the query's file source has taken into a batch (its source log)."""
     directory = join(query_checkpoint_uri, "sources", "0")

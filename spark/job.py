@@ -114,9 +114,69 @@ def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
         .option("recursiveFileLookup", "true")
         .option("pathGlobFilter", SPARK_GLOB)
         .option("maxFileAge", MAX_FILE_AGE)
+        .option("ignoreCorruptFiles", "true")  # see check_objects
         .option("maxFilesPerTrigger", max_files)
         .load(bronze)
     )
+
+
+# Objects the job could not read in full are reported under `<checkpoint>/ignored/`, in the
+# trigger's note format (count, by_reason, examples), for ReportStatus to report once.
+IGNORED_NOTES_DIR = "ignored"
+UNREADABLE_REASONS = ("unreadable", "corrupt-gzip")
+
+
+def check_objects(spark: SparkSession, logged_paths: list) -> dict:
+    """Which objects a batch took that the file system could not read in full, with why.
+
+    The file source runs with `ignoreCorruptFiles`, so a poison object never fails a batch: Spark
+    keeps the lines before the damage and skips the rest. To say which objects that happened to,
+    the driver reads each through the same Hadoop file system the executors use: it opens it
+    (a name Hadoop cannot handle fails there: 'unreadable') and, for a compressed object,
+    decompresses it to the end inside the JVM ('corrupt-gzip' if the stream is cut short or
+    damaged). Plain objects cost one open; compressed ones are read a second time.
+    """
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors.exceptions.captured import CapturedException
+
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
+    problems = {}
+    for logged in logged_paths:
+        reason = "unreadable"
+        try:
+            path = jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(logged))
+            stream = path.getFileSystem(conf).open(path)
+            try:
+                codec = codecs.getCodec(path)
+                if codec is not None:
+                    reason = "corrupt-gzip"
+                    decompressed = codec.createInputStream(stream)
+                    jvm.org.apache.hadoop.io.IOUtils.copyBytes(
+                        decompressed, jvm.java.io.OutputStream.nullOutputStream(), 1 << 16, False
+                    )
+            finally:
+                stream.close()
+        except (Py4JJavaError, CapturedException):  # pyspark turns some Java exceptions into its own
+            problems[logged] = reason
+    return problems
+
+
+def note_unreadable(storage, checkpoint: str, bronze: str, name: str, problems: dict) -> None:
+    """Leave a note of unreadable objects (real paths, not URL-encoded) for the run report."""
+    from iotpipe.sink_log import logged_uri
+    from iotpipe.storage import join
+
+    if not problems:
+        return
+    keys = sorted(logged_uri(path, bronze) for path in problems)
+    by_reason: dict = {}
+    for reason in problems.values():
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    note = {"count": len(problems), "by_reason": by_reason, "examples": keys[:10]}
+    storage.write_bytes(join(checkpoint, IGNORED_NOTES_DIR, f"{name}.json"), json.dumps(note, sort_keys=True).encode())
+    print("IOTPIPE_UNREADABLE_OBJECTS " + json.dumps(note, sort_keys=True), flush=True)
 
 
 def build_gold(validated: DataFrame, args: argparse.Namespace) -> DataFrame:
@@ -149,7 +209,7 @@ def trigger_of(text: str) -> dict:
     return {"availableNow": True} if text == "available-now" else {"processingTime": text}
 
 
-def record_batches(ledger, queries: dict) -> None:
+def record_batches(ledger, queries: dict, on_recorded=None) -> None:
     """Record each committed micro-batch, as soon as it is seen.
 
     Writes `<checkpoint>/ledger/<query>/<batch>.json` (input rows, observed counts and the files
@@ -160,6 +220,8 @@ def record_batches(ledger, queries: dict) -> None:
     for name, query in queries.items():
         for batch in query.recentProgress:
             entry = ledger.record(name, batch)
+            if entry and on_recorded:
+                on_recorded(entry)
             if entry and entry["input_rows"] > 0:
                 line = {k: entry[k] for k in ("query", "batch", "input_rows", "observed", "ms")}
                 print("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True), flush=True)
@@ -264,6 +326,18 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         ),
     }
     running.extend(queries.values())
+
+    def check_batch(entry: dict) -> None:
+        """Check the objects of each committed gold batch once (both queries read the same objects)."""
+        from iotpipe.sink_log import batch_source_files
+        from iotpipe.storage import join
+
+        if entry["query"] != "gold" or not entry["input_rows"]:
+            return
+        paths = batch_source_files(ledger.storage, join(args.checkpoint, "gold"), entry["batch"])
+        problems = check_objects(spark, paths)
+        note_unreadable(ledger.storage, args.checkpoint, args.bronze, f"gold-{entry['batch']}", problems)
+
     if heartbeat and heartbeat.lost.is_set():  # lost while the queries were starting
         for query in running:
             query.stop()
@@ -275,11 +349,11 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
                 for other in queries.values():
                     other.stop()
                 raise query.exception()
-        record_batches(ledger, queries)
+        record_batches(ledger, queries, check_batch)
         if deadline and time.time() > deadline:
             for query in queries.values():
                 query.stop()
-    record_batches(ledger, queries)
+    record_batches(ledger, queries, check_batch)
     if heartbeat:
         heartbeat.stop()
         if heartbeat.lost.is_set():

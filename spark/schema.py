@@ -6,7 +6,14 @@ from __future__ import annotations
 from pyspark.sql import types as T
 
 CORRUPT_RECORD_COLUMN = "_corrupt_record"
-EVENT_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss[.SSS]XXX"
+# ISO 8601 with an offset: a fraction of 1 to 9 digits (Spark parses up to as many digits as
+# there are `S`s; timestamps keep microseconds, so digits 7-9 are cut), and the offset as `Z`,
+# `+hh:mm` (XXX) or `+hhmm` (XX). The second pattern is tried only when the first fails. A time
+# without an offset is not accepted: it is the local time of an unknown zone.
+EVENT_TIME_FORMATS = (
+    "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS]XXX",
+    "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS]XX",
+)
 
 LOCATION_SCHEMA = T.StructType(
     [

@@ -12,7 +12,7 @@ import pyspark
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from spark.schema import CORRUPT_RECORD_COLUMN, EVENT_SCHEMA, EVENT_TIME_FORMAT
+from spark.schema import CORRUPT_RECORD_COLUMN, EVENT_SCHEMA, EVENT_TIME_FORMATS
 
 # Reason codes in priority order: a record's primary reason is the first that applies.
 # The first three judge the line as a whole and, when one applies, are its only reason.
@@ -125,7 +125,7 @@ def parse_lines(lines: DataFrame) -> DataFrame:
         _blank_to_null(record["event_id"]).alias("event_id"),
         _blank_to_null(record["device_id"]).alias("device_id"),
         _blank_to_null(record["event_time"]).alias("event_time_text"),
-        F.try_to_timestamp(F.trim(record["event_time"]), F.lit(EVENT_TIME_FORMAT)).alias("event_time"),
+        parse_event_time(F.trim(record["event_time"])).alias("event_time"),
         record["temperature_c"].alias("temperature_text"),
         record["humidity_pct"].alias("humidity_text"),
         record["battery_pct"].alias("battery_text"),
@@ -142,6 +142,11 @@ def parse_lines(lines: DataFrame) -> DataFrame:
     )
 
 
+def parse_event_time(text: Column) -> Column:
+    """The timestamp in `text` (the first of EVENT_TIME_FORMATS that parses), or null."""
+    return F.coalesce(*[F.try_to_timestamp(text, F.lit(pattern)) for pattern in EVENT_TIME_FORMATS])
+
+
 def normalise_city(city: Column) -> Column:
     """Trim and collapse whitespace, then Unicode-aware title case ('  SÃO paulo' -> 'São Paulo')."""
     collapsed = F.regexp_replace(city, _WHITESPACE, " ")
@@ -152,7 +157,7 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
     """Add `reasons` (every rule the record breaks, in priority order), `reason` (the first) and
     `source_file` (the Bronze object, kept in Gold and quarantine as lineage).
 
-    `source_file` comes from `input_file_name()`, which is non-deterministic, so the projection
+    `source_file` comes from `input_file_name()` (see source_file), which is non-deterministic, so the projection
     that computes the reasons is one the optimizer cannot push the Gold and quarantine filters
     below: without it every rule (and once even the JSON parse) ran again inside the filter,
     up to ten times slower.
@@ -199,8 +204,18 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
         .withColumn("reason", reason)
         .withColumn("reasons", F.when(F.col("reason").isNotNull(), reasons))
         .drop("line_reason")
-        .withColumn("source_file", F.input_file_name())
+        .withColumn("source_file", source_file())
     )
+
+
+def source_file() -> Column:
+    """The real path of the Bronze object a row came from.
+
+    `input_file_name()` is Hadoop's `Path.toUri().toString()`: a space becomes `%20` and `%`
+    becomes `%25`, while `+` and non-ASCII characters stay as they are. `url_decode` undoes the
+    escapes but, being a form decoder, would also turn `+` into a space: so `+` is escaped first.
+    """
+    return F.expr("url_decode(replace(input_file_name(), '+', '%2B'))")
 
 
 def unusable_city(city: Column) -> Column:

@@ -44,7 +44,9 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         datetime.now(timezone.utc),
         deferred=event.deferred,
         drain_rounds=event.drain_rounds,
-        ignored=None if event.deferred else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id),
+        ignored=None
+        if event.deferred
+        else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id, event.plan.lake.checkpoint),
     )
     write_manifest(report, event.verification, storage)
     for name, value in report.records.items():

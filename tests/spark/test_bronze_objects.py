@@ -7,11 +7,11 @@ import gzip
 import json
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
 import pytest
 
 from iotpipe.bronze import ignored_reason
+from iotpipe.storage import LocalStorage
 from spark import job
 from tests.spark.lake_readers import parquet_files
 
@@ -42,6 +42,8 @@ AWKWARD_KEYS = [
     ".git/u.jsonl",
     "sub dir/with space.jsonl",
     "pct%2B+plus.jsonl",
+    "per%25cent%.jsonl",
+    "a+b c%20d.jsonl",
     "ünïcödé/Zürich.jsonl",
     "deep/er/still/v.JSON",
     "dir.jsonl/w.jsonl",
@@ -79,8 +81,14 @@ def run_job(spark, lake: Path) -> dict:
     return job.run(spark, job.build_parser().parse_args(argv))
 
 
+def local_path(uri: str) -> str:
+    """The path of a `file:` URI taken as it is: `source_file` must hold the object's real path."""
+    assert uri.startswith("file:"), uri
+    return "/" + uri[len("file:") :].lstrip("/")
+
+
 def keys_read(spark, lake: Path) -> dict[str, set]:
-    """Bronze keys (relative, decoded) of every row in Gold or the quarantine, with the event ids
+    """Bronze keys (relative, as stored in `source_file`) of every row in Gold or the quarantine, with the event ids
     read from each (an object read as garbage shows up with a null id)."""
     bronze = (lake / "bronze").resolve()
     read: dict[str, set] = {}
@@ -88,7 +96,7 @@ def keys_read(spark, lake: Path) -> dict[str, set]:
         if not parquet_files(lake / table):
             continue
         for row in spark.read.parquet(str(lake / table)).select("source_file", "event_id").collect():
-            path = Path(unquote(urlparse(row.source_file).path))
+            path = Path(local_path(row.source_file))
             read.setdefault(str(path.relative_to(bronze)), set()).add(row.event_id)
     return read
 
@@ -112,3 +120,28 @@ def test_an_object_thirty_days_older_than_the_others_is_still_read(spark, tmp_pa
     second = run_job(spark, tmp_path)
     assert second["input_rows"] == 2
     assert set(keys_read(spark, tmp_path)) == {"new-1.jsonl", "new-2.jsonl", "backfill.jsonl"}
+
+
+def test_an_object_the_job_cannot_read_never_fails_a_run_and_is_reported_by_name(spark, tmp_path):
+    """A gzip object cut short (an interrupted upload) and a name Hadoop cannot open (a `:` makes
+    the local checksum file system fail) used to fail every batch of every later run."""
+    from iotpipe.reporting import collect_ignored
+
+    bronze = tmp_path / "bronze"
+    write_object(bronze, "good.jsonl", [event_line("good")])
+    write_object(bronze, "colon:name.jsonl", [event_line("colon")])
+    whole = gzip.compress(("\n".join(event_line(f"gz-{i}") for i in range(2000)) + "\n").encode())
+    (bronze / "truncated.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+
+    first = run_job(spark, tmp_path)
+    second = run_job(spark, tmp_path)
+
+    read = keys_read(spark, tmp_path)
+    assert read["good.jsonl"] == {"good"} and "colon:name.jsonl" not in read
+    assert 0 < len(read["truncated.jsonl.gz"] - {None}) < 2000  # its readable part went through
+    assert first["input_rows"] > 0 and second["input_rows"] == 0
+    runs = tmp_path / "runs"
+    ignored = collect_ignored(LocalStorage(), str(runs), "run-1", str(tmp_path / "checkpoint"))
+    assert ignored["count"] == 2 and ignored["by_reason"] == {"corrupt-gzip": 1, "unreadable": 1}
+    assert sorted(Path(e).name for e in ignored["examples"]) == ["colon:name.jsonl", "truncated.jsonl.gz"]
+    assert collect_ignored(LocalStorage(), str(runs), "run-2", str(tmp_path / "checkpoint")) == {}

@@ -113,6 +113,46 @@ def test_values_at_the_edge_of_what_the_sink_can_write_are_accepted(spark, chang
     assert to_gold(validate(spark, [variant(**changes)])).count() == 1
 
 
+@pytest.mark.parametrize("ansi", ["false", "true"])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("2026-11-20T13:45:12Z", "2026-11-20 13:45:12"),
+        ("2026-11-20T13:45:12.3Z", "2026-11-20 13:45:12.300000"),
+        ("2026-11-20T13:45:12.345Z", "2026-11-20 13:45:12.345000"),
+        ("2026-11-20T13:45:12.123456Z", "2026-11-20 13:45:12.123456"),  # Python's isoformat()
+        ("2026-11-20T13:45:12.123456+00:00", "2026-11-20 13:45:12.123456"),
+        ("2026-11-20T13:45:12.123456789Z", "2026-11-20 13:45:12.123456"),  # nanoseconds: cut to micros
+        ("2026-11-20T13:45:12+0000", "2026-11-20 13:45:12"),
+        ("2026-11-20T13:45:12.5+0530", "2026-11-20 08:15:12.500000"),
+        ("2026-11-20T13:45:12-08:00", "2026-11-20 21:45:12"),
+    ],
+)
+def test_event_times_with_one_to_nine_fraction_digits_and_any_iso_offset_are_accepted(spark, text, expected, ansi):
+    spark.conf.set("spark.sql.ansi.enabled", ansi)
+    try:
+        rows = to_gold(validate(spark, [variant(event_time=text)])).collect()
+    finally:
+        spark.conf.set("spark.sql.ansi.enabled", "false")
+    assert [str(r.event_time) for r in rows] == [expected]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-20T13:45:12",  # no offset: local time of an unknown zone
+        "2026-11-20T13:45:12.Z",
+        "2026-11-20T13:45:12.1234567891Z",  # ten fraction digits
+        "2026-11-20T13:45:12+05",
+        "2026-11-20T13:45:12+00:00:00",
+        "2026-11-20T13:45:12+00:00Z",
+    ],
+)
+def test_event_times_without_a_usable_offset_or_fraction_are_unparseable(spark, text):
+    (row,) = validate(spark, [variant(event_time=text)]).collect()
+    assert row.reason == "unparseable_event_time"
+
+
 def lines_from_bytes(spark, lines: list[bytes]):
     """A `value` column holding these exact bytes, as Spark's text source would (no UTF-8 check)."""
     frame = spark.createDataFrame([(line,) for line in lines], "raw binary")

@@ -21,7 +21,7 @@ def iotpipe(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProce
         env=environment,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
     )
 
 
@@ -55,6 +55,26 @@ CASES = {
     "run size overflows": (["run", "--lake", "lake", "--size", "9" * 400], {}),
     "run size beyond the bound": (["run", "--lake", "lake", "--size", "100TiB"], {}),
 }
+# Cases whose one line must also name the option at fault.
+NAMED = {
+    "devices beyond the bound": (GENERATE + ["--out", "bronze", "--devices", "99999999999999"], "--devices"),
+    "a hundred million devices": (GENERATE + ["--out", "bronze", "--devices", "100000000"], "--devices"),
+    "days beyond int64": (GENERATE + ["--out", "bronze", "--days", "999999999999"], "--days"),
+    "days beyond the bound": (GENERATE + ["--out", "bronze", "--days", "100000"], "--days"),
+    "negative seed": (GENERATE + ["--out", "bronze", "--seed", "-1"], "--seed"),
+    "seed beyond the bound": (GENERATE + ["--out", "bronze", "--seed", "9" * 23], "--seed"),
+    "seed not a number": (GENERATE + ["--out", "bronze", "--seed", "abc"], "--seed"),
+    "run negative seed": (["run", "--lake", "lake", "--size", "2MiB", "--seed", "-1"], "--seed"),
+    "run seed beyond the bound": (["run", "--lake", "lake", "--size", "2MiB", "--seed", str(2**63)], "--seed"),
+    "run negative resume attempts": (["run", "--lake", "lake", "--max-resume-attempts", "-1"], "--max-resume"),
+    "watch negative interval": (["watch", "--lake", "lake", "--interval", "-1"], "--interval"),
+    "watch nan interval": (["watch", "--lake", "lake", "--interval", "nan"], "--interval"),
+    "watch zero interval": (["watch", "--lake", "lake", "--interval", "0"], "--interval"),
+    "watch infinite delay": (["watch", "--lake", "lake", "--delay", "inf"], "--delay"),
+    "watch negative delay": (["watch", "--lake", "lake", "--delay", "-5"], "--delay"),
+    "watch nan idle exit": (["watch", "--lake", "lake", "--idle-exit", "nan"], "--idle-exit"),
+}
+CASES.update({case: (args, {}) for case, (args, _) in NAMED.items()})
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -70,3 +90,27 @@ def test_bad_input_gives_one_line_and_a_non_zero_exit_and_writes_nothing(tmp_pat
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("iotpipe"), result.stderr
     assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("case", list(NAMED))
+def test_a_value_out_of_range_is_refused_naming_its_option(tmp_path, case):
+    args, option = NAMED[case]
+    (tmp_path / "lake" / "bronze").mkdir(parents=True)
+
+    result = iotpipe(args, tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert option in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
+    from iotpipe import cli
+
+    def exhaust(args):
+        raise MemoryError()
+
+    monkeypatch.setattr(cli, "cmd_generate", exhaust)
+    code = cli.main(["generate", "--out", "bronze", "--size", "2MiB"])
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "memory" in err.lower(), err
