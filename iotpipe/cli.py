@@ -17,14 +17,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from generator.events import DEFAULT_DEFECT_RATES, EventSpec
 from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, summarise, write_dataset
-from iotpipe.sizes import parse_size
+from iotpipe.planning import plan_run
+from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
-from iotpipe.storage import is_s3, join
+from iotpipe.storage import LocalStorage, is_s3, join
 
-# A run may generate at most this much unless asked on purpose (--allow-large): a typo such as
-# 64TiB for 64GiB would otherwise fill a disk or a bill.
-MAX_SIZE_BYTES = 64 * 2**30
+# `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred).
+RUN_ACCOUNTED_FOR = ("SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "DEFERRED")
+MAX_SIZE_BYTES = MAX_GENERATE_BYTES  # more only with --allow-large (PlanRun: "allow_large")
 MIN_OBJECT_BYTES = 64 * 2**10
 # Generator shape bounds: device ids are six digits (dev-000000..dev-999999), and a century of
 # days keeps every event time a four-digit year. The seed feeds numpy's SeedSequence, which takes
@@ -342,8 +343,13 @@ def cmd_run(args) -> int:
             execution_input["seed"] = args.seed
     if args.max_resume_attempts is not None:
         execution_input["max_resume_attempts"] = args.max_resume_attempts
+    if args.allow_large:
+        execution_input["allow_large"] = True
     out = sys.stderr if args.json else sys.stdout
-    with LocalEngine(args.lake, on_event=progress_printer(out, time.perf_counter())) as engine:
+    engine = LocalEngine(args.lake, on_event=progress_printer(out, time.perf_counter()))
+    # PlanRun's own checks, before anything starts or is written: a bad input is one line (exit 2).
+    plan_run(execution_input, args.name or "run", engine.settings, LocalStorage())
+    with engine:
         executions = engine.run(execution_input, args.name)
     reports = [e.report or {"status": "FAILED", "error": {"Error": e.error, "Cause": e.cause}} for e in executions]
     if args.json:
@@ -351,7 +357,7 @@ def cmd_run(args) -> int:
     else:
         for report in reports:
             print(format_report(report) if "records" in report else f"execution FAILED: {report['error']}")
-    return 0 if all(r["status"] != "FAILED" for r in reports) else 1
+    return 0 if all(r["status"] in RUN_ACCOUNTED_FOR for r in reports) else 1
 
 
 def add_watch(sub) -> None:

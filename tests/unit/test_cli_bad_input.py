@@ -54,6 +54,10 @@ CASES = {
     "run name escaping the lake": (["run", "--lake", "lake", "--size", "2MiB", "--name", ".."], {}),
     "run size overflows": (["run", "--lake", "lake", "--size", "9" * 400], {}),
     "run size beyond the bound": (["run", "--lake", "lake", "--size", "100TiB"], {}),
+    # What PlanRun refuses, refused before the local engine starts or writes anything.
+    "run with more shards than allowed": (["run", "--lake", "lake", "--size", "1MiB", "--shards", "100000"], {}),
+    "run with shards under 1 MiB": (["run", "--lake", "lake", "--size", "1MiB", "--shards", "4"], {}),
+    "run with too many resume attempts": (["run", "--lake", "lake", "--max-resume-attempts", "100000"], {}),
 }
 # Cases whose one line must also name the option at fault.
 NAMED = {
