@@ -38,6 +38,18 @@ def _hidden(segment: str) -> bool:
     return segment.startswith(".") or (segment.startswith("_") and "=" not in segment)
 
 
+# The pipeline's own bookkeeping under the raw prefix (the generator's shard manifests): not data,
+# and not worth reporting as ignored.
+OWN_FOLDERS = ("_manifests/",)
+# The Spark job notes objects it does not read, or could not read in full, under
+# `<checkpoint>/ignored/`; ReportStatus reports each note once.
+IGNORED_NOTES_DIR = "ignored"
+
+
+def is_own_object(relative_key: str) -> bool:
+    return relative_key.startswith(OWN_FOLDERS)
+
+
 def ignored_reason(relative_key: str) -> Optional[str]:
     """Why an object under the Bronze root is not read (one of IGNORED_REASONS), or None if it is.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from iotpipe.bronze import IGNORED_NOTES_DIR
 from iotpipe.models import MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Verification
 from iotpipe.storage import Storage, join
 
@@ -70,19 +71,13 @@ def build_report(
     )
 
 
-def collect_ignored(storage: Storage, runs_uri: str, run_id: str, checkpoint_uri: str | None = None) -> dict:
-    """Add up the notes of ignored or unreadable Bronze objects not reported yet, then file them
-    under this run (`ignored-reported/<run_id>/`), so each note is reported once and the listing
-    stays as small as what arrived since the last report. Notes come from the trigger
-    (`<runs>/ignored/`) and from the Spark job (`<checkpoint>/ignored/`: objects it could not read
-    in full)."""
-    from iotpipe.trigger import IGNORED_DIR
-
-    folders = [join(runs_uri, IGNORED_DIR) + "/"]  # not `ignored-reported/`
-    if checkpoint_uri:
-        folders.append(join(checkpoint_uri, IGNORED_DIR) + "/")
+def collect_ignored(storage: Storage, runs_uri: str, run_id: str, checkpoint_uri: str) -> dict:
+    """Add up the Spark job's notes of Bronze objects it does not read or could not read in full
+    (`<checkpoint>/ignored/`) not reported yet, then file them under this run
+    (`<runs>/ignored-reported/<run_id>/`), so each note is reported once and the listing stays as
+    small as what arrived since the last report."""
     total, by_reason, examples = 0, {}, []
-    for info in [info for folder in folders for info in storage.list(folder)]:
+    for info in storage.list(join(checkpoint_uri, IGNORED_NOTES_DIR) + "/"):
         if not info.uri.endswith(".json"):
             continue
         note = json.loads(storage.read_bytes(info.uri))
@@ -90,8 +85,7 @@ def collect_ignored(storage: Storage, runs_uri: str, run_id: str, checkpoint_uri
         for reason, count in note.get("by_reason", {}).items():
             by_reason[reason] = by_reason.get(reason, 0) + int(count)
         examples.extend(note.get("examples", [])[: max(0, MAX_EXAMPLES - len(examples))])
-        source = "job-" if checkpoint_uri and info.uri.startswith(folders[-1]) else ""
-        storage.move(info.uri, join(runs_uri, f"{IGNORED_DIR}-reported", run_id, source + info.uri.rsplit("/", 1)[-1]))
+        storage.move(info.uri, join(runs_uri, f"{IGNORED_NOTES_DIR}-reported", run_id, info.uri.rsplit("/", 1)[-1]))
     return {"count": total, "by_reason": dict(sorted(by_reason.items())), "examples": examples} if total else {}
 
 

@@ -24,11 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
-from iotpipe.bronze import ignored_reason
+from iotpipe.bronze import ignored_reason, is_own_object
 from iotpipe.lease import LeaseStore
 from iotpipe.local.limits import bounded_execution_name
-from iotpipe.models import MAX_EXAMPLES
-from iotpipe.storage import Storage, join
 
 RUN_INPUT = {"generate": False}
 
@@ -38,16 +36,6 @@ class TriggerDecision:
     action: str  # "ignore" | "pending" | "start"
     keys: int
     name: str | None = None
-
-
-IGNORED_DIR = "ignored"
-# The pipeline's own bookkeeping under the raw prefix (the generator's shard manifests): not data,
-# and not worth reporting as ignored.
-OWN_FOLDERS = ("_manifests/",)
-
-
-def is_own_object(relative_key: str) -> bool:
-    return relative_key.startswith(OWN_FOLDERS)
 
 
 def _created_keys(events: Iterable[dict]) -> list[str]:
@@ -79,22 +67,6 @@ def classify_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> tuple[lis
 def bronze_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> list[str]:
     """Object keys of 'Object Created' events for objects the job reads (see classify_keys)."""
     return classify_keys(events, raw_prefix)[0]
-
-
-def note_ignored(storage: Storage, runs_uri: str, ignored: dict[str, str], now: float | None = None) -> str | None:
-    """Leave a small note (a count per reason and a few keys) for the next run report; one per call."""
-    if not ignored:
-        return None
-    now = time.time() if now is None else now
-    stamp = datetime.fromtimestamp(now, timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    digest = hashlib.sha256("\n".join(sorted(ignored)).encode()).hexdigest()[:12]
-    by_reason: dict[str, int] = {}
-    for reason in ignored.values():
-        by_reason[reason] = by_reason.get(reason, 0) + 1
-    note = {"count": len(ignored), "by_reason": by_reason, "examples": sorted(ignored)[:MAX_EXAMPLES]}
-    uri = join(runs_uri, IGNORED_DIR, f"{stamp}-{digest}.json")
-    storage.write_bytes(uri, json.dumps(note, sort_keys=True).encode())
-    return uri
 
 
 def execution_name(now: float, window_seconds: int, prefix: str = "bronze") -> str:

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from iotpipe.bronze import SPARK_GLOB
+from iotpipe.bronze import IGNORED_NOTES_DIR, SPARK_GLOB, ignored_reason, is_own_object
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.transforms import (
     REASON_CODES,
@@ -120,9 +120,9 @@ def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
     )
 
 
-# Objects the job could not read in full are reported under `<checkpoint>/ignored/`, in the
-# trigger's note format (count, by_reason, examples), for ReportStatus to report once.
-IGNORED_NOTES_DIR = "ignored"
+# Objects the job does not read, or could not read in full, are noted under
+# `<checkpoint>/ignored/` (count, by_reason, examples), for ReportStatus to report once.
+IN_PROGRESS_SUFFIX = ".inprogress"  # a local writer's hidden temporary file (hidden anyway)
 UNREADABLE_REASONS = ("unreadable", "corrupt-gzip")
 
 
@@ -161,6 +161,38 @@ def check_objects(spark: SparkSession, logged_paths: list) -> dict:
         except (Py4JJavaError, CapturedException):  # pyspark turns some Java exceptions into its own
             problems[logged] = reason
     return problems
+
+
+IGNORED_NOTED = "ignored-noted.json"
+
+
+def note_ignored_objects(storage, bronze: str, checkpoint: str, run_id: str) -> dict:
+    """Note, once each, the objects under Bronze the job does not read (iotpipe.bronze: hidden,
+    other formats), for the run report: every run sees them, whatever started it.
+
+    Spark's file source lists all of Bronze on every trigger anyway; this is one more listing per
+    attempt, on the driver. What was noted before is kept in `<checkpoint>/ignored-noted.json`.
+    """
+    from iotpipe.storage import join
+
+    root = bronze.rstrip("/") + "/"
+    ignored = {}
+    for info in storage.list(root):
+        relative = info.uri[len(root) :]
+        reason = ignored_reason(relative)
+        if reason and not is_own_object(relative) and not relative.endswith(IN_PROGRESS_SUFFIX):
+            ignored[info.uri] = reason
+    noted_uri = join(checkpoint, IGNORED_NOTED)
+    noted = set(json.loads(storage.read_bytes(noted_uri))) if storage.stat(noted_uri) else set()
+    new = {uri: reason for uri, reason in ignored.items() if uri not in noted}
+    if new:
+        by_reason: dict = {}
+        for reason in new.values():
+            by_reason[reason] = by_reason.get(reason, 0) + 1
+        note = {"count": len(new), "by_reason": by_reason, "examples": sorted(new)[:10]}
+        storage.write_bytes(join(checkpoint, IGNORED_NOTES_DIR, f"listing-{run_id}.json"), json.dumps(note).encode())
+        storage.write_bytes(noted_uri, json.dumps(sorted(noted | set(new))).encode())
+    return new
 
 
 def note_unreadable(storage, checkpoint: str, bronze: str, name: str, problems: dict) -> None:
@@ -310,6 +342,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     running: list = []
     heartbeat = start_heartbeat(args, on_lost=lambda reason: [query.stop() for query in running])
     ledger = open_ledger(args)
+    note_ignored_objects(ledger.storage, args.bronze, args.checkpoint, run_id)
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
     trigger = trigger_of(args.trigger)
     queries = {

@@ -6,20 +6,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import logger, tracer
-from iotpipe.trigger import classify_keys, decide, events_from_sqs, note_ignored, start_execution
+from iotpipe.trigger import classify_keys, decide, events_from_sqs, start_execution
 
 
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    settings, storage = runtime.current()
+    settings, _ = runtime.current()
     records = event.get("Records", [])
     events = events_from_sqs(records)
     if len(events) != len(records):
         logger.warning("unreadable messages skipped", extra={"unreadable": len(records) - len(events)})
     keys, ignored = classify_keys(events, settings.raw_prefix)
-    if ignored:
-        note_ignored(storage, settings.runs_uri, ignored)
+    if ignored:  # the next run's job notes them for its report
         logger.info("objects that will not be read", extra={"ignored": len(ignored)})
     decision = decide(keys, runtime.current_leases(), settings.lease_key, settings.trigger_window_seconds)
     if decision.action == "start":

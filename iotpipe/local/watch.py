@@ -16,14 +16,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from iotpipe.bronze import ignored_reason
+from iotpipe.bronze import ignored_reason, is_own_object
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import LocalEngine
 from iotpipe.planning import QUERIES
 from iotpipe.settings import Settings
 from iotpipe.sink_log import logged_uri, source_files
 from iotpipe.storage import LocalStorage, Storage, join
-from iotpipe.trigger import RUN_INPUT, decide, is_own_object, note_ignored
+from iotpipe.trigger import RUN_INPUT, decide
 
 IN_PROGRESS_SUFFIX = ".inprogress"  # the storage layer's hidden temporary name while a file is written
 
@@ -92,14 +92,9 @@ def watch(
     leases = FileLeaseStore(settings.lease_store)
     summary = WatchSummary()
     idle_since = clock()
-    noted: set[str] = set()
     while max_runs is None or len(summary.runs) < max_runs:
         summary.polls += 1
         readable, ignored = bronze_objects(storage, settings.bronze_uri)
-        new_ignored = {uri: reason for uri, reason in ignored.items() if uri not in noted}
-        if new_ignored:
-            note_ignored(storage, settings.runs_uri, new_ignored, clock())
-            noted.update(new_ignored)
         waiting = set()
         if readable:
             waiting = readable - processed_bronze(storage, settings.bronze_uri, settings.checkpoint_uri)

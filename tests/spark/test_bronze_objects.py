@@ -124,7 +124,8 @@ def test_an_object_thirty_days_older_than_the_others_is_still_read(spark, tmp_pa
 
 def test_an_object_the_job_cannot_read_never_fails_a_run_and_is_reported_by_name(spark, tmp_path):
     """A gzip object cut short (an interrupted upload) and a name Hadoop cannot open (a `:` makes
-    the local checksum file system fail) used to fail every batch of every later run."""
+    the local checksum file system fail) used to fail every batch of every later run. Objects the
+    job does not read at all (hidden, other formats) are reported too, once, whatever started the run."""
     from iotpipe.reporting import collect_ignored
 
     bronze = tmp_path / "bronze"
@@ -132,6 +133,9 @@ def test_an_object_the_job_cannot_read_never_fails_a_run_and_is_reported_by_name
     write_object(bronze, "colon:name.jsonl", [event_line("colon")])
     whole = gzip.compress(("\n".join(event_line(f"gz-{i}") for i in range(2000)) + "\n").encode())
     (bronze / "truncated.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    write_object(bronze, ".hidden.jsonl", [event_line("hidden")])  # not read, by the shared rule
+    (bronze / "notes.csv").write_text("a,b\n")
+    write_object(bronze, "_manifests/seed-1/shard-0.json", ["{}"])  # the generator's own: not reported
 
     first = run_job(spark, tmp_path)
     second = run_job(spark, tmp_path)
@@ -142,6 +146,8 @@ def test_an_object_the_job_cannot_read_never_fails_a_run_and_is_reported_by_name
     assert first["input_rows"] > 0 and second["input_rows"] == 0
     runs = tmp_path / "runs"
     ignored = collect_ignored(LocalStorage(), str(runs), "run-1", str(tmp_path / "checkpoint"))
-    assert ignored["count"] == 2 and ignored["by_reason"] == {"corrupt-gzip": 1, "unreadable": 1}
-    assert sorted(Path(e).name for e in ignored["examples"]) == ["colon:name.jsonl", "truncated.jsonl.gz"]
+    assert ignored["count"] == 4
+    assert ignored["by_reason"] == {"corrupt-gzip": 1, "hidden": 1, "other-format": 1, "unreadable": 1}
+    assert sorted(Path(e).name for e in ignored["examples"]) == [
+        ".hidden.jsonl", "colon:name.jsonl", "notes.csv", "truncated.jsonl.gz"]  # fmt: skip
     assert collect_ignored(LocalStorage(), str(runs), "run-2", str(tmp_path / "checkpoint")) == {}

@@ -13,9 +13,7 @@ from moto import mock_aws
 from iotpipe import lambda_runtime
 from iotpipe.lease import DynamoDBLeaseStore
 from iotpipe.local.bindings import LocalLambdaContext
-from iotpipe.reporting import collect_ignored
 from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
 from iotpipe.trigger import bronze_keys, classify_keys, decide, execution_name
 
 CONTEXT = LocalLambdaContext(function_name="start_from_bronze_events", aws_request_id="test")
@@ -117,7 +115,8 @@ def records_of(*keys: str) -> dict:
     return {"Records": [{"body": json.dumps(object_event(key))} for key in keys]}
 
 
-def test_objects_the_job_will_not_read_start_no_run_and_are_counted_by_the_next_report(aws):
+def test_objects_the_job_will_not_read_start_no_run(aws):
+    """(The next run's job notes them for its report: tests/spark/test_bronze_objects.py.)"""
     from functions.start_from_bronze_events.app import lambda_handler
 
     only_ignored = lambda_handler(records_of("raw/up/notes.txt", "raw/up/.hidden.jsonl"), CONTEXT)
@@ -125,12 +124,6 @@ def test_objects_the_job_will_not_read_start_no_run_and_are_counted_by_the_next_
     assert aws["sfn"].list_executions(stateMachineArn=aws["machine"])["executions"] == []
     mixed = lambda_handler(records_of("raw/up/firehose-1.gz", "raw/up/with space.JSONL", "raw/up/x.csv"), CONTEXT)
     assert mixed["action"] == "start" and mixed["objects"] == 2
-
-    runs = aws["settings"].runs_uri
-    counted = collect_ignored(LocalStorage(), runs, "run-1")
-    assert counted["count"] == 3 and counted["by_reason"] == {"hidden": 1, "other-format": 2}
-    assert "raw/up/notes.txt" in counted["examples"]
-    assert collect_ignored(LocalStorage(), runs, "run-2") == {}  # each note is reported once
 
 
 def test_classification_follows_the_bronze_read_rule():
