@@ -15,8 +15,11 @@ Python 3.9 syntax: the Spark job ships this module to EMR.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Optional
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from iotpipe.storage import IN_PROGRESS_SUFFIX, Storage, join
 
 DATA_SUFFIXES = (".jsonl", ".json", ".ndjson")
 GZIP_SUFFIX = ".gz"
@@ -64,5 +67,32 @@ def ignored_reason(relative_key: str) -> Optional[str]:
     return "gzip-suffix-case" if _ANY_GZIP.search(name) else "other-format"
 
 
-def is_readable(relative_key: str) -> bool:
-    return ignored_reason(relative_key) is None
+def classify(uris: Iterable[str], root: str) -> Tuple[List[str], Dict[str, str]]:
+    """The objects under `root` the job reads, and the others with why not. The pipeline's own
+    bookkeeping and files still being written are neither."""
+    prefix = root.rstrip("/") + "/"
+    readable: List[str] = []
+    ignored: Dict[str, str] = {}
+    for uri in uris:
+        relative = uri[len(prefix) :]
+        if relative.endswith(IN_PROGRESS_SUFFIX) or is_own_object(relative):
+            continue
+        reason = ignored_reason(relative)
+        if reason is None:
+            readable.append(uri)
+        else:
+            ignored[uri] = reason
+    return readable, ignored
+
+
+def write_note(storage: Storage, checkpoint_uri: str, name: str, reasons: Dict[str, str]) -> dict:
+    """Note objects (URI -> reason) for the run report, under `<checkpoint>/ignored/<name>.json`:
+    a count, the count per reason and a few examples (iotpipe.reporting.collect_ignored reads it)."""
+    by_reason: Dict[str, int] = {}
+    for reason in reasons.values():
+        by_reason[reason] = by_reason.get(reason, 0) + 1
+    note = {"count": len(reasons), "by_reason": by_reason, "examples": sorted(reasons)[:10]}
+    storage.write_bytes(
+        join(checkpoint_uri, IGNORED_NOTES_DIR, f"{name}.json"), json.dumps(note, sort_keys=True).encode()
+    )
+    return note

@@ -6,7 +6,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import asdict
@@ -17,6 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from generator.events import DEFAULT_DEFECT_RATES, EventSpec
 from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, summarise, write_dataset
+from iotpipe.execution_names import execution_name_problem
 from iotpipe.planning import plan_run
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
@@ -33,9 +33,6 @@ MIN_OBJECT_BYTES = 64 * 2**10
 MAX_DEVICES = 1_000_000
 MAX_DAYS = 36_500
 MAX_SEED = 2**63 - 1
-# Step Functions execution names: 1-80 characters, none of these (the name is also a folder
-# name under the lake, so '.' and '..' are refused too).
-_EXECUTION_NAME = re.compile(r"[^\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f]{1,80}")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -98,7 +95,8 @@ _positive_int = _whole_number(1)
 
 
 def _execution_name(text: str) -> str:
-    if not _EXECUTION_NAME.fullmatch(text) or text in (".", ".."):
+    """Step Functions' rule (iotpipe.execution_names); the name is also a folder name in the lake."""
+    if execution_name_problem(text) or text in (".", ".."):
         raise argparse.ArgumentTypeError(
             f"not an execution name: {text!r} (1-80 characters; no spaces, '/', '..' or special characters)"
         )

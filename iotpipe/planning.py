@@ -11,7 +11,7 @@ import zlib
 
 from pydantic import ValidationError
 
-from iotpipe.local.limits import bounded_execution_name
+from iotpipe.execution_names import bounded_execution_name
 from iotpipe.models import (
     PERSISTENT_FAULTS,
     ExecutionInput,

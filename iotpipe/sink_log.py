@@ -77,11 +77,6 @@ def committed_files(storage: Storage, sink_uri: str) -> list[CommittedFile]:
     return sorted(files.values(), key=lambda f: f.uri)
 
 
-def read_optional(storage: Storage, uri: str) -> bytes | None:
-    """The object's bytes, or None if it does not exist (one HEAD, then one GET)."""
-    return storage.read_bytes(uri) if storage.stat(uri) is not None else None
-
-
 def read_batch_log(storage: Storage, directory: str, batch: int) -> tuple[list[dict], bool] | None:
     """Entries of batch `batch`'s log file (`<n>` or `<n>.compact`) and whether it is a compact, by key."""
     for compact in (False, True):

@@ -15,6 +15,7 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 MULTIPART_PART_BYTES = 16 * 1024 * 1024
+IN_PROGRESS_SUFFIX = ".inprogress"  # a local file's hidden temporary name while it is written
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class _AtomicLocalWriter(Writer):
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._final = path
-        self._tmp = path.with_name(f".{path.name}.inprogress")
+        self._tmp = path.with_name(f".{path.name}{IN_PROGRESS_SUFFIX}")
         self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
 
     def write(self, data: bytes | memoryview) -> int:

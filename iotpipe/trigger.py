@@ -5,8 +5,7 @@ batching window (the trigger's delay), so a burst of hundreds of objects becomes
 invocation, and that invocation makes one decision:
 
 - no object the job will read (outside the raw prefix, hidden names, other formats, by the one
-  rule in iotpipe.bronze): start nothing, but note the ignored objects, so the next run report
-  lists them with a count;
+  rule in iotpipe.bronze): start nothing (the next run's job notes them for its report);
 - a run holds the checkpoint lease: mark it pending, so the holder drains before releasing
   (this is also what happens to the pipeline's own generator uploads during a run);
 - otherwise: start one execution, named after the time window, so a redelivered batch maps
@@ -25,8 +24,8 @@ from datetime import datetime, timezone
 from typing import Iterable
 
 from iotpipe.bronze import ignored_reason, is_own_object
+from iotpipe.execution_names import bounded_execution_name
 from iotpipe.lease import LeaseStore
-from iotpipe.local.limits import bounded_execution_name
 
 RUN_INPUT = {"generate": False}
 
@@ -62,11 +61,6 @@ def classify_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> tuple[lis
         elif not is_own_object(relative):
             ignored[key] = reason
     return keys, ignored
-
-
-def bronze_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> list[str]:
-    """Object keys of 'Object Created' events for objects the job reads (see classify_keys)."""
-    return classify_keys(events, raw_prefix)[0]
 
 
 def execution_name(now: float, window_seconds: int, prefix: str = "bronze") -> str:

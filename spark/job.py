@@ -23,7 +23,9 @@ from datetime import datetime, timezone
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from iotpipe.bronze import IGNORED_NOTES_DIR, SPARK_GLOB, ignored_reason, is_own_object
+from iotpipe.bronze import SPARK_GLOB, classify, write_note
+from iotpipe.sink_log import batch_source_files, logged_uri
+from iotpipe.storage import join, storage_for
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.transforms import (
     REASON_CODES,
@@ -122,8 +124,6 @@ def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
 
 # Objects the job does not read, or could not read in full, are noted under
 # `<checkpoint>/ignored/` (count, by_reason, examples), for ReportStatus to report once.
-IN_PROGRESS_SUFFIX = ".inprogress"  # a local writer's hidden temporary file (hidden anyway)
-UNREADABLE_REASONS = ("unreadable", "corrupt-gzip")
 
 
 def check_objects(spark: SparkSession, logged_paths: list) -> dict:
@@ -173,42 +173,21 @@ def note_ignored_objects(storage, bronze: str, checkpoint: str, run_id: str) -> 
     Spark's file source lists all of Bronze on every trigger anyway; this is one more listing per
     attempt, on the driver. What was noted before is kept in `<checkpoint>/ignored-noted.json`.
     """
-    from iotpipe.storage import join
-
-    root = bronze.rstrip("/") + "/"
-    ignored = {}
-    for info in storage.list(root):
-        relative = info.uri[len(root) :]
-        reason = ignored_reason(relative)
-        if reason and not is_own_object(relative) and not relative.endswith(IN_PROGRESS_SUFFIX):
-            ignored[info.uri] = reason
+    _, ignored = classify((info.uri for info in storage.list(bronze.rstrip("/") + "/")), bronze)
     noted_uri = join(checkpoint, IGNORED_NOTED)
     noted = set(json.loads(storage.read_bytes(noted_uri))) if storage.stat(noted_uri) else set()
     new = {uri: reason for uri, reason in ignored.items() if uri not in noted}
     if new:
-        by_reason: dict = {}
-        for reason in new.values():
-            by_reason[reason] = by_reason.get(reason, 0) + 1
-        note = {"count": len(new), "by_reason": by_reason, "examples": sorted(new)[:10]}
-        storage.write_bytes(join(checkpoint, IGNORED_NOTES_DIR, f"listing-{run_id}.json"), json.dumps(note).encode())
+        write_note(storage, checkpoint, f"listing-{run_id}", new)
         storage.write_bytes(noted_uri, json.dumps(sorted(noted | set(new))).encode())
     return new
 
 
 def note_unreadable(storage, checkpoint: str, bronze: str, name: str, problems: dict) -> None:
-    """Leave a note of unreadable objects (real paths, not URL-encoded) for the run report."""
-    from iotpipe.sink_log import logged_uri
-    from iotpipe.storage import join
-
-    if not problems:
-        return
-    keys = sorted(logged_uri(path, bronze) for path in problems)
-    by_reason: dict = {}
-    for reason in problems.values():
-        by_reason[reason] = by_reason.get(reason, 0) + 1
-    note = {"count": len(problems), "by_reason": by_reason, "examples": keys[:10]}
-    storage.write_bytes(join(checkpoint, IGNORED_NOTES_DIR, f"{name}.json"), json.dumps(note, sort_keys=True).encode())
-    print("IOTPIPE_UNREADABLE_OBJECTS " + json.dumps(note, sort_keys=True), flush=True)
+    """Note the objects a batch could not read in full (real paths, not URL-encoded) for the run report."""
+    if problems:
+        note = write_note(storage, checkpoint, name, {logged_uri(path, bronze): r for path, r in problems.items()})
+        print("IOTPIPE_UNREADABLE_OBJECTS " + json.dumps(note, sort_keys=True), flush=True)
 
 
 def build_gold(validated: DataFrame, args: argparse.Namespace) -> DataFrame:
@@ -262,7 +241,6 @@ def record_batches(ledger, queries: dict, on_recorded=None) -> None:
 def open_ledger(args: argparse.Namespace):
     """The ledger writer, over the storage layer (local folders or S3), created before the queries start."""
     from iotpipe.ledger import LedgerWriter
-    from iotpipe.storage import storage_for
 
     sinks = {"gold": args.gold, "quarantine": args.quarantine}
     return LedgerWriter(storage_for(args.checkpoint, region=args.region), args.checkpoint, sinks)
@@ -365,9 +343,6 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
 
     def check_batch(entry: dict) -> None:
         """Check the objects of each committed gold batch once (both queries read the same objects)."""
-        from iotpipe.sink_log import batch_source_files
-        from iotpipe.storage import join
-
         if entry["query"] != "gold" or not entry["input_rows"]:
             return
         paths = batch_source_files(ledger.storage, join(args.checkpoint, "gold"), entry["batch"])

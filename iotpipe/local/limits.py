@@ -6,7 +6,8 @@ local run and the tests too:
 
 - Step Functions: a state's input or output, and a service integration's result, at most
   256 KiB as UTF-8 JSON (`States.DataLimitExceeded`, which `States.ALL` does not catch);
-  execution names of 1 to 80 characters, none of the characters AWS refuses.
+  execution names of 1 to 80 characters, none of the characters AWS refuses (the rule itself
+  is iotpipe.execution_names, which production code uses too).
 - Lambda: a synchronous invocation's request and response at most 6 MB each; a function
   stops at its `Timeout` (`Sandbox.Timedout`) and at its `MemorySize`
   (`Runtime.OutOfMemory`), both read from template.yaml (Globals, then the function).
@@ -16,12 +17,12 @@ local run and the tests too:
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from iotpipe.execution_names import execution_name_problem
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -32,11 +33,6 @@ DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
 # States.Runtime, but moto 5.2.5 reports a failed Map iteration as States.Runtime where AWS
 # reports the iteration's own error, so that one stays catchable locally.)
 UNCATCHABLE_BY_STATES_ALL = frozenset({DATA_LIMIT_EXCEEDED})
-
-MAX_EXECUTION_NAME_CHARS = 80
-# whitespace, brackets < > { } [ ], wildcards ? *, special characters " # % \ ^ | ~ ` $ & , ; : /,
-# control characters U+0000-001F and U+007F-009F, U+FFFE-FFFF, surrogates U+D800-DFFF.
-_REFUSED_IN_NAMES = re.compile(r"[\s<>{}\[\]?*\"#%\\^|~`$&,;:/\x00-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 
 MAX_LAMBDA_SYNC_PAYLOAD_BYTES = 6_291_456  # 6 MB, request and response of a RequestResponse invoke
 LAMBDA_TIMEOUT_ERROR = "Sandbox.Timedout"
@@ -76,34 +72,10 @@ def check_state_payload(value: Any, where: str) -> None:
         )
 
 
-def execution_name_problem(name: str) -> str | None:
-    """Why Step Functions would refuse `name` as an execution name, or None if it accepts it."""
-    if not 1 <= len(name) <= MAX_EXECUTION_NAME_CHARS:
-        return f"must be 1 to {MAX_EXECUTION_NAME_CHARS} characters, got {len(name)}"
-    refused = _REFUSED_IN_NAMES.search(name)
-    if refused:
-        return f"must not contain {refused.group()!r}"
-    return None
-
-
 def check_execution_name(name: str) -> None:
     problem = execution_name_problem(name)
     if problem:
         raise LimitExceeded("InvalidName", f"Invalid Name: '{name}': {problem}")
-
-
-def bounded_execution_name(base: str, suffix: str) -> str:
-    """`base-suffix` within the name limit: a base too long is cut and tagged with a hash of it all.
-
-    Deterministic (the same base and suffix give the same name, so a retried start is the same
-    execution) and distinct for distinct bases.
-    """
-    name = f"{base}-{suffix}"
-    if len(name) <= MAX_EXECUTION_NAME_CHARS:
-        return name
-    digest = hashlib.sha256(base.encode()).hexdigest()[:8]
-    keep = MAX_EXECUTION_NAME_CHARS - len(suffix) - len(digest) - 2
-    return f"{base[:keep].rstrip('-_')}-{digest}-{suffix}"
 
 
 def check_lambda_payload(value: Any, what: str) -> None:

@@ -2,8 +2,8 @@
 have been quiet for the trigger delay (a burst becomes one run), makes the trigger's decision
 and runs the same state machine with `{"generate": false}`.
 
-Objects the job will not read (iotpipe.bronze) start no run; they are noted once for the next
-run report, as the S3 trigger does. An object is processed once both queries' source logs list
+Objects the job will not read (iotpipe.bronze) start no run, as with the S3 trigger; the next
+run's job notes them for its report. An object is processed once both queries' source logs list
 it; those logs store paths URL-encoded, so they are decoded before comparing (a key with a space,
 `%`, `+` or a non-ASCII character is otherwise "unprocessed" for ever). Reading the source logs
 grows with the lake's history: fine for a local poller, never done by a Lambda.
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from iotpipe.bronze import ignored_reason, is_own_object
+from iotpipe.bronze import classify
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import LocalEngine
 from iotpipe.planning import QUERIES
@@ -25,23 +25,11 @@ from iotpipe.sink_log import logged_uri, source_files
 from iotpipe.storage import LocalStorage, Storage, join
 from iotpipe.trigger import RUN_INPUT, decide
 
-IN_PROGRESS_SUFFIX = ".inprogress"  # the storage layer's hidden temporary name while a file is written
-
 
 def bronze_objects(storage: Storage, bronze_uri: str) -> tuple[set[str], dict[str, str]]:
-    """Bronze objects the job reads, and the others with why they are ignored (writes in progress skipped)."""
-    readable, ignored = set(), {}
-    root = bronze_uri.rstrip("/")
-    for info in storage.list(bronze_uri):
-        relative = info.uri[len(root) + 1 :]
-        if relative.endswith(IN_PROGRESS_SUFFIX) or is_own_object(relative):
-            continue
-        reason = ignored_reason(relative)
-        if reason is None:
-            readable.add(info.uri)
-        else:
-            ignored[info.uri] = reason
-    return readable, ignored
+    """Bronze objects the job reads, and the others with why they are ignored (iotpipe.bronze)."""
+    readable, ignored = classify((info.uri for info in storage.list(bronze_uri)), bronze_uri)
+    return set(readable), ignored
 
 
 def processed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> set[str]:
@@ -54,9 +42,10 @@ def processed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> 
 
 
 def unprocessed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> set[str]:
-    """Readable Bronze objects that either query has not taken into a batch yet."""
+    """Readable Bronze objects that either query has not taken into a batch yet (the source logs
+    are read only when there is something to compare)."""
     readable, _ = bronze_objects(storage, bronze_uri)
-    return readable - processed_bronze(storage, bronze_uri, checkpoint_uri)
+    return readable - processed_bronze(storage, bronze_uri, checkpoint_uri) if readable else set()
 
 
 @dataclass
@@ -94,10 +83,7 @@ def watch(
     idle_since = clock()
     while max_runs is None or len(summary.runs) < max_runs:
         summary.polls += 1
-        readable, ignored = bronze_objects(storage, settings.bronze_uri)
-        waiting = set()
-        if readable:
-            waiting = readable - processed_bronze(storage, settings.bronze_uri, settings.checkpoint_uri)
+        waiting = unprocessed_bronze(storage, settings.bronze_uri, settings.checkpoint_uri)
         now = clock()
         if not waiting:
             if idle_exit is not None and now - idle_since >= idle_exit:

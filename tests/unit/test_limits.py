@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from iotpipe.execution_names import bounded_execution_name
 from iotpipe.local import limits
 from iotpipe.planning import follow_up_name
 from iotpipe.trigger import execution_name
@@ -40,12 +41,12 @@ def test_names_aws_refuses(name):
 
 
 def test_a_bounded_name_keeps_short_names_and_cuts_long_ones_deterministically():
-    assert limits.bounded_execution_name("run-1", "fu1") == "run-1-fu1"
+    assert bounded_execution_name("run-1", "fu1") == "run-1-fu1"
     long_a, long_b = "a" * 79 + "1", "a" * 79 + "2"
-    name_a = limits.bounded_execution_name(long_a, "fu1")
+    name_a = bounded_execution_name(long_a, "fu1")
     assert len(name_a) <= 80 and limits.execution_name_problem(name_a) is None
-    assert name_a == limits.bounded_execution_name(long_a, "fu1")
-    assert name_a != limits.bounded_execution_name(long_b, "fu1")
+    assert name_a == bounded_execution_name(long_a, "fu1")
+    assert name_a != bounded_execution_name(long_b, "fu1")
 
 
 @pytest.mark.parametrize("first", ["run-20261127T150822Z-9477", "x" * 80, "bronze-20261126T081500Z-0123456789ab"])
@@ -61,7 +62,7 @@ def test_a_chain_of_follow_ups_keeps_every_name_valid_distinct_and_deterministic
 def test_the_triggers_names_are_valid():
     name = execution_name(1_790_000_000, 60)
     assert limits.execution_name_problem(name) is None
-    assert limits.execution_name_problem(limits.bounded_execution_name(name, "0123456789ab")) is None
+    assert limits.execution_name_problem(bounded_execution_name(name, "0123456789ab")) is None
 
 
 def test_sns_subject_and_message_rules():

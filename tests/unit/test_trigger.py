@@ -14,7 +14,7 @@ from iotpipe import lambda_runtime
 from iotpipe.lease import DynamoDBLeaseStore
 from iotpipe.local.bindings import LocalLambdaContext
 from iotpipe.settings import Settings
-from iotpipe.trigger import bronze_keys, classify_keys, decide, execution_name
+from iotpipe.trigger import classify_keys, decide, execution_name
 
 CONTEXT = LocalLambdaContext(function_name="start_from_bronze_events", aws_request_id="test")
 EVENT = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
@@ -99,7 +99,7 @@ def test_only_data_objects_under_the_raw_prefix_count():
         object_event("exports/x.jsonl"),
         {"source": "aws.s3", "detail-type": "Object Deleted", "detail": {"object": {"key": "raw/a.jsonl"}}},
     ]
-    assert bronze_keys(events) == ["raw/seed-1/part-00001.jsonl"]
+    assert classify_keys(events)[0] == ["raw/seed-1/part-00001.jsonl"]
 
 
 def test_nothing_new_starts_nothing(aws):
