@@ -10,8 +10,10 @@ sinks' `_spark_metadata`, never on ignoring the error:
   but uncommitted, and each sink's log has the last committed batch. Continue, flagged.
   Bronze is never listed: data that lands later raises an S3 event that marks the lease
   pending, and ReleaseLease drains it.
-- partial: the attempt made progress (new planned or committed batches) but stopped short.
-  Resume from the checkpoint while attempts remain.
+- partial: the attempt made progress (a batch committed, or a new batch planned, since it
+  started) but stopped short. Resume from the checkpoint while attempts remain. A batch that was
+  already planned and uncommitted before the attempt, and still is, is no progress: a batch
+  that cannot commit (a poison batch) costs one resume, not every attempt.
 - failed: no progress (a persistent error: resuming would fail again), inconsistent evidence,
   or no attempts left.
 """
@@ -22,7 +24,7 @@ import json
 from typing import Any
 
 from iotpipe.models import RunPlan, SparkAttempt, StepAssessment
-from iotpipe.planning import QUERIES, planned_batches, spark_attempt
+from iotpipe.planning import QUERIES, committed_batches, planned_batches, spark_attempt
 from iotpipe.settings import Settings
 from iotpipe.sink_log import METADATA_DIR, read_checkpoint
 from iotpipe.storage import Storage, join
@@ -79,6 +81,10 @@ def gather_evidence(storage: Storage, plan: RunPlan, attempt: SparkAttempt) -> d
     return evidence
 
 
+def _latest(batch: int | None) -> int:
+    return -1 if batch is None else batch
+
+
 def _consistent(query: dict) -> bool:
     """A committed batch must be in the sink log (Spark logs the sink before the commit)."""
     return query["committed_in_sink_log"]
@@ -108,8 +114,8 @@ def assess_step_failure(
             "(both queries finished, nothing planned is uncommitted)",
         )
     progressed = any(
-        q["uncommitted_batch"]
-        or (q["last_planned"] if q["last_planned"] is not None else -1) > attempt.planned_before.get(name, -1)
+        _latest(q["last_committed"]) > attempt.committed_before.get(name, -1)
+        or _latest(q["last_planned"]) > attempt.planned_before.get(name, -1)
         for name, q in evidence["queries"].items()
     )
     if not progressed:
@@ -130,7 +136,12 @@ def assess_step_failure(
             reason=f"partial output and no resume attempts left ({plan.max_resume_attempts} allowed)",
         )
     next_attempt = spark_attempt(
-        plan.run_id, attempt.number + 1, settings, plan.fault_injection, planned_batches(storage, plan.lake.checkpoint)
+        plan.run_id,
+        attempt.number + 1,
+        settings,
+        plan.fault_injection,
+        planned_batches(storage, plan.lake.checkpoint),
+        committed_batches(storage, plan.lake.checkpoint),
     )
     return StepAssessment(
         verdict="partial",

@@ -24,7 +24,7 @@ from iotpipe.spark_submit import run_spark_job
 from iotpipe.storage import LocalStorage, is_s3, join
 
 # `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred).
-RUN_ACCOUNTED_FOR = ("SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "DEFERRED")
+RUN_ACCOUNTED_FOR = ("SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "DEFERRED", "NOTHING_TO_DO")
 MAX_SIZE_BYTES = MAX_GENERATE_BYTES  # more only with --allow-large (PlanRun: "allow_large")
 MIN_OBJECT_BYTES = 64 * 2**10
 # Generator shape bounds: device ids are six digits (dev-000000..dev-999999), and a century of

@@ -8,10 +8,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from iotpipe.sizes import parse_size
 
-# Fault injection for tests. `fail-at-start` models a persistent bug and hits every attempt; the
-# others hit the first attempt only, as a crash or a flaky failure would.
-FAULTS = ("crash-mid-batch:1", "crash-mid-batch:2", "fail-after-commit", "fail-at-start")
-PERSISTENT_FAULTS = ("fail-at-start",)
+# Fault injection for tests. The persistent ones (a bug, a poison batch, a lease store the job
+# cannot reach) hit every attempt; the others hit the first attempt only, as a crash or a flaky
+# failure would.
+FAULTS = (
+    "crash-mid-batch:1",
+    "crash-mid-batch:2",
+    "fail-after-commit",
+    "fail-at-start",
+    "poison-batch:1",
+    "lease-renewal-flaky",
+    "lease-renewal-fails",
+)
+PERSISTENT_FAULTS = ("fail-at-start", "poison-batch:1", "lease-renewal-fails")
 
 
 class InvalidExecutionInput(ValueError):
@@ -32,6 +41,9 @@ class ExecutionInput(BaseModel):
     max_resume_attempts: int = Field(default=2, ge=0, le=5)
     max_drain_rounds: Optional[int] = Field(default=None, ge=0, le=20)
     allow_large: bool = Field(default=False, description="generate more than MAX_GENERATE_BYTES on purpose")
+    started_by: Literal["console", "trigger", "follow-up"] = Field(
+        default="console", description="who asked: a run the trigger or a follow-up started may have nothing to do"
+    )
     fault_injection: Optional[Literal[FAULTS]] = Field(default=None, description="tests only")
 
     @field_validator("size")
@@ -93,6 +105,7 @@ class SparkAttempt(BaseModel):
     run_id: str
     step_args: list[str]
     planned_before: dict[str, int]
+    committed_before: dict[str, int] = Field(default_factory=dict, description="last commit per query before it ran")
 
 
 class LeasePlan(BaseModel):
@@ -102,11 +115,12 @@ class LeasePlan(BaseModel):
     initial_seconds: float
     wait_seconds: int
     wait_rounds: int
+    clock_margin_seconds: float = 60.0
 
 
 class RunPlan(BaseModel):
     run_id: str
-    trigger: Literal["console", "s3-event"]
+    trigger: Literal["console", "s3-event", "trigger", "follow-up"]
     generate: bool
     generation: Optional[ShardPlan]
     max_concurrency: int
@@ -130,6 +144,8 @@ class LeaseDecision(BaseModel):
     committed_before: dict[str, int] = Field(
         default_factory=dict, description="last committed batch per query when the lease was taken: this run's start"
     )
+    work: bool = Field(True, description="False when the checkpoint already took every arrival (leasing.has_work)")
+    work_reason: str = ""
 
 
 class DrainDecision(BaseModel):
@@ -173,6 +189,7 @@ class SinkVerification(BaseModel):
     size_mismatches: int
     moved_aside: int
     slow_path_batches: int = Field(0, description="batches whose files were read from the sink log (no ledger entry)")
+    moves_withheld: str = Field("", description="why orphan files were left in place, if they were")
     examples: dict[str, list[str]] = Field(default_factory=dict, description="a few paths per problem kind")
 
 
@@ -186,7 +203,7 @@ class Verification(BaseModel):
     document: Optional[str] = Field(None, description="URI of the full verification (per partition, per batch)")
 
 
-RunStatus = Literal["SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "UNRECONCILED", "DEFERRED", "FAILED"]
+RunStatus = Literal["SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "UNRECONCILED", "DEFERRED", "NOTHING_TO_DO", "FAILED"]
 
 
 class RunReport(BaseModel):

@@ -65,9 +65,10 @@ def parse_execution_input(raw: object) -> tuple[ExecutionInput, str]:
             raise InvalidExecutionInput(_describe(error)) from None
         return ExecutionInput(generate=False), "s3-event"
     try:
-        return ExecutionInput.model_validate(raw), "console"
+        request = ExecutionInput.model_validate(raw)
     except ValidationError as error:
         raise InvalidExecutionInput(_describe(error)) from None
+    return request, request.started_by
 
 
 def _describe(error: ValidationError) -> str:
@@ -95,7 +96,12 @@ def committed_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
 
 
 def spark_attempt(
-    plan_run_id: str, number: int, settings: Settings, fault: str | None, planned_before: dict
+    plan_run_id: str,
+    number: int,
+    settings: Settings,
+    fault: str | None,
+    planned_before: dict,
+    committed_before: dict | None = None,
 ) -> SparkAttempt:
     """The EMR step's spark-submit command for attempt `number` (a resume reruns the same job)."""
     run_id = f"{plan_run_id}-attempt-{number}"
@@ -123,6 +129,7 @@ def spark_attempt(
         run_id=run_id,
         step_args=[*submit, settings.spark_job_uri, *job.to_argv()],
         planned_before=planned_before,
+        committed_before=committed_before or {},
     )
 
 
@@ -180,9 +187,17 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             initial_seconds=settings.lease_initial_seconds,
             wait_seconds=settings.lease_wait_seconds,
             wait_rounds=settings.lease_wait_rounds,
+            clock_margin_seconds=settings.arrival_clock_margin_seconds,
         ),
         fault_injection=request.fault_injection,
-        attempt=spark_attempt(execution_name, 1, settings, request.fault_injection, planned),
+        attempt=spark_attempt(
+            execution_name,
+            1,
+            settings,
+            request.fault_injection,
+            planned,
+            committed_batches(storage, settings.checkpoint_uri),
+        ),  # fmt: skip
         timeouts=TaskTimeouts(
             generate_shard=settings.generator_timeout_seconds,
             create_cluster=settings.cluster_timeout_seconds,

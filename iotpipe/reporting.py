@@ -10,13 +10,35 @@ from iotpipe.models import MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Ver
 from iotpipe.storage import Storage, join
 
 
+def run_error(error: dict | None, verify_error: dict | None, drain: dict | None) -> dict | None:
+    """The first thing that went wrong: the run's, VerifyGold's, or at the end the hand-over's or
+    the lease's (a run that could not release or lost its lease is not a success)."""
+    drain = drain or {}
+    if error or verify_error:
+        return error or verify_error
+    if drain.get("follow_up_error"):  # data waits for a run that could not be started
+        return drain["follow_up_error"]
+    if drain.get("error"):
+        return {"Error": "LeaseNotReleased", "Cause": "ReleaseLease failed; the lease is freed when it expires: "
+                + str(drain["error"].get("Cause", ""))[:1000]}  # fmt: skip
+    if drain.get("released") == "lost":
+        return {"Error": "LeaseLost", "Cause": drain.get("reason", "the lease was lost before the run finished")}
+    return None
+
+
 def final_status(
-    error: dict | None, assessment: StepAssessment | None, verification: Verification | None, deferred: bool = False
+    error: dict | None,
+    assessment: StepAssessment | None,
+    verification: Verification | None,
+    deferred: bool = False,
+    nothing_to_do: bool = False,
 ) -> str:
     """FAILED unless verified; a verified run that cannot account for every record (counts that
     do not reconcile, or a batch without a ledger entry) is UNRECONCILED, never SUCCEEDED."""
     if deferred and not error:
         return "DEFERRED"
+    if nothing_to_do and not error:
+        return "NOTHING_TO_DO"
     if error or verification is None or not verification.ok:
         return "FAILED"
     if not verification.reconciliation.get("reconciles", False):
@@ -37,6 +59,7 @@ def build_report(
     deferred: bool = False,
     drain_rounds: int = 0,
     ignored: dict | None = None,
+    nothing_to_do: bool = False,
 ) -> RunReport:
     by_reason = dict(verification.quarantined_by_reason) if verification else {}
     records = {
@@ -50,7 +73,7 @@ def build_report(
         seconds = round((now - datetime.fromisoformat(started_at.replace("Z", "+00:00"))).total_seconds(), 3)
     return RunReport(
         run_id=plan.run_id,
-        status=final_status(error, assessment, verification, deferred),
+        status=final_status(error, assessment, verification, deferred, nothing_to_do),
         trigger=plan.trigger,
         records=records,
         quarantined_by_reason=dict(sorted(by_reason.items())),
@@ -67,7 +90,7 @@ def build_report(
         started_at=started_at,
         finished_at=now.isoformat(timespec="seconds"),
         seconds=seconds,
-        manifest=join(plan.lake.runs, f"{plan.run_id}.json"),
+        manifest=manifest_uri(plan),
     )
 
 
@@ -87,6 +110,19 @@ def collect_ignored(storage: Storage, runs_uri: str, run_id: str, checkpoint_uri
         examples.extend(note.get("examples", [])[: max(0, MAX_EXAMPLES - len(examples))])
         storage.move(info.uri, join(runs_uri, f"{IGNORED_NOTES_DIR}-reported", run_id, info.uri.rsplit("/", 1)[-1]))
     return {"count": total, "by_reason": dict(sorted(by_reason.items())), "examples": examples} if total else {}
+
+
+def manifest_uri(plan: RunPlan) -> str:
+    return join(plan.lake.runs, f"{plan.run_id}.json")
+
+
+def written_report(plan: RunPlan, storage: Storage) -> RunReport | None:
+    """The report a previous invocation for this execution already wrote: a retried ReportStatus
+    (its first call did the work, its response was lost) returns it and counts nothing again."""
+    uri = manifest_uri(plan)
+    if storage.stat(uri) is None:
+        return None
+    return RunReport.model_validate(json.loads(storage.read_bytes(uri))["report"])
 
 
 def write_manifest(report: RunReport, verification: Verification | None, storage: Storage) -> None:

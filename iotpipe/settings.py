@@ -40,6 +40,9 @@ class Settings(BaseModel):
     )
     lease_wait_seconds: int = 30
     lease_wait_rounds: int = 10
+    arrival_clock_margin_seconds: float = Field(
+        default=60.0, description="how far S3's clock (arrivals) and the Spark driver's (its start) may differ"
+    )
     max_drain_rounds: int = 3
     state_machine_arn: str = ""
     trigger_window_seconds: int = 60

@@ -63,7 +63,7 @@ def submit_command(job_argv: list[str], master: str = "local[*]", driver_memory:
     """A local spark-submit for the job with these arguments (those an EMR step passes)."""
     command = local_submit_options(master, driver_memory)
     fault = job_argv[job_argv.index("--fault") + 1] if "--fault" in job_argv else ""
-    if fault.startswith("crash-mid-batch"):
+    if fault.startswith(("crash-mid-batch", "poison-batch")):
         if not FAULTS_JAR.exists():
             raise FileNotFoundError(f"fault injection needs {FAULTS_JAR}: run `make install` first")
         command += ["--jars", str(FAULTS_JAR)]

@@ -33,6 +33,7 @@ class Storage(Protocol):
     def exists(self, uri: str) -> bool: ...
     def stat(self, uri: str) -> ObjectInfo | None: ...
     def move(self, source_uri: str, target_uri: str) -> None: ...
+    def delete(self, uri: str) -> None: ...
     def open_writer(self, uri: str) -> BinaryIO: ...
 
 
@@ -139,6 +140,9 @@ class LocalStorage:
         info = path.stat()
         return ObjectInfo(str(path), info.st_size, info.st_mtime)
 
+    def delete(self, uri: str) -> None:
+        self._path(uri).unlink(missing_ok=True)
+
     def move(self, source_uri: str, target_uri: str) -> None:
         target = self._path(target_uri)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -235,6 +239,10 @@ class S3Storage:
                 return None
             raise
         return ObjectInfo(uri, head["ContentLength"], head["LastModified"].timestamp())
+
+    def delete(self, uri: str) -> None:
+        bucket, key = split_s3(uri)
+        self._client.delete_object(Bucket=bucket, Key=key)
 
     def move(self, source_uri: str, target_uri: str) -> None:
         source_bucket, source_key = split_s3(source_uri)

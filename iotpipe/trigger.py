@@ -6,6 +6,8 @@ invocation, and that invocation makes one decision:
 
 - no object the job will read (outside the raw prefix, hidden names, other formats, by the one
   rule in iotpipe.bronze): start nothing (the next run's job notes them for its report);
+- otherwise first record the newest arrival on the lease, so a run started for data the
+  checkpoint already took (a redelivered event) ends without a cluster;
 - a run holds the checkpoint lease: mark it pending, so the holder drains before releasing
   (this is also what happens to the pipeline's own generator uploads during a run);
 - otherwise: start one execution, named after the time window, so a redelivered batch maps
@@ -27,7 +29,7 @@ from iotpipe.bronze import ignored_reason, is_own_object
 from iotpipe.execution_names import bounded_execution_name
 from iotpipe.lease import LeaseStore
 
-RUN_INPUT = {"generate": False}
+RUN_INPUT = {"generate": False, "started_by": "trigger"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,17 @@ def classify_keys(events: Iterable[dict], raw_prefix: str = "raw/") -> tuple[lis
     return keys, ignored
 
 
+def arrival_time(events: Iterable[dict], default: float) -> float:
+    """The newest event time of the batch (when S3 created the objects), or `default`."""
+    times = []
+    for event in events:
+        try:
+            times.append(datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00")).timestamp())
+        except (KeyError, TypeError, ValueError):
+            continue
+    return max(times, default=default)
+
+
 def execution_name(now: float, window_seconds: int, prefix: str = "bronze") -> str:
     """One name per trigger window: a repeated start in the same window is the same execution."""
     window = int(now // window_seconds * window_seconds)
@@ -70,10 +83,11 @@ def execution_name(now: float, window_seconds: int, prefix: str = "bronze") -> s
 
 
 def decide(keys: list[str], leases: LeaseStore, lease_key: str, window_seconds: int, now: float | None = None,
-           prefix: str = "bronze") -> TriggerDecision:  # fmt: skip
+           prefix: str = "bronze", arrived_at: float | None = None) -> TriggerDecision:  # fmt: skip
     now = time.time() if now is None else now
     if not keys:
         return TriggerDecision("ignore", 0)
+    leases.note_arrival(lease_key, now if arrived_at is None else arrived_at)
     if leases.mark_pending(lease_key, now):
         return TriggerDecision("pending", len(keys))
     return TriggerDecision("start", len(keys), execution_name(now, window_seconds, prefix))

@@ -14,7 +14,13 @@ is diffed against the files before it, which costs a read of the history, once.
 Files under a sink that the log never committed (a crashed attempt's) are moved aside, because
 Athena and Glue crawlers ignore `_spark_metadata` and would read them as data. Only a replayed
 batch can leave such files, and its replay writes the same partitions, so only the partitions
-of replayed batches are listed, and only files written after the batch was planned are moved.
+of replayed batches are listed. A file is moved only when nothing can commit it any more: it
+was written after the first replayed batch was planned and before the last one committed (a
+later file may belong to a batch still being written), and the run proves, first, that it holds
+the lease with no Spark driver that may still write (`may_move`: `LeaseStore.hold_quiet`). A
+driver still alive after its step ended FAILED withholds every move: the orphans are noted
+under `<runs>/orphans-withheld/`, and the next verification that proves the lease quiet moves
+them.
 
 The state carries totals (bounded whatever the data); the full detail (per partition, per
 batch, every moved or missing path) is written to `<runs>/<run_id>/verification.json`.
@@ -26,6 +32,7 @@ import json
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -70,6 +77,9 @@ class SinkDetail:
     missing: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
+    moves_withheld: str = ""
+    withheld: list[str] = field(default_factory=list)
+    moved_earlier_orphans: list[str] = field(default_factory=list)
 
     def summary(self) -> SinkVerification:
         return SinkVerification(
@@ -81,7 +91,8 @@ class SinkDetail:
             partitions=len(self.rows_by_partition),
             missing_files=len(self.missing),
             size_mismatches=len(self.mismatched),
-            moved_aside=len(self.moved),
+            moved_aside=len(self.moved) + len(self.moved_earlier_orphans),
+            moves_withheld=self.moves_withheld,
             slow_path_batches=len(self.slow_path_batches),
             examples={kind: paths[:MAX_EXAMPLES] for kind, paths in self._problems() if paths},
         )
@@ -98,11 +109,20 @@ class SinkDetail:
             "missing_files": self.missing,
             "size_mismatches": self.mismatched,
             "moved_aside": self.moved,
+            "moves_withheld": self.moves_withheld,
+            "withheld": self.withheld,
+            "moved_earlier_orphans": self.moved_earlier_orphans,
         }
 
 
 def verify_sink(
-    storage: Storage, sink_uri: str, checkpoint_uri: str, query: str, committed_before: int, aside_uri: str
+    storage: Storage,
+    sink_uri: str,
+    checkpoint_uri: str,
+    query: str,
+    committed_before: int,
+    aside_uri: str,
+    may_move: Callable[[], bool] = lambda: False,
 ) -> SinkDetail:
     query_checkpoint = join(checkpoint_uri, query)
     state = read_checkpoint(storage, query_checkpoint)
@@ -135,36 +155,79 @@ def verify_sink(
         detail.new_files += 1
         detail.rows_by_partition[_partition_of(uri, sink_uri)] += parquet_row_count(storage, uri)
     if detail.replayed_batches:
-        detail.moved = _move_uncommitted(storage, sink_uri, query_checkpoint, detail, committed, aside_uri)
+        detail.moved = _move_uncommitted(storage, sink_uri, query_checkpoint, detail, committed, aside_uri, may_move)
     return detail
 
 
 def _move_uncommitted(
-    storage: Storage, sink_uri: str, query_checkpoint: str, detail: SinkDetail, committed: dict, aside_uri: str
+    storage: Storage,
+    sink_uri: str,
+    query_checkpoint: str,
+    detail: SinkDetail,
+    committed: dict,
+    aside_uri: str,
+    may_move: Callable[[], bool],
 ) -> list[str]:
     """Move aside data files in the replayed batches' partitions that no batch committed and that
-    were written after the first replayed batch was planned (older files belong to earlier batches)."""
-    first = min(detail.replayed_batches)
-    planned = storage.stat(join(query_checkpoint, "offsets", str(first)))
-    if planned is None:
-        return []  # offsets purged by retention: cannot date the attempt, so move nothing
+    no batch can commit any more (see the module's docstring)."""
+    planned = storage.stat(join(query_checkpoint, "offsets", str(min(detail.replayed_batches))))
+    replayed = storage.stat(join(query_checkpoint, "commits", str(max(detail.replayed_batches))))
+    if planned is None or replayed is None:
+        detail.moves_withheld = "the checkpoint no longer dates the replayed batches (retention)"
+        return []
     partitions: set[str] = set()
     for batch in detail.replayed_batches:
         entry = detail.entries.get(batch)
         paths = [f["path"] for f in entry["files"]] if entry else []
         partitions.update(_partition_of(logged_uri(p, sink_uri), sink_uri) for p in paths)
-    moved = []
+    orphans = []
     for partition in sorted(partitions):
         directory = join(sink_uri, partition) if partition else sink_uri
         for info in storage.list(directory):
             name = info.uri[len(directory.rstrip("/")) + 1 :]
             if "/" in name or name.startswith(("_", ".")) or not name.endswith(".parquet"):
                 continue
-            if info.uri in committed or info.modified <= planned.modified:
-                continue
-            target = join(aside_uri, info.uri[len(sink_uri.rstrip("/")) + 1 :])
-            storage.move(info.uri, target)
-            moved.append(target)
+            if info.uri not in committed and planned.modified < info.modified <= replayed.modified:
+                orphans.append(info.uri)
+    if not orphans:
+        return []
+    if not may_move():
+        detail.moves_withheld = "a Spark driver may still be writing, or the lease is not held: nothing moved"
+        detail.withheld = orphans
+        return []
+    return _move_aside(storage, sink_uri, aside_uri, orphans)
+
+
+def _move_aside(storage: Storage, sink_uri: str, aside_uri: str, uris: list[str]) -> list[str]:
+    moved = []
+    for uri in uris:
+        target = join(aside_uri, uri[len(sink_uri.rstrip("/")) + 1 :])
+        storage.move(uri, target)
+        moved.append(target)
+    return moved
+
+
+WITHHELD_DIR = "orphans-withheld"
+
+
+def note_withheld(storage: Storage, runs_uri: str, run_id: str, query: str, sink_uri: str, aside_uri: str,
+                  uris: list[str]) -> None:  # fmt: skip
+    note = {"sink": sink_uri, "aside": aside_uri, "files": uris}
+    storage.write_bytes(join(runs_uri, WITHHELD_DIR, f"{run_id}-{query}.json"), json.dumps(note).encode())
+
+
+def move_withheld(storage: Storage, runs_uri: str, may_move: Callable[[], bool]) -> list[str]:
+    """Move the orphans earlier runs had to leave, once the lease is proven quiet (the listing
+    holds only notes of runs that found a live driver: almost always empty)."""
+    notes = [info.uri for info in storage.list(join(runs_uri, WITHHELD_DIR) + "/") if info.uri.endswith(".json")]
+    if not notes or not may_move():
+        return []
+    moved = []
+    for uri in notes:
+        note = json.loads(storage.read_bytes(uri))
+        present = [f for f in note["files"] if storage.stat(f) is not None]
+        moved += _move_aside(storage, note["sink"], note["aside"], present)
+        storage.delete(uri)
     return moved
 
 
@@ -213,7 +276,17 @@ def verification_document_uri(plan: RunPlan) -> str:
     return join(plan.lake.runs, plan.run_id, "verification.json")
 
 
-def verify_gold(plan: RunPlan, committed_before: dict[str, int], storage: Storage) -> Verification:
+def verify_gold(
+    plan: RunPlan, committed_before: dict[str, int], storage: Storage, may_move: Callable[[], bool] = lambda: False
+) -> Verification:
+    """Verify the run's window; `may_move` proves, once, that orphan files may be moved aside."""
+    proven: list[bool] = []
+
+    def move_once_proven() -> bool:
+        if not proven:
+            proven.append(bool(may_move()))
+        return proven[0]
+
     aside = join(plan.lake.uncommitted, plan.run_id)
     details = {
         query: verify_sink(
@@ -223,10 +296,19 @@ def verify_gold(plan: RunPlan, committed_before: dict[str, int], storage: Storag
             query,
             committed_before.get(query, -1),
             join(aside, QUERIES[query]),
+            move_once_proven,
         )
         for query, sink in (("gold", plan.lake.gold), ("quarantine", plan.lake.quarantine))
     }
+    for query, detail in details.items():
+        if detail.withheld:
+            note_withheld(storage, plan.lake.runs, plan.run_id, query, plan.lake.gold if query == "gold"
+                          else plan.lake.quarantine, join(aside, QUERIES[query]), detail.withheld)  # fmt: skip
+    earlier = (
+        [] if any(d.withheld for d in details.values()) else move_withheld(storage, plan.lake.runs, move_once_proven)
+    )
     gold, quarantine = details["gold"], details["quarantine"]
+    gold.moved_earlier_orphans = earlier
     ledger = _ledger_totals(gold, quarantine)
     reconciliation = reconcile(ledger, sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values()))
     ok = not (gold.missing or gold.mismatched or quarantine.missing or quarantine.mismatched)

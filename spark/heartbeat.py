@@ -1,5 +1,6 @@
-"""The Spark job's side of the checkpoint lease: renew it while the queries run, stop them when
-the lease can no longer be proven held.
+"""The Spark job's side of the checkpoint lease: claim it for this attempt (the driver), wait out a
+previous driver that may still be writing, renew it while the queries run, stop them when the
+lease can no longer be proven held, and end the claim on the way out.
 
 A renewal can fail for two kinds of reasons. The store answers that another run holds the lease
 (or it expired): the lease is lost, stop now. Or the call itself fails (throttling, an expired
@@ -26,7 +27,7 @@ class LeaseLost(RuntimeError):
 
 
 class LeaseHeartbeat:
-    """Renews `key` for `holder` every `seconds / 3`; calls `on_lost(reason)` once if it cannot."""
+    """Renews `key` for `holder`'s `driver` every `seconds / 3`; calls `on_lost(reason)` once if it cannot."""
 
     def __init__(
         self,
@@ -35,11 +36,16 @@ class LeaseHeartbeat:
         holder: str,
         seconds: float,
         on_lost: Callable[[str], None],
+        driver: Optional[str] = None,
         margin: Optional[float] = None,
         clock: Callable[[], float] = time.time,
         retry_seconds: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store, self.key, self.holder, self.seconds = store, key, holder, seconds
+        self.driver = driver or holder
+        self.sleep = sleep
+        self.waited_for_previous = 0.0
         self.on_lost = on_lost
         self.margin = seconds / 6 if margin is None else margin
         self.clock = clock
@@ -54,16 +60,38 @@ class LeaseHeartbeat:
     def renew_once(self) -> bool:
         """One renewal. True: held for `seconds` more. False: taken or expired. Raises on a failed call."""
         asked_at = self.clock()
-        if not self.store.renew(self.key, self.holder, self.seconds):
+        if not self.store.renew_driver(self.key, self.holder, self.driver, self.seconds):
             return False
         self.held_until = asked_at + self.seconds
         return True
 
     def prove_held(self) -> None:
-        """Before any query starts: renew, retrying transient errors for one lease period at most."""
-        self.held_until = self.clock() + self.seconds
+        """Before any query starts: claim the lease for this driver (which fences the previous
+        one), wait until the previous driver can no longer write, and renew."""
+        asked_at = self.clock()
+        wait_until = self.store.claim_driver(self.key, self.holder, self.driver, self.seconds)
+        if wait_until is None:
+            self._lose(f"lease {self.key} is held by another run or expired (holder {self.holder})")
+            raise LeaseLost(self.lost_reason)
+        self.held_until = asked_at + self.seconds
+        while self.clock() < wait_until:
+            # The previous driver did not end its claim (killed, or still running after its step
+            # ended FAILED): it stops writing before the expiry it last proved. Keep ours meanwhile.
+            log.warning("waiting %.0f s for the previous driver's claim to run out", wait_until - self.clock())
+            self.sleep(min(self.seconds / 3, max(wait_until - self.clock(), 0.0)))
+            if not self._renew_until_proven():
+                raise LeaseLost(self.lost_reason)
+        self.waited_for_previous = max(0.0, wait_until - asked_at)
         if not self._renew_until_proven():
             raise LeaseLost(self.lost_reason or f"lease {self.key} is not held by {self.holder}")
+
+    def end_claim(self) -> None:
+        """After the queries stopped: let the next driver start without waiting, and leave the run
+        the lease for one more period for what follows the step (best effort)."""
+        try:
+            self.store.end_driver(self.key, self.holder, self.driver, self.seconds)
+        except Exception as error:  # the next driver then waits out our claim: slower, still safe
+            log.warning("could not end the driver's claim on lease %s: %s", self.key, error)
 
     def start(self) -> None:
         self._thread.start()

@@ -38,7 +38,14 @@ from spark.transforms import (
 )
 
 FAULT_ENV = "IOTPIPE_FAULT"
-FAULTS = ("crash-mid-batch", "fail-after-commit", "fail-at-start")
+FAULTS = (
+    "crash-mid-batch",
+    "fail-after-commit",
+    "fail-at-start",
+    "poison-batch",
+    "lease-renewal-flaky",
+    "lease-renewal-fails",
+)
 CRASH_PROTOCOL_CLASS = "iotpipe.faults.CrashingCommitProtocol"
 QUERY_NAMES = ("gold", "quarantine")
 
@@ -280,16 +287,40 @@ def summarise(progress: dict, run_id: str, started: float, args: argparse.Namesp
     }
 
 
-def start_heartbeat(args: argparse.Namespace, on_lost) -> LeaseHeartbeat | None:
-    """Prove the lease is held before any query starts, then keep renewing it in the background."""
+class UnreliableLeaseStore:
+    """Fault injection: the job's renewals raise (once, or always) as a throttled or unreachable
+    DynamoDB would; the run's Lambdas still reach the store."""
+
+    def __init__(self, store, failures: float) -> None:
+        self.store, self.failures = store, failures
+
+    def renew_driver(self, *args, **kwargs):
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("injected: the lease store cannot be reached")
+        return self.store.renew_driver(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self.store, name)
+
+
+def start_heartbeat(args: argparse.Namespace, run_id: str, on_lost, fault: str | None = None) -> LeaseHeartbeat | None:
+    """Claim the lease for this attempt and prove it held before any query starts, then keep
+    renewing it in the background."""
     if not args.lease:
         return None
     from iotpipe.lease import lease_store_for
 
+    store = lease_store_for(args.lease)
+    if fault in ("lease-renewal-flaky", "lease-renewal-fails"):
+        store = UnreliableLeaseStore(store, 1 if fault == "lease-renewal-flaky" else float("inf"))
     heartbeat = LeaseHeartbeat(
-        lease_store_for(args.lease), args.lease_key, args.lease_holder, args.lease_seconds, on_lost=on_lost
-    )
+        store, args.lease_key, args.lease_holder, args.lease_seconds, on_lost=on_lost,
+        driver=run_id,
+    )  # fmt: skip
     heartbeat.prove_held()
+    if heartbeat.waited_for_previous:
+        print(f"IOTPIPE_WAITED_FOR_PREVIOUS_DRIVER {heartbeat.waited_for_previous:.0f}", flush=True)
     heartbeat.start()
     return heartbeat
 
@@ -305,23 +336,16 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
         stream.close()
 
 
-def run(spark: SparkSession, args: argparse.Namespace) -> dict:
-    """Run both queries to completion (or timeout) and write the summary; return it."""
-    fault, fault_batch = parse_fault(args.fault)
-    started = time.time()
-    run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-    configure(spark, args)
-    if fault == "fail-at-start":
-        raise InjectedFailure("injected failure before any batch started")
-    if fault == "crash-mid-batch":
-        spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
-        spark.conf.set("spark.iotpipe.fault.crashBatch", str(fault_batch))
-        # The crash models a driver killed mid-batch, not the separate case of a batch committed
-        # but never recorded (tested on its own): it waits until the batches before are recorded.
-        spark.conf.set("spark.iotpipe.fault.ledger", f"{args.checkpoint.rstrip('/')}/ledger")
+def _stop_quietly(query) -> None:
+    try:
+        if query.isActive:
+            query.stop()
+    except Exception:  # the JVM may be gone (a crashed driver): nothing is writing any more
+        pass
 
-    running: list = []
-    heartbeat = start_heartbeat(args, on_lost=lambda reason: [query.stop() for query in running])
+
+def run_queries(spark: SparkSession, args: argparse.Namespace, run_id: str, started: float, heartbeat, running: list):
+    """Start both queries, record each committed batch in the ledger, and return once both stopped."""
     ledger = open_ledger(args)
     note_ignored_objects(ledger.storage, args.bronze, args.checkpoint, run_id)
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
@@ -365,10 +389,39 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
             for query in queries.values():
                 query.stop()
     record_batches(ledger, queries, check_batch)
-    if heartbeat:
-        heartbeat.stop()
-        if heartbeat.lost.is_set():
-            raise LeaseLost(f"stopped writing: {heartbeat.lost_reason}")
+    return queries
+
+
+def run(spark: SparkSession, args: argparse.Namespace) -> dict:
+    """Run both queries to completion (or timeout) and write the summary; return it."""
+    fault, fault_batch = parse_fault(args.fault)
+    started = time.time()
+    run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    configure(spark, args)
+    if fault == "fail-at-start":
+        raise InjectedFailure("injected failure before any batch started")
+    if fault == "crash-mid-batch":
+        spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
+        spark.conf.set("spark.iotpipe.fault.crashBatch", str(fault_batch))
+        # The crash models a driver killed mid-batch, not the separate case of a batch committed
+        # but never recorded (tested on its own): it waits until the batches before are recorded.
+        spark.conf.set("spark.iotpipe.fault.ledger", f"{args.checkpoint.rstrip('/')}/ledger")
+    if fault == "poison-batch":
+        spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
+        spark.conf.set("spark.iotpipe.fault.failBatch", str(fault_batch))
+
+    running: list = []
+    heartbeat = start_heartbeat(args, run_id, on_lost=lambda reason: [query.stop() for query in running], fault=fault)
+    try:
+        queries = run_queries(spark, args, run_id, started, heartbeat, running)
+    finally:
+        for query in running:
+            _stop_quietly(query)
+        if heartbeat:
+            heartbeat.stop()
+            heartbeat.end_claim()
+    if heartbeat and heartbeat.lost.is_set():
+        raise LeaseLost(f"stopped writing: {heartbeat.lost_reason}")
 
     summary = summarise({name: q.recentProgress for name, q in queries.items()}, run_id, started, args)
     text = json.dumps(summary, indent=2, sort_keys=True)

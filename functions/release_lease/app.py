@@ -22,6 +22,15 @@ class ReleaseEvent(BaseModel):
     attempt_run_id: Optional[str] = None
     verification: Optional[dict] = None
     error: Optional[dict] = None
+    verify_error: Optional[dict] = None
+    work: bool = True
+
+
+def run_outcome(event: ReleaseEvent) -> str:
+    if not event.work:
+        return "nothing-to-do"
+    verified = bool(event.verification and event.verification.get("ok"))
+    return "succeeded" if verified and event.error is None and event.verify_error is None else "failed"
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
@@ -29,11 +38,10 @@ class ReleaseEvent(BaseModel):
 @event_parser(model=ReleaseEvent)
 def lambda_handler(event: ReleaseEvent, context: LambdaContext) -> dict:
     settings, storage = runtime.current()
-    succeeded = event.error is None and bool(event.verification and event.verification.get("ok"))
     decision = release_for_run(
         event.plan,
         event.drain_round,
-        succeeded,
+        run_outcome(event),
         event.attempt_number + 1,
         settings,
         storage,

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
 from iotpipe.models import RunPlan, StepAssessment, Verification
-from iotpipe.reporting import build_report, collect_ignored, summary_line, write_manifest
+from iotpipe.reporting import build_report, collect_ignored, run_error, summary_line, write_manifest, written_report
 
 
 class ReportEvent(BaseModel):
@@ -26,6 +26,9 @@ class ReportEvent(BaseModel):
     error: Optional[dict] = None
     deferred: bool = False
     drain_rounds: int = 0
+    work: bool = True
+    verify_error: Optional[dict] = None
+    drain: dict = {}
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
@@ -34,15 +37,20 @@ class ReportEvent(BaseModel):
 @event_parser(model=ReportEvent)
 def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
     _, storage = runtime.current()
+    already = written_report(event.plan, storage)
+    if already is not None:
+        logger.info("report already written by an earlier invocation: no metric counted twice")
+        return {**already.model_dump(), "message": summary_line(already)}
     report = build_report(
         event.plan,
         event.verification,
         event.assessment,
-        event.error,
+        run_error(event.error, event.verify_error, event.drain),
         event.attempt_number,
         event.started_at,
         datetime.now(timezone.utc),
         deferred=event.deferred,
+        nothing_to_do=not event.work,
         drain_rounds=event.drain_rounds,
         ignored=None
         if event.deferred

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import logger, tracer
-from iotpipe.trigger import classify_keys, decide, events_from_sqs, start_execution
+from iotpipe.trigger import arrival_time, classify_keys, decide, events_from_sqs, start_execution
 
 
 @logger.inject_lambda_context
@@ -20,7 +22,8 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     keys, ignored = classify_keys(events, settings.raw_prefix)
     if ignored:  # the next run's job notes them for its report
         logger.info("objects that will not be read", extra={"ignored": len(ignored)})
-    decision = decide(keys, runtime.current_leases(), settings.lease_key, settings.trigger_window_seconds)
+    decision = decide(keys, runtime.current_leases(), settings.lease_key, settings.trigger_window_seconds,
+                      arrived_at=arrival_time(events, time.time()))  # fmt: skip
     if decision.action == "start":
         arn = start_execution(runtime.stepfunctions_client(), settings.state_machine_arn, decision.name, keys)
         logger.info("run started", extra={"execution": arn, "objects": len(keys)})

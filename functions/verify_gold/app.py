@@ -1,4 +1,6 @@
-"""VerifyGold: committed files exist with their sizes; uncommitted files moved aside; counts."""
+"""VerifyGold: committed files exist with their sizes; orphan files moved aside once provably dead; counts.
+
+Runs on the failure path too: a failed run still reports what it committed."""
 
 from __future__ import annotations
 
@@ -23,4 +25,11 @@ class VerifyEvent(BaseModel):
 @event_parser(model=VerifyEvent)
 def lambda_handler(event: VerifyEvent, context: LambdaContext) -> dict:
     _, storage = runtime.current()
-    return verify_gold(event.plan, event.committed_before, storage).model_dump(mode="json")
+    lease, leases = event.plan.lease, runtime.current_leases()
+    verification = verify_gold(
+        event.plan,
+        event.committed_before,
+        storage,
+        may_move=lambda: leases.hold_quiet(lease.key, event.plan.run_id, lease.initial_seconds),
+    )
+    return verification.model_dump(mode="json")

@@ -94,7 +94,8 @@ def watch(
         if now - newest_change(waiting) < delay:
             time.sleep(interval)
             continue
-        decision = decide(sorted(waiting), leases, settings.lease_key, settings.trigger_window_seconds, now, "watch")
+        decision = decide(sorted(waiting), leases, settings.lease_key, settings.trigger_window_seconds, now, "watch",
+                          arrived_at=newest_change(waiting))  # fmt: skip
         if decision.action != "start":
             time.sleep(interval)
             continue

@@ -14,90 +14,30 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from generator.shards import read_manifests, summarise
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
-from iotpipe.local.runner import DEFINITION, LocalEngine, execute
 from iotpipe.local.watch import watch
-from iotpipe.settings import Settings
-from iotpipe.trigger import decide
+from tests.orchestration.harness import (
+    COVERAGE,
+    created,
+    definition,
+    engine,
+    generate_into,
+    local_settings,
+    plain_glob_gold,
+    record_coverage,
+    run,
+    terminated,
+    truth,
+    upload_after_first_step,
+)
 
 pytestmark = pytest.mark.spark
-
-COVERAGE: dict[str, set] = defaultdict(set)
-
-
-def definition() -> dict:
-    return json.loads(DEFINITION.read_text())
-
-
-def record_coverage(execution) -> None:
-    states = definition()["States"]
-    entered = [e for e in execution.history if "stateEnteredEventDetails" in e]
-    top_level = [e["stateEnteredEventDetails"]["name"] for e in entered]
-    COVERAGE["states"].update(top_level)
-    flow = [name for name in top_level if name in states]
-    for previous, following in zip(flow, flow[1:]):
-        COVERAGE["edges"].add((previous, following))
-    failed_states = set()
-    current = None
-    for event in execution.history:
-        if "stateEnteredEventDetails" in event and event["stateEnteredEventDetails"]["name"] in states:
-            current = event["stateEnteredEventDetails"]["name"]
-        elif event["type"] in ("TaskFailed", "MapStateFailed", "ExecutionFailed", "MapRunFailed") and current:
-            failed_states.add(current)
-    for previous, following in zip(flow, flow[1:]):
-        catches = {c["Next"] for c in states[previous].get("Catch", [])}
-        if previous in failed_states and following in catches:
-            COVERAGE["catches"].add((previous, following))
-
-
-def local_settings(lake: Path, **overrides) -> Settings:
-    values = dict(
-        spark_job_uri=str(DEFINITION.parent.parent / "spark" / "job.py"),
-        max_files_per_trigger=1,
-        shuffle_partitions=2,
-        lease_wait_seconds=1,
-    )
-    values.update(overrides)
-    return Settings.for_local_lake(str(lake), **values)
-
-
-def run(lake: Path, execution_input: dict, settings: Settings | None = None, **kwargs):
-    settings = settings or local_settings(lake)
-    execution = execute(str(lake), execution_input, settings=settings, spark_master="local[2]", **kwargs)
-    record_coverage(execution)
-    return execution
-
-
-def engine(lake: Path, settings: Settings | None = None, **kwargs) -> LocalEngine:
-    return LocalEngine(str(lake), settings or local_settings(lake), spark_master="local[2]", **kwargs)
-
-
-def plain_glob_gold(lake: Path) -> tuple[int, int]:
-    """What Athena or a crawler would see: every Parquet file under the Gold prefix."""
-    return duckdb.execute(
-        f"select count(*), count(distinct event_id) from read_parquet('{lake}/gold/iot_transformed/*/*/*.parquet', "
-        "hive_partitioning = true)"
-    ).fetchone()
-
-
-def truth(lake: Path) -> dict:
-    return summarise(read_manifests(str(lake / "bronze" / "raw")))
-
-
-def terminated(execution) -> list[str]:
-    return [detail for what, detail in execution.bindings.calls if what == "emr.terminate"]
-
-
-def created(execution) -> list[str]:
-    return [detail for what, detail in execution.bindings.calls if what == "emr.create"]
 
 
 def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
@@ -120,55 +60,6 @@ def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
     assert [what for what, _ in execution.bindings.calls].count("sns") == 1
 
 
-def test_a_step_failed_after_its_last_commit_ends_succeeded_with_step_error(tmp_path):
-    execution = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 4, "fault_injection": "fail-after-commit"})
-    assert execution.status == "SUCCEEDED"
-    report = execution.report
-    assert report["status"] == "SUCCEEDED_WITH_STEP_ERROR"
-    assert report["step_error"]["verdict"] == "complete"
-    assert report["step_error"]["reason"].startswith("every Bronze file is committed")
-    assert report["records"]["gold"] == truth(tmp_path)["gold"] == plain_glob_gold(tmp_path)[0]
-    assert "AssessStepFailure" in execution.entered_states() and execution.entered_states().count("RunSparkStep") == 1
-    assert report["spark_logs"] and Path(report["spark_logs"]).exists()
-
-
-def test_a_crash_mid_batch_is_resumed_from_the_checkpoint_without_duplicates(tmp_path):
-    execution = run(tmp_path, {"size": "4MiB", "shards": 4, "seed": 5, "fault_injection": "crash-mid-batch:1"})
-    assert execution.status == "SUCCEEDED"
-    report = execution.report
-    expected = truth(tmp_path)
-    assert report["status"] == "SUCCEEDED" and report["attempts"] == 2
-    assert execution.entered_states().count("RunSparkStep") == 2 and "PrepareResume" in execution.entered_states()
-    rows, distinct = plain_glob_gold(tmp_path)
-    assert rows == distinct == expected["gold"]
-    moved = list((tmp_path / "gold" / "_uncommitted").rglob("*.parquet"))
-    verification = json.loads(Path(report["manifest"]).read_text())["verification"]
-    assert len(moved) == verification["gold"]["moved_aside"] + verification["quarantine"]["moved_aside"] > 0
-    document = json.loads(Path(verification["document"]).read_text())
-    assert sorted(document["gold"]["moved_aside"] + document["quarantine"]["moved_aside"]) == sorted(map(str, moved))
-
-
-def test_an_unrecoverable_failure_ends_failed_with_a_report_and_the_cluster_terminated(tmp_path):
-    execution = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 6, "fault_injection": "fail-at-start"})
-    assert execution.status == "FAILED" and execution.error == "RunFailed"
-    report = execution.report
-    assert report["status"] == "FAILED"
-    assert report["error"]["Error"] == "SparkStepFailed"
-    assert "no progress" in report["error"]["Cause"]
-    assert created(execution) == terminated(execution) and len(created(execution)) == 1
-    assert Path(report["manifest"]).exists()
-
-
-@pytest.mark.parametrize(
-    "bad_input,message",
-    [
-        ({"size": "lots"}, "size"),
-        ({"shards": 0}, "shards"),
-        ({"sizee": "1GiB"}, "sizee"),
-        ({"cluster_id": "not-a-cluster"}, "cluster_id"),
-        ([1, 2], "JSON object"),
-    ],
-)
 def test_bad_input_fails_fast_before_any_side_effect(tmp_path, bad_input, message):
     execution = run(tmp_path, bad_input)
     assert execution.status == "FAILED" and execution.error == "InvalidExecutionInput"
@@ -270,54 +161,6 @@ def test_a_crash_of_the_assessment_itself_is_caught_and_the_cluster_still_releas
     assert created(execution) == terminated(execution) and len(created(execution)) == 1
 
 
-def generate_into(lake: Path, seed: int, size: str = "2MiB", shards: int = 2) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "iotpipe.cli",
-            "generate",
-            "--out",
-            str(lake / "bronze" / "raw"),
-            "--size",
-            size,
-            "--shards",
-            str(shards),
-            "--seed",
-            str(seed),
-        ],
-        check=True,
-        capture_output=True,
-    )
-
-
-def object_created_events(lake: Path, folder: Path) -> None:
-    """What S3 does on AWS for each new object: an 'Object Created' event, batched to the trigger,
-    which finds the lease held and marks it pending."""
-    settings = local_settings(lake)
-    bronze = lake / "bronze" / "raw"
-    keys = [f"raw/{p.relative_to(bronze)}" for p in folder.rglob("*") if p.is_file()]
-    decide(keys, FileLeaseStore(settings.lease_store), settings.lease_key, settings.trigger_window_seconds)
-
-
-def upload_after_first_step(lake: Path, seed: int):
-    """A customisation: new Bronze objects land right after the run's first Spark step."""
-
-    def customise(bindings):
-        real = bindings.run_spark_step
-
-        def step(args, step_id):
-            result = real(args, step_id)
-            if not (lake / "bronze" / "raw" / f"seed-{seed}").exists():
-                generate_into(lake, seed)
-                object_created_events(lake, lake / "bronze" / "raw" / f"seed-{seed}")
-            return result
-
-        bindings.run_spark_step = step
-
-    return customise
-
-
 def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
     execution = run(
         tmp_path, {"size": "2MiB", "shards": 2, "seed": 12}, customise=upload_after_first_step(tmp_path, 99)
@@ -336,7 +179,7 @@ def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
         record_coverage(execution)
     first, follow_up = executions
     assert "StartFollowUpRun" in first.entered_states() and first.report["status"] == "SUCCEEDED"
-    assert follow_up.report["trigger"] == "console" and follow_up.report["status"] == "SUCCEEDED"
+    assert follow_up.report["trigger"] == "follow-up" and follow_up.report["status"] == "SUCCEEDED"
     expected = truth(tmp_path)
     assert first.report["records"]["input"] + follow_up.report["records"]["input"] == expected["records"]
     assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
@@ -366,17 +209,7 @@ def test_a_dead_holders_lease_is_taken_over_after_expiry(tmp_path):
     execution = run(tmp_path, {"size": "2MiB", "shards": 2, "seed": 14}, settings=settings)
     assert execution.report["status"] == "SUCCEEDED"
     assert execution.entered_states().count("WaitForLease") >= 2
-    assert FileLeaseStore(settings.lease_store).get(settings.lease_key) is None
-
-
-def test_a_run_that_finds_the_lease_busy_defers_to_its_holder(tmp_path):
-    settings = local_settings(tmp_path, lease_wait_rounds=0)
-    leases = FileLeaseStore(settings.lease_store)
-    leases.acquire(settings.lease_key, "the-running-run", seconds=600)
-    execution = run(tmp_path, {"generate": False}, settings=settings)
-    assert execution.status == "SUCCEEDED" and execution.report["status"] == "DEFERRED"
-    assert leases.get(settings.lease_key).pending and leases.get(settings.lease_key).holder == "the-running-run"
-    assert [what for what, _ in execution.bindings.calls if what.startswith("emr")] == []
+    assert FileLeaseStore(settings.lease_store).get(settings.lease_key).holder is None
 
 
 def test_two_racing_runs_never_run_two_spark_steps_at_once(tmp_path):
@@ -424,7 +257,7 @@ def test_crashes_of_the_lease_functions_are_caught(tmp_path):
 
     execution = run(tmp_path, {"generate": False}, customise=acquire_crashes)
     assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] == "ConnectionError"
-    assert execution.state_output("ReportStatus")["lease_error"]["Error"] == "ConnectionError"
+    assert execution.state_output("ReportStatus")["drain"]["error"]["Error"] == "ConnectionError"
 
 
 def test_watch_processes_three_waves_of_uploads(tmp_path):

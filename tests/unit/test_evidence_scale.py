@@ -58,13 +58,14 @@ def control_plane(lake: HistoryLake, settings: Settings) -> dict:
         return result
 
     return {
-        "verification": traced("verify_gold", lambda: verify_gold(plan, committed_before, lake)),
+        "verification": traced("verify_gold", lambda: verify_gold(plan, committed_before, lake, may_move=lambda: True)),
         "assessment": traced(
             "assess_step_failure",
             lambda: assess_step_failure({"Error": "States.TaskFailed"}, plan, plan.attempt, settings, lake),
         ),  # fmt: skip
         "release": traced(
-            "release_lease", lambda: release_for_run(plan, 0, True, 2, settings, lake, leases, plan.attempt.run_id)
+            "release_lease",
+            lambda: release_for_run(plan, 0, "succeeded", 2, settings, lake, leases, plan.attempt.run_id),
         ),  # fmt: skip
         "plan": plan,
         "peaks": peaks,
@@ -149,7 +150,7 @@ def test_a_pending_mark_after_the_attempt_started_drains_one_before_does_not(tmp
     leases = FileLeaseStore(settings.lease_store)
     leases.acquire(plan.lease.key, plan.run_id, 600)
     leases.mark_pending(plan.lease.key, now=lake.batch_time(lake.before("gold") + 1) + 5)
-    decision = release_for_run(plan, 0, True, 2, settings, lake, leases, plan.attempt.run_id)
+    decision = release_for_run(plan, 0, "succeeded", 2, settings, lake, leases, plan.attempt.run_id)
     assert decision.next == "drain" and decision.unprocessed == 1 and leases.get(plan.lease.key).holder == plan.run_id
 
 
@@ -187,3 +188,29 @@ def test_state_payloads_stay_far_under_the_limit_whatever_the_run_wrote(tmp_path
     assert len(document["gold"]["moved_aside"]) == leftovers
     assert len(document["gold"]["rows_by_partition"]) == verification.gold.partitions
     assert len(PARQUET) > 0
+
+
+def test_orphans_are_moved_only_when_no_driver_can_commit_them(tmp_path):
+    """A file written after the last replayed batch committed may belong to a batch still being
+    written; and with a driver that may still be alive (`may_move` fails) nothing moves at all."""
+    lake = HistoryLake(history=1_000, run=RUN_BATCHES, replayed={("gold", 1_001)})
+    partition = lake.files("gold", 1_001)[0].rsplit("/", 1)[0]
+    crashed = f"{partition}/part-001001-crashed.c000.snappy.parquet"
+    in_flight = f"{partition}/part-001002-in-flight.c000.snappy.parquet"
+    lake.leftovers[crashed] = lake.batch_time(1_001) - 10  # before the replay committed (batch_time + 30)
+    lake.leftovers[in_flight] = lake.batch_time(1_001) + 31  # after it
+    plan = plan_run({"generate": False}, "run-1", settings_for(tmp_path), lake)
+    window = {query: lake.before(query) for query in ("gold", "quarantine")}
+    withheld = verify_gold(plan, window, lake, may_move=lambda: False)
+    assert withheld.gold.moved_aside == 0 and lake.moved == []
+    assert "may still be writing" in withheld.gold.moves_withheld
+    notes = [uri for uri in lake.written if "/orphans-withheld/" in uri]
+    assert len(notes) == 1 and json.loads(lake.written[notes[0]])["files"] == [crashed]
+    # The next run's window no longer holds the replayed batch: the note is how it finds the orphan.
+    later = plan_run({"generate": False}, "run-2", settings_for(tmp_path), lake)
+    proofs = []
+    after = {query: lake.last(query) for query in ("gold", "quarantine")}
+    moved = verify_gold(later, after, lake, may_move=lambda: proofs.append(1) or True)
+    assert [m[0] for m in lake.moved] == [crashed] and moved.gold.moved_aside == 1
+    assert proofs == [1], "the lease is proven once per verification, before the first move"
+    assert not [uri for uri in lake.written if "/orphans-withheld/" in uri], "the note is cleared"

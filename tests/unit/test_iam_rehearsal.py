@@ -88,6 +88,9 @@ def spark_batch(lake: Path, source: Path) -> None:
     log_file(gold / "_spark_metadata" / "0", [{"path": f"file://{data}", "size": size, "action": "add"}])
     parquet(gold / "date=2024-01-01" / "location_city=Oslo" / "part-stray.parquet", 1)
     log_file(lake / "gold" / "quarantine" / "_spark_metadata" / "0", [])
+    committed_at = time.time() + 1  # the replay commits after the crashed attempt's stray was written
+    for query in ("gold", "quarantine"):
+        os.utime(checkpoint / query / "commits" / "0", (committed_at, committed_at))
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")  # the attempt's run summary
     (checkpoint / "runs").mkdir(parents=True, exist_ok=True)
     (checkpoint / "runs" / f"{ATTEMPT}.json").write_text(json.dumps({"finished_at": finished, "seconds": 30}))

@@ -25,7 +25,10 @@ class FlakyStore:
     def __init__(self, script):
         self.script, self.calls = list(script), 0
 
-    def renew(self, key, holder, seconds, now=None):
+    def claim_driver(self, key, holder, driver, seconds, now=None):
+        return 0.0
+
+    def renew_driver(self, key, holder, driver, seconds, now=None):
         self.calls += 1
         step = self.script.pop(0) if self.script else True
         if isinstance(step, Exception):
@@ -96,3 +99,42 @@ def test_a_real_store_keeps_the_lease_alive_while_the_heartbeat_runs(tmp_path):
     assert not store.acquire(KEY, "another-run", 60), "renewed past its first expiry"
     beat.stop()
     assert not stopped and store.get(KEY).holder == HOLDER
+
+
+def test_a_second_driver_of_the_same_run_waits_until_the_first_has_stopped_writing(tmp_path):
+    """The step of attempt 1 ended FAILED while its driver still runs; attempt 2 starts under the
+    same run. Its claim fences attempt 1 (whose next renewal fails, so it stops its queries), and
+    it writes nothing before attempt 1's last proven expiry."""
+    store = FileLeaseStore(str(tmp_path))
+    assert store.acquire(KEY, HOLDER, 60)
+    stopped: list = []
+    first = LeaseHeartbeat(store, KEY, HOLDER, SECONDS, on_lost=lambda reason: stopped.append((time.time(), reason)),
+                           driver="attempt-1", retry_seconds=0.02)  # fmt: skip
+    first.prove_held()
+    first.start()
+    time.sleep(SECONDS / 2)
+    first_held_until = store.get(KEY).driver_until
+    second, _ = heartbeat(store)
+    second.driver = "attempt-2"
+    second.prove_held()
+    proven_at = time.time()
+    first.stop()
+    assert stopped and "held by another run" in stopped[0][1], "attempt 1 was fenced"
+    assert stopped[0][0] < proven_at and proven_at >= first_held_until, "attempt 2 waited out attempt 1's claim"
+    assert second.waited_for_previous > 0 and store.get(KEY).driver == "attempt-2"
+    second.end_claim()
+    assert store.get(KEY).driver is None
+
+
+def test_a_driver_that_ended_its_claim_lets_the_next_start_at_once(tmp_path):
+    store = FileLeaseStore(str(tmp_path))
+    assert store.acquire(KEY, HOLDER, 60)
+    first, _ = heartbeat(store)
+    first.driver = "attempt-1"
+    first.prove_held()
+    first.end_claim()
+    second, _ = heartbeat(store)
+    second.driver = "attempt-2"
+    began = time.time()
+    second.prove_held()
+    assert second.waited_for_previous == 0 and time.time() - began < SECONDS / 3

@@ -162,6 +162,10 @@ class AuthorizedStorage:
         self._require("DeleteObject", self._object("s3:DeleteObject", source_uri))
         self._inner.move(source_uri, target_uri)
 
+    def delete(self, uri: str) -> None:
+        self._require("DeleteObject", self._object("s3:DeleteObject", uri))
+        self._inner.delete(uri)
+
     def open_writer(self, uri: str):
         self._require("CreateMultipartUpload", self._object("s3:PutObject", uri))
         return _AuthorizedWriter(self._inner.open_writer(uri), lambda: self._require(
@@ -191,7 +195,7 @@ class _AuthorizedWriter(Writer):
 
 # ---------------------------------------------------------------- DynamoDB (the lease folder)
 class AuthorizedLeaseStore:
-    """A LeaseStore authorized as DynamoDBLeaseStore's calls: UpdateItem, DeleteItem, GetItem."""
+    """A LeaseStore authorized as DynamoDBLeaseStore's calls: UpdateItem and GetItem."""
 
     def __init__(self, inner, authorizer: Authorizer) -> None:
         self._inner, self._authorizer = inner, authorizer
@@ -202,22 +206,41 @@ class AuthorizedLeaseStore:
         self._authorizer.require([Request(a, self._table, context) for a in actions], operation,
                                  "AccessDeniedException")  # fmt: skip
 
-    def acquire(self, key: str, holder: str, seconds: float, now: float | None = None) -> bool:
+    def _update(self, method: str, key: str, *args, **kwargs):
         self._require("UpdateItem", key, "dynamodb:UpdateItem")
-        return self._inner.acquire(key, holder, seconds, now)
+        return getattr(self._inner, method)(key, *args, **kwargs)
 
-    def renew(self, key: str, holder: str, seconds: float, now: float | None = None) -> bool:
-        self._require("UpdateItem", key, "dynamodb:UpdateItem")
-        return self._inner.renew(key, holder, seconds, now)
+    # Every change, releases included, is one conditional UpdateItem (the item is never deleted:
+    # its driver fields must outlive a holder).
+    def acquire(self, key, holder, seconds, now=None):
+        return self._update("acquire", key, holder, seconds, now)
 
-    def mark_pending(self, key: str, now: float | None = None) -> bool:
-        self._require("UpdateItem", key, "dynamodb:UpdateItem")
-        return self._inner.mark_pending(key, now)
+    def renew(self, key, holder, seconds, now=None):
+        return self._update("renew", key, holder, seconds, now)
 
-    def release(self, key: str, holder: str) -> str:
-        # A conditional DeleteItem, then (when a pending mark kept it) a conditional UpdateItem.
-        self._require("DeleteItem", key, "dynamodb:DeleteItem", "dynamodb:UpdateItem")
-        return self._inner.release(key, holder)
+    def mark_pending(self, key, now=None):
+        return self._update("mark_pending", key, now)
+
+    def release(self, key, holder):
+        return self._update("release", key, holder)
+
+    def give_up(self, key, holder):
+        return self._update("give_up", key, holder)
+
+    def claim_driver(self, key, holder, driver, seconds, now=None):
+        return self._update("claim_driver", key, holder, driver, seconds, now)
+
+    def renew_driver(self, key, holder, driver, seconds, now=None):
+        return self._update("renew_driver", key, holder, driver, seconds, now)
+
+    def end_driver(self, key, holder, driver, seconds, now=None):
+        return self._update("end_driver", key, holder, driver, seconds, now)
+
+    def hold_quiet(self, key, holder, seconds, now=None):
+        return self._update("hold_quiet", key, holder, seconds, now)
+
+    def note_arrival(self, key, arrived_at):
+        return self._update("note_arrival", key, arrived_at)
 
     def get(self, key: str):
         self._require("GetItem", key, "dynamodb:GetItem")

@@ -13,10 +13,13 @@ import org.apache.spark.sql.internal.SQLConf;
  * after the batch's data files were written and before the sink logs them in _spark_metadata,
  * which is what a driver killed mid-batch leaves behind. It first waits (a minute at most) until
  * the driver recorded the previous batch of both queries in the ledger, so the fault is only the
- * crash, not also the separate case of a committed batch that was never recorded.
+ * crash, not also the separate case of a committed batch that was never recorded. With
+ * spark.iotpipe.fault.failBatch instead, the chosen batch fails (an exception, the driver lives)
+ * on every attempt: a poison batch.
  */
 public class CrashingCommitProtocol extends ManifestFileCommitProtocol {
     public static final String CRASH_BATCH_CONF = "spark.iotpipe.fault.crashBatch";
+    public static final String FAIL_BATCH_CONF = "spark.iotpipe.fault.failBatch";
     public static final String LEDGER_CONF = "spark.iotpipe.fault.ledger";
     public static final int HALT_STATUS = 137;
     private static final String[] QUERIES = {"gold", "quarantine"};
@@ -30,6 +33,10 @@ public class CrashingCommitProtocol extends ManifestFileCommitProtocol {
 
     @Override
     public void commitJob(JobContext jobContext, scala.collection.Seq<FileCommitProtocol.TaskCommitMessage> taskCommits) {
+        if (batchId.equals(SQLConf.get().getConfString(FAIL_BATCH_CONF, "-1"))) {
+            // A poison batch: it fails the same way on every attempt, after its files were written.
+            throw new IllegalStateException("iotpipe fault injection: batch " + batchId + " cannot be committed");
+        }
         if (batchId.equals(SQLConf.get().getConfString(CRASH_BATCH_CONF, "-1"))) {
             awaitRecorded(jobContext.getConfiguration(), Long.parseLong(batchId) - 1);
             System.err.println("iotpipe fault injection: halting the driver in batch " + batchId

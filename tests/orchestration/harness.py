@@ -1,0 +1,136 @@
+"""What the orchestration tests share: the local engine on a lake folder, the generator's truth,
+and the coverage of the state machine's states, branches and catches across modules (the last
+test of test_state_machine.py checks it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import duckdb
+
+from generator.shards import read_manifests, summarise
+from iotpipe.lease import FileLeaseStore
+from iotpipe.local.runner import DEFINITION, LocalEngine, execute
+from iotpipe.settings import Settings
+from iotpipe.trigger import decide
+
+COVERAGE: dict[str, set] = defaultdict(set)
+
+
+def definition() -> dict:
+    return json.loads(DEFINITION.read_text())
+
+
+def record_coverage(execution) -> None:
+    states = definition()["States"]
+    entered = [e for e in execution.history if "stateEnteredEventDetails" in e]
+    top_level = [e["stateEnteredEventDetails"]["name"] for e in entered]
+    COVERAGE["states"].update(top_level)
+    flow = [name for name in top_level if name in states]
+    for previous, following in zip(flow, flow[1:]):
+        COVERAGE["edges"].add((previous, following))
+    failed_states = set()
+    current = None
+    for event in execution.history:
+        if "stateEnteredEventDetails" in event and event["stateEnteredEventDetails"]["name"] in states:
+            current = event["stateEnteredEventDetails"]["name"]
+        elif event["type"] in ("TaskFailed", "MapStateFailed", "ExecutionFailed", "MapRunFailed") and current:
+            failed_states.add(current)
+    for previous, following in zip(flow, flow[1:]):
+        catches = {c["Next"] for c in states[previous].get("Catch", [])}
+        if previous in failed_states and following in catches:
+            COVERAGE["catches"].add((previous, following))
+
+
+def local_settings(lake: Path, **overrides) -> Settings:
+    values = dict(
+        spark_job_uri=str(DEFINITION.parent.parent / "spark" / "job.py"),
+        max_files_per_trigger=1,
+        shuffle_partitions=2,
+        lease_wait_seconds=1,
+    )
+    values.update(overrides)
+    return Settings.for_local_lake(str(lake), **values)
+
+
+def run(lake: Path, execution_input: dict, settings: Settings | None = None, **kwargs):
+    settings = settings or local_settings(lake)
+    execution = execute(str(lake), execution_input, settings=settings, spark_master="local[2]", **kwargs)
+    record_coverage(execution)
+    return execution
+
+
+def engine(lake: Path, settings: Settings | None = None, **kwargs) -> LocalEngine:
+    return LocalEngine(str(lake), settings or local_settings(lake), spark_master="local[2]", **kwargs)
+
+
+def plain_glob_gold(lake: Path) -> tuple[int, int]:
+    """What Athena or a crawler would see: every Parquet file under the Gold prefix."""
+    return duckdb.execute(
+        f"select count(*), count(distinct event_id) from read_parquet('{lake}/gold/iot_transformed/*/*/*.parquet', "
+        "hive_partitioning = true)"
+    ).fetchone()
+
+
+def truth(lake: Path) -> dict:
+    return summarise(read_manifests(str(lake / "bronze" / "raw")))
+
+
+def terminated(execution) -> list[str]:
+    return [detail for what, detail in execution.bindings.calls if what == "emr.terminate"]
+
+
+def created(execution) -> list[str]:
+    return [detail for what, detail in execution.bindings.calls if what == "emr.create"]
+
+
+def generate_into(lake: Path, seed: int, size: str = "2MiB", shards: int = 2) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "iotpipe.cli",
+            "generate",
+            "--out",
+            str(lake / "bronze" / "raw"),
+            "--size",
+            size,
+            "--shards",
+            str(shards),
+            "--seed",
+            str(seed),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def object_created_events(lake: Path, folder: Path) -> None:
+    """What S3 does on AWS for each new object: an 'Object Created' event, batched to the trigger,
+    which finds the lease held and marks it pending."""
+    settings = local_settings(lake)
+    bronze = lake / "bronze" / "raw"
+    keys = [f"raw/{p.relative_to(bronze)}" for p in folder.rglob("*") if p.is_file()]
+    decide(keys, FileLeaseStore(settings.lease_store), settings.lease_key, settings.trigger_window_seconds)
+
+
+def upload_after_first_step(lake: Path, seed: int):
+    """A customisation: new Bronze objects land right after the run's first Spark step."""
+
+    def customise(bindings):
+        real = bindings.run_spark_step
+
+        def step(args, step_id):
+            result = real(args, step_id)
+            if not (lake / "bronze" / "raw" / f"seed-{seed}").exists():
+                generate_into(lake, seed)
+                object_created_events(lake, lake / "bronze" / "raw" / f"seed-{seed}")
+            return result
+
+        bindings.run_spark_step = step
+
+    return customise

@@ -1,0 +1,429 @@
+"""The fault matrix: the real state machine, Lambdas, generator and Spark job, run locally through
+injected faults. Every case asserts the same outcomes:
+
+- the faulted run's final status;
+- what every run on the lake reported adds up to an independent read of the committed files (the
+  sinks' `_spark_metadata` logs parsed here, the files read by DuckDB), and to the generator's
+  own truth: no record lost, none in Gold twice;
+- the lease is free, or held by a live run, when the faulted run ends;
+- the next run on the same lake succeeds, after which Gold holds no file the sink did not commit.
+
+The matrix is printed as a table at the end of the module, and docs/design.md carries the same
+table (checked).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import duckdb
+import pytest
+
+from iotpipe.lease import FileLeaseStore
+from iotpipe.local.bindings import TaskError
+from iotpipe.settings import Settings
+from tests.orchestration.harness import (
+    created,
+    engine,
+    generate_into,
+    local_settings,
+    plain_glob_gold,
+    record_coverage,
+    truth,
+)
+
+pytestmark = pytest.mark.spark
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS: list[tuple[str, str, str, str]] = []
+
+
+# ---------------------------------------------------------------- an independent read of the lake
+def committed_files(sink: Path) -> list[Path]:
+    """The files a sink committed, from its `_spark_metadata` log alone: the latest compact file
+    holds every file up to its batch, each later batch file adds its own."""
+    log = sink / "_spark_metadata"
+    if not log.is_dir():
+        return []
+    batches = sorted((int(p.name.split(".")[0]), p) for p in log.iterdir() if p.name.split(".")[0].isdigit())
+    files: dict[str, bool] = {}
+    for _, path in batches:
+        lines = path.read_text().splitlines()[1:]
+        if path.name.endswith(".compact"):
+            files = {}
+        for line in lines:
+            entry = json.loads(line)
+            files[entry["path"]] = entry["action"] == "add"
+    return [Path(p.removeprefix("file:").replace("%20", " ")) for p, added in files.items() if added]
+
+
+def committed_rows(sink: Path, distinct: str | None = None) -> tuple[int, int]:
+    files = [str(p) for p in committed_files(sink)]
+    if not files:
+        return 0, 0
+    key = f"count(distinct {distinct})" if distinct else "count(*)"
+    return duckdb.execute(f"select count(*), {key} from read_parquet(?)", [files]).fetchone()
+
+
+def lease_of(settings: Settings):
+    return FileLeaseStore(settings.lease_store).get(settings.lease_key)
+
+
+# ---------------------------------------------------------------- faults
+@dataclass
+class Case:
+    name: str
+    fault: str  # what is injected, for the table
+    expected: str  # the faulted run's final status
+    execution_input: dict
+    settings: dict = field(default_factory=dict)
+    before: Optional[Callable[[Path, Settings], list]] = None  # set the lake up; returns executions run
+    customise: Optional[Callable[[Path, Settings], Callable]] = None
+    lease_at_end: Optional[Callable[[object, Settings, dict], str]] = None  # who may still hold it, and why
+    after: Optional[Callable[[Path, Settings], None]] = None  # what the live holder does before the next run
+    check: Optional[Callable[[list, Path, Settings], None]] = None
+    next_input: dict = field(default_factory=lambda: {"generate": False})
+
+
+def wrap_lambda(bindings, function: str, around: Callable[[Callable, dict], dict]) -> None:
+    """Run `around(real_invoke, parameters)` in place of every invocation of `function`."""
+    real = bindings.invoke_lambda
+
+    def invoke(parameters):
+        if parameters["FunctionName"].rsplit(":", 1)[-1] == function:
+            return around(real, parameters)
+        return real(parameters)
+
+    bindings.invoke_lambda = invoke
+
+
+def fail_once_after_the_work(function: str):
+    """The function does its work, then Lambda reports a service error: Step Functions retries."""
+
+    def customise(lake, settings):
+        def apply(bindings):
+            calls = []
+
+            def around(real, parameters):
+                result = real(parameters)
+                calls.append(1)
+                if len(calls) == 1:
+                    raise TaskError("Lambda.ServiceException", "the response was lost after the work was done")
+                return result
+
+            wrap_lambda(bindings, function, around)
+
+        return apply
+
+    return customise
+
+
+def release_lease_always_fails(lake, settings):
+    def apply(bindings):
+        def around(real, parameters):
+            raise TaskError("ConnectionError", json.dumps({"errorMessage": "lease table unreachable"}))
+
+        wrap_lambda(bindings, "release_lease", around)
+
+    return apply
+
+
+def steal_the_lease_after_the_first_batch(lake, settings):
+    """Another run takes the lease (as after an expiry) once the first batch is recorded."""
+
+    def apply(bindings):
+        real = bindings.run_spark_step
+        stolen = threading.Event()
+
+        def steal():
+            entry = Path(settings.checkpoint_uri) / "ledger" / "gold" / "0.json"
+            deadline = time.time() + 120
+            while not entry.exists() and time.time() < deadline:
+                time.sleep(0.05)
+            leases = FileLeaseStore(settings.lease_store)
+            holder = leases.get(settings.lease_key).holder
+            leases.give_up(settings.lease_key, holder)
+            assert leases.acquire(settings.lease_key, "another-run", 600)
+            stolen.set()
+
+        def step(args, step_id):
+            if not stolen.is_set():
+                threading.Thread(target=steal, daemon=True).start()
+            return real(args, step_id)
+
+        bindings.run_spark_step = step
+
+    return apply
+
+
+def a_driver_still_alive_during_verification(lake, settings):
+    """The step ended, but a driver of the run may still write (its claim runs 8 more seconds)."""
+
+    def apply(bindings):
+        def around(real, parameters):
+            run_id = parameters["Payload"]["plan"]["run_id"]
+            leases = FileLeaseStore(settings.lease_store)
+            assert leases.claim_driver(settings.lease_key, run_id, "still-alive", 8) is not None
+            return real(parameters)
+
+        wrap_lambda(bindings, "verify_gold", around)
+
+    return apply
+
+
+def generate_and_take(seed: int, shards: int = 2):
+    """A lake whose Bronze was generated and fully processed by an earlier run."""
+
+    def before(lake, settings):
+        generate_into(lake, seed, size=f"{shards}MiB", shards=shards)
+        with engine(lake, settings) as local:
+            return local.run({"generate": False})
+
+    return before
+
+
+def an_arrival_older_than_the_last_run(lake, settings):
+    newest = max(p.stat().st_mtime for p in (lake / "bronze" / "raw").rglob("*.jsonl"))
+    FileLeaseStore(settings.lease_store).note_arrival(settings.lease_key, newest)
+
+
+def held_by(holder: str):
+    def check(execution, settings, lease_record):
+        assert lease_record["holder"] == holder, lease_record
+        return f"held by {holder} (live)"
+
+    return check
+
+
+def expiring(execution, settings, lease_record):
+    """ReleaseLease never ran: the lease stays with the run until it expires, then the next takes it."""
+    assert lease_record["holder"] == execution.report["run_id"]
+    assert lease_record["expires_at"] <= time.time() + settings.lease_initial_seconds
+    return f"expires within {settings.lease_initial_seconds:.0f} s"
+
+
+def other_run_finishes(lake, settings):
+    leases = FileLeaseStore(settings.lease_store)
+    holder = leases.get(settings.lease_key).holder
+    assert leases.give_up(settings.lease_key, holder)[0] == "released"
+
+
+def wait_for_expiry(lake, settings):
+    while lease_of(settings).expires_at > time.time():
+        time.sleep(0.2)
+
+
+# ---------------------------------------------------------------- case-specific checks
+def resumed_and_cleaned(executions, lake, settings):
+    report = executions[-1].report
+    assert report["attempts"] == 2 and executions[-1].entered_states().count("RunSparkStep") == 2
+    moved = list((lake / "gold" / "_uncommitted").rglob("*.parquet"))
+    verification = json.loads(Path(report["manifest"]).read_text())["verification"]
+    assert len(moved) == verification["gold"]["moved_aside"] + verification["quarantine"]["moved_aside"] > 0
+
+
+def complete_output_flagged(executions, lake, settings):
+    report = executions[-1].report
+    assert report["step_error"]["verdict"] == "complete" and report["attempts"] == 1
+
+
+def failed_before_any_batch(executions, lake, settings):
+    execution = executions[-1]
+    assert execution.report["records"]["input"] == 0 and "no progress" in execution.report["error"]["Cause"]
+    assert created(execution) and sorted(created(execution)) == sorted(
+        d for w, d in execution.bindings.calls if w == "emr.terminate"
+    )
+
+
+def poison_costs_one_resume_and_reports_its_commits(executions, lake, settings):
+    report = executions[-1].report
+    assert report["attempts"] == 2, "the second attempt made no progress: no third"
+    assert report["records"]["input"] > 0 and report["records"]["gold"] > 0, "a failed run reports its commits"
+    assert "no progress" in report["error"]["Cause"]
+
+
+def lease_renewals_recovered(executions, lake, settings):
+    assert executions[-1].report["attempts"] == 1
+
+
+def stopped_writing(executions, lake, settings):
+    logs = [p.read_text(errors="replace") for p in (lake / "artifacts" / "logs").glob("*.log")]
+    assert any("LeaseLost" in log for log in logs), "the job stopped on a lease it could not prove"
+
+
+def verification_withheld_its_moves(executions, lake, settings):
+    verification = json.loads(Path(executions[-1].report["manifest"]).read_text())["verification"]
+    assert "may still be writing" in verification["gold"]["moves_withheld"]
+    rows, _ = plain_glob_gold(lake)
+    assert rows > committed_rows(lake / "gold" / "iot_transformed")[0], "orphans still there, not moved"
+
+
+def report_answer_lost_once_with_metrics_counted(lake, settings):
+    """ReportStatus's first call does its work and its answer is lost; every metric it adds is recorded."""
+    from iotpipe.lambda_runtime import metrics
+
+    lose_answer = fail_once_after_the_work("report_status")(lake, settings)
+
+    def apply(bindings):
+        lose_answer(bindings)
+        real_add = type(metrics).add_metric
+
+        def add_metric(name, unit, value, *args, **kwargs):
+            bindings.calls.append(("metric", name))
+            return real_add(metrics, name, unit, value, *args, **kwargs)
+
+        metrics.add_metric = add_metric  # an instance attribute: the check removes it
+
+    return apply
+
+
+def retried_report_counts_once(executions, lake, settings):
+    from iotpipe.lambda_runtime import metrics
+
+    vars(metrics).pop("add_metric", None)
+    execution = executions[-1]
+    assert execution.bindings.calls.count(("lambda", "report_status")) == 2
+    assert execution.bindings.calls.count(("metric", "InputRecords")) == 1, "metrics counted once"
+    manifests = list((lake / "artifacts" / "runs").glob(f"{execution.report['run_id']}*.json"))
+    assert len(manifests) == 1
+    assert execution.report["ignored_objects"]["count"] == 1, "the retry reports the notes the first call filed"
+
+
+def compaction_inside_the_run(executions, lake, settings):
+    compacts = [p.name for p in (lake / "gold" / "iot_transformed" / "_spark_metadata").glob("*.compact")]
+    assert "9.compact" in compacts
+    report = executions[-1].report
+    assert report["status"] == "SUCCEEDED" and report["reconciliation"]["reconciles"]
+
+
+def nothing_to_do_costs_no_cluster(executions, lake, settings):
+    execution = executions[-1]
+    assert [w for w, _ in execution.bindings.calls if w.startswith("emr")] == []
+    assert "AcquireLease" in execution.entered_states() and "RunSparkStep" not in execution.entered_states()
+
+
+def data_and_a_running_run(lake, settings):
+    generate_into(lake, 58)
+    assert FileLeaseStore(settings.lease_store).acquire(settings.lease_key, "the-running-run", 600)
+    return []
+
+
+def data_taken_and_its_arrival_recorded(lake, settings):
+    executions = generate_and_take(64)(lake, settings)
+    an_arrival_older_than_the_last_run(lake, settings)
+    return executions
+
+
+def an_ignored_object(lake, settings):
+    generate_into(lake, 61)
+    (lake / "bronze" / "raw" / "notes.csv").write_text("not,data\n")
+    return []
+
+
+CASES = [
+    Case("crash mid-batch", "driver halted after writing batch 1's files", "SUCCEEDED",
+         {"size": "2MiB", "shards": 2, "seed": 51, "fault_injection": "crash-mid-batch:1"}, check=resumed_and_cleaned),
+    Case("failure after the last commit", "step FAILED after both queries finished", "SUCCEEDED_WITH_STEP_ERROR",
+         {"size": "2MiB", "shards": 2, "seed": 52, "fault_injection": "fail-after-commit"},
+         check=complete_output_flagged),
+    Case("failure before the first batch", "persistent error at start", "FAILED",
+         {"size": "2MiB", "shards": 2, "seed": 53, "fault_injection": "fail-at-start"}, check=failed_before_any_batch),
+    Case("poison batch", "batch 1 fails on every attempt", "FAILED",
+         {"size": "3MiB", "shards": 3, "seed": 54, "fault_injection": "poison-batch:1", "max_resume_attempts": 3},
+         check=poison_costs_one_resume_and_reports_its_commits),
+    Case("lease renewal error, transient", "one renewal raises; ReleaseLease answer lost once", "SUCCEEDED",
+         {"size": "3MiB", "shards": 3, "seed": 55, "fault_injection": "lease-renewal-flaky"},
+         settings={"lease_seconds": 3.0}, customise=fail_once_after_the_work("release_lease"),
+         check=lease_renewals_recovered),
+    Case("lease renewal error, permanent", "every renewal of the job raises", "FAILED",
+         {"size": "4MiB", "shards": 4, "seed": 56, "fault_injection": "lease-renewal-fails"},
+         settings={"lease_seconds": 3.0}, check=stopped_writing),
+    Case("lease stolen mid-run", "another run takes the lease after batch 0", "FAILED",
+         {"size": "4MiB", "shards": 4, "seed": 57}, settings={"lease_seconds": 3.0},
+         customise=steal_the_lease_after_the_first_batch, lease_at_end=held_by("another-run"),
+         after=other_run_finishes, check=stopped_writing),
+    Case("run started while another holds the lease", "lease held by a live run", "DEFERRED",
+         {"generate": False}, settings={"lease_wait_rounds": 0},
+         before=data_and_a_running_run,
+         lease_at_end=held_by("the-running-run"), after=other_run_finishes),
+    Case("VerifyGold racing a live writer", "a driver's claim still live at VerifyGold", "SUCCEEDED",
+         {"size": "2MiB", "shards": 2, "seed": 59, "fault_injection": "crash-mid-batch:1"},
+         customise=a_driver_still_alive_during_verification, check=verification_withheld_its_moves),
+    Case("ReleaseLease failing", "ReleaseLease raises on every call", "FAILED",
+         {"size": "2MiB", "shards": 2, "seed": 60}, settings={"lease_initial_seconds": 6.0, "lease_seconds": 6.0},
+         customise=release_lease_always_fails, lease_at_end=expiring, after=wait_for_expiry),
+    Case("Lambda retried after its work", "ReportStatus's answer lost once", "SUCCEEDED",
+         {"generate": False}, before=an_ignored_object, customise=report_answer_lost_once_with_metrics_counted,
+         check=retried_report_counts_once),
+    Case("sink-log compaction inside the run", "batches 7 to 12 cross 9.compact", "SUCCEEDED",
+         {"size": "6MiB", "shards": 6, "seed": 62}, before=generate_and_take(63, shards=7),
+         check=compaction_inside_the_run),
+    Case("nothing new to do", "a trigger run for data already taken", "NOTHING_TO_DO",
+         {"generate": False, "started_by": "trigger"}, settings={"arrival_clock_margin_seconds": 0.0},
+         before=data_taken_and_its_arrival_recorded,
+         check=nothing_to_do_costs_no_cluster),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name.replace(" ", "-") for c in CASES])
+def test_fault(case: Case, tmp_path):
+    lake = tmp_path
+    settings = local_settings(lake, **case.settings)
+    executions = list(case.before(lake, settings) if case.before else [])
+    with engine(lake, settings, customise=case.customise(lake, settings) if case.customise else None) as local:
+        faulted = local.run(case.execution_input)
+    for execution in faulted:
+        record_coverage(execution)
+    first = faulted[0]
+    assert first.report["status"] == case.expected, (first.report.get("error"), first.report.get("step_error"))
+    if case.check:
+        case.check(faulted[:1], lake, settings)
+
+    lease = lease_of(settings)
+    record = {"holder": lease.holder if lease else None, "expires_at": lease.expires_at if lease else 0}
+    lease_state = case.lease_at_end(first, settings, record) if case.lease_at_end else "free"
+    if not case.lease_at_end:
+        assert record["holder"] is None, record
+    if case.after:
+        case.after(lake, settings)
+
+    with engine(lake, local_settings(lake)) as local:
+        following = local.run(case.next_input)
+    for execution in following:
+        record_coverage(execution)
+    assert [e.report["status"] for e in following] == ["SUCCEEDED"] * len(following)
+    executions += faulted + following
+
+    expected = truth(lake)
+    gold, distinct = committed_rows(lake / "gold" / "iot_transformed", distinct="event_id")
+    quarantined, _ = committed_rows(lake / "gold" / "quarantine")
+    assert gold == distinct == expected["gold"], "no record lost, none in Gold twice"
+    assert quarantined == sum(expected["quarantined"].values())
+    reported = {
+        k: sum(e.report["records"][k] for e in executions) for k in ("input", "gold", "quarantined", "duplicates")
+    }
+    assert reported == {"input": expected["records"], "gold": gold, "quarantined": quarantined,
+                        "duplicates": expected["duplicates"]}  # fmt: skip
+    assert plain_glob_gold(lake) == (gold, gold), "Gold holds only committed files once the next run is done"
+    assert lease_of(settings).holder is None
+    RESULTS.append((case.name, case.fault, case.expected, lease_state))
+
+
+def matrix_table() -> str:
+    lines = ["| fault | injected | faulted run | lease when it ends |", "| --- | --- | --- | --- |"]
+    lines += [f"| {name} | {fault} | {status} | {lease} |" for name, fault, status, lease in RESULTS]
+    return "\n".join(lines)
+
+
+def test_zz_the_matrix_is_printed_and_documented(capsys):
+    assert len(RESULTS) == len(CASES), "every case above passed"
+    with capsys.disabled():
+        print("\nfault matrix (each row: counts reconciled against the committed files and the generator's truth, "
+              "no duplicate in Gold, next run SUCCEEDED)\n" + matrix_table())  # fmt: skip
+    design = (ROOT / "docs" / "design.md").read_text()
+    for name, fault, status, _ in RESULTS:
+        assert f"| {name} | {fault} | {status} |" in design, f"docs/design.md lacks the matrix row for {name}"

@@ -1,0 +1,172 @@
+"""How a run ends, decided by the control plane without Spark: whether it has work at all, what it
+does with the lease on every path out, when a failed step is worth resuming, and which orphan
+files VerifyGold may move. Each case is a defect a fault could provoke; the fault matrix
+(tests/orchestration/test_fault_matrix.py) runs the same paths through the state machine."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from iotpipe.assessment import assess_step_failure
+from iotpipe.lease import FileLeaseStore
+from iotpipe.leasing import acquire_for_run, release_for_run
+from iotpipe.planning import plan_run
+from iotpipe.settings import Settings
+from iotpipe.storage import LocalStorage
+from iotpipe.trigger import arrival_time, decide
+
+QUERIES = ("gold", "quarantine")
+
+
+@pytest.fixture
+def lake(tmp_path) -> Path:
+    (tmp_path / "artifacts" / "spark").mkdir(parents=True)
+    (tmp_path / "artifacts" / "spark" / "job.py").write_text("# the job\n")
+    return tmp_path
+
+
+def settings_for(lake: Path) -> Settings:
+    return Settings.for_local_lake(str(lake), spark_job_uri=str(lake / "artifacts" / "spark" / "job.py"))
+
+
+def checkpoint(lake: Path) -> Path:
+    return lake / "artifacts" / "checkpoints" / "bronze-to-gold"
+
+
+def log_batch(lake: Path, planned: int, committed: int | None) -> None:
+    """Both queries' checkpoints: batches 0..planned planned, 0..committed committed."""
+    for query in QUERIES:
+        for kind, last in (("offsets", planned), ("commits", committed)):
+            folder = checkpoint(lake) / query / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            for batch in range(0 if last is None else last + 1):
+                (folder / str(batch)).write_text("v1\n{}\n")
+    settings = settings_for(lake)
+    for sink in (settings.gold_uri, settings.quarantine_uri):
+        log = Path(sink) / "_spark_metadata"
+        log.mkdir(parents=True, exist_ok=True)
+        for batch in range(0 if committed is None else committed + 1):
+            (log / str(batch)).write_text("v1\n")
+
+
+def last_run_started(lake: Path, started: float) -> None:
+    """The checkpoint's `last_run.json`, as the job writes it after a complete attempt."""
+    finished = datetime.fromtimestamp(started + 30, timezone.utc).isoformat(timespec="seconds")
+    checkpoint(lake).mkdir(parents=True, exist_ok=True)
+    (checkpoint(lake) / "last_run.json").write_text(json.dumps({"finished_at": finished, "seconds": 30}))
+
+
+def plan(lake: Path, execution_input: dict, name: str = "run-1"):
+    return plan_run(execution_input, name, settings_for(lake), LocalStorage())
+
+
+def leases(lake: Path) -> FileLeaseStore:
+    return FileLeaseStore(settings_for(lake).lease_store)
+
+
+# ---------------------------------------------------------------- empty work costs no cluster
+NOW = time.time()
+CLOCK_MARGIN_SECONDS = Settings.model_fields["arrival_clock_margin_seconds"].default
+
+
+@pytest.mark.parametrize(
+    ("started_by", "arrived", "batches", "work", "why"),
+    [
+        ("trigger", NOW - 3600, (3, 3), False, "older than the last complete run"),  # a redelivered event
+        ("follow-up", NOW - 3600, (3, 3), False, "older than the last complete run"),  # a mark for data taken
+        ("trigger", NOW - 600 - CLOCK_MARGIN_SECONDS / 2, (3, 3), True, "arrived after"),  # within the margin
+        ("trigger", NOW, (3, 3), True, "arrived after"),
+        ("trigger", NOW - 3600, (4, 3), True, "planned but not committed"),  # a crashed batch to replay
+        ("trigger", None, (3, 3), True, "no arrival recorded"),
+        ("console", NOW - 3600, (3, 3), True, "console"),  # a request, never skipped
+    ],
+)
+def test_a_run_has_work_unless_the_checkpoint_already_took_every_arrival(lake, started_by, arrived, batches, work, why):
+    log_batch(lake, *batches)
+    last_run_started(lake, NOW - 600)
+    if arrived is not None:
+        leases(lake).note_arrival("bronze-to-gold", arrived)
+    run = plan(lake, {"generate": False, "started_by": started_by})
+    decision = acquire_for_run(run, 0, leases(lake), LocalStorage())
+    assert decision.acquired and decision.work is work and why in decision.work_reason
+
+
+def test_a_lake_without_a_complete_run_always_has_work(lake):
+    leases(lake).note_arrival("bronze-to-gold", NOW - 3600)
+    decision = acquire_for_run(
+        plan(lake, {"generate": False, "started_by": "trigger"}), 0, leases(lake), LocalStorage()
+    )
+    assert decision.work and decision.work_reason == "no complete run yet"
+
+
+def test_the_trigger_records_the_objects_arrival_not_its_own_clock(lake):
+    store = leases(lake)
+    events = [{"time": "2026-01-01T00:00:00Z"}, {"time": "2026-01-01T00:05:00Z"}, {"time": "garbage"}]
+    arrived = arrival_time(events, default=NOW)
+    assert arrived == datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc).timestamp()
+    decide(["raw/a.jsonl"], store, "bronze-to-gold", 60, now=NOW, arrived_at=arrived)
+    assert store.get("bronze-to-gold").arrived_at == arrived
+    assert arrival_time([{}], default=NOW) == NOW
+
+
+# ---------------------------------------------------------------- every path out frees the lease
+def holding(lake: Path, run, marked: bool) -> FileLeaseStore:
+    store = leases(lake)
+    assert store.acquire(run.lease.key, run.run_id, 600)
+    if marked:
+        store.mark_pending(run.lease.key)
+    return store
+
+
+@pytest.mark.parametrize("outcome", ["failed", "nothing-to-do"])
+@pytest.mark.parametrize("marked", [False, True])
+def test_a_run_that_will_not_drain_gives_the_lease_up_and_hands_marked_data_over(lake, outcome, marked):
+    run = plan(lake, {"generate": False})
+    store = holding(lake, run, marked)
+    decision = release_for_run(run, 0, outcome, 2, settings_for(lake), LocalStorage(), store, run.attempt.run_id)
+    assert store.get(run.lease.key).holder is None and decision.released == "released"
+    assert decision.next == ("follow_up" if marked else "finish")
+
+
+def test_when_drain_rounds_run_out_the_lease_is_free_for_the_follow_up(lake):
+    run = plan(lake, {"generate": False, "max_drain_rounds": 0})
+    store = holding(lake, run, marked=True)
+    decision = release_for_run(run, 0, "succeeded", 2, settings_for(lake), LocalStorage(), store, None)
+    assert decision.next == "follow_up" and store.get(run.lease.key).holder is None
+    assert store.acquire(run.lease.key, run.follow_up_name, 60), "the follow-up takes the lease at once"
+
+
+def test_a_drain_round_is_not_started_on_a_lease_another_run_took(lake):
+    run = plan(lake, {"generate": False})
+    store = leases(lake)
+    store.acquire(run.lease.key, run.run_id, 600, now=NOW - 1000)  # expired long ago
+    store.acquire(run.lease.key, "another-run", 600)
+    decision = release_for_run(run, 0, "succeeded", 2, settings_for(lake), LocalStorage(), store, None)
+    assert decision.next == "finish" and decision.released == "lost" and decision.next_attempt is None
+    assert store.get(run.lease.key).holder == "another-run"
+
+
+# ---------------------------------------------------------------- resumes only on progress
+def failed_attempt(lake: Path, before: tuple[int, int | None], after: tuple[int, int | None]):
+    log_batch(lake, *before)
+    run = plan(lake, {"generate": False, "max_resume_attempts": 3})
+    log_batch(lake, *after)
+    return assess_step_failure({"Error": "States.TaskFailed"}, run, run.attempt, settings_for(lake), LocalStorage())
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "verdict"),
+    [
+        ((4, 3), (4, 3), "failed"),  # a batch that cannot commit (poison): no attempt is spent on it again
+        ((4, 3), (4, 4), "partial"),  # the replay committed: progress
+        ((3, 3), (4, 3), "partial"),  # a new batch planned: progress
+        ((3, 3), (3, 3), "failed"),  # nothing moved at all
+    ],
+)
+def test_a_resume_is_spent_only_when_the_attempt_made_progress(lake, before, after, verdict):
+    assert failed_attempt(lake, before, after).verdict == verdict
