@@ -17,14 +17,17 @@ from botocore.exceptions import BotoCoreError, ClientError
 from generator.events import DEFAULT_DEFECT_RATES, EventSpec
 from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, summarise, write_dataset
 from iotpipe.execution_names import execution_name_problem
+from iotpipe.models import QualityBreach
 from iotpipe.planning import plan_run
+from iotpipe.quality import format_breach, parse_reason_ratios
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
 from iotpipe.storage import LocalStorage, is_s3, join
 
-# `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred).
-RUN_ACCOUNTED_FOR = ("SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "DEFERRED")
+# `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred) and
+# its quality did not fail the policy (a quality warning exits 0).
+RUN_ACCOUNTED_FOR = ("SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "DEFERRED", "SUCCEEDED_WITH_QUALITY_WARNING")
 MAX_SIZE_BYTES = MAX_GENERATE_BYTES  # more only with --allow-large (PlanRun: "allow_large")
 MIN_OBJECT_BYTES = 64 * 2**10
 # Generator shape bounds: device ids are six digits (dev-000000..dev-999999), and a century of
@@ -302,7 +305,49 @@ def add_run(sub) -> None:
     parser.add_argument("--name", type=_execution_name, default=None, help="execution name (the run id)")
     parser.add_argument("--max-resume-attempts", type=_whole_number(0), default=None)
     parser.add_argument("--json", action="store_true", help="print the run report as JSON (progress goes to stderr)")
+    quality = parser.add_argument_group("quality policy (default: the deployment's, see README)")
+    quality.add_argument("--max-quarantine-ratio", type=_number, default=None, help="of the input records, 0..1")
+    quality.add_argument(
+        "--max-quarantine-ratio-by-reason", type=_reason_ratios, default=None, help="e.g. malformed_json=0.01,..."
+    )
+    quality.add_argument("--min-gold-rows", type=_whole_number(0), default=None, help="for a run that had input")
+    quality.add_argument("--max-duplicate-ratio", type=_number, default=None, help="of the input records, 0..1")
+    quality.add_argument(
+        "--on-breach", choices=("warn", "fail"), default=None, help="warn (exit 0) or fail (QUALITY_FAILED, exit 1)"
+    )
     parser.set_defaults(handler=cmd_run)
+
+
+QUALITY_OPTIONS = (
+    "max_quarantine_ratio",
+    "max_quarantine_ratio_by_reason",
+    "min_gold_rows",
+    "max_duplicate_ratio",
+    "on_breach",
+)
+
+
+def _number(text: str) -> float:
+    """A finite number; its range is PlanRun's check (the execution input's), not argparse's."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _reason_ratios(text: str) -> dict:
+    try:
+        return parse_reason_ratios(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def run_exit_status(reports: list[dict]) -> int:
+    """0 when every execution's records are accounted for and no quality policy failed; else 1."""
+    return 0 if all(r["status"] in RUN_ACCOUNTED_FOR for r in reports) else 1
 
 
 def progress_printer(out, started: float):
@@ -328,12 +373,8 @@ def progress_printer(out, started: float):
     return show
 
 
-def cmd_run(args) -> int:
-    from iotpipe.local.runner import LocalEngine
-
-    if not args.no_generate:
-        check_size(_size(args.size), args.allow_large)
-    check_folder(args.lake, "--lake")
+def execution_input_of(args) -> dict:
+    """The execution input `iotpipe run` starts the state machine with, as a console user would."""
     execution_input: dict = {"generate": not args.no_generate}
     if not args.no_generate:
         execution_input.update(size=args.size, shards=args.shards)
@@ -343,6 +384,19 @@ def cmd_run(args) -> int:
         execution_input["max_resume_attempts"] = args.max_resume_attempts
     if args.allow_large:
         execution_input["allow_large"] = True
+    quality = {name: getattr(args, name) for name in QUALITY_OPTIONS if getattr(args, name) is not None}
+    if quality:
+        execution_input["quality"] = quality
+    return execution_input
+
+
+def cmd_run(args) -> int:
+    from iotpipe.local.runner import LocalEngine
+
+    if not args.no_generate:
+        check_size(_size(args.size), args.allow_large)
+    check_folder(args.lake, "--lake")
+    execution_input = execution_input_of(args)
     out = sys.stderr if args.json else sys.stdout
     engine = LocalEngine(args.lake, on_event=progress_printer(out, time.perf_counter()))
     # PlanRun's own checks, before anything starts or is written: a bad input is one line (exit 2).
@@ -355,7 +409,7 @@ def cmd_run(args) -> int:
     else:
         for report in reports:
             print(format_report(report) if "records" in report else f"execution FAILED: {report['error']}")
-    return 0 if all(r["status"] in RUN_ACCOUNTED_FOR for r in reports) else 1
+    return run_exit_status(reports)
 
 
 def add_watch(sub) -> None:
@@ -423,6 +477,8 @@ def format_report(report: dict) -> str:
         ("seconds", f"{report['seconds']}"),
         ("run manifest", report["manifest"]),
     ]
+    for breach in report.get("quality_breaches") or []:
+        rows.append(("quality breach", f"{format_breach(QualityBreach(**breach))}: {breach['description']}"))
     if report.get("step_error"):
         rows.append(("step error", f"{report['step_error'].get('verdict')}: {report['step_error'].get('reason')}"))
     if report.get("error"):

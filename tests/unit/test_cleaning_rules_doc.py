@@ -25,5 +25,5 @@ def test_the_document_states_each_rule_and_threshold_as_the_catalog_does():
 
 
 def test_the_job_counts_by_the_catalogs_codes_and_line_rules_come_first():
-    assert REASON_CODES == tuple(rule.code for rule in CLEANING_RULES)
+    assert tuple(rule.code for rule in CLEANING_RULES) == REASON_CODES
     assert REASON_CODES[: len(LINE_REASONS)] == LINE_REASONS
