@@ -15,10 +15,19 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from generator.events import DEFAULT_DEFECT_RATES, EventSpec
-from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, summarise, write_dataset
+from generator.shards import (
+    DEFAULT_OBJECT_BYTES,
+    GENERATOR_PROGRESS_ENV,
+    GENERATOR_PROGRESS_PREFIX,
+    DatasetPlan,
+    shard_bytes,
+    summarise,
+    write_dataset,
+)
 from iotpipe.execution_names import execution_name_problem
 from iotpipe.models import QualityBreach
 from iotpipe.planning import plan_run
+from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
 from iotpipe.quality import format_breach, parse_reason_ratios
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
@@ -202,7 +211,8 @@ def cmd_generate(args) -> int:
         check_bucket_reachable(args.out)
     check_folder(args.out, "--out", create=True)
     started = time.perf_counter()
-    manifests = write_dataset(plan, shards)
+    progress = generator_progress(plan, os.environ.get(GENERATOR_PROGRESS_ENV))
+    manifests = write_dataset(plan, shards, on_progress=progress)
     seconds = time.perf_counter() - started
     truth = summarise([asdict(m) for m in manifests])
     truth["seconds"] = round(seconds, 3)
@@ -219,6 +229,25 @@ def cmd_generate(args) -> int:
             + ", ".join(f"{k} {v:,}" for k, v in truth["quarantined"].items())
         )
     return 0
+
+
+def generator_progress(plan: DatasetPlan, mode: str | None, every: float = 1.0, clock=time.monotonic):
+    """`on_progress(shard, bytes)` for write_dataset: JSON lines on stdout for `iotpipe run`'s
+    runner (mode "json", at most one a second), else a bar on a terminal or plain lines on stderr."""
+    totals: dict[int, int] = {}
+    printed_at: dict[int, float] = {}
+    board = None if mode == "json" else ProgressBoard(sys.stderr)
+
+    def show(shard: int, written: int) -> None:
+        total = totals.setdefault(shard, shard_bytes(plan, shard))
+        detail = {"shard": shard, "bytes": written, "total": total}
+        if board:
+            board.update(f"shard {shard}", generator_text(detail), written, total)
+        elif clock() - printed_at.get(shard, float("-inf")) >= every:
+            printed_at[shard] = clock()
+            print(GENERATOR_PROGRESS_PREFIX + json.dumps(detail), flush=True)
+
+    return show
 
 
 def add_transform(sub) -> None:
@@ -257,15 +286,22 @@ def cmd_transform(args) -> int:
     log_dir = ".iotpipe-logs" if is_s3(args.checkpoint) else join(args.checkpoint, "logs")
     log_path = join(log_dir, f"spark-{run_id}.log")
 
+    board = ProgressBoard(sys.stdout)
+
     def show(progress: dict) -> None:
         if not args.json:
-            print(
+            board.finish("spark")
+            board.line(
                 f"  batch {progress['batch']} ({progress['query']}): {progress['input_rows']:,} rows, "
-                f"{progress['ms'] / 1000:.1f} s",
-                flush=True,
+                f"{progress['ms'] / 1000:.1f} s"
             )
 
-    result = run_spark_job(job.to_argv(), log_path, on_progress=show)
+    def show_tasks(detail: dict) -> None:
+        if not args.json:
+            board.update("spark", spark_tasks_text(detail), detail["done"], detail["tasks"])
+
+    result = run_spark_job(job.to_argv(), log_path, on_progress=show, on_tasks=show_tasks)
+    board.finish("spark")
     if args.json:
         print(json.dumps({"exit_code": result.exit_code, "summary": result.summary, "log": log_path}, indent=2))
     else:
@@ -350,17 +386,32 @@ def run_exit_status(reports: list[dict]) -> int:
     return 0 if all(r["status"] in RUN_ACCOUNTED_FOR for r in reports) else 1
 
 
-def progress_printer(out, started: float):
+def progress_printer(out, started: float, tty: bool | None = None):
+    """Events of a local run as lines on `out`, with live progress of generator shards and of the
+    running Spark batch (a bar on a terminal, plain lines otherwise)."""
+    board = ProgressBoard(out, tty)
+
     def show(kind: str, detail: dict) -> None:
         stamp = f"[{time.perf_counter() - started:6.1f}s]"
+        if kind == "generator-progress":
+            board.update(f"shard {detail['shard']}", f"{stamp}   {generator_text(detail)}", detail["bytes"],
+                         detail["total"])  # fmt: skip
+            return
+        if kind == "spark-tasks":
+            board.update("spark", f"{stamp}   {spark_tasks_text(detail)}", detail["done"], detail["tasks"])
+            return
         if kind == "enter":
             line = detail["state"]
+        elif kind == "generator":
+            line = f"  generator shard {detail['shard']} started"
         elif kind == "generator-done":
+            board.finish(f"shard {detail['shard']}")
             line = f"  generator shard {detail['shard']} finished (exit {detail['exit_code']})"
         elif kind == "batch":
             rows, seconds = detail["input_rows"], detail["ms"] / 1000
             line = f"  spark {detail['query']} batch {detail['batch']}: {rows:,} rows in {seconds:.1f} s"
         elif kind == "spark-done":
+            board.finish("spark")
             line = f"  spark step {detail['step_id']} exited {detail['exit_code']}"
         elif kind == "task-failed":
             line = f"  task failed: {detail['error']}"
@@ -368,7 +419,7 @@ def progress_printer(out, started: float):
             line = f"follow-up execution {detail['name']}"
         else:
             return
-        print(f"{stamp} {line}", file=out, flush=True)
+        board.line(f"{stamp} {line}")
 
     return show
 
