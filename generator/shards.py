@@ -16,6 +16,7 @@ import math
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -33,6 +34,10 @@ from iotpipe.storage import join, storage_for
 DEFAULT_OBJECT_BYTES = 128 * 1024**2
 CHUNK_ROWS = 32_768
 MANIFEST_DIR = "_manifests"
+# `iotpipe run` sets this for the shard processes of its local Map: they print their progress as
+# `IOTPIPE_GENERATOR_PROGRESS {...}` lines on stdout, which the runner shows.
+GENERATOR_PROGRESS_ENV = "IOTPIPE_GENERATOR_PROGRESS"
+GENERATOR_PROGRESS_PREFIX = "IOTPIPE_GENERATOR_PROGRESS "
 
 
 @dataclass(frozen=True)
@@ -116,8 +121,10 @@ class ShardManifest:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
-def write_object(plan: DatasetPlan, generator: ChunkGenerator, index: int, storage) -> tuple[int, int, dict[str, int]]:
-    """Write object `index`; return (records, bytes, defect counts)."""
+def write_object(
+    plan: DatasetPlan, generator: ChunkGenerator, index: int, storage, on_chunk: Callable[[int], None] | None = None
+) -> tuple[int, int, dict[str, int]]:
+    """Write object `index`; return (records, bytes, defect counts). `on_chunk` gets each chunk's bytes."""
     rng = np.random.default_rng([plan.seed, index])
     window_start, window_end = plan.object_window_ms(index)
     budget = plan.object_budget(index)
@@ -136,20 +143,38 @@ def write_object(plan: DatasetPlan, generator: ChunkGenerator, index: int, stora
             emitted_rows += rows
             records += chunk.records
             written += len(chunk.data)
+            if on_chunk:
+                on_chunk(len(chunk.data))
             for kind, count in chunk.counts.items():
                 counts[kind] += count
     return records, written, counts
 
 
-def write_shard(plan: DatasetPlan, shard_index: int, s3_client=None) -> ShardManifest:
-    """Write every object of one shard, then its manifest (last, as the completion marker)."""
+def shard_bytes(plan: DatasetPlan, shard_index: int) -> int:
+    """About how many bytes a shard writes (its objects' budgets), for progress."""
+    return sum(plan.object_budget(index) for index in plan.objects_of_shard(shard_index))
+
+
+def write_shard(
+    plan: DatasetPlan, shard_index: int, s3_client=None, on_progress: Callable[[int], None] | None = None
+) -> ShardManifest:
+    """Write every object of one shard, then its manifest (last, as the completion marker).
+    `on_progress` gets the shard's bytes written so far, after every chunk."""
     storage = storage_for(plan.out, s3_client)
     generator = ChunkGenerator(plan.seed, plan.spec, Fleet.build(plan.seed, plan.spec))
     records = written = 0
     counts = dict.fromkeys(DEFECT_KINDS, 0)
     objects = []
+    progress = [0]
+
+    def chunk_written(size: int) -> None:
+        progress[0] += size
+        on_progress(progress[0])
+
     for index in plan.objects_of_shard(shard_index):
-        object_records, object_bytes, object_counts = write_object(plan, generator, index, storage)
+        object_records, object_bytes, object_counts = write_object(
+            plan, generator, index, storage, chunk_written if on_progress else None
+        )
         records += object_records
         written += object_bytes
         objects.append(plan.object_key(index))
@@ -180,13 +205,20 @@ def _write_shard_in_subprocess(args: tuple[DatasetPlan, int]) -> ShardManifest:
 
 
 def write_dataset(
-    plan: DatasetPlan, shard_indexes: list[int] | None = None, processes: int | None = None
+    plan: DatasetPlan,
+    shard_indexes: list[int] | None = None,
+    processes: int | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[ShardManifest]:
-    """Write the given shards (all by default), in parallel processes when there are several."""
+    """Write the given shards (all by default), in parallel processes when there are several.
+    `on_progress(shard, bytes written)` is called while shards are written in this process."""
     indexes = list(range(plan.shard_count)) if shard_indexes is None else shard_indexes
     workers = min(len(indexes), processes or os.cpu_count() or 1)
     if workers <= 1:
-        return [write_shard(plan, index) for index in indexes]
+        return [
+            write_shard(plan, index, on_progress=(lambda done, i=index: on_progress(i, done)) if on_progress else None)
+            for index in indexes
+        ]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(_write_shard_in_subprocess, [(plan, index) for index in indexes]))
 

@@ -15,16 +15,34 @@ from pathlib import Path
 from botocore.exceptions import BotoCoreError, ClientError
 
 from generator.events import DEFAULT_DEFECT_RATES, EventSpec
-from generator.shards import DEFAULT_OBJECT_BYTES, DatasetPlan, summarise, write_dataset
+from generator.shards import (
+    DEFAULT_OBJECT_BYTES,
+    GENERATOR_PROGRESS_ENV,
+    GENERATOR_PROGRESS_PREFIX,
+    DatasetPlan,
+    shard_bytes,
+    summarise,
+    write_dataset,
+)
 from iotpipe.execution_names import execution_name_problem
+from iotpipe.models import QualityBreach
 from iotpipe.planning import plan_run
+from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
+from iotpipe.quality import format_breach, parse_reason_ratios
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
 from iotpipe.storage import LocalStorage, is_s3, join
 
-# `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred).
-RUN_ACCOUNTED_FOR = ("SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "DEFERRED", "NOTHING_TO_DO")
+# `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred) and
+# its quality did not fail the policy (a quality warning exits 0).
+RUN_ACCOUNTED_FOR = (
+    "SUCCEEDED",
+    "SUCCEEDED_WITH_STEP_ERROR",
+    "DEFERRED",
+    "SUCCEEDED_WITH_QUALITY_WARNING",
+    "NOTHING_TO_DO",
+)
 MAX_SIZE_BYTES = MAX_GENERATE_BYTES  # more only with --allow-large (PlanRun: "allow_large")
 MIN_OBJECT_BYTES = 64 * 2**10
 # Generator shape bounds: device ids are six digits (dev-000000..dev-999999), and a century of
@@ -199,7 +217,8 @@ def cmd_generate(args) -> int:
         check_bucket_reachable(args.out)
     check_folder(args.out, "--out", create=True)
     started = time.perf_counter()
-    manifests = write_dataset(plan, shards)
+    progress = generator_progress(plan, os.environ.get(GENERATOR_PROGRESS_ENV))
+    manifests = write_dataset(plan, shards, on_progress=progress)
     seconds = time.perf_counter() - started
     truth = summarise([asdict(m) for m in manifests])
     truth["seconds"] = round(seconds, 3)
@@ -216,6 +235,25 @@ def cmd_generate(args) -> int:
             + ", ".join(f"{k} {v:,}" for k, v in truth["quarantined"].items())
         )
     return 0
+
+
+def generator_progress(plan: DatasetPlan, mode: str | None, every: float = 1.0, clock=time.monotonic):
+    """`on_progress(shard, bytes)` for write_dataset: JSON lines on stdout for `iotpipe run`'s
+    runner (mode "json", at most one a second), else a bar on a terminal or plain lines on stderr."""
+    totals: dict[int, int] = {}
+    printed_at: dict[int, float] = {}
+    board = None if mode == "json" else ProgressBoard(sys.stderr)
+
+    def show(shard: int, written: int) -> None:
+        total = totals.setdefault(shard, shard_bytes(plan, shard))
+        detail = {"shard": shard, "bytes": written, "total": total}
+        if board:
+            board.update(f"shard {shard}", generator_text(detail), written, total)
+        elif clock() - printed_at.get(shard, float("-inf")) >= every:
+            printed_at[shard] = clock()
+            print(GENERATOR_PROGRESS_PREFIX + json.dumps(detail), flush=True)
+
+    return show
 
 
 def add_transform(sub) -> None:
@@ -254,15 +292,22 @@ def cmd_transform(args) -> int:
     log_dir = ".iotpipe-logs" if is_s3(args.checkpoint) else join(args.checkpoint, "logs")
     log_path = join(log_dir, f"spark-{run_id}.log")
 
+    board = ProgressBoard(sys.stdout)
+
     def show(progress: dict) -> None:
         if not args.json:
-            print(
+            board.finish("spark")
+            board.line(
                 f"  batch {progress['batch']} ({progress['query']}): {progress['input_rows']:,} rows, "
-                f"{progress['ms'] / 1000:.1f} s",
-                flush=True,
+                f"{progress['ms'] / 1000:.1f} s"
             )
 
-    result = run_spark_job(job.to_argv(), log_path, on_progress=show)
+    def show_tasks(detail: dict) -> None:
+        if not args.json:
+            board.update("spark", spark_tasks_text(detail), detail["done"], detail["tasks"])
+
+    result = run_spark_job(job.to_argv(), log_path, on_progress=show, on_tasks=show_tasks)
+    board.finish("spark")
     if args.json:
         print(json.dumps({"exit_code": result.exit_code, "summary": result.summary, "log": log_path}, indent=2))
     else:
@@ -302,20 +347,77 @@ def add_run(sub) -> None:
     parser.add_argument("--name", type=_execution_name, default=None, help="execution name (the run id)")
     parser.add_argument("--max-resume-attempts", type=_whole_number(0), default=None)
     parser.add_argument("--json", action="store_true", help="print the run report as JSON (progress goes to stderr)")
+    quality = parser.add_argument_group("quality policy (default: the deployment's, see README)")
+    quality.add_argument("--max-quarantine-ratio", type=_number, default=None, help="of the input records, 0..1")
+    quality.add_argument(
+        "--max-quarantine-ratio-by-reason", type=_reason_ratios, default=None, help="e.g. malformed_json=0.01,..."
+    )
+    quality.add_argument("--min-gold-rows", type=_whole_number(0), default=None, help="for a run that had input")
+    quality.add_argument("--max-duplicate-ratio", type=_number, default=None, help="of the input records, 0..1")
+    quality.add_argument(
+        "--on-breach", choices=("warn", "fail"), default=None, help="warn (exit 0) or fail (QUALITY_FAILED, exit 1)"
+    )
     parser.set_defaults(handler=cmd_run)
 
 
-def progress_printer(out, started: float):
+QUALITY_OPTIONS = (
+    "max_quarantine_ratio",
+    "max_quarantine_ratio_by_reason",
+    "min_gold_rows",
+    "max_duplicate_ratio",
+    "on_breach",
+)
+
+
+def _number(text: str) -> float:
+    """A finite number; its range is PlanRun's check (the execution input's), not argparse's."""
+    try:
+        value = float(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from error
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
+    return value
+
+
+def _reason_ratios(text: str) -> dict:
+    try:
+        return parse_reason_ratios(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def run_exit_status(reports: list[dict]) -> int:
+    """0 when every execution's records are accounted for and no quality policy failed; else 1."""
+    return 0 if all(r["status"] in RUN_ACCOUNTED_FOR for r in reports) else 1
+
+
+def progress_printer(out, started: float, tty: bool | None = None):
+    """Events of a local run as lines on `out`, with live progress of generator shards and of the
+    running Spark batch (a bar on a terminal, plain lines otherwise)."""
+    board = ProgressBoard(out, tty)
+
     def show(kind: str, detail: dict) -> None:
         stamp = f"[{time.perf_counter() - started:6.1f}s]"
+        if kind == "generator-progress":
+            board.update(f"shard {detail['shard']}", f"{stamp}   {generator_text(detail)}", detail["bytes"],
+                         detail["total"])  # fmt: skip
+            return
+        if kind == "spark-tasks":
+            board.update("spark", f"{stamp}   {spark_tasks_text(detail)}", detail["done"], detail["tasks"])
+            return
         if kind == "enter":
             line = detail["state"]
+        elif kind == "generator":
+            line = f"  generator shard {detail['shard']} started"
         elif kind == "generator-done":
+            board.finish(f"shard {detail['shard']}")
             line = f"  generator shard {detail['shard']} finished (exit {detail['exit_code']})"
         elif kind == "batch":
             rows, seconds = detail["input_rows"], detail["ms"] / 1000
             line = f"  spark {detail['query']} batch {detail['batch']}: {rows:,} rows in {seconds:.1f} s"
         elif kind == "spark-done":
+            board.finish("spark")
             line = f"  spark step {detail['step_id']} exited {detail['exit_code']}"
         elif kind == "task-failed":
             line = f"  task failed: {detail['error']}"
@@ -323,17 +425,13 @@ def progress_printer(out, started: float):
             line = f"follow-up execution {detail['name']}"
         else:
             return
-        print(f"{stamp} {line}", file=out, flush=True)
+        board.line(f"{stamp} {line}")
 
     return show
 
 
-def cmd_run(args) -> int:
-    from iotpipe.local.runner import LocalEngine
-
-    if not args.no_generate:
-        check_size(_size(args.size), args.allow_large)
-    check_folder(args.lake, "--lake")
+def execution_input_of(args) -> dict:
+    """The execution input `iotpipe run` starts the state machine with, as a console user would."""
     execution_input: dict = {"generate": not args.no_generate}
     if not args.no_generate:
         execution_input.update(size=args.size, shards=args.shards)
@@ -343,6 +441,19 @@ def cmd_run(args) -> int:
         execution_input["max_resume_attempts"] = args.max_resume_attempts
     if args.allow_large:
         execution_input["allow_large"] = True
+    quality = {name: getattr(args, name) for name in QUALITY_OPTIONS if getattr(args, name) is not None}
+    if quality:
+        execution_input["quality"] = quality
+    return execution_input
+
+
+def cmd_run(args) -> int:
+    from iotpipe.local.runner import LocalEngine
+
+    if not args.no_generate:
+        check_size(_size(args.size), args.allow_large)
+    check_folder(args.lake, "--lake")
+    execution_input = execution_input_of(args)
     out = sys.stderr if args.json else sys.stdout
     engine = LocalEngine(args.lake, on_event=progress_printer(out, time.perf_counter()))
     # PlanRun's own checks, before anything starts or is written: a bad input is one line (exit 2).
@@ -355,7 +466,7 @@ def cmd_run(args) -> int:
     else:
         for report in reports:
             print(format_report(report) if "records" in report else f"execution FAILED: {report['error']}")
-    return 0 if all(r["status"] in RUN_ACCOUNTED_FOR for r in reports) else 1
+    return run_exit_status(reports)
 
 
 def add_watch(sub) -> None:
@@ -423,6 +534,8 @@ def format_report(report: dict) -> str:
         ("seconds", f"{report['seconds']}"),
         ("run manifest", report["manifest"]),
     ]
+    for breach in report.get("quality_breaches") or []:
+        rows.append(("quality breach", f"{format_breach(QualityBreach(**breach))}: {breach['description']}"))
     if report.get("step_error"):
         rows.append(("step error", f"{report['step_error'].get('verdict')}: {report['step_error'].get('reason')}"))
     if report.get("error"):

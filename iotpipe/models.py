@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from iotpipe.cleaning_rules import REASON_CODES
 from iotpipe.sizes import parse_size
 
 # Fault injection for tests. The persistent ones (a bug, a poison batch, a lease store the job
@@ -27,6 +28,54 @@ class InvalidExecutionInput(ValueError):
     """The execution input cannot be run; raised by PlanRun before any side effect."""
 
 
+Ratio = Annotated[float, Field(ge=0, le=1)]
+BreachAction = Literal["warn", "fail"]
+
+
+def _known_reasons(ratios: Optional[dict]) -> Optional[dict]:
+    unknown = sorted(set(ratios or {}) - set(REASON_CODES))
+    if unknown:
+        raise ValueError(f"unknown reason code {', '.join(map(repr, unknown))}; known: {', '.join(REASON_CODES)}")
+    return ratios
+
+
+class QualityPolicy(BaseModel):
+    """The thresholds a run's counts are held to (iotpipe.quality). Ratios are of the run's input
+    records; a figure exactly at its threshold is no breach. A breach never stops data being written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_quarantine_ratio: Ratio = 0.05
+    max_quarantine_ratio_by_reason: dict[str, Ratio] = Field(default_factory=dict, description="reason code -> ratio")
+    min_gold_rows: int = Field(default=1, ge=0, description="for a run that had input")
+    max_duplicate_ratio: Ratio = 0.05
+    on_breach: BreachAction = Field(default="warn", description="warn: a warning status; fail: QUALITY_FAILED")
+
+    _reasons_known = field_validator("max_quarantine_ratio_by_reason")(_known_reasons)
+
+
+class QualityOverrides(BaseModel):
+    """The execution input's `quality`: any of the policy's fields, over the deployment's defaults
+    (a per-reason mapping adds to, or replaces ratios of, the deployment's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_quarantine_ratio: Optional[Ratio] = None
+    max_quarantine_ratio_by_reason: Optional[dict[str, Ratio]] = None
+    min_gold_rows: Optional[int] = Field(default=None, ge=0)
+    max_duplicate_ratio: Optional[Ratio] = None
+    on_breach: Optional[BreachAction] = None
+
+    _reasons_known = field_validator("max_quarantine_ratio_by_reason")(_known_reasons)
+
+
+class QualityBreach(BaseModel):
+    rule: str = Field(description="the policy field, with the reason code for a per-reason ratio")
+    figure: float
+    threshold: float
+    description: str
+
+
 class ExecutionInput(BaseModel):
     """What a console user (or `iotpipe run`) may ask for. `{}` is valid: every field has a default."""
 
@@ -45,6 +94,7 @@ class ExecutionInput(BaseModel):
         default="console", description="who asked: a run the trigger or a follow-up started may have nothing to do"
     )
     fault_injection: Optional[Literal[FAULTS]] = Field(default=None, description="tests only")
+    quality: Optional[QualityOverrides] = Field(default=None, description="quality thresholds for this run")
 
     @field_validator("size")
     @classmethod
@@ -135,6 +185,7 @@ class RunPlan(BaseModel):
     attempt: SparkAttempt
     timeouts: TaskTimeouts
     follow_up_name: str = Field(description="the name of the execution this one hands over to, if it must")
+    quality: QualityPolicy = Field(default_factory=QualityPolicy)
 
 
 class LeaseDecision(BaseModel):
@@ -203,7 +254,16 @@ class Verification(BaseModel):
     document: Optional[str] = Field(None, description="URI of the full verification (per partition, per batch)")
 
 
-RunStatus = Literal["SUCCEEDED", "SUCCEEDED_WITH_STEP_ERROR", "UNRECONCILED", "DEFERRED", "NOTHING_TO_DO", "FAILED"]
+RunStatus = Literal[
+    "SUCCEEDED",
+    "SUCCEEDED_WITH_STEP_ERROR",
+    "UNRECONCILED",
+    "DEFERRED",
+    "NOTHING_TO_DO",
+    "FAILED",
+    "SUCCEEDED_WITH_QUALITY_WARNING",
+    "QUALITY_FAILED",
+]
 
 
 class RunReport(BaseModel):
@@ -224,3 +284,5 @@ class RunReport(BaseModel):
     finished_at: str
     seconds: Optional[float] = None
     manifest: str
+    quality_breaches: list[QualityBreach] = Field(default_factory=list)
+    quality_policy: Optional[QualityPolicy] = None

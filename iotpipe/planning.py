@@ -24,6 +24,7 @@ from iotpipe.models import (
     SparkAttempt,
     TaskTimeouts,
 )
+from iotpipe.quality import resolve_policy
 from iotpipe.settings import Settings
 from iotpipe.sink_log import read_checkpoint
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
@@ -72,8 +73,11 @@ def parse_execution_input(raw: object) -> tuple[ExecutionInput, str]:
 
 
 def _describe(error: ValidationError) -> str:
-    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors()]
-    return "invalid execution input: " + "; ".join(problems)
+    return "invalid execution input: " + _problems(error)
+
+
+def _problems(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in error.errors())
 
 
 def _latest_batches(storage: Storage, checkpoint_uri: str, position: str) -> dict[str, int]:
@@ -146,6 +150,11 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
         raise InvalidExecutionInput(
             f"invalid execution input: {shard_count} shards of {size} bytes are under 1 MiB each"
         )
+    try:
+        quality = resolve_policy(settings.quality_policy(), request.quality)
+    except (ValidationError, ValueError) as error:
+        problems = _problems(error) if isinstance(error, ValidationError) else str(error)
+        raise ValueError(f"the deployment's quality policy (Quality* parameters) is not valid: {problems}") from None
     check_spark_artifacts(settings, storage)
     seed = request.seed if request.seed is not None else zlib.crc32(execution_name.encode())
     generation = (
@@ -205,6 +214,7 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             terminate_cluster=settings.terminate_timeout_seconds,
         ),
         follow_up_name=follow_up_name(execution_name),
+        quality=quality,
     )
 
 

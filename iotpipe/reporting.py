@@ -7,6 +7,7 @@ from datetime import datetime
 
 from iotpipe.bronze import IGNORED_NOTES_DIR
 from iotpipe.models import MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Verification
+from iotpipe.quality import JUDGED, evaluate, format_breach, status_with_quality
 from iotpipe.storage import Storage, join
 
 
@@ -68,12 +69,14 @@ def build_report(
         "quarantined": verification.quarantine.new_rows if verification else 0,
         "duplicates": verification.ledger["duplicates"] if verification else 0,
     }
+    status = final_status(error, assessment, verification, deferred, nothing_to_do)
+    breaches = evaluate(records, by_reason, plan.quality) if status in JUDGED else []
     seconds = None
     if started_at:
         seconds = round((now - datetime.fromisoformat(started_at.replace("Z", "+00:00"))).total_seconds(), 3)
     return RunReport(
         run_id=plan.run_id,
-        status=final_status(error, assessment, verification, deferred, nothing_to_do),
+        status=status_with_quality(status, breaches, plan.quality),
         trigger=plan.trigger,
         records=records,
         quarantined_by_reason=dict(sorted(by_reason.items())),
@@ -91,6 +94,8 @@ def build_report(
         finished_at=now.isoformat(timespec="seconds"),
         seconds=seconds,
         manifest=manifest_uri(plan),
+        quality_breaches=breaches,
+        quality_policy=plan.quality,
     )
 
 
@@ -146,4 +151,6 @@ def summary_line(report: RunReport) -> str:
         line += f" (unaccounted {rec.get('difference', 0):,}, ledger complete: {rec.get('ledger_complete')})"
     if report.ignored_objects.get("count"):
         line += f", ignored objects {report.ignored_objects['count']:,}"
+    if report.quality_breaches:
+        line += "; quality: " + ", ".join(format_breach(breach) for breach in report.quality_breaches)
     return line

@@ -10,6 +10,8 @@ from typing import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from iotpipe.models import QualityPolicy
+from iotpipe.quality import parse_reason_ratios
 from iotpipe.storage import join
 
 
@@ -56,6 +58,12 @@ class Settings(BaseModel):
     terminate_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's termination")
     max_files_per_trigger: int = 8
     shuffle_partitions: int = 8
+    # The deployment's quality policy (template parameters Quality*); the execution input may override it.
+    quality_max_quarantine_ratio: float = 0.05
+    quality_max_quarantine_ratio_by_reason: str = Field(default="", description="e.g. malformed_json=0.01,...")
+    quality_min_gold_rows: int = 1
+    quality_max_duplicate_ratio: float = 0.05
+    quality_on_breach: str = "warn"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -101,6 +109,16 @@ class Settings(BaseModel):
         if self.subnet_id:
             instances["Ec2SubnetId"] = self.subnet_id
         return instances
+
+    def quality_policy(self) -> QualityPolicy:
+        """The deployment's quality policy; a bad value fails here, in PlanRun, before any side effect."""
+        return QualityPolicy(
+            max_quarantine_ratio=self.quality_max_quarantine_ratio,
+            max_quarantine_ratio_by_reason=parse_reason_ratios(self.quality_max_quarantine_ratio_by_reason),
+            min_gold_rows=self.quality_min_gold_rows,
+            max_duplicate_ratio=self.quality_max_duplicate_ratio,
+            on_breach=self.quality_on_breach,
+        )
 
     def to_env(self) -> dict[str, str]:
         return {name.upper(): str(value) for name, value in self.model_dump().items()}

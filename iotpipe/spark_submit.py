@@ -17,6 +17,7 @@ from typing import Callable
 
 import spark as spark_package
 from iotpipe.storage import join, storage_for
+from spark.progress import PROGRESS_SECONDS_CONF, TASKS_PREFIX
 
 SPARK_DIR = Path(spark_package.__file__).resolve().parent
 JOB_SCRIPT = SPARK_DIR / "job.py"
@@ -53,6 +54,8 @@ def local_submit_options(master: str = "local[*]", driver_memory: str = "2g") ->
         "--conf",
         "spark.ui.enabled=false",
         "--conf",
+        f"{PROGRESS_SECONDS_CONF}=1",  # a live bar locally; the job's default (EMR) is 5 s
+        "--conf",
         # The heap is taken whole up front, as a container's would be: memory is then set by
         # configuration, and a longer run does not look like a larger one.
         f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG} -Xms{driver_memory}",
@@ -80,9 +83,11 @@ def run_spark_job(
     on_progress: Callable[[dict], None] | None = None,
     master: str = "local[*]",
     timeout: float | None = None,
+    on_tasks: Callable[[dict], None] | None = None,
 ) -> SparkRun:
     """Run the job to completion (killed after `timeout` seconds, as a step past its Task's
-    TimeoutSeconds is cancelled); stream its batch progress; return exit code and run summary."""
+    TimeoutSeconds is cancelled); stream its batch progress (`on_progress`, per batch done) and
+    its task progress (`on_tasks`, within a batch); return exit code and run summary."""
     env = dict(os.environ)
     env.update(
         SPARK_HOME=_pyspark_home(),
@@ -107,6 +112,8 @@ def run_spark_job(
             line = raw.decode("utf-8", "replace").rstrip("\n")
             if line.startswith(PROGRESS_PREFIX) and on_progress:
                 on_progress(json.loads(line[len(PROGRESS_PREFIX) :]))
+            elif line.startswith(TASKS_PREFIX) and on_tasks:
+                on_tasks(json.loads(line[len(TASKS_PREFIX) :]))
         exit_code = process.wait()
         if deadline:
             deadline.cancel()

@@ -27,6 +27,7 @@ from iotpipe.bronze import SPARK_GLOB, classify, write_note
 from iotpipe.sink_log import batch_source_files, logged_uri
 from iotpipe.storage import join, storage_for
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
+from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progress, task_counts
 from spark.transforms import (
     REASON_CODES,
     cluster_by_partition,
@@ -364,6 +365,10 @@ def run_queries(spark: SparkSession, args: argparse.Namespace, run_id: str, star
         ),
     }
     running.extend(queries.values())
+    tracker = spark.sparkContext.statusTracker()
+    interval = float(spark.conf.get(PROGRESS_SECONDS_CONF, "5"))
+    progress = TaskProgress(lambda: task_counts(tracker), lambda: batches_in_progress(queries), interval)
+    progress.start()
 
     def check_batch(entry: dict) -> None:
         """Check the objects of each committed gold batch once (both queries read the same objects)."""
@@ -377,17 +382,20 @@ def run_queries(spark: SparkSession, args: argparse.Namespace, run_id: str, star
         for query in running:
             query.stop()
     deadline = started + args.timeout_seconds if args.timeout_seconds else None
-    while any(q.isActive for q in queries.values()):
-        for query in queries.values():
-            query.awaitTermination(0.5)
-            if query.exception() is not None:
-                for other in queries.values():
-                    other.stop()
-                raise query.exception()
-        record_batches(ledger, queries, check_batch)
-        if deadline and time.time() > deadline:
+    try:
+        while any(q.isActive for q in queries.values()):
             for query in queries.values():
-                query.stop()
+                query.awaitTermination(0.5)
+                if query.exception() is not None:
+                    for other in queries.values():
+                        other.stop()
+                    raise query.exception()
+            record_batches(ledger, queries, check_batch)
+            if deadline and time.time() > deadline:
+                for query in queries.values():
+                    query.stop()
+    finally:
+        progress.stop()
     record_batches(ledger, queries, check_batch)
     return queries
 

@@ -12,44 +12,22 @@ import pyspark
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from iotpipe.cleaning_rules import (
+    BATTERY_RANGE_PCT,
+    CITY_MAX_ESCAPED_BYTES,
+    EARLIEST_EVENT_TIME,
+    HUMIDITY_RANGE_PCT,
+    LATEST_EVENT_TIME_AHEAD,
+    LATITUDE_RANGE,
+    LONGITUDE_RANGE,
+    TEMPERATURE_RANGE_C,
+)
+from iotpipe.cleaning_rules import REASON_CODES as REASON_CODES  # the job and tests read them here too
 from spark.schema import CORRUPT_RECORD_COLUMN, EVENT_SCHEMA, EVENT_TIME_FORMATS
 
-# Reason codes in priority order: a record's primary reason is the first that applies.
-# The first three judge the line as a whole and, when one applies, are its only reason.
-REASON_CODES = (
-    "invalid_utf8",
-    "blank_line",
-    "malformed_json",
-    "missing_event_id",
-    "missing_device_id",
-    "missing_event_time",
-    "unparseable_event_time",
-    "implausible_event_time",
-    "missing_reading",
-    "non_numeric_reading",
-    "temperature_out_of_range",
-    "humidity_out_of_range",
-    "battery_out_of_range",
-    "invalid_coordinates",
-    "missing_city",
-    "unusable_city",
-)
-LINE_REASONS = ("invalid_utf8", "blank_line", "malformed_json")
-
-TEMPERATURE_RANGE_C = (-40.0, 85.0)
-HUMIDITY_RANGE_PCT = (0.0, 100.0)
-BATTERY_RANGE_PCT = (0.0, 100.0)
-# Plausible event times: from 2001-01-01 (after the values reset clocks send: 1970, GPS's 1980,
-# RTCs' 2000-01-01; and after 1900, before which Parquet's writer refuses timestamps) to one day
-# after the batch's own time (clock drift, a wrong time zone). In a stream, current_timestamp()
-# is the batch's time, kept in the offset log, so a replayed batch judges the same way.
-EARLIEST_EVENT_TIME = "2001-01-01 00:00:00"
-LATEST_EVENT_TIME_AHEAD = "INTERVAL 1 DAY"
+# Reason codes (in priority order), their thresholds and descriptions: iotpipe.cleaning_rules.
 # A city is a partition directory `location_city=<city>`, where Spark escapes these characters
-# as %XX (3 bytes each). Local file systems allow 255 bytes per name and S3 1,024 per key: the
-# escaped city may take at most 200 bytes. Control characters (NUL is not escaped) and path
-# separators are never a city.
-CITY_MAX_ESCAPED_BYTES = 200
+# as %XX (3 bytes each); control characters (NUL is not escaped) and path separators are never a city.
 _ESCAPED_IN_PATHS = r"[\x01-\x1F\x7F\"#%'*/:=?\[\]\\^{]"
 _NOT_A_CITY = r"[\p{Cc}/\\]"
 
@@ -178,8 +156,8 @@ def with_reasons(parsed: DataFrame) -> DataFrame:
         "battery_out_of_range": ~F.col("battery_value").between(*BATTERY_RANGE_PCT),
         "invalid_coordinates": F.col("location_lat").isNull()
         | F.col("location_lon").isNull()
-        | ~F.col("location_lat").between(-90.0, 90.0)
-        | ~F.col("location_lon").between(-180.0, 180.0),
+        | ~F.col("location_lat").between(*LATITUDE_RANGE)
+        | ~F.col("location_lon").between(*LONGITUDE_RANGE),
         "missing_city": F.col("location_city").isNull(),
         "unusable_city": unusable_city(F.col("location_city")),
     }

@@ -67,5 +67,6 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         unit=MetricUnit.Count,
         value=int(report.status == "SUCCEEDED_WITH_STEP_ERROR"),
     )
+    metrics.add_metric(name="QualityBreach", unit=MetricUnit.Count, value=len(report.quality_breaches))
     logger.info(summary_line(report))
     return {**report.model_dump(), "message": summary_line(report)}

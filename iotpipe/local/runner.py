@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from generator.shards import GENERATOR_PROGRESS_ENV, GENERATOR_PROGRESS_PREFIX
 from iotpipe.local.bindings import Bindings, bound
 from iotpipe.settings import Settings
 from iotpipe.spark_submit import run_spark_job
@@ -187,10 +188,19 @@ class LocalEngine:
         self._stack.close()
 
     def _run_generator(self, command: list[str]) -> int:
-        self.emit("generator", {"command": command})
-        output = subprocess.DEVNULL if self.quiet_generator else None
-        code = subprocess.run([sys.executable, "-m", "iotpipe.cli", *command], stdout=output).returncode
-        self.emit("generator-done", {"shard": command[command.index("--shard-index") + 1], "exit_code": code})
+        """The shard's container command as a process; its progress lines become events."""
+        shard = command[command.index("--shard-index") + 1]
+        self.emit("generator", {"command": command, "shard": shard})
+        env = {**os.environ, GENERATOR_PROGRESS_ENV: "json"}
+        with subprocess.Popen([sys.executable, "-m", "iotpipe.cli", *command], stdout=subprocess.PIPE, env=env,
+                              text=True) as process:  # fmt: skip
+            for line in process.stdout:
+                if line.startswith(GENERATOR_PROGRESS_PREFIX):
+                    self.emit("generator-progress", json.loads(line[len(GENERATOR_PROGRESS_PREFIX) :]))
+                elif not self.quiet_generator:
+                    sys.stdout.write(line)
+            code = process.wait()
+        self.emit("generator-done", {"shard": shard, "exit_code": code})
         return code
 
     def _run_spark_step(self, args: list[str], step_id: str) -> tuple[bool, dict]:
@@ -199,7 +209,8 @@ class LocalEngine:
         log_path = join(self.lake, "artifacts", "logs", f"{run_id}-{step_id}.log")
         self.emit("spark", {"step_id": step_id, "log": log_path})
         result = run_spark_job(args[script + 1 :], log_path, on_progress=lambda p: self.emit("batch", p),
-                               master=self.spark_master, timeout=self.bindings.task_timeout())  # fmt: skip
+                               master=self.spark_master, timeout=self.bindings.task_timeout(),
+                               on_tasks=lambda t: self.emit("spark-tasks", {**t, "step_id": step_id}))  # fmt: skip
         self.emit("spark-done", {"step_id": step_id, "exit_code": result.exit_code})
         # EMR's failure details are often no more than this; the assessment must not rely on them.
         return result.succeeded, {"Reason": "Unknown Error.", "LogFile": log_path}

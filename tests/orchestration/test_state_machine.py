@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from generator.shards import read_manifests, summarise
+from iotpipe.cli import run_exit_status
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
 from iotpipe.local.watch import watch
@@ -84,11 +85,21 @@ def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_p
     first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 7})
     assert first.report["status"] == "SUCCEEDED"
     # An existing cluster must carry this stack's tag, or the state machine role may not use it.
-    second = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1"},
+    # A strict quality policy in the execution input: the run breaks it, and the user chose "fail".
+    strict = {"min_gold_rows": 10**9, "on_breach": "fail"}
+    second = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1", "quality": strict},
                  customise=lambda b: b.cluster_tags.update({"j-EXISTING1": {"iotpipe-stack": "iotpipe"}}))  # fmt: skip
     new_truth = summarise(read_manifests(str(tmp_path / "bronze" / "raw"), seed=8))
     assert second.report["records"]["gold"] == new_truth["gold"]
     assert second.report["records"]["input"] == new_truth["records"]
+    # The data is written and accounted for; the status, the report, the SNS subject and the exit say why.
+    assert second.report["status"] == "QUALITY_FAILED" and run_exit_status([second.report]) == 1
+    assert second.report["quality_breaches"] == [
+        {"rule": "min_gold_rows", "figure": new_truth["gold"], "threshold": 10**9,
+         "description": f"{new_truth['gold']:,} Gold rows from {new_truth['records']:,} input records"}
+    ]  # fmt: skip
+    assert json.loads(Path(second.report["manifest"]).read_text())["report"]["quality_policy"]["min_gold_rows"] == 10**9
+    assert ("sns", "iotpipe run QUALITY_FAILED") in second.bindings.calls
     assert "UseExistingCluster" in second.entered_states() and terminated(second) == []
     event = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
     third = run(tmp_path, event)
@@ -173,13 +184,28 @@ def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
 
 
 def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
-    with engine(tmp_path, customise=upload_after_first_step(tmp_path, 98)) as local:
-        executions = local.run({"size": "2MiB", "shards": 2, "seed": 13, "max_drain_rounds": 0})
+    # No malformed line allowed, warn only: both runs warn, the follow-up under the same policy.
+    quality = {"max_quarantine_ratio_by_reason": {"malformed_json": 0}}
+    events = []
+    with engine(tmp_path, customise=upload_after_first_step(tmp_path, 98),
+                on_event=lambda kind, detail: events.append((kind, detail))) as local:  # fmt: skip
+        executions = local.run({"size": "2MiB", "shards": 2, "seed": 13, "max_drain_rounds": 0, "quality": quality})
     for execution in executions:
         record_coverage(execution)
     first, follow_up = executions
-    assert "StartFollowUpRun" in first.entered_states() and first.report["status"] == "SUCCEEDED"
-    assert follow_up.report["trigger"] == "follow-up" and follow_up.report["status"] == "SUCCEEDED"
+    assert "StartFollowUpRun" in first.entered_states()
+    assert first.report["status"] == "SUCCEEDED_WITH_QUALITY_WARNING"
+    assert follow_up.report["trigger"] == "follow-up" and follow_up.report["status"] == "SUCCEEDED_WITH_QUALITY_WARNING"
+    for report in (first.report, follow_up.report):
+        (breach,) = report["quality_breaches"]
+        assert breach["rule"] == "max_quarantine_ratio_by_reason.malformed_json" and breach["threshold"] == 0
+        assert breach["figure"] == report["quarantined_by_reason"]["malformed_json"] / report["records"]["input"]
+    assert run_exit_status([first.report, follow_up.report]) == 0
+    # Long work is never silent: each shard's bytes and the running batch's tasks came as they went.
+    shards_seen = {detail["shard"] for kind, detail in events if kind == "generator-progress"}
+    assert shards_seen == {0, 1}
+    tasks = [detail for kind, detail in events if kind == "spark-tasks"]
+    assert tasks and all(set(detail["batches"]) == {"gold", "quarantine"} for detail in tasks)
     expected = truth(tmp_path)
     assert first.report["records"]["input"] + follow_up.report["records"]["input"] == expected["records"]
     assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])

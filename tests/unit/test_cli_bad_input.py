@@ -58,6 +58,11 @@ CASES = {
     "run with more shards than allowed": (["run", "--lake", "lake", "--size", "1MiB", "--shards", "100000"], {}),
     "run with shards under 1 MiB": (["run", "--lake", "lake", "--size", "1MiB", "--shards", "4"], {}),
     "run with too many resume attempts": (["run", "--lake", "lake", "--max-resume-attempts", "100000"], {}),
+    "run with a quarantine ratio above one": (["run", "--lake", "lake", "--max-quarantine-ratio", "1.5"], {}),
+    "run with an unknown reason's ratio": (
+        ["run", "--lake", "lake", "--max-quarantine-ratio-by-reason", "no_such_reason=0.1"],
+        {},
+    ),
 }
 # Cases whose one line must also name the option at fault.
 NAMED = {
@@ -71,6 +76,13 @@ NAMED = {
     "run negative seed": (["run", "--lake", "lake", "--size", "2MiB", "--seed", "-1"], "--seed"),
     "run seed beyond the bound": (["run", "--lake", "lake", "--size", "2MiB", "--seed", str(2**63)], "--seed"),
     "run negative resume attempts": (["run", "--lake", "lake", "--max-resume-attempts", "-1"], "--max-resume"),
+    "run reason ratios not pairs": (
+        ["run", "--lake", "lake", "--max-quarantine-ratio-by-reason", "malformed_json"],
+        "--max-quarantine-ratio-by-reason",
+    ),
+    "run nan duplicate ratio": (["run", "--lake", "lake", "--max-duplicate-ratio", "nan"], "--max-duplicate-ratio"),
+    "run negative gold minimum": (["run", "--lake", "lake", "--min-gold-rows", "-1"], "--min-gold-rows"),
+    "run unknown breach action": (["run", "--lake", "lake", "--on-breach", "panic"], "--on-breach"),
     "watch negative interval": (["watch", "--lake", "lake", "--interval", "-1"], "--interval"),
     "watch nan interval": (["watch", "--lake", "lake", "--interval", "nan"], "--interval"),
     "watch zero interval": (["watch", "--lake", "lake", "--interval", "0"], "--interval"),

@@ -32,7 +32,10 @@ JOB = f"{LAKE}/artifacts/spark/job.py"
 
 
 def settings_for(tmp_path) -> Settings:
-    return Settings.for_local_lake(LAKE, lease_store=str(tmp_path / "leases"), spark_job_uri=JOB)
+    # The synthetic lake quarantines one file's rows per batch (a 1-in-11 share): no quality policy here.
+    return Settings.for_local_lake(
+        LAKE, lease_store=str(tmp_path / "leases"), spark_job_uri=JOB, quality_max_quarantine_ratio=1.0
+    )
 
 
 def control_plane(lake: HistoryLake, settings: Settings) -> dict:

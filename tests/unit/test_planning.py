@@ -143,3 +143,47 @@ def test_a_local_job_path_that_does_not_exist_is_refused_too(tmp_path):
 def test_a_large_run_is_generated_only_when_asked_for_on_purpose(settings, storage):
     plan = plan_run({"size": "65GiB", "shards": 100, "allow_large": True}, "exec-9", settings, storage)
     assert plan.generation.size == str(65 * 2**30) and "--allow-large" in plan.generation.command(0)
+
+
+def test_the_plan_carries_the_deployments_quality_policy_with_the_inputs_overrides(storage):
+    settings = Settings.for_local_lake(
+        "s3://lake",
+        spark_job_uri="s3://artifacts/spark/job.py",
+        quality_max_quarantine_ratio_by_reason="malformed_json=0.01",
+        quality_on_breach="fail",
+    )
+    plan = plan_run({"quality": {"min_gold_rows": 10, "max_quarantine_ratio_by_reason": {"missing_city": 0}}},
+                    "exec-1", settings, storage)  # fmt: skip
+    assert plan.quality.min_gold_rows == 10 and plan.quality.on_breach == "fail"
+    assert plan.quality.max_quarantine_ratio_by_reason == {"malformed_json": 0.01, "missing_city": 0.0}
+    assert plan_run({}, "exec-1", settings, storage).quality == settings.quality_policy()
+
+
+@pytest.mark.parametrize(
+    "quality,message",
+    [
+        ({"max_quarantine_ratio": 1.5}, "quality.max_quarantine_ratio"),
+        ({"max_quarantine_ratio": -0.1}, "quality.max_quarantine_ratio"),
+        ({"max_duplicate_ratio": "lots"}, "quality.max_duplicate_ratio"),
+        ({"min_gold_rows": -1}, "quality.min_gold_rows"),
+        ({"on_breach": "panic"}, "quality.on_breach"),
+        ({"max_quarantine_ratio_by_reason": {"not_a_reason": 0.1}}, "unknown reason code 'not_a_reason'"),
+        ({"max_quarantine_ratio_by_reason": {"malformed_json": 2}}, "quality.max_quarantine_ratio_by_reason"),
+        ({"max_quarantine_ratio_by_reason": ["malformed_json"]}, "quality.max_quarantine_ratio_by_reason"),
+        ({"max_quarantine_ration": 0.1}, "quality.max_quarantine_ration"),
+        ("strict", "quality"),
+    ],
+)
+def test_a_bad_quality_policy_is_rejected_before_any_side_effect(settings, storage, s3, quality, message):
+    with pytest.raises(InvalidExecutionInput, match="invalid execution input") as error:
+        plan_run({"quality": quality}, "exec-1", settings, storage)
+    assert message in str(error.value)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="lake").get("Contents", [])] == []
+
+
+def test_a_bad_quality_parameter_of_the_deployment_fails_plan_run_clearly(storage):
+    settings = Settings.for_local_lake(
+        "s3://lake", spark_job_uri="s3://artifacts/spark/job.py", quality_max_quarantine_ratio_by_reason="bogus=0.1"
+    )
+    with pytest.raises(ValueError, match=r"Quality\* parameters.*unknown reason code 'bogus'"):
+        plan_run({}, "exec-1", settings, storage)

@@ -1,0 +1,81 @@
+"""How far the running batch has got, from Spark's own status tracker, printed by a daemon thread
+in the driver so that a long batch is never silent: a line when the tasks move, and at least one
+every `quiet_seconds`. It only reads Spark's status (stage and task counts), so the job's output is
+the same with or without it. Locally `iotpipe run` and `iotpipe transform` show the lines as a
+progress bar or plain lines; on EMR they go to the step's stdout log. Python 3.9 syntax.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Callable, Optional
+
+TASKS_PREFIX = "IOTPIPE_TASKS "
+PROGRESS_SECONDS_CONF = "spark.iotpipe.progressSeconds"  # how often to look (default 5 s)
+
+
+def task_counts(tracker) -> dict:
+    """Stages running now and their tasks: total, done, running, failed (a pyspark StatusTracker)."""
+    stages = [tracker.getStageInfo(stage) for stage in tracker.getActiveStageIds()]
+    stages = [stage for stage in stages if stage is not None]
+    return {
+        "stages": len(stages),
+        "tasks": sum(stage.numTasks for stage in stages),
+        "done": sum(stage.numCompletedTasks for stage in stages),
+        "running": sum(stage.numActiveTasks for stage in stages),
+        "failed": sum(stage.numFailedTasks for stage in stages),
+    }
+
+
+def batches_in_progress(queries: dict) -> dict:
+    """The batch each query is on: the one after its last reported progress."""
+    batches = {}
+    for name, query in queries.items():
+        last = query.lastProgress
+        batches[name] = (last["batchId"] + 1) if last else 0
+    return batches
+
+
+class TaskProgress(threading.Thread):
+    """Print `IOTPIPE_TASKS {...}` lines while the job runs; never raises into the job."""
+
+    def __init__(
+        self,
+        read_counts: Callable[[], dict],
+        read_batches: Callable[[], dict],
+        interval: float = 5.0,
+        quiet_seconds: float = 30.0,
+        emit: Optional[Callable[[str], None]] = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(name="iotpipe-task-progress", daemon=True)
+        self.read_counts, self.read_batches = read_counts, read_batches
+        self.interval, self.quiet_seconds = interval, quiet_seconds
+        self.emit = emit or (lambda line: print(line, flush=True))
+        self.clock = clock
+        self.stopped = threading.Event()
+        self._last: Optional[dict] = None
+        self._last_at = clock()
+
+    def poll(self) -> Optional[str]:
+        """One look at the tracker; the line to print, if the tasks moved or it has been quiet too long."""
+        counts = self.read_counts()
+        moved = counts["stages"] and counts != self._last
+        if not moved and self.clock() - self._last_at < self.quiet_seconds:
+            return None
+        self._last, self._last_at = counts, self.clock()
+        return TASKS_PREFIX + json.dumps({**counts, "batches": self.read_batches()}, sort_keys=True)
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                line = self.poll()
+            except Exception:  # the job is stopping, or py4j is busy: progress is best effort
+                continue
+            if line:
+                self.emit(line)
+
+    def stop(self) -> None:
+        self.stopped.set()

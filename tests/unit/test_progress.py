@@ -1,0 +1,134 @@
+"""Live progress: bars on a terminal, plain lines otherwise, from the generator's shards and from
+Spark's status tracker, formatted by plain functions (no terminal, no Spark needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+from generator.events import EventSpec
+from generator.shards import DatasetPlan, shard_bytes, write_shard
+from iotpipe.cli import generator_progress, progress_printer
+from iotpipe.progress import CLEAR_LINE, ProgressBoard, bar, spark_tasks_text
+from spark.progress import TASKS_PREFIX, TaskProgress, task_counts
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bar_fills_with_the_share_done_and_never_overflows():
+    assert bar(0, 10, width=10) == "[----------]   0%"
+    assert bar(5, 10, width=10) == "[#####-----]  50%"
+    assert bar(15, 10, width=10) == "[##########] 100%"
+    assert bar(3, 0, width=10) == "[----------]   0%"
+
+
+def test_off_a_terminal_progress_is_plain_lines_at_most_one_per_source_per_interval():
+    out, clock = io.StringIO(), Clock()
+    board = ProgressBoard(out, tty=False, every=10, clock=clock)
+    board.update("shard 0", "shard 0: 1 MiB", 1, 4)
+    clock.now = 5
+    board.update("shard 0", "shard 0: 2 MiB", 2, 4)
+    board.update("shard 1", "shard 1: 1 MiB", 1, 4)
+    clock.now = 10
+    board.update("shard 0", "shard 0: 3 MiB", 3, 4)
+    board.line("batch 0 done")
+    assert out.getvalue().splitlines() == ["shard 0: 1 MiB", "shard 1: 1 MiB", "shard 0: 3 MiB", "batch 0 done"]
+    assert "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
+
+
+def test_on_a_terminal_one_status_line_of_bars_is_redrawn_under_the_lines_that_stay():
+    out = io.StringIO()
+    board = ProgressBoard(out, tty=True)
+    board.update("shard 0", "shard 0", 1, 4)
+    board.update("shard 1", "shard 1", 3, 4)
+    assert out.getvalue().endswith(CLEAR_LINE + f"shard 0 {bar(1, 4)} | shard 1 {bar(3, 4)}")
+    board.finish("shard 0")
+    board.line("generator shard 0 finished")
+    assert out.getvalue().endswith(CLEAR_LINE + "generator shard 0 finished\n" + CLEAR_LINE + f"shard 1 {bar(3, 4)}")
+
+
+def test_a_local_runs_events_show_shards_and_spark_tasks_as_they_come():
+    out = io.StringIO()
+    show = progress_printer(out, started=0.0, tty=False)
+    show("generator", {"shard": "0", "command": []})
+    show("generator-progress", {"shard": "0", "bytes": 2**20, "total": 4 * 2**20})
+    show("spark-tasks", {"stages": 2, "tasks": 40, "done": 12, "running": 2, "failed": 0,
+                         "batches": {"gold": 3, "quarantine": 3}})  # fmt: skip
+    lines = out.getvalue().splitlines()
+    assert "generator shard 0 started" in lines[0]
+    assert lines[1].endswith("generator shard 0: 1.0/4.0 MiB")
+    assert lines[2].endswith("spark gold batch 3, quarantine batch 3: 12/40 tasks done (2 running, 2 stages)")
+
+
+def test_between_stages_the_spark_line_says_so():
+    assert spark_tasks_text({"stages": 0, "batches": {"gold": 1}}).startswith("spark gold batch 1: between tasks")
+
+
+@dataclass
+class Stage:
+    numTasks: int
+    numActiveTasks: int
+    numCompletedTasks: int
+    numFailedTasks: int
+
+
+class Tracker:
+    def __init__(self, stages: dict) -> None:
+        self.stages = stages
+
+    def getActiveStageIds(self):
+        return list(self.stages) + [99]  # a stage that ended between the two calls
+
+    def getStageInfo(self, stage):
+        return self.stages.get(stage)
+
+
+def test_task_counts_add_up_the_running_stages():
+    tracker = Tracker({1: Stage(10, 2, 7, 0), 2: Stage(4, 1, 0, 1)})
+    assert task_counts(tracker) == {"stages": 2, "tasks": 14, "done": 7, "running": 3, "failed": 1}
+
+
+def test_the_drivers_progress_thread_prints_when_tasks_move_and_never_stays_quiet_long():
+    clock, counts = Clock(), {"stages": 1, "tasks": 10, "done": 1, "running": 2, "failed": 0}
+    progress = TaskProgress(lambda: dict(counts), lambda: {"gold": 0}, quiet_seconds=30, clock=clock)
+    first = progress.poll()
+    assert first.startswith(TASKS_PREFIX)
+    assert json.loads(first[len(TASKS_PREFIX) :]) == {**counts, "batches": {"gold": 0}}
+    clock.now = 5
+    assert progress.poll() is None  # nothing moved
+    counts["done"] = 2
+    assert progress.poll() is not None
+    counts.update(stages=0, tasks=0, done=0, running=0)
+    clock.now = 20
+    assert progress.poll() is None  # idle, quiet only briefly
+    clock.now = 36
+    assert json.loads(progress.poll()[len(TASKS_PREFIX) :])["stages"] == 0
+
+
+def test_a_shard_reports_its_bytes_as_it_writes_them(tmp_path):
+    plan = DatasetPlan(out=str(tmp_path), seed=1, size_bytes=4 * 2**20, shard_count=2, object_bytes=2**20,
+                       spec=EventSpec(devices=10, days=1))  # fmt: skip
+    seen: list[int] = []
+    manifest = write_shard(plan, 1, on_progress=seen.append)
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[-1] == manifest.bytes
+    assert abs(shard_bytes(plan, 1) - manifest.bytes) < 0.05 * manifest.bytes
+
+
+def test_for_the_local_runner_a_shard_prints_json_lines_at_most_once_a_second(tmp_path, capsys):
+    plan = DatasetPlan(out=str(tmp_path), seed=1, size_bytes=4 * 2**20, shard_count=2, object_bytes=2**20,
+                       spec=EventSpec(devices=10, days=1))  # fmt: skip
+    clock = Clock()
+    show = generator_progress(plan, "json", every=1.0, clock=clock)
+    show(0, 100)
+    show(0, 200)
+    clock.now = 1
+    show(0, 300)
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line.split(" ", 1)[1])["bytes"] for line in lines] == [100, 300]
