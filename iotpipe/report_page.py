@@ -119,7 +119,9 @@ _SCRIPT = r"""
   }
 
   function byName(names, valueOf) {
-    return names.map(function (name) { return {name: name, values: runs.map(function (r) { return valueOf(r, name); })}; });
+    return names.map(function (name) {
+      return {name: name, values: runs.map(function (r) { return valueOf(r, name); })};
+    });
   }
   function union(lists) {
     var seen = {};
@@ -151,7 +153,9 @@ _SCRIPT = r"""
 
   var stages = union(runs.map(function (r) { return Object.keys(r.stage_seconds); }));
   if (stages.length) {
-    stackedBars("chart-stages", labels, byName(stages, function (r, name) { return r.stage_seconds[name] || 0; }), "seconds");
+    stackedBars("chart-stages", labels, byName(stages, function (r, name) {
+      return r.stage_seconds[name] || 0;
+    }), "seconds");
   } else {
     stackedBars("chart-stages", labels, byName(["whole run"], function (r) { return r.seconds || 0; }), "seconds");
   }

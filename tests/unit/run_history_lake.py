@@ -28,7 +28,7 @@ from iotpipe.verification import verify_gold
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 # Spark's ExternalCatalogUtils.escapePathName: these characters become %XX in partition folder names.
-_SPARK_ESCAPED = set('"#%\'*/:=?\\\x7f{[]^') | {chr(c) for c in range(0x20)}
+_SPARK_ESCAPED = set("\"#%'*/:=?\\\x7f{[]^") | {chr(c) for c in range(0x20)}
 
 
 def spark_escape(value: str) -> str:
