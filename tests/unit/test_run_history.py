@@ -113,3 +113,14 @@ def test_iotpipe_report_refuses_a_number_of_runs_out_of_bounds(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit_:
         main(["report", "--lake", str(tmp_path), "--last", "0"])
     assert exit_.value.code == 2 and "--last: must be between 1 and 1,000" in capsys.readouterr().err
+
+
+def test_the_page_escapes_every_run_field_it_prints_in_the_table():
+    from iotpipe.report_page import render_page
+    from iotpipe.run_history import RunSummary
+
+    hostile = "<b onmouseover=alert(1)>x</b>"
+    run = RunSummary(run_id=hostile, status="FAILED", trigger=hostile, finished_at="2024-01-01T00:00:00+00:00",
+                     records={"input": 1}, attempts=1, problems=[hostile])  # fmt: skip
+    page = render_page([run])
+    assert hostile not in page and "&lt;b onmouseover=alert(1)&gt;x&lt;/b&gt;" in page
