@@ -18,7 +18,8 @@ import hashlib
 import html
 import json
 
-from iotpipe.run_history import TABLE_COLUMNS, RunSummary, table_rows
+from iotpipe.run_history import DEFAULT_LAST_RUNS, TABLE_COLUMNS, RunSummary, read_history, table_rows
+from iotpipe.storage import Storage, join
 
 CHART_COUNT = 4
 
@@ -250,3 +251,15 @@ def render_page(runs: list[RunSummary], title: str = "iotpipe run history") -> s
 </body>
 </html>
 """
+
+
+def history_page_uri(runs_uri: str, run_id: str) -> str:
+    return join(runs_uri, f"{run_id}.html")
+
+
+def write_history_page(storage: Storage, runs_uri: str, run_id: str, last: int = DEFAULT_LAST_RUNS) -> str:
+    """The page of the last `last` runs, written beside run `run_id`'s manifest; returns its URI.
+    Its cost is bounded by `last` (one listing, two reads per run), not by the lake's history."""
+    uri = history_page_uri(runs_uri, run_id)
+    storage.write_bytes(uri, render_page(read_history(storage, runs_uri, last)).encode("utf-8"))
+    return uri
