@@ -104,7 +104,7 @@ _SCRIPT = r"""
         svg.appendChild(rect);
         bars++;
       });
-      var label = category.length > 22 ? category.slice(0, 21) + "\u2026" : category;
+      var label = category.length > 22 ? "\u2026" + category.slice(-21) : category;  // run ids differ at the end
       var lx = left + step * i + step / 2, ly = top + plotHeight + 12;
       svg.appendChild(el("text", {x: lx, y: ly, "text-anchor": "end", "class": "tick",
                                   transform: "rotate(-35 " + lx + " " + ly + ")"}, label));
