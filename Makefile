@@ -17,7 +17,7 @@ SEED ?= 1
 PY313_BIN := $(shell p=$$(command -v pyenv >/dev/null && pyenv root)/versions/3.13.0/bin; [ -x $$p/python3.13 ] && echo $$p)
 SAM_PATH := $(if $(PY313_BIN),$(PY313_BIN):,)$(PATH)
 
-.PHONY: install run test test-fast lint format bench bench-5g deploy sam-build sam-validate checkov static-checks clean
+.PHONY: install run test test-fast lint format bench bench-5g deploy sam-build sam-validate checkov static-checks clean chromium
 
 install: $(INSTALLED) $(FAULTS_JAR)
 
@@ -44,15 +44,21 @@ $(CHECKOV):
 	$(CHECKOV_VENV)/bin/pip install --quiet --upgrade pip
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30
 
+# The report page's test renders it in headless Chromium (Debian's package): installed when missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
 # The local run and the fast tests read the template's IAM with aws-sam-translator, from SAM CLI's venv
 # (it pins a pydantic other than this project's).
 run: install $(SAM)
 	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
 
-test: install $(SAM) $(CHECKOV)
+test: install $(SAM) $(CHECKOV) chromium
 	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
 
-test-fast: install $(SAM)
+test-fast: install $(SAM) chromium
 	IOTPIPE_SAM="$(abspath $(SAM))" $(BIN)/pytest -m "not spark"
 
 lint: install

@@ -29,6 +29,7 @@ from iotpipe.models import QualityBreach
 from iotpipe.planning import plan_run
 from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
 from iotpipe.quality import format_breach, parse_reason_ratios
+from iotpipe.run_history import DEFAULT_LAST_RUNS, MAX_LAST_RUNS
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
@@ -545,6 +546,32 @@ def format_report(report: dict) -> str:
     return "\n".join([line, *(f"{name:<{width}}  {value}" for name, value in rows), line])
 
 
+def add_report(sub) -> None:
+    parser = sub.add_parser("report", help="the run history: a table, and with --html a page with charts")
+    parser.add_argument("--lake", default="lake", help="lake folder (default ./lake)")
+    parser.add_argument("--html", default=None, metavar="FILE", help="also write the history as one HTML page")
+    parser.add_argument(
+        "--last", type=_whole_number(1, MAX_LAST_RUNS), default=DEFAULT_LAST_RUNS, help="how many runs, newest first"
+    )
+    parser.set_defaults(handler=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from iotpipe.report_page import render_page
+    from iotpipe.run_history import format_table, read_history
+    from iotpipe.settings import Settings
+
+    if is_s3(args.lake) or not Path(args.lake).is_dir():
+        raise ValueError(f"--lake {args.lake}: no such folder")
+    runs_uri = Settings.for_local_lake(str(Path(args.lake).resolve())).runs_uri
+    runs = read_history(LocalStorage(), runs_uri, args.last)
+    print(format_table(runs))
+    if args.html:
+        Path(args.html).write_text(render_page(runs), encoding="utf-8")
+        print(f"wrote {args.html}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="iotpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -552,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transform(sub)
     add_run(sub)
     add_watch(sub)
+    add_report(sub)
     return parser
 
 

@@ -103,17 +103,21 @@ def collect_ignored(storage: Storage, runs_uri: str, run_id: str, checkpoint_uri
     """Add up the Spark job's notes of Bronze objects it does not read or could not read in full
     (`<checkpoint>/ignored/`) not reported yet, then file them under this run
     (`<runs>/ignored-reported/<run_id>/`), so each note is reported once and the listing stays as
-    small as what arrived since the last report."""
+    small as what arrived since the last report. Notes already filed under this run count too: a
+    retried ReportStatus reports what its first call filed."""
     total, by_reason, examples = 0, {}, []
-    for info in storage.list(join(checkpoint_uri, IGNORED_NOTES_DIR) + "/"):
-        if not info.uri.endswith(".json"):
-            continue
-        note = json.loads(storage.read_bytes(info.uri))
-        total += int(note.get("count", 0))
-        for reason, count in note.get("by_reason", {}).items():
-            by_reason[reason] = by_reason.get(reason, 0) + int(count)
-        examples.extend(note.get("examples", [])[: max(0, MAX_EXAMPLES - len(examples))])
-        storage.move(info.uri, join(runs_uri, f"{IGNORED_NOTES_DIR}-reported", run_id, info.uri.rsplit("/", 1)[-1]))
+    filed = join(runs_uri, f"{IGNORED_NOTES_DIR}-reported", run_id)
+    for directory, file_them in ((filed, False), (join(checkpoint_uri, IGNORED_NOTES_DIR), True)):
+        for info in storage.list(directory + "/"):
+            if not info.uri.endswith(".json"):
+                continue
+            note = json.loads(storage.read_bytes(info.uri))
+            total += int(note.get("count", 0))
+            for reason, count in note.get("by_reason", {}).items():
+                by_reason[reason] = by_reason.get(reason, 0) + int(count)
+            examples.extend(note.get("examples", [])[: max(0, MAX_EXAMPLES - len(examples))])
+            if file_them:
+                storage.move(info.uri, join(filed, info.uri.rsplit("/", 1)[-1]))
     return {"count": total, "by_reason": dict(sorted(by_reason.items())), "examples": examples} if total else {}
 
 

@@ -27,6 +27,7 @@ class ObjectInfo:
 
 class Storage(Protocol):
     def list(self, prefix_uri: str) -> list[ObjectInfo]: ...
+    def list_first(self, prefix_uri: str, limit: int) -> list[ObjectInfo]: ...
     def read_bytes(self, uri: str) -> bytes: ...
     def read_tail(self, uri: str, length: int) -> bytes: ...
     def write_bytes(self, uri: str, data: bytes) -> None: ...
@@ -115,6 +116,10 @@ class LocalStorage:
             files = [child] if child.is_file() else (p for p in child.rglob("*") if p.is_file())
             found += [ObjectInfo(str(p), p.stat().st_size, p.stat().st_mtime) for p in files]
         return sorted(found, key=lambda info: info.uri)
+
+    def list_first(self, prefix_uri: str, limit: int) -> list[ObjectInfo]:
+        """The first `limit` files of `list`, in key order (one bounded ListObjectsV2 on S3)."""
+        return self.list(prefix_uri)[:limit]
 
     def read_bytes(self, uri: str) -> bytes:
         return self._path(uri).read_bytes()
@@ -211,6 +216,15 @@ class S3Storage:
             for item in page.get("Contents", []):
                 found.append(ObjectInfo(f"s3://{bucket}/{item['Key']}", item["Size"], item["LastModified"].timestamp()))
         return found
+
+    def list_first(self, prefix_uri: str, limit: int) -> list[ObjectInfo]:
+        """The first `limit` keys under the prefix, in key order: one request (S3 returns at most 1000)."""
+        bucket, prefix = split_s3(prefix_uri)
+        response = self._client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=min(limit, 1000))
+        return [
+            ObjectInfo(f"s3://{bucket}/{item['Key']}", item["Size"], item["LastModified"].timestamp())
+            for item in response.get("Contents", [])
+        ]
 
     def read_bytes(self, uri: str) -> bytes:
         bucket, key = split_s3(uri)

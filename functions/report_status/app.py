@@ -1,4 +1,5 @@
-"""ReportStatus: final status, counts and durations as the run manifest and as metrics."""
+"""ReportStatus: final status, counts and durations as the run manifest and as metrics, and the
+run history page (the last runs) beside the manifest."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pydantic import BaseModel
 from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
 from iotpipe.models import RunPlan, StepAssessment, Verification
+from iotpipe.report_page import write_history_page
 from iotpipe.reporting import build_report, collect_ignored, run_error, summary_line, write_manifest, written_report
+from iotpipe.run_history import record_run
 
 
 class ReportEvent(BaseModel):
@@ -38,8 +41,10 @@ class ReportEvent(BaseModel):
 def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
     _, storage = runtime.current()
     already = written_report(event.plan, storage)
-    if already is not None:
+    if already is not None:  # a retry after the work was done: finish it, count nothing again
         logger.info("report already written by an earlier invocation: no metric counted twice")
+        record_run(storage, event.plan.lake.runs, already)
+        write_history_page(storage, event.plan.lake.runs, already.run_id)
         return {**already.model_dump(), "message": summary_line(already)}
     report = build_report(
         event.plan,
@@ -57,6 +62,8 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id, event.plan.lake.checkpoint),
     )
     write_manifest(report, event.verification, storage)
+    record_run(storage, event.plan.lake.runs, report)
+    write_history_page(storage, event.plan.lake.runs, report.run_id)
     for name, value in report.records.items():
         metrics.add_metric(name=f"{name.capitalize()}Records", unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="RunFailed", unit=MetricUnit.Count, value=int(report.status == "FAILED"))

@@ -23,6 +23,8 @@ from iotpipe.cli import run_exit_status
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
 from iotpipe.local.watch import watch
+from iotpipe.run_history import read_history
+from iotpipe.storage import LocalStorage
 from tests.orchestration.harness import (
     COVERAGE,
     created,
@@ -209,6 +211,17 @@ def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
     expected = truth(tmp_path)
     assert first.report["records"]["input"] + follow_up.report["records"]["input"] == expected["records"]
     assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    # The run history (`iotpipe report`, and the page ReportStatus writes) shows both runs, newest first.
+    history = read_history(LocalStorage(), str(tmp_path / "artifacts" / "runs"))
+    assert [(r.run_id, r.records) for r in history] == [
+        (e.report["run_id"], e.report["records"]) for e in (follow_up, first)
+    ]
+    assert (
+        sum(rows for r in history for cities in r.gold_rows_by_date_city.values() for rows in cities.values())
+        == (expected["gold"])
+    )
+    page = (tmp_path / "artifacts" / "runs" / f"{follow_up.report['run_id']}.html").read_text()
+    assert first.report["run_id"] in page and follow_up.report["run_id"] in page
 
 
 def test_a_follow_up_run_that_cannot_start_fails_the_run_loudly(tmp_path):

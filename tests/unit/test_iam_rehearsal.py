@@ -362,3 +362,11 @@ def test_authorizer_records_the_decisions_it_made(stack):
     authorizer.require([iam.Request("sns:Publish", "arn:aws:sns:us-east-1:123456789012:iotpipe-reports")],
                        "Publish", "AccessDenied", principal="PipelineStateMachine")  # fmt: skip
     assert authorizer.decisions[0][2] is True
+
+
+def test_report_status_writes_the_history_page_beside_the_manifest_under_its_role(tmp_path, stack):
+    run_functions(tmp_path, stack)
+    runs = tmp_path / "artifacts" / "runs"
+    page = (runs / "run-1.html").read_text()
+    assert (runs / "run-1.json").exists() and "run-1" in page and 'id="chart-gold"' in page
+    assert [p.name.split("-", 1)[1] for p in (runs / "_history").iterdir()] == ["run-1.json"]

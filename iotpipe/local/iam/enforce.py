@@ -131,6 +131,10 @@ class AuthorizedStorage:
         self._require("ListObjectsV2", self._list(prefix_uri))
         return self._inner.list(prefix_uri)
 
+    def list_first(self, prefix_uri: str, limit: int):
+        self._require("ListObjectsV2", self._list(prefix_uri))
+        return self._inner.list_first(prefix_uri, limit)
+
     def read_bytes(self, uri: str) -> bytes:
         self._require("GetObject", self._object("s3:GetObject", uri))
         return self._inner.read_bytes(uri)
