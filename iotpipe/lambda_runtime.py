@@ -16,9 +16,12 @@ from iotpipe.storage import Storage, storage_for
 
 CORRELATION_ID_PATH = "execution_id"
 
-logger = Logger(service="iotpipe")
-tracer = Tracer(service="iotpipe")
-metrics = Metrics(namespace="iotpipe", service="iotpipe")
+SERVICE = "iotpipe"
+METRICS_NAMESPACE = "iotpipe"  # the alarms and the dashboard in template.yaml read the metrics here
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 settings: Settings | None = None
 storage: Storage | None = None
 leases: LeaseStore | None = None
