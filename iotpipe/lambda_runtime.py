@@ -53,6 +53,19 @@ def stepfunctions_client():
 _stepfunctions = None
 
 
+def emr_client():
+    """Created once, on first use (only the cluster watchdog reads EMR)."""
+    global _emr
+    if _emr is None:
+        import boto3
+
+        _emr = boto3.client("emr")
+    return _emr
+
+
+_emr = None
+
+
 def current_leases() -> LeaseStore:
     if leases is None:
         raise RuntimeError("no lease store configured: set LEASE_STORE")
