@@ -16,9 +16,12 @@ from iotpipe.storage import Storage, storage_for
 
 CORRELATION_ID_PATH = "execution_id"
 
-logger = Logger(service="iotpipe")
-tracer = Tracer(service="iotpipe")
-metrics = Metrics(namespace="iotpipe", service="iotpipe")
+SERVICE = "iotpipe"
+METRICS_NAMESPACE = "iotpipe"  # the alarms and the dashboard in template.yaml read the metrics here
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 settings: Settings | None = None
 storage: Storage | None = None
 leases: LeaseStore | None = None
@@ -48,6 +51,19 @@ def stepfunctions_client():
 
 
 _stepfunctions = None
+
+
+def emr_client():
+    """Created once, on first use (only the cluster watchdog reads EMR)."""
+    global _emr
+    if _emr is None:
+        import boto3
+
+        _emr = boto3.client("emr")
+    return _emr
+
+
+_emr = None
 
 
 def current_leases() -> LeaseStore:

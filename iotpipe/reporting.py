@@ -49,6 +49,24 @@ def final_status(
     return "SUCCEEDED"
 
 
+# A run that needs no operator: it succeeded, or it handed its data to the run holding the lease.
+_NO_ATTENTION = frozenset({"SUCCEEDED", "DEFERRED", "NOTHING_TO_DO"})
+
+
+def needs_attention(status: str) -> bool:
+    """True for every final status but SUCCEEDED and DEFERRED (the RunNotSucceeded metric and its
+    alarm), so a status added later alarms until it is listed here on purpose."""
+    return status not in _NO_ATTENTION
+
+
+def spark_batch_seconds(verification: Verification | None) -> float | None:
+    """Time the Spark job spent in the run's micro-batches (the ledger's sum of each Gold batch's
+    trigger execution), None when the run verified nothing."""
+    if verification is None or "batch_ms" not in verification.ledger:
+        return None
+    return round(int(verification.ledger["batch_ms"]) / 1000, 3)
+
+
 def build_report(
     plan: RunPlan,
     verification: Verification | None,
@@ -144,7 +162,9 @@ def write_manifest(report: RunReport, verification: Verification | None, storage
     storage.write_bytes(report.manifest, json.dumps(document, indent=2, sort_keys=True).encode())
 
 
-def summary_line(report: RunReport) -> str:
+def summary_line(report: RunReport, execution_arn: str | None = None) -> str:
+    """One line an operator reads first (the SNS message's first line): status, counts, duration
+    and, given the execution's ARN, the link to it in the Step Functions console."""
     r = report.records
     line = (
         f"iotpipe run {report.run_id}: {report.status} - input {r['input']:,}, gold {r['gold']:,}, "
@@ -157,4 +177,43 @@ def summary_line(report: RunReport) -> str:
         line += f", ignored objects {report.ignored_objects['count']:,}"
     if report.quality_breaches:
         line += "; quality: " + ", ".join(format_breach(breach) for breach in report.quality_breaches)
+    if report.seconds is not None:
+        line += f", in {format_duration(report.seconds)}"
+    link = console_url(execution_arn) if execution_arn else None
+    if link:
+        line += f" - {link}"
     return line
+
+
+def format_duration(seconds: float) -> str:
+    """`2h 03m 04s`, `3m 04s` or `4s`: whole seconds, the largest unit first."""
+    whole = max(0, int(round(seconds)))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+# The console's host per partition; the region is part of the host only in the commercial one.
+_CONSOLE_HOSTS = {
+    "aws": "https://{region}.console.aws.amazon.com",
+    "aws-cn": "https://{region}.console.amazonaws.cn",
+    "aws-us-gov": "https://console.amazonaws-us-gov.com",
+}
+
+
+def console_url(execution_arn: str) -> str | None:
+    """The Step Functions console page of an execution, from its ARN
+    (`arn:<partition>:states:<region>:<account>:execution:<machine>:<name>`); None for a
+    partition without a known console or for anything that is not an execution ARN."""
+    parts = execution_arn.split(":")
+    if len(parts) < 8 or parts[0] != "arn" or parts[2] != "states" or parts[5] != "execution":
+        return None
+    partition, region = parts[1], parts[3]
+    host = _CONSOLE_HOSTS.get(partition)
+    if host is None or not region:
+        return None
+    return f"{host.format(region=region)}/states/home?region={region}#/v2/executions/details/{execution_arn}"

@@ -47,6 +47,7 @@ class Settings(BaseModel):
     )
     max_drain_rounds: int = 3
     state_machine_arn: str = ""
+    stack_name: str = Field(default="", description="the cluster watchdog looks for clusters tagged with it")
     trigger_window_seconds: int = 60
     raw_prefix: str = "raw/"
     default_size: str = "256MiB"

@@ -254,6 +254,7 @@ def _ledger_totals(gold: SinkDetail, quarantine: SinkDetail) -> dict:
         "quarantine_input_rows": quarantine_input,
         "valid_rows": valid_rows,
         "duplicates": valid_rows - gold_rows,
+        "batch_ms": sum(int(e.get("ms") or 0) for e in gold.entries.values()),
     }
 
 

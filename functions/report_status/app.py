@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Optional
 
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
@@ -15,7 +15,16 @@ from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
 from iotpipe.models import RunPlan, StepAssessment, Verification
 from iotpipe.report_page import write_history_page
-from iotpipe.reporting import build_report, collect_ignored, run_error, summary_line, write_manifest, written_report
+from iotpipe.reporting import (
+    build_report,
+    collect_ignored,
+    needs_attention,
+    run_error,
+    spark_batch_seconds,
+    summary_line,
+    write_manifest,
+    written_report,
+)
 from iotpipe.run_history import record_run
 
 
@@ -45,7 +54,7 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         logger.info("report already written by an earlier invocation: no metric counted twice")
         record_run(storage, event.plan.lake.runs, already)
         write_history_page(storage, event.plan.lake.runs, already.run_id)
-        return {**already.model_dump(), "message": summary_line(already)}
+        return {**already.model_dump(), "message": summary_line(already, event.execution_id)}
     report = build_report(
         event.plan,
         event.verification,
@@ -75,5 +84,22 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         value=int(report.status == "SUCCEEDED_WITH_STEP_ERROR"),
     )
     metrics.add_metric(name="QualityBreach", unit=MetricUnit.Count, value=len(report.quality_breaches))
-    logger.info(summary_line(report))
-    return {**report.model_dump(), "message": summary_line(report)}
+    # Operate (alarms and dashboard, template.yaml): whether an operator should look, and how long it took.
+    metrics.add_metric(name="RunNotSucceeded", unit=MetricUnit.Count, value=int(needs_attention(report.status)))
+    if report.seconds is not None:
+        metrics.add_metric(name="RunDuration", unit=MetricUnit.Seconds, value=report.seconds)
+    spark_seconds = spark_batch_seconds(event.verification)
+    if spark_seconds is not None:
+        metrics.add_metric(name="SparkBatchDuration", unit=MetricUnit.Seconds, value=spark_seconds)
+    for reason, count in report.quarantined_by_reason.items():
+        with single_metric(
+            name="QuarantinedRecordsByReason",
+            unit=MetricUnit.Count,
+            value=count,
+            namespace=runtime.METRICS_NAMESPACE,
+            default_dimensions={"service": runtime.SERVICE},
+        ) as metric:
+            metric.add_dimension(name="reason", value=reason)
+    message = summary_line(report, event.execution_id)
+    logger.info(message)
+    return {**report.model_dump(), "message": message}

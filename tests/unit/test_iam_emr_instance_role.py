@@ -86,4 +86,4 @@ def test_no_function_may_write_or_delete_the_jobs_code(stack):
     functions = [k for k, r in stack.resources.items() if r["Type"] == "AWS::Lambda::Function"]
     writers = [(f, a) for f in functions for a in ("s3:PutObject", "s3:DeleteObject")
                if stack.decide(f, iam.Request(a, code, {"aws:SecureTransport": "true"})).allowed]  # fmt: skip
-    assert len(functions) == 7 and writers == []
+    assert len(functions) == 8 and writers == []

@@ -285,7 +285,8 @@ class AuthorizedStepFunctions:
 #  - elasticmapreduce:addStep(.sync): AddJobFlowSteps, DescribeStep, CancelSteps on the cluster.
 #  - elasticmapreduce:terminateCluster(.sync): TerminateJobFlows, DescribeCluster on the cluster.
 #    The EMR .sync integrations poll (connect-emr.html), so they need no EventBridge rule.
-#  - sns:publish: sns:Publish on the topic (sns-iam.html).
+#  - sns:publish: sns:Publish on the topic (sns-iam.html); to a topic encrypted with a customer
+#    managed key, also kms:GenerateDataKey and kms:Decrypt on that key (sns-key-management.html).
 #  - states:startExecution: states:StartExecution on the state machine (stepfunctions-iam.html).
 # Tag conditions on EMR clusters are evaluated with the tags the cluster was created with
 # (elasticmapreduce:RequestTag/... at creation, elasticmapreduce:ResourceTag/... afterwards).
@@ -332,6 +333,15 @@ class IntegrationAuthorizer:
         context = {f"elasticmapreduce:ResourceTag/{k}": v for k, v in (tags or {}).items()}
         return [self._arn("elasticmapreduce", f"cluster/{cluster_id}"), context]
 
+    def _topic_key(self, topic_arn: str) -> str | None:
+        """The customer managed key a topic of the template is encrypted with; None for an AWS
+        managed key (alias/aws/sns), whose policy lets the account's SNS publishers use it."""
+        for logical, resource in self.stack.resources.items():
+            if resource["Type"] == "AWS::SNS::Topic" and self.stack.ref(logical) == topic_arn:
+                key = self.stack.resolve((resource.get("Properties") or {}).get("KmsMasterKeyId"))
+                return None if not key or str(key).startswith("alias/aws/") else str(key)
+        raise KeyError(f"no topic {topic_arn} in the template")
+
     def requests(self, service: str, action: str, condition: str | None, parameters: dict) -> list[Request]:
         sync = condition is not None and condition.startswith("sync")
         if (service, action) == ("lambda", "invoke"):
@@ -372,7 +382,10 @@ class IntegrationAuthorizer:
             actions = ["TerminateJobFlows", "DescribeCluster"] if sync else ["TerminateJobFlows"]
             return [Request(f"elasticmapreduce:{a}", cluster, context) for a in actions]
         if (service, action) == ("sns", "publish"):
-            return [Request("sns:Publish", parameters["TopicArn"])]
+            key = self._topic_key(parameters["TopicArn"])
+            return [Request("sns:Publish", parameters["TopicArn"])] + [
+                Request(a, key) for a in ("kms:GenerateDataKey", "kms:Decrypt") if key
+            ]
         if (service, action) == ("states", "startExecution") and not sync:
             return [Request("states:StartExecution", parameters["StateMachineArn"])]
         raise NotImplementedError(f"no IAM requirements known for {service}:{action} ({condition}): add them here")

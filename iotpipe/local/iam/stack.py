@@ -203,6 +203,8 @@ class Stack:
             ("AWS::SQS::Queue", "Arn"): lambda: self._arn("sqs", physical),
             ("AWS::SQS::Queue", "QueueName"): lambda: physical,
             ("AWS::Events::Rule", "Arn"): lambda: self._arn("events", f"rule/{physical}"),
+            ("AWS::KMS::Key", "Arn"): lambda: self._arn("kms", f"key/{physical}"),
+            ("AWS::CloudWatch::Alarm", "Arn"): lambda: self._arn("cloudwatch", f"alarm:{physical}"),
         }
         if (kind, attribute) not in table:
             raise KeyError(f"Fn::GetAtt {logical}.{attribute} ({kind}) has no local value")

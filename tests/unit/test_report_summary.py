@@ -1,0 +1,62 @@
+"""The summary line of a run report (the SNS message's first line) and the link it carries."""
+
+from __future__ import annotations
+
+import pytest
+
+from iotpipe.models import RunReport
+from iotpipe.reporting import console_url, format_duration, needs_attention, summary_line
+
+ARN = "arn:{partition}:states:{region}:123456789012:execution:iotpipe-pipeline:run-1"
+
+
+def report(**overrides) -> RunReport:
+    values = dict(run_id="run-1", status="SUCCEEDED", trigger="manual", gold_partitions=1, attempts=1,
+                  records={"input": 1200, "gold": 1000, "quarantined": 150, "duplicates": 50},
+                  quarantined_by_reason={}, finished_at="2024-01-01T00:04:05+00:00", seconds=245.4,
+                  manifest="s3://artifacts/runs/run-1.json")  # fmt: skip
+    return RunReport(**{**values, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("partition", "region", "host"),
+    [
+        ("aws", "eu-west-1", "https://eu-west-1.console.aws.amazon.com"),
+        ("aws-cn", "cn-north-1", "https://cn-north-1.console.amazonaws.cn"),
+        ("aws-us-gov", "us-gov-west-1", "https://console.amazonaws-us-gov.com"),
+    ],
+)
+def test_the_console_link_is_the_executions_page_in_its_partition_and_region(partition, region, host):
+    arn = ARN.format(partition=partition, region=region)
+    assert console_url(arn) == f"{host}/states/home?region={region}#/v2/executions/details/{arn}"
+
+
+@pytest.mark.parametrize("arn", ["", "run-1", "arn:aws:states:us-east-1:123456789012:stateMachine:iotpipe-pipeline",
+                                 "arn:aws-iso:states:us-iso-east-1:123456789012:execution:m:run-1"])  # fmt: skip
+def test_anything_but_an_execution_arn_of_a_known_partition_gets_no_link(arn):
+    assert console_url(arn) is None
+
+
+def test_the_summary_line_has_status_counts_duration_and_link_on_one_line():
+    arn = ARN.format(partition="aws", region="us-east-1")
+    line = summary_line(report(), arn)
+    assert line == (
+        "iotpipe run run-1: SUCCEEDED - input 1,200, gold 1,000, quarantined 150, duplicates 50, in 4m 05s - "
+        f"https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/{arn}"
+    )
+    assert "\n" not in line
+
+
+def test_without_a_start_time_or_an_arn_the_summary_says_neither():
+    assert summary_line(report(seconds=None)).endswith("duplicates 50")
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(0, "0s"), (4.4, "4s"), (65, "1m 05s"), (7384, "2h 03m 04s")])
+def test_durations_read_largest_unit_first(seconds, text):
+    assert format_duration(seconds) == text
+
+
+@pytest.mark.parametrize("status", ["FAILED", "UNRECONCILED", "SUCCEEDED_WITH_STEP_ERROR", "A_STATUS_ADDED_LATER"])
+def test_every_status_but_succeeded_and_deferred_needs_attention(status):
+    assert needs_attention(status)
+    assert not needs_attention("SUCCEEDED") and not needs_attention("DEFERRED")
