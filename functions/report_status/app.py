@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from iotpipe import lambda_runtime as runtime
+from iotpipe.glue_registration import catalog_run
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
 from iotpipe.models import RunPlan, StepAssessment, Verification
 from iotpipe.reporting import build_report, collect_ignored, summary_line, write_manifest
@@ -33,7 +34,7 @@ class ReportEvent(BaseModel):
 @metrics.log_metrics
 @event_parser(model=ReportEvent)
 def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
-    _, storage = runtime.current()
+    settings, storage = runtime.current()
     report = build_report(
         event.plan,
         event.verification,
@@ -49,6 +50,9 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id, event.plan.lake.checkpoint),
     )
     write_manifest(report, event.verification, storage)
+    document = event.verification.document if event.verification else None
+    catalog = catalog_run(runtime.glue_client, settings.catalog_database, storage, event.plan.lake, report, document)
+    metrics.add_metric(name="CatalogErrors", unit=MetricUnit.Count, value=catalog.get("errors", 0))
     for name, value in report.records.items():
         metrics.add_metric(name=f"{name.capitalize()}Records", unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="RunFailed", unit=MetricUnit.Count, value=int(report.status == "FAILED"))
@@ -60,4 +64,4 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         value=int(report.status == "SUCCEEDED_WITH_STEP_ERROR"),
     )
     logger.info(summary_line(report))
-    return {**report.model_dump(), "message": summary_line(report)}
+    return {**report.model_dump(), "catalog": catalog, "message": summary_line(report)}
