@@ -181,3 +181,18 @@ def test_the_local_glue_client_refuses_more_than_100_partitions_per_call_as_aws_
     inputs = [{"Values": ["2024-05-01", f"c{i}"]} for i in range(101)]
     with pytest.raises(ClientError, match="at most 100"):
         glue.batch_create_partition(DatabaseName="iotpipe", TableName="gold", PartitionInputList=inputs)
+
+
+def test_only_report_status_may_register_partitions_and_only_in_the_stacks_tables(glue):
+    from botocore.exceptions import ClientError
+
+    from iotpipe.local import iam
+
+    authorized = iam.AuthorizedGlue(glue, iam.Authorizer(iam.load_stack()))
+    inputs = [{"Values": ["2024-05-01", "Berlin"]}]
+    with iam.acting_as("ReportStatusFunction"):
+        authorized.batch_create_partition(DatabaseName="iotpipe", TableName="gold", PartitionInputList=inputs)
+        with pytest.raises(ClientError, match="AccessDenied"):
+            authorized.batch_create_partition(DatabaseName="iotpipe", TableName="runs", PartitionInputList=inputs)
+    with iam.acting_as("VerifyGoldFunction"), pytest.raises(ClientError, match="AccessDenied"):
+        authorized.batch_create_partition(DatabaseName="iotpipe", TableName="gold", PartitionInputList=inputs)
