@@ -26,6 +26,8 @@ from iotpipe.local.bindings import TaskError
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
 from iotpipe.local.watch import watch
 from iotpipe.settings import Settings
+from iotpipe.sink_log import committed_files
+from iotpipe.storage import LocalStorage
 from iotpipe.trigger import decide
 
 pytestmark = pytest.mark.spark
@@ -88,6 +90,16 @@ def plain_glob_gold(lake: Path) -> tuple[int, int]:
     ).fetchone()
 
 
+def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
+    """The local Glue catalog (kept by the engine) has a partition for exactly the directories
+    holding a file the sink committed, each at its exact (escaped) location."""
+    kept = json.loads((lake / "catalog" / "glue.json").read_text())
+    for table, sink in (("gold", lake / "gold" / "iot_transformed"), ("quarantine", lake / "gold" / "quarantine")):
+        registered = sorted(p["Location"] for p in kept[f"iotpipe.{table}"])
+        committed = sorted({str(Path(f.uri).parent) + "/" for f in committed_files(LocalStorage(), str(sink))})
+        assert registered == committed and committed, table
+
+
 def truth(lake: Path) -> dict:
     return summarise(read_manifests(str(lake / "bronze" / "raw")))
 
@@ -146,6 +158,8 @@ def test_a_crash_mid_batch_is_resumed_from_the_checkpoint_without_duplicates(tmp
     assert len(moved) == verification["gold"]["moved_aside"] + verification["quarantine"]["moved_aside"] > 0
     document = json.loads(Path(verification["document"]).read_text())
     assert sorted(document["gold"]["moved_aside"] + document["quarantine"]["moved_aside"]) == sorted(map(str, moved))
+    assert_catalog_holds_the_committed_partitions(tmp_path)  # not the moved-aside files' partitions
+    assert report["catalog"]["errors"] == 0
 
 
 def test_an_unrecoverable_failure_ends_failed_with_a_report_and_the_cluster_terminated(tmp_path):
@@ -192,6 +206,7 @@ def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_ef
 def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_path):
     first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 7})
     assert first.report["status"] == "SUCCEEDED"
+    assert_catalog_holds_the_committed_partitions(tmp_path)
     # An existing cluster must carry this stack's tag, or the state machine role may not use it.
     second = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1"},
                  customise=lambda b: b.cluster_tags.update({"j-EXISTING1": {"iotpipe-stack": "iotpipe"}}))  # fmt: skip
@@ -199,6 +214,9 @@ def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_p
     assert second.report["records"]["gold"] == new_truth["gold"]
     assert second.report["records"]["input"] == new_truth["records"]
     assert "UseExistingCluster" in second.entered_states() and terminated(second) == []
+    # The second run wrote again to dates and cities the first registered: idempotent, no error.
+    assert_catalog_holds_the_committed_partitions(tmp_path)
+    assert second.report["catalog"]["errors"] == 0 and second.report["catalog"]["already_registered"]["gold"] > 0
     event = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
     third = run(tmp_path, event)
     assert third.status == "SUCCEEDED" and third.report["trigger"] == "s3-event"
