@@ -516,6 +516,23 @@ def cmd_watch(args) -> int:
     return 0 if all(r.status != "FAILED" for r in summary.runs) else 1
 
 
+def add_query(sub) -> None:
+    parser = sub.add_parser("query", help="run SQL over the lake's tables (gold, quarantine, runs, run_quarantine)")
+    parser.add_argument("--lake", default="lake")
+    parser.add_argument("sql", help='e.g. "select count(*) from gold"; docs/queries.md has more')
+    parser.set_defaults(handler=cmd_query)
+
+
+def cmd_query(args) -> int:
+    from iotpipe.query import format_table, run_query
+
+    if not Path(args.lake).is_dir():
+        raise ValueError(f"--lake {args.lake}: no such folder (make one with `iotpipe run --lake {args.lake}`)")
+    columns, rows = run_query(args.lake, args.sql)
+    print(format_table(columns, rows))
+    return 0
+
+
 def format_report(report: dict) -> str:
     records = report["records"]
     rows = [
@@ -580,6 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run(sub)
     add_watch(sub)
     add_report(sub)
+    add_query(sub)
     return parser
 
 

@@ -51,6 +51,17 @@ def stepfunctions_client():
 
 
 _stepfunctions = None
+glue = None
+
+
+def glue_client():
+    """Created once, on first use (only ReportStatus registers partitions); `iotpipe run` sets its own."""
+    global glue
+    if glue is None:
+        import boto3
+
+        glue = boto3.client("glue")
+    return glue
 
 
 def emr_client():

@@ -58,6 +58,7 @@ class Settings(BaseModel):
     spark_step_timeout_seconds: int = Field(default=4 * 3600, ge=1, description="one Spark step, then cancelled")
     terminate_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's termination")
     max_files_per_trigger: int = 8
+    catalog_database: str = Field(default="", description="Glue database of the analysis tables; empty: none")
     shuffle_partitions: int = 8
     # The deployment's quality policy (template parameters Quality*); the execution input may override it.
     quality_max_quarantine_ratio: float = 0.05
@@ -84,6 +85,7 @@ class Settings(BaseModel):
             lease_store=join(lake, "artifacts", "leases"),
             spark_job_uri="spark/job.py",
             spark_py_files_uri="",
+            catalog_database="iotpipe",
         )
         values.update(overrides)
         return cls(**values)

@@ -12,8 +12,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from iotpipe import lambda_runtime as runtime
+from iotpipe.glue_registration import catalog_run
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
-from iotpipe.models import RunPlan, StepAssessment, Verification
+from iotpipe.models import RunPlan, RunReport, StepAssessment, Verification
 from iotpipe.report_page import write_history_page
 from iotpipe.reporting import (
     build_report,
@@ -43,18 +44,27 @@ class ReportEvent(BaseModel):
     drain: dict = {}
 
 
+def publish(event: ReportEvent, report: RunReport, settings, storage) -> dict:
+    """What follows the manifest, each step safe to repeat: catalog rows and partitions, the history
+    entry and its page."""
+    document = event.verification.document if event.verification else None
+    catalog = catalog_run(runtime.glue_client, settings.catalog_database, storage, event.plan.lake, report, document)
+    record_run(storage, event.plan.lake.runs, report)
+    write_history_page(storage, event.plan.lake.runs, report.run_id)
+    return catalog
+
+
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 @event_parser(model=ReportEvent)
 def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
-    _, storage = runtime.current()
+    settings, storage = runtime.current()
     already = written_report(event.plan, storage)
     if already is not None:  # a retry after the work was done: finish it, count nothing again
         logger.info("report already written by an earlier invocation: no metric counted twice")
-        record_run(storage, event.plan.lake.runs, already)
-        write_history_page(storage, event.plan.lake.runs, already.run_id)
-        return {**already.model_dump(), "message": summary_line(already, event.execution_id)}
+        catalog = publish(event, already, settings, storage)
+        return {**already.model_dump(), "catalog": catalog, "message": summary_line(already, event.execution_id)}
     report = build_report(
         event.plan,
         event.verification,
@@ -70,9 +80,9 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         if event.deferred
         else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id, event.plan.lake.checkpoint),
     )
-    write_manifest(report, event.verification, storage)
-    record_run(storage, event.plan.lake.runs, report)
-    write_history_page(storage, event.plan.lake.runs, report.run_id)
+    write_manifest(report, event.verification, storage)  # from here on a retry counts nothing again
+    catalog = publish(event, report, settings, storage)
+    metrics.add_metric(name="CatalogErrors", unit=MetricUnit.Count, value=catalog.get("errors", 0))
     for name, value in report.records.items():
         metrics.add_metric(name=f"{name.capitalize()}Records", unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="RunFailed", unit=MetricUnit.Count, value=int(report.status == "FAILED"))
@@ -102,4 +112,4 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
             metric.add_dimension(name="reason", value=reason)
     message = summary_line(report, event.execution_id)
     logger.info(message)
-    return {**report.model_dump(), "message": message}
+    return {**report.model_dump(), "catalog": catalog, "message": message}

@@ -188,3 +188,56 @@ def selector_paths(selector: Any) -> list[str]:
             else:
                 paths.extend(selector_paths(value))
     return paths
+
+
+def bound_violations(service: str, operation: str, request: dict) -> list[str]:
+    """What AWS's server refuses and botocore's client does not check: a list with more members
+    than the model's `max` (BatchCreatePartition's 100 partitions), a string longer than its `max`."""
+    shape = _model(service).operation_model(operation).input_shape
+    found: list[str] = []
+    _walk_bounds(shape, request, operation, found)
+    return found
+
+
+def _walk_bounds(shape, value: Any, path: str, found: list[str]) -> None:
+    limit = shape.metadata.get("max")
+    if shape.type_name == "list" and isinstance(value, list):
+        if limit is not None and len(value) > limit:
+            found.append(f"{path}: {len(value)} members, at most {limit}")
+        for index, item in enumerate(value):
+            _walk_bounds(shape.member, item, f"{path}[{index}]", found)
+    elif shape.type_name == "structure" and isinstance(value, dict):
+        for name, member in shape.members.items():
+            if name in value:
+                _walk_bounds(member, value[name], f"{path}.{name}", found)
+    elif shape.type_name == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            _walk_bounds(shape.value, item, f"{path}[{key!r}]", found)
+    elif shape.type_name == "string" and isinstance(value, str) and limit is not None and len(value) > limit:
+        found.append(f"{path}: {len(value)} characters, at most {limit}")
+
+
+class BoundsCheckedClient:
+    """A boto3 client that refuses, as the service would (ValidationException), a request over the
+    model's bounds, before sending it (moto does not check them)."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.meta, self.exceptions = inner.meta, inner.exceptions
+
+    def __getattr__(self, name: str):
+        method = getattr(self._inner, name)
+        operation = self._inner.meta.method_to_api_mapping.get(name)
+        if operation is None:
+            return method
+
+        def call(**kwargs):
+            from botocore.exceptions import ClientError
+
+            problems = bound_violations(self._inner.meta.service_model.service_name, operation, kwargs)
+            if problems:
+                message = f"{len(problems)} validation error(s) detected: " + "; ".join(problems[:10])
+                raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, operation)
+            return method(**kwargs)
+
+        return call

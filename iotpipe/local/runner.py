@@ -168,8 +168,8 @@ class LocalEngine:
 
         # Every Lambda's calls run with its role's permissions, every integration with the state machine role's.
         stack = iam.load_stack()
-        storage, leases, _ = iam.authorized_runtime(stack, self.lake, LocalStorage(),
-                                                    lease_store_for(self.settings.lease_store))  # fmt: skip
+        storage, leases, authorizer = iam.authorized_runtime(stack, self.lake, LocalStorage(),
+                                                             lease_store_for(self.settings.lease_store))  # fmt: skip
         lambda_runtime.configure(self.settings, storage, leases)
         self.bindings.acting_as = lambda name: iam.acting_as(stack.logical_id_of_function(name))
         self.bindings.authorize = iam.IntegrationAuthorizer(stack, self.bindings.cluster_tags.get).check
@@ -177,12 +177,28 @@ class LocalEngine:
         self._stack.enter_context(bound(self.bindings))
         import boto3
 
+        self._deploy_catalog(stack, boto3.client("glue", region_name=REGION), authorizer)
+
         self.client = boto3.client("stepfunctions", region_name=REGION)
         definition = substitute(DEFINITION.read_text(), local_substitutions())
         self.machine = self.client.create_state_machine(
             name="iotpipe-pipeline", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/iotpipe-local"
         )["stateMachineArn"]
         return self
+
+    def _deploy_catalog(self, stack, glue, authorizer) -> None:
+        """The template's Glue tables in moto, the lake's earlier partitions, and ReportStatus's
+        client: its role and the API's bounds enforced. Saved again when the engine closes."""
+        from iotpipe import lambda_runtime
+        from iotpipe.local import glue_catalog, iam
+        from iotpipe.local.api_shapes import BoundsCheckedClient
+
+        tables = glue_catalog.deploy(stack, glue)
+        glue_catalog.restore(glue, self.lake)
+        lambda_runtime.glue = iam.AuthorizedGlue(BoundsCheckedClient(glue), authorizer)
+        self._stack.callback(lambda: setattr(lambda_runtime, "glue", None))
+        self._stack.callback(glue_catalog.save, glue, self.lake, tables)
+        self.glue = glue
 
     def __exit__(self, *exc) -> None:
         self._stack.close()

@@ -16,6 +16,8 @@ from generator.shards import read_manifests, summarise
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
 from iotpipe.settings import Settings
+from iotpipe.sink_log import committed_files
+from iotpipe.storage import LocalStorage
 from iotpipe.trigger import decide
 
 COVERAGE: dict[str, set] = defaultdict(set)
@@ -74,6 +76,16 @@ def plain_glob_gold(lake: Path) -> tuple[int, int]:
         f"select count(*), count(distinct event_id) from read_parquet('{lake}/gold/iot_transformed/*/*/*.parquet', "
         "hive_partitioning = true)"
     ).fetchone()
+
+
+def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
+    """The local Glue catalog (kept by the engine) has a partition for exactly the directories
+    holding a file the sink committed, each at its exact (escaped) location."""
+    kept = json.loads((lake / "catalog" / "glue.json").read_text())
+    for table, sink in (("gold", lake / "gold" / "iot_transformed"), ("quarantine", lake / "gold" / "quarantine")):
+        registered = sorted(p["Location"] for p in kept[f"iotpipe.{table}"])
+        committed = sorted({str(Path(f.uri).parent) + "/" for f in committed_files(LocalStorage(), str(sink))})
+        assert registered == committed and committed, table
 
 
 def truth(lake: Path) -> dict:

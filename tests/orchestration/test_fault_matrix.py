@@ -28,6 +28,7 @@ from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
 from iotpipe.settings import Settings
 from tests.orchestration.harness import (
+    assert_catalog_holds_the_committed_partitions,
     created,
     engine,
     generate_into,
@@ -224,6 +225,8 @@ def resumed_and_cleaned(executions, lake, settings):
     moved = list((lake / "gold" / "_uncommitted").rglob("*.parquet"))
     verification = json.loads(Path(report["manifest"]).read_text())["verification"]
     assert len(moved) == verification["gold"]["moved_aside"] + verification["quarantine"]["moved_aside"] > 0
+    assert_catalog_holds_the_committed_partitions(lake)  # not the moved-aside files' partitions
+    assert report["catalog"]["errors"] == 0
 
 
 def complete_output_flagged(executions, lake, settings):

@@ -27,6 +27,7 @@ from iotpipe.run_history import read_history
 from iotpipe.storage import LocalStorage
 from tests.orchestration.harness import (
     COVERAGE,
+    assert_catalog_holds_the_committed_partitions,
     created,
     definition,
     engine,
@@ -86,6 +87,7 @@ def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_ef
 def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_path):
     first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 7})
     assert first.report["status"] == "SUCCEEDED"
+    assert_catalog_holds_the_committed_partitions(tmp_path)
     # An existing cluster must carry this stack's tag, or the state machine role may not use it.
     # A strict quality policy in the execution input: the run breaks it, and the user chose "fail".
     strict = {"min_gold_rows": 10**9, "on_breach": "fail"}
@@ -103,6 +105,9 @@ def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_p
     assert json.loads(Path(second.report["manifest"]).read_text())["report"]["quality_policy"]["min_gold_rows"] == 10**9
     assert ("sns", "iotpipe run QUALITY_FAILED") in second.bindings.calls
     assert "UseExistingCluster" in second.entered_states() and terminated(second) == []
+    # The second run wrote again to dates and cities the first registered: idempotent, no error.
+    assert_catalog_holds_the_committed_partitions(tmp_path)
+    assert second.report["catalog"]["errors"] == 0 and second.report["catalog"]["already_registered"]["gold"] > 0
     event = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
     third = run(tmp_path, event)
     assert third.status == "SUCCEEDED" and third.report["trigger"] == "s3-event"

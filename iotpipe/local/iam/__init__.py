@@ -6,6 +6,7 @@
 """
 
 from iotpipe.local.iam.enforce import (
+    AuthorizedGlue,
     AuthorizedLeaseStore,
     AuthorizedStepFunctions,
     AuthorizedStorage,
@@ -18,6 +19,7 @@ from iotpipe.local.iam.policy import Decision, Request, UnsupportedPolicy, evalu
 from iotpipe.local.iam.stack import Stack, World, load_stack, load_stacks, local_world
 
 __all__ = [
+    "AuthorizedGlue",
     "AuthorizedLeaseStore",
     "AuthorizedStepFunctions",
     "AuthorizedStorage",

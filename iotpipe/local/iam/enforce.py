@@ -271,6 +271,30 @@ class AuthorizedStepFunctions:
         raise AttributeError(f"stepfunctions.{name} has no IAM mapping: add it to AuthorizedStepFunctions")
 
 
+# ---------------------------------------------------------------- Glue (ReportStatus's partitions)
+class AuthorizedGlue:
+    """ReportStatus's Glue client: BatchCreatePartition needs glue:BatchCreatePartition on the
+    catalog, the database and the table (Glue's Data Catalog ARNs)."""
+
+    def __init__(self, inner, authorizer: Authorizer) -> None:
+        self._inner, self._authorizer = inner, authorizer
+        self.exceptions = inner.exceptions
+
+    def _arn(self, resource: str) -> str:
+        w = self._authorizer.stack.world
+        return f"arn:{w.partition}:glue:{w.region}:{w.account}:{resource}"
+
+    def batch_create_partition(self, **kwargs):
+        database, table = kwargs["DatabaseName"], kwargs["TableName"]
+        resources = ("catalog", f"database/{database}", f"table/{database}/{table}")
+        requests = [Request("glue:BatchCreatePartition", self._arn(r)) for r in resources]
+        self._authorizer.require(requests, "BatchCreatePartition", "AccessDeniedException")
+        return self._inner.batch_create_partition(**kwargs)
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"glue.{name} has no IAM mapping: add it to AuthorizedGlue")
+
+
 # ---------------------------------------------------------------- the state machine's integrations
 # What each optimized integration needs from the state machine role, as the Step Functions
 # developer guide documents it ("IAM policies for ..." pages):

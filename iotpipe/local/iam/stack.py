@@ -150,6 +150,8 @@ class Stack:
         if logical in self.world.names:
             return self.world.names[logical]
         properties = self.resources[logical].get("Properties") or {}
+        for nested in ("DatabaseInput", "TableInput"):  # Glue names its resources inside their input
+            properties = properties.get(nested, properties)
         for key in _NAME_PROPERTIES:
             if isinstance(properties.get(key), (str, dict)):
                 return str(self.resolve(properties[key]))

@@ -1,0 +1,124 @@
+"""ReportStatus's part of the catalog: register the partitions a run committed, write its run rows.
+
+Partitions come from the run's verification document (`rows_by_partition` per sink, written by
+VerifyGold from the sink logs), so only partitions holding a committed file are ever registered:
+no crawler, no `MSCK REPAIR TABLE`, no listing of the bucket. Each partition is registered with
+its explicit location, the directory Spark wrote (its value escaped as Hive escapes it), and the
+unescaped value, so both are exact whatever characters a city has (see docs/design.md).
+Registration is idempotent: a partition already registered (an earlier run wrote to the same
+date and city) comes back as AlreadyExistsException, which is the outcome wanted.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from iotpipe import catalog
+from iotpipe.catalog import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, Table
+from iotpipe.models import Lake, RunReport
+from iotpipe.storage import Storage, join
+
+# BatchCreatePartition takes at most 100 PartitionInputs per call (the API's PartitionInputList).
+MAX_PARTITIONS_PER_CALL = 100
+ALREADY_EXISTS = "AlreadyExistsException"
+SINKS = {"gold": GOLD, "quarantine": QUARANTINE}
+MAX_ERRORS = 5
+
+
+@dataclass
+class Registration:
+    """What the registration did, per table: bounded, for the report and the logs."""
+
+    registered: dict[str, int] = field(default_factory=dict)
+    already_registered: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+
+    def add_error(self, message: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(message)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "registered": self.registered,
+            "already_registered": self.already_registered,
+            "errors": self.error_count,
+            "error_examples": self.errors,
+        }
+
+
+def committed_partitions(document: dict, sink: str) -> list[str]:
+    """Relative directories (`date=.../location_city=...`) holding a file the sink committed in the run."""
+    rows = (document.get(sink) or {}).get("rows_by_partition") or {}
+    return sorted(partition for partition, count in rows.items() if partition and count > 0)
+
+
+def partition_input(table: Table, table_uri: str, relative_dir: str) -> dict:
+    """A PartitionInput: the values as Glue keeps them, the location exactly as Spark wrote it."""
+    values = [catalog.HIVE_DEFAULT_PARTITION if v is None else v for v in catalog.partition_values(table, relative_dir)]
+    return {"Values": values, "StorageDescriptor": {"Location": join(table_uri, relative_dir) + "/"}}
+
+
+def register_partitions(glue, database: str, table: Table, inputs: list[dict], outcome: Registration) -> None:
+    """BatchCreatePartition in calls of at most 100, counting already registered partitions as done."""
+    for start in range(0, len(inputs), MAX_PARTITIONS_PER_CALL):
+        chunk = inputs[start : start + MAX_PARTITIONS_PER_CALL]
+        response = glue.batch_create_partition(DatabaseName=database, TableName=table.name, PartitionInputList=chunk)
+        errors = response.get("Errors") or []
+        existing = [e for e in errors if e.get("ErrorDetail", {}).get("ErrorCode") == ALREADY_EXISTS]
+        for error in errors:
+            if error not in existing:
+                detail = error.get("ErrorDetail", {})
+                code, message = detail.get("ErrorCode"), detail.get("ErrorMessage")
+                outcome.add_error(f"{table.name} {error.get('PartitionValues')}: {code} {message}")
+        outcome.registered[table.name] = outcome.registered.get(table.name, 0) + len(chunk) - len(errors)
+        outcome.already_registered[table.name] = outcome.already_registered.get(table.name, 0) + len(existing)
+
+
+def register_run(
+    glue, database: str, storage: Storage, verification_document: str | None, sinks: dict[str, str]
+) -> Registration:
+    """Register every partition the run committed to each sink (`sinks`: sink name -> table URI)."""
+    outcome = Registration()
+    if not verification_document:
+        return outcome
+    document = json.loads(storage.read_bytes(verification_document))
+    for sink, table in SINKS.items():
+        inputs = [partition_input(table, sinks[sink], p) for p in committed_partitions(document, sink)]
+        if inputs:
+            register_partitions(glue, database, table, inputs, outcome)
+    return outcome
+
+
+def write_run_rows(storage: Storage, runs_uri: str, report: dict) -> list[str]:
+    """The run's rows of RUNS and RUN_QUARANTINE, one JSON object per line, one file per run and
+    table (`<runs>/tables/<table>/<run_id>.json`): rewritten whole if the run reports again."""
+    written = []
+    for table in (RUNS, RUN_QUARANTINE):
+        rows = catalog.run_rows(report)[table.name]
+        uri = join(catalog.run_rows_uri(runs_uri, table), f"{report['run_id']}.json")
+        if rows:
+            storage.write_bytes(uri, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode())
+            written.append(uri)
+    return written
+
+
+def catalog_run(
+    glue_client: Callable[[], Any], database: str, storage: Storage, lake: Lake, report: RunReport, document: str | None
+) -> dict:
+    """ReportStatus's one call: the run's rows, then its partitions. A catalog failure does not
+    fail the run's report (its data is committed and counted either way): it is returned, so the
+    report, the logs and a metric show it, and registering again is safe."""
+    write_run_rows(storage, lake.runs, report.model_dump())
+    if not database:
+        return {"database": None, "errors": 0}
+    try:
+        sinks = {"gold": lake.gold, "quarantine": lake.quarantine}
+        outcome = register_run(glue_client(), database, storage, document, sinks)
+    except Exception as error:  # noqa: BLE001 - any failure of Glue or of reading the document
+        outcome = Registration()
+        outcome.add_error(f"{type(error).__name__}: {error}")
+    return {"database": database, **outcome.summary()}
