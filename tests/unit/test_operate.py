@@ -246,7 +246,9 @@ def test_every_schedule_of_the_template_is_conditional_or_the_cluster_watchdogs(
 
 def test_a_scheduled_run_processes_bronze_as_the_trigger_does_and_its_role_only_starts_the_pipeline(stack):
     schedule = stack.resolve(stack.resources["PipelineSchedule"]["Properties"])
-    assert json.loads(schedule["Target"]["Input"]) == RUN_INPUT
+    # The trigger's input, but never skipped as having nothing to do: the schedule is the backstop
+    # for events the trigger missed, so it cannot trust the arrivals the trigger recorded.
+    assert json.loads(schedule["Target"]["Input"]) == {"generate": False} and RUN_INPUT["started_by"] == "trigger"
     assert schedule["Target"]["Arn"] == stack.ref("PipelineStateMachine")
     assert stack.identity_statements("PipelineScheduleRole") == [
         {"Sid": "StartThePipeline", "Effect": "Allow", "Action": "states:StartExecution",
