@@ -172,7 +172,8 @@ def summary_line(report: RunReport, execution_arn: str | None = None) -> str:
     )
     if report.status == "UNRECONCILED":
         rec = report.reconciliation
-        line += f" (unaccounted {rec.get('difference', 0):,}, ledger complete: {rec.get('ledger_complete')})"
+        unaccounted = rec.get("left_open", {}).get("difference", rec.get("difference", 0))
+        line += f" (unaccounted {unaccounted:,}, ledger complete: {rec.get('ledger_complete')})"
     if report.ignored_objects.get("count"):
         line += f", ignored objects {report.ignored_objects['count']:,}"
     if report.quality_breaches:

@@ -258,19 +258,48 @@ def _ledger_totals(gold: SinkDetail, quarantine: SinkDetail) -> dict:
     }
 
 
-def reconcile(ledger: dict, gold_rows: int, quarantined_rows: int) -> dict:
-    """Every input record is in Gold, in the quarantine or a duplicate, and both queries read the same input."""
+def reconcile(ledger: dict, gold_rows: int, quarantined_rows: int, carried: dict | None = None) -> dict:
+    """Every input record is in Gold, in the quarantine or a duplicate, and both queries read the
+    same input: over the run's window, plus what earlier windows left open.
+
+    The two queries commit separately, so a run that stopped between them (a crash, a lost lease)
+    leaves one query a batch ahead: its window is short of rows the other counted. That
+    difference is carried (`runs/reconciliation-carry.json`) and the run that commits the other
+    query's batch closes it; a run reconciles when nothing is left open at its end."""
+    carried = carried or {}
     accounted = gold_rows + quarantined_rows + ledger["duplicates"]
     difference = ledger["input_rows"] - accounted
     queries_differ = ledger["input_rows"] - ledger["quarantine_input_rows"]
+    open_difference = difference + int(carried.get("difference", 0))
+    open_queries_differ = queries_differ + int(carried.get("quarantine_input_difference", 0))
     return {
-        "reconciles": ledger["complete"] and difference == 0 and queries_differ == 0,
+        "reconciles": ledger["complete"] and open_difference == 0 and open_queries_differ == 0,
         "input": ledger["input_rows"],
         "accounted": accounted,
         "difference": difference,
         "quarantine_input_difference": queries_differ,
+        "carried_in": {k: int(carried.get(k, 0)) for k in ("difference", "quarantine_input_difference")},
+        "left_open": {"difference": open_difference, "quarantine_input_difference": open_queries_differ},
         "ledger_complete": ledger["complete"],
     }
+
+
+CARRY = "reconciliation-carry.json"
+
+
+def carried_in(storage: Storage, runs_uri: str, run_id: str) -> dict:
+    """What earlier windows left open. Runs verify one at a time (under the lease); a retried
+    verification of the same run reads what was open before it, not its own result."""
+    uri = join(runs_uri, CARRY)
+    if storage.stat(uri) is None:
+        return {}
+    carry = json.loads(storage.read_bytes(uri))
+    return carry["before"] if carry.get("run_id") == run_id else carry["left_open"]
+
+
+def carry_forward(storage: Storage, runs_uri: str, run_id: str, before: dict, reconciliation: dict) -> None:
+    document = {"run_id": run_id, "before": before, "left_open": reconciliation["left_open"]}
+    storage.write_bytes(join(runs_uri, CARRY), json.dumps(document).encode())
 
 
 def verification_document_uri(plan: RunPlan) -> str:
@@ -311,7 +340,10 @@ def verify_gold(
     gold, quarantine = details["gold"], details["quarantine"]
     gold.moved_earlier_orphans = earlier
     ledger = _ledger_totals(gold, quarantine)
-    reconciliation = reconcile(ledger, sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values()))
+    before = carried_in(storage, plan.lake.runs, plan.run_id)
+    gold_rows, quarantined_rows = sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values())
+    reconciliation = reconcile(ledger, gold_rows, quarantined_rows, before)
+    carry_forward(storage, plan.lake.runs, plan.run_id, before, reconciliation)
     ok = not (gold.missing or gold.mismatched or quarantine.missing or quarantine.mismatched)
     document = verification_document_uri(plan)
     verification = Verification(

@@ -170,3 +170,26 @@ def failed_attempt(lake: Path, before: tuple[int, int | None], after: tuple[int,
 )
 def test_a_resume_is_spent_only_when_the_attempt_made_progress(lake, before, after, verdict):
     assert failed_attempt(lake, before, after).verdict == verdict
+
+
+# ---------------------------------------------------------------- reconciliation across runs
+def test_a_run_that_stopped_between_the_two_queries_leaves_a_difference_the_next_run_closes(lake):
+    """Run 1 stopped after the quarantine query committed batch K and before the gold query did:
+    its window holds K's 20 quarantined rows but not K's input. Run 2 commits gold's batch K:
+    1,000 input rows, 975 in Gold, 5 duplicates, and its quarantined rows already counted."""
+    from iotpipe.verification import carried_in, carry_forward, reconcile
+
+    runs, storage = str(lake / "runs"), LocalStorage()
+    windows = [
+        ("run-1", {"input_rows": 0, "quarantine_input_rows": 1000, "duplicates": 0, "complete": True}, 0, 20),
+        ("run-2", {"input_rows": 1000, "quarantine_input_rows": 0, "duplicates": 5, "complete": True}, 975, 0),
+    ]
+    outcomes = []
+    for run_id, ledger, gold, quarantined in windows:
+        before = carried_in(storage, runs, run_id)
+        result = reconcile(ledger, gold, quarantined, before)
+        carry_forward(storage, runs, run_id, before, result)
+        outcomes.append(result["reconciles"])
+        assert carried_in(storage, runs, run_id) == before, "a retried verification reads what was open before it"
+    assert outcomes == [False, True]
+    assert carried_in(storage, runs, "run-3") == {"difference": 0, "quarantine_input_difference": 0}
