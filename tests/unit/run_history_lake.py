@@ -62,8 +62,8 @@ class HistoryLake:
         self.root = root
         self.storage = LocalStorage()
         # A tiny history with a large share quarantined: no quality rule applies to it here.
-        self.settings = Settings.for_local_lake(str(root), spark_job_uri=str(ROOT / "spark" / "job.py"),
-                                                quality_max_quarantine_ratio=1.0, quality_max_duplicate_ratio=1.0)  # fmt: skip
+        permissive = {"quality_max_quarantine_ratio": 1.0, "quality_max_duplicate_ratio": 1.0}
+        self.settings = Settings.for_local_lake(str(root), spark_job_uri=str(ROOT / "spark" / "job.py"), **permissive)
         self.batch = -1
         self.clock = first_finish or datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
