@@ -27,6 +27,12 @@ storage: Storage | None = None
 leases: LeaseStore | None = None
 
 
+def metrics_disabled() -> bool:
+    """Powertools' switch (set by `iotpipe run`, whose Lambdas print to its own stdout);
+    `single_metric` does not honour it in Powertools 3.37, so its callers check it here."""
+    return os.environ.get("POWERTOOLS_METRICS_DISABLED", "").lower() == "true"
+
+
 def configure(new_settings: Settings, new_storage: Storage | None = None, new_leases: LeaseStore | None = None) -> None:
     global settings, storage, leases
     settings = new_settings

@@ -86,8 +86,12 @@ class DynamoDBLeaseStore:
     def __init__(self, table: str, client=None, region: str | None = None) -> None:
         if client is None:
             import boto3
+            from botocore.config import Config
 
-            client = boto3.client("dynamodb", region_name=region)
+            # Short timeouts and few retries: a lease call must fail fast rather than hang past
+            # the lease (botocore's defaults are 60 s per call and, for DynamoDB, 10 attempts).
+            fail_fast = Config(connect_timeout=5, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 3})
+            client = boto3.client("dynamodb", region_name=region, config=fail_fast)
         self.table, self.client = table, client
 
     def _update(self, key: str, update: str, condition: str | None, values: dict, old: bool = False):

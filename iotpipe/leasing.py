@@ -27,6 +27,7 @@ from iotpipe.models import DrainDecision, LeaseDecision, RunPlan
 from iotpipe.planning import committed_batches, planned_batches, spark_attempt
 from iotpipe.settings import Settings
 from iotpipe.storage import Storage, join
+from iotpipe.verification import verified_through
 
 
 def acquire_for_run(
@@ -34,8 +35,9 @@ def acquire_for_run(
 ) -> LeaseDecision:
     """Take the lease, or count down a wait, or (no waits left) mark it pending for its holder.
 
-    On success, record where the checkpoint stands: what this run reports is what it commits
-    from here on, whatever other runs committed while it waited; and whether there is work.
+    On success, record where this run's window starts: after the last batch a verification
+    covered (what an earlier run committed but could not verify is reported by this one), or,
+    on a lake never verified, the checkpoint's last commit; and whether there is work.
     """
     now = time.time() if now is None else now
     if leases.acquire(plan.lease.key, plan.run_id, plan.lease.initial_seconds, now):
@@ -56,7 +58,7 @@ def _acquired(plan: RunPlan, waits_left: int, leases: LeaseStore, storage: Stora
         acquired=True,
         waits_left=waits_left,
         deferred=False,
-        committed_before=committed_batches(storage, plan.lake.checkpoint),
+        committed_before=verified_through(storage, plan.lake.runs) or committed_batches(storage, plan.lake.checkpoint),
         work=work,
         work_reason=reason,
     )
@@ -159,3 +161,26 @@ def release_for_run(
     return DrainDecision(
         next="drain", released="held", round=drain_round + 1, unprocessed=1, reason=reason, next_attempt=attempt
     )
+
+
+def release_once(
+    plan: RunPlan,
+    drain_round: int,
+    outcome: str,
+    next_attempt_number: int,
+    settings: Settings,
+    storage: Storage,
+    leases: LeaseStore,
+    attempt_run_id: str | None = None,
+) -> DrainDecision:
+    """`release_for_run`, once per run and round: its decision changes the lease (clears the mark,
+    gives the lease up), so a retried call (the first one's answer was lost) would decide again
+    from the changed lease and forget a drain or a hand-over. The decision is recorded
+    (`<runs>/<run_id>/release-<round>.json`) and a retry returns it."""
+    record = join(plan.lake.runs, plan.run_id, f"release-{drain_round}.json")
+    if storage.stat(record) is not None:
+        return DrainDecision.model_validate_json(storage.read_bytes(record))
+    decision = release_for_run(plan, drain_round, outcome, next_attempt_number, settings, storage, leases,
+                               attempt_run_id)  # fmt: skip
+    storage.write_bytes(record, decision.model_dump_json().encode())
+    return decision

@@ -155,6 +155,10 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
     except (ValidationError, ValueError) as error:
         problems = _problems(error) if isinstance(error, ValidationError) else str(error)
         raise ValueError(f"the deployment's quality policy (Quality* parameters) is not valid: {problems}") from None
+    if request.fault_injection and not settings.fault_injection_allowed:
+        raise InvalidExecutionInput(
+            "invalid execution input: fault_injection is for tests and local runs; this deployment does not accept it"
+        )
     check_spark_artifacts(settings, storage)
     seed = request.seed if request.seed is not None else zlib.crc32(execution_name.encode())
     generation = (

@@ -23,6 +23,8 @@ def parse_reason_ratios(text: str) -> dict[str, float]:
     ratios = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         code, sep, value = item.partition("=")
+        if code.strip() in ratios:
+            raise ValueError(f"reason {code.strip()!r} is given twice")
         try:
             ratios[code.strip()] = float(value)
         except ValueError:

@@ -99,12 +99,14 @@ def run_query(lake: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Column names and rows of `sql` over the lake's tables."""
     import duckdb
 
+    if not sql.strip():
+        raise QueryError("no SQL statement given")
     connection = connect(lake)
     try:
         result = connection.execute(sql)
     except duckdb.Error as error:
         raise QueryError(str(error).strip()) from None
-    if result.description is None:
+    if result is None or result.description is None:  # a comment only, or a statement with no result
         return [], []
     return [d[0] for d in result.description], result.fetchall()
 

@@ -54,7 +54,7 @@ _NO_ATTENTION = frozenset({"SUCCEEDED", "DEFERRED", "NOTHING_TO_DO"})
 
 
 def needs_attention(status: str) -> bool:
-    """True for every final status but SUCCEEDED and DEFERRED (the RunNotSucceeded metric and its
+    """True for every final status but SUCCEEDED, DEFERRED and NOTHING_TO_DO (the RunNotSucceeded metric and its
     alarm), so a status added later alarms until it is listed here on purpose."""
     return status not in _NO_ATTENTION
 

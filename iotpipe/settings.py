@@ -40,6 +40,9 @@ class Settings(BaseModel):
     lease_initial_seconds: float = Field(
         default=1800.0, description="taken before generation: covers it, cluster start and the step's first heartbeat"
     )
+    fault_injection_allowed: bool = Field(
+        default=False, description="accept the execution input's fault_injection (tests and local runs only)"
+    )
     lease_wait_seconds: int = 30
     lease_wait_rounds: int = 10
     arrival_clock_margin_seconds: float = Field(
@@ -86,6 +89,7 @@ class Settings(BaseModel):
             spark_job_uri="spark/job.py",
             spark_py_files_uri="",
             catalog_database="iotpipe",
+            fault_injection_allowed=True,
         )
         values.update(overrides)
         return cls(**values)

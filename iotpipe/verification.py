@@ -285,6 +285,14 @@ def reconcile(ledger: dict, gold_rows: int, quarantined_rows: int, carried: dict
 
 
 CARRY = "reconciliation-carry.json"
+VERIFIED_THROUGH = "verified-through.json"
+
+
+def verified_through(storage: Storage, runs_uri: str) -> dict[str, int] | None:
+    """The last batch per query a verification covered: where the next run's window starts, so
+    batches whose verification failed (VerifyGold crashed) are reported by the next run."""
+    uri = join(runs_uri, VERIFIED_THROUGH)
+    return json.loads(storage.read_bytes(uri)) if storage.stat(uri) is not None else None
 
 
 def carried_in(storage: Storage, runs_uri: str, run_id: str) -> dict:
@@ -344,6 +352,9 @@ def verify_gold(
     gold_rows, quarantined_rows = sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values())
     reconciliation = reconcile(ledger, gold_rows, quarantined_rows, before)
     carry_forward(storage, plan.lake.runs, plan.run_id, before, reconciliation)
+    through = {query: detail.batches[-1] if detail.batches else committed_before.get(query, -1)
+               for query, detail in details.items()}  # fmt: skip
+    storage.write_bytes(join(plan.lake.runs, VERIFIED_THROUGH), json.dumps(through).encode())
     ok = not (gold.missing or gold.mismatched or quarantine.missing or quarantine.mismatched)
     document = verification_document_uri(plan)
     verification = Verification(

@@ -52,10 +52,14 @@ class LeaseHeartbeat:
         self.retry_seconds = retry_seconds
         self.held_until = 0.0
         self.lost = threading.Event()
+        self._losing = threading.Lock()
         self.lost_reason: Optional[str] = None
         self.transient_errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="iotpipe-lease-heartbeat", daemon=True)
+        # A renewal call that hangs (a network that drops packets) raises nothing: the watchdog
+        # stops the queries at the margin before the last proven expiry whatever the call does.
+        self._watchdog = threading.Thread(target=self._watch, name="iotpipe-lease-watchdog", daemon=True)
 
     def renew_once(self) -> bool:
         """One renewal. True: held for `seconds` more. False: taken or expired. Raises on a failed call."""
@@ -95,6 +99,7 @@ class LeaseHeartbeat:
 
     def start(self) -> None:
         self._thread.start()
+        self._watchdog.start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -124,10 +129,23 @@ class LeaseHeartbeat:
                     return True  # stopping anyway: nothing more to prove
 
     def _lose(self, reason: str) -> None:
-        if not self.lost.is_set():
+        with self._losing:
+            if self.lost.is_set():
+                return
             self.lost_reason = reason
             self.lost.set()
             self.on_lost(reason)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(self.margin / 4, 1.0)):
+            if self.lost.is_set():
+                return
+            if self.clock() >= self.held_until - self.margin:
+                self._lose(
+                    f"lease {self.key} was not renewed in time: no renewal succeeded before "
+                    f"{self.margin:.0f} s of its expiry (a renewal call may be hanging)"
+                )
+                return
 
     def _run(self) -> None:
         while not self._stop.wait(self.seconds / 3):

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
-from iotpipe.leasing import release_for_run
+from iotpipe.leasing import release_once
 from iotpipe.models import RunPlan
 
 
@@ -38,7 +38,7 @@ def run_outcome(event: ReleaseEvent) -> str:
 @event_parser(model=ReleaseEvent)
 def lambda_handler(event: ReleaseEvent, context: LambdaContext) -> dict:
     settings, storage = runtime.current()
-    decision = release_for_run(
+    decision = release_once(
         event.plan,
         event.drain_round,
         run_outcome(event),

@@ -101,7 +101,7 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
     spark_seconds = spark_batch_seconds(event.verification)
     if spark_seconds is not None:
         metrics.add_metric(name="SparkBatchDuration", unit=MetricUnit.Seconds, value=spark_seconds)
-    for reason, count in report.quarantined_by_reason.items():
+    for reason, count in report.quarantined_by_reason.items() if not runtime.metrics_disabled() else ():
         with single_metric(
             name="QuarantinedRecordsByReason",
             unit=MetricUnit.Count,

@@ -36,6 +36,7 @@ from tests.orchestration.harness import (
     plain_glob_gold,
     record_coverage,
     truth,
+    upload_after_first_step,
 )
 
 pytestmark = pytest.mark.spark
@@ -121,6 +122,19 @@ def fail_once_after_the_work(function: str):
         return apply
 
     return customise
+
+
+def drain_decision_survives_a_lost_answer(lake, settings):
+    """Data lands after the first step (a pending mark): ReleaseLease clears the mark and decides
+    to drain, then its answer is lost; the retry must drain all the same."""
+    lose_answer = fail_once_after_the_work("release_lease")(lake, settings)
+    arrive = upload_after_first_step(lake, 155)
+
+    def apply(bindings):
+        arrive(bindings)
+        lose_answer(bindings)
+
+    return apply
 
 
 def release_lease_always_fails(lake, settings):
@@ -250,7 +264,9 @@ def poison_costs_one_resume_and_reports_its_commits(executions, lake, settings):
 
 
 def lease_renewals_recovered(executions, lake, settings):
-    assert executions[-1].report["attempts"] == 1
+    report = executions[-1].report
+    assert report["drain_rounds"] == 1, "the retried ReleaseLease repeated its decision to drain"
+    assert executions[-1].bindings.calls.count(("lambda", "release_lease")) == 3  # round 0 twice, round 1
 
 
 def stopped_writing(executions, lake, settings):
@@ -342,9 +358,9 @@ CASES = [
     Case("poison batch", "batch 1 fails on every attempt", "FAILED",
          {"size": "3MiB", "shards": 3, "seed": 54, "fault_injection": "poison-batch:1", "max_resume_attempts": 3},
          check=poison_costs_one_resume_and_reports_its_commits),
-    Case("lease renewal error, transient", "one renewal raises; ReleaseLease answer lost once", "SUCCEEDED",
-         {"size": "3MiB", "shards": 3, "seed": 55, "fault_injection": "lease-renewal-flaky"},
-         settings={"lease_seconds": 3.0}, customise=fail_once_after_the_work("release_lease"),
+    Case("lease renewal error, transient", "one renewal raises; data lands mid-run; ReleaseLease's answer lost once",
+         "SUCCEEDED", {"size": "3MiB", "shards": 3, "seed": 55, "fault_injection": "lease-renewal-flaky"},
+         settings={"lease_seconds": 3.0}, customise=drain_decision_survives_a_lost_answer,
          check=lease_renewals_recovered),
     Case("lease renewal error, permanent", "every renewal of the job raises", "FAILED",
          {"size": "4MiB", "shards": 4, "seed": 56, "fault_injection": "lease-renewal-fails"},

@@ -98,6 +98,7 @@ def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_p
     assert second.report["records"]["input"] == new_truth["records"]
     # The data is written and accounted for; the status, the report, the SNS subject and the exit say why.
     assert second.report["status"] == "QUALITY_FAILED" and run_exit_status([second.report]) == 1
+    assert second.status == "FAILED" and second.error == "RunFailed"  # the execution fails too
     assert second.report["quality_breaches"] == [
         {"rule": "min_gold_rows", "figure": new_truth["gold"], "threshold": 10**9,
          "description": f"{new_truth['gold']:,} Gold rows from {new_truth['records']:,} input records"}

@@ -138,3 +138,32 @@ def test_a_driver_that_ended_its_claim_lets_the_next_start_at_once(tmp_path):
     began = time.time()
     second.prove_held()
     assert second.waited_for_previous == 0 and time.time() - began < SECONDS / 3
+
+
+class HangingStore(FlakyStore):
+    """The second renewal call never answers in time, as over a network that drops packets."""
+
+    def renew_driver(self, key, holder, driver, seconds, now=None):
+        self.calls += 1
+        if self.calls >= 2:
+            time.sleep(30)
+        return True
+
+
+def test_a_renewal_that_hangs_still_stops_the_queries_before_the_lease_expires():
+    beat, stopped = heartbeat(HangingStore([]))
+    beat.prove_held()
+    held_until = beat.held_until
+    beat.start()
+    time.sleep(SECONDS * 2)
+    assert len(stopped) == 1, "stopped once, while the renewal call still hangs"
+    stopped_at, reason = stopped[0]
+    assert stopped_at < held_until and "not renewed in time" in reason
+
+
+def test_the_lease_stores_dynamodb_client_fails_fast(monkeypatch):
+    from iotpipe.lease import DynamoDBLeaseStore
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    config = DynamoDBLeaseStore("leases").client.meta.config
+    assert config.connect_timeout <= 5 and config.read_timeout <= 5 and config.retries["total_max_attempts"] <= 3

@@ -273,3 +273,23 @@ def test_alarms_may_use_the_key_of_the_topic_they_notify(template, stack):
         ]
         plain = [{k: v for k, v in s.items() if k != "Principal"} for s in cloudwatch]
         assert iam.policy.evaluate(plain, request).allowed, action
+
+
+def test_with_metrics_disabled_report_status_prints_no_metric(tmp_path, monkeypatch):
+    """`iotpipe run` disables metrics and runs the Lambdas in its own process: a metric printed
+    there would corrupt `iotpipe run --json` (Powertools' `single_metric` ignores the switch)."""
+    from functions.report_status.app import lambda_handler as report_status
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    settings = Settings.for_local_lake(str(tmp_path), stack_name="iotpipe")
+    lambda_runtime.configure(settings, LocalStorage())
+    plan = plan_run({"generate": False}, "run-quiet", settings, LocalStorage()).model_dump()
+    verified = Verification(ok=True, gold=sink(8), quarantine=sink(2), quarantined_by_reason={"bad_reading": 2},
+                            ledger={"input_rows": 11, "quarantine_input_rows": 11, "duplicates": 1, "batch_ms": 900,
+                                    "complete": True}, reconciliation={"reconciles": True}).model_dump()  # fmt: skip
+    printed: list[str] = []
+    monkeypatch.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(str(x) for x in a)))
+    event = {"execution_id": "arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline:run-quiet",
+             "started_at": datetime.now(timezone.utc).isoformat(), "plan": plan, "verification": verified}  # fmt: skip
+    report_status(event, LocalLambdaContext(function_name="report_status", aws_request_id="test"))
+    assert not emf_metrics("\n".join(printed)), printed

@@ -187,3 +187,9 @@ def test_a_bad_quality_parameter_of_the_deployment_fails_plan_run_clearly(storag
     )
     with pytest.raises(ValueError, match=r"Quality\* parameters.*unknown reason code 'bogus'"):
         plan_run({}, "exec-1", settings, storage)
+
+
+def test_a_deployment_refuses_fault_injection_before_any_side_effect(settings, storage):
+    deployed = settings.model_copy(update={"fault_injection_allowed": False})  # what the template's Lambdas get
+    with pytest.raises(InvalidExecutionInput, match="fault_injection is for tests"):
+        plan_run({"fault_injection": "fail-at-start"}, "exec-9", deployed, storage)

@@ -193,3 +193,47 @@ def test_a_run_that_stopped_between_the_two_queries_leaves_a_difference_the_next
         assert carried_in(storage, runs, run_id) == before, "a retried verification reads what was open before it"
     assert outcomes == [False, True]
     assert carried_in(storage, runs, "run-3") == {"difference": 0, "quarantine_input_difference": 0}
+
+
+def test_the_execution_fails_exactly_when_iotpipe_run_exits_non_zero():
+    """On AWS the execution's own status is what alarms and callers see: a run that did not
+    account for its records, or that its quality policy failed, must not end as Succeeded."""
+    from typing import get_args
+
+    from iotpipe.cli import RUN_ACCOUNTED_FOR
+    from iotpipe.local.runner import DEFINITION
+    from iotpipe.models import RunStatus
+
+    outcome = json.loads(DEFINITION.read_text())["States"]["Outcome"]
+    (choice,) = outcome["Choices"]
+    failing = {rule["StringEquals"] for rule in choice["Or"]}
+    assert choice["Next"] == "RunFailed" and outcome["Default"] == "RunSucceeded"
+    assert failing == set(get_args(RunStatus)) - set(RUN_ACCOUNTED_FOR)
+
+
+@pytest.mark.parametrize(("outcome", "expected"), [("failed", "follow_up"), ("succeeded", "drain")])
+def test_a_retried_release_repeats_its_decision_instead_of_forgetting_the_waiting_data(lake, outcome, expected):
+    """The first call cleared the mark (drain) or gave the lease up (hand-over), then its answer
+    was lost; the retry must not decide again from the changed lease."""
+    from iotpipe.leasing import release_once
+
+    run = plan(lake, {"generate": False})
+    store = holding(lake, run, marked=True)
+    args = (run, 0, outcome, 2, settings_for(lake), LocalStorage(), store, None)
+    first, retried = release_once(*args), release_once(*args)
+    assert first.next == retried.next == expected and retried == first
+
+
+def test_batches_an_earlier_run_could_not_verify_are_in_the_next_runs_window(lake):
+    """Run A committed batches 2 and 3, then VerifyGold failed: no run reported them. Run B's
+    window starts after the last verified batch, not after the checkpoint's last commit."""
+    log_batch(lake, 3, 3)
+    runs = Path(settings_for(lake).runs_uri)
+    runs.mkdir(parents=True, exist_ok=True)
+    (runs / "verified-through.json").write_text(json.dumps({"gold": 1, "quarantine": 1}))
+    decision = acquire_for_run(plan(lake, {"generate": False}, "run-b"), 0, leases(lake), LocalStorage())
+    assert decision.committed_before == {"gold": 1, "quarantine": 1}
+    (runs / "verified-through.json").unlink()  # a lake verified before this pointer existed
+    leases(lake).give_up("bronze-to-gold", "run-b")
+    decision = acquire_for_run(plan(lake, {"generate": False}, "run-c"), 0, leases(lake), LocalStorage())
+    assert decision.committed_before == {"gold": 3, "quarantine": 3}
