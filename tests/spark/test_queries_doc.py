@@ -169,6 +169,9 @@ def test_bad_sql_is_a_clear_error_with_a_non_zero_exit_and_no_traceback(lake, ca
     assert main(["query", "--lake", str(lake), "select nothing from gold"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("iotpipe query: error: ") and "nothing" in err and "Traceback" not in err
+    for blank in ("", "   ", "-- only a comment"):
+        assert main(["query", "--lake", str(lake), blank]) in (0, 2), blank
+        assert "Traceback" not in capsys.readouterr().err
 
 
 def test_the_cli_prints_a_plain_table(lake, capsys):

@@ -185,3 +185,10 @@ def test_iotpipe_run_passes_its_quality_options_in_the_execution_input():
         "on_breach": "fail",
     }
     assert "quality" not in execution_input_of(build_parser().parse_args(["run"]))
+
+
+def test_a_reason_given_twice_is_refused_not_silently_overridden():
+    from iotpipe.quality import parse_reason_ratios
+
+    with pytest.raises(ValueError, match="given twice"):
+        parse_reason_ratios("malformed_json=0.1,malformed_json=0.2")
