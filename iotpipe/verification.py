@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from iotpipe.ledger import read_entry
 from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
-from iotpipe.sink_log import BatchFiles, logged_uri, read_checkpoint
+from iotpipe.sink_log import BatchFiles, batch_source_files, logged_uri, read_checkpoint
 from iotpipe.storage import Storage, join
 
 FOOTER_TRAILER = 8
@@ -80,6 +80,7 @@ class SinkDetail:
     moves_withheld: str = ""
     withheld: list[str] = field(default_factory=list)
     moved_earlier_orphans: list[str] = field(default_factory=list)
+    inferred_input: dict[int, int] = field(default_factory=dict)
 
     def summary(self) -> SinkVerification:
         return SinkVerification(
@@ -112,6 +113,7 @@ class SinkDetail:
             "moves_withheld": self.moves_withheld,
             "withheld": self.withheld,
             "moved_earlier_orphans": self.moved_earlier_orphans,
+            "input_rows_from_the_other_query": self.inferred_input,
         }
 
 
@@ -241,14 +243,30 @@ def _reasons(detail: SinkDetail) -> dict[str, int]:
     return dict(sorted({**top, **({"other": rest} if rest else {})}.items()))
 
 
+def infer_quarantine_input(storage: Storage, checkpoint_uri: str, quarantine: SinkDetail) -> None:
+    """A quarantine batch without a ledger entry (its driver stopped right after the commit) read
+    the same Bronze objects as some gold batch near its id: that batch's entry gives its input
+    rows. The gold query's own missing entries stay missing (its valid rows are not derivable)."""
+    for batch in quarantine.slow_path_batches:
+        sources = sorted(batch_source_files(storage, join(checkpoint_uri, "quarantine"), batch))
+        for candidate in sorted(range(max(0, batch - 3), batch + 4), key=lambda b: abs(b - batch)):
+            if sources and sorted(batch_source_files(storage, join(checkpoint_uri, "gold"), candidate)) == sources:
+                entry = read_entry(storage, checkpoint_uri, "gold", candidate)
+                if entry is not None:
+                    quarantine.inferred_input[batch] = int(entry.get("input_rows", 0))
+                break
+
+
 def _ledger_totals(gold: SinkDetail, quarantine: SinkDetail) -> dict:
     input_rows = sum(int(e.get("input_rows", 0)) for e in gold.entries.values())
     quarantine_input = sum(int(e.get("input_rows", 0)) for e in quarantine.entries.values())
+    quarantine_input += sum(quarantine.inferred_input.values())
+    unknown = [b for b in quarantine.slow_path_batches if b not in quarantine.inferred_input]
     valid_rows = sum(int((e.get("observed") or {}).get("valid", {}).get("rows", 0)) for e in gold.entries.values())
     gold_rows = sum(gold.rows_by_partition.values())
     return {
         "batches": len(gold.batches),
-        "complete": not gold.slow_path_batches and not quarantine.slow_path_batches,
+        "complete": not gold.slow_path_batches and not unknown,
         "missing_entries": len(gold.slow_path_batches) + len(quarantine.slow_path_batches),
         "input_rows": input_rows,
         "quarantine_input_rows": quarantine_input,
@@ -347,6 +365,7 @@ def verify_gold(
     )
     gold, quarantine = details["gold"], details["quarantine"]
     gold.moved_earlier_orphans = earlier
+    infer_quarantine_input(storage, plan.lake.checkpoint, quarantine)
     ledger = _ledger_totals(gold, quarantine)
     before = carried_in(storage, plan.lake.runs, plan.run_id)
     gold_rows, quarantined_rows = sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values())

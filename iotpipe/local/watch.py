@@ -94,8 +94,9 @@ def watch(
         if now - newest_change(waiting) < delay:
             time.sleep(interval)
             continue
-        decision = decide(sorted(waiting), leases, settings.lease_key, settings.trigger_window_seconds, now, "watch",
-                          arrived_at=newest_change(waiting))  # fmt: skip
+        # Arrived when first seen here, as an S3 object arrives when uploaded: a file's mtime may
+        # be older than the lake (a copy that kept its times, a backfill).
+        decision = decide(sorted(waiting), leases, settings.lease_key, settings.trigger_window_seconds, now, "watch")
         if decision.action != "start":
             time.sleep(interval)
             continue

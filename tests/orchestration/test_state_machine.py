@@ -64,6 +64,17 @@ def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
     assert [what for what, _ in execution.bindings.calls].count("sns") == 1
 
 
+@pytest.mark.parametrize(
+    "bad_input,message",
+    [
+        ({"size": "lots"}, "size"),
+        ({"shards": 0}, "shards"),
+        ({"sizee": "1GiB"}, "sizee"),
+        ({"cluster_id": "not-a-cluster"}, "cluster_id"),
+        ([1, 2], "JSON object"),
+        ({"started_by": "someone"}, "started_by"),
+    ],
+)
 def test_bad_input_fails_fast_before_any_side_effect(tmp_path, bad_input, message):
     execution = run(tmp_path, bad_input)
     assert execution.status == "FAILED" and execution.error == "InvalidExecutionInput"
