@@ -27,7 +27,7 @@ from iotpipe.bronze import SPARK_GLOB, classify, write_note
 from iotpipe.sink_log import batch_source_files, logged_uri
 from iotpipe.storage import join, storage_for
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
-from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progress, task_counts
+from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progress, emit_line, task_counts
 from spark.transforms import (
     REASON_CODES,
     cluster_by_partition,
@@ -195,7 +195,7 @@ def note_unreadable(storage, checkpoint: str, bronze: str, name: str, problems: 
     """Note the objects a batch could not read in full (real paths, not URL-encoded) for the run report."""
     if problems:
         note = write_note(storage, checkpoint, name, {logged_uri(path, bronze): r for path, r in problems.items()})
-        print("IOTPIPE_UNREADABLE_OBJECTS " + json.dumps(note, sort_keys=True), flush=True)
+        emit_line("IOTPIPE_UNREADABLE_OBJECTS " + json.dumps(note, sort_keys=True))
 
 
 def build_gold(validated: DataFrame, args: argparse.Namespace) -> DataFrame:
@@ -243,7 +243,7 @@ def record_batches(ledger, queries: dict, on_recorded=None) -> None:
                 on_recorded(entry)
             if entry and entry["input_rows"] > 0:
                 line = {k: entry[k] for k in ("query", "batch", "input_rows", "observed", "ms")}
-                print("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True), flush=True)
+                emit_line("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True))
 
 
 def open_ledger(args: argparse.Namespace):
@@ -321,7 +321,7 @@ def start_heartbeat(args: argparse.Namespace, run_id: str, on_lost, fault: str |
     )  # fmt: skip
     heartbeat.prove_held()
     if heartbeat.waited_for_previous:
-        print(f"IOTPIPE_WAITED_FOR_PREVIOUS_DRIVER {heartbeat.waited_for_previous:.0f}", flush=True)
+        emit_line(f"IOTPIPE_WAITED_FOR_PREVIOUS_DRIVER {heartbeat.waited_for_previous:.0f}")
     heartbeat.start()
     return heartbeat
 
@@ -436,7 +436,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     checkpoint = args.checkpoint.rstrip("/")
     write_text(spark, f"{checkpoint}/runs/{run_id}.json", text)
     write_text(spark, f"{checkpoint}/last_run.json", text)
-    print("IOTPIPE_RUN_SUMMARY " + json.dumps(summary, sort_keys=True), flush=True)
+    emit_line("IOTPIPE_RUN_SUMMARY " + json.dumps(summary, sort_keys=True))
     if fault == "fail-after-commit":
         raise InjectedFailure("injected failure after the last commit: the output is complete")
     return summary

@@ -8,9 +8,21 @@ progress bar or plain lines; on EMR they go to the step's stdout log. Python 3.9
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from typing import Callable, Optional
+
+_STDOUT = threading.Lock()
+
+
+def emit_line(line: str) -> None:
+    """One whole line to stdout: the job's threads (batches, task progress) print concurrently,
+    and `print` writes the text and its newline separately, so two lines could be glued."""
+    with _STDOUT:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
 
 TASKS_PREFIX = "IOTPIPE_TASKS "
 PROGRESS_SECONDS_CONF = "spark.iotpipe.progressSeconds"  # how often to look (default 5 s)
@@ -53,7 +65,7 @@ class TaskProgress(threading.Thread):
         super().__init__(name="iotpipe-task-progress", daemon=True)
         self.read_counts, self.read_batches = read_counts, read_batches
         self.interval, self.quiet_seconds = interval, quiet_seconds
-        self.emit = emit or (lambda line: print(line, flush=True))
+        self.emit = emit or emit_line
         self.clock = clock
         self.stopped = threading.Event()
         self._last: Optional[dict] = None

@@ -132,3 +132,25 @@ def test_for_the_local_runner_a_shard_prints_json_lines_at_most_once_a_second(tm
     show(0, 300)
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line.split(" ", 1)[1])["bytes"] for line in lines] == [100, 300]
+
+
+def test_lines_the_jobs_threads_print_together_are_never_glued(capfd):
+    """`iotpipe transform` parses the job's stdout line by line: the batch recorder and the task
+    progress thread print at the same time, and two glued JSON lines failed the whole run."""
+    import json
+    import threading
+
+    from spark.progress import emit_line
+
+    def write(name):
+        for i in range(300):
+            emit_line("IOTPIPE_PROGRESS " + json.dumps({"thread": name, "i": i, "pad": "x" * 200}))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = capfd.readouterr().out.splitlines()
+    assert len(lines) == 6 * 300
+    assert all(json.loads(line.removeprefix("IOTPIPE_PROGRESS "))["pad"] for line in lines)
