@@ -164,23 +164,15 @@ def release_for_run(
 
 
 def release_once(
-    plan: RunPlan,
-    drain_round: int,
-    outcome: str,
-    next_attempt_number: int,
-    settings: Settings,
-    storage: Storage,
-    leases: LeaseStore,
-    attempt_run_id: str | None = None,
+    plan: RunPlan, drain_round: int, storage: Storage, decide: Callable[[], DrainDecision]
 ) -> DrainDecision:
-    """`release_for_run`, once per run and round: its decision changes the lease (clears the mark,
-    gives the lease up), so a retried call (the first one's answer was lost) would decide again
-    from the changed lease and forget a drain or a hand-over. The decision is recorded
-    (`<runs>/<run_id>/release-<round>.json`) and a retry returns it."""
+    """`decide` (ReleaseLease's `release_for_run`), once per run and round: the decision changes
+    the lease (clears the mark, gives the lease up), so a retried call (the first one's answer was
+    lost) would decide again from the changed lease and forget a drain or a hand-over. The
+    decision is recorded (`<runs>/<run_id>/release-<round>.json`) and a retry returns it."""
     record = join(plan.lake.runs, plan.run_id, f"release-{drain_round}.json")
     if storage.stat(record) is not None:
         return DrainDecision.model_validate_json(storage.read_bytes(record))
-    decision = release_for_run(plan, drain_round, outcome, next_attempt_number, settings, storage, leases,
-                               attempt_run_id)  # fmt: skip
+    decision = decide()
     storage.write_bytes(record, decision.model_dump_json().encode())
     return decision

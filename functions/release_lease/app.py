@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from iotpipe import lambda_runtime as runtime
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
-from iotpipe.leasing import release_once
+from iotpipe.leasing import release_for_run, release_once
 from iotpipe.models import RunPlan
 
 
@@ -38,15 +38,21 @@ def run_outcome(event: ReleaseEvent) -> str:
 @event_parser(model=ReleaseEvent)
 def lambda_handler(event: ReleaseEvent, context: LambdaContext) -> dict:
     settings, storage = runtime.current()
+    leases = runtime.current_leases()
     decision = release_once(
         event.plan,
         event.drain_round,
-        run_outcome(event),
-        event.attempt_number + 1,
-        settings,
         storage,
-        runtime.current_leases(),
-        event.attempt_run_id,
+        lambda: release_for_run(
+            event.plan,
+            event.drain_round,
+            run_outcome(event),
+            event.attempt_number + 1,
+            settings,
+            storage,
+            leases,
+            event.attempt_run_id,
+        ),  # fmt: skip
     )
     logger.info("checkpoint lease released or kept", extra=decision.model_dump(exclude={"next_attempt"}))
     return decision.model_dump()

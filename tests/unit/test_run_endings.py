@@ -219,8 +219,12 @@ def test_a_retried_release_repeats_its_decision_instead_of_forgetting_the_waitin
 
     run = plan(lake, {"generate": False})
     store = holding(lake, run, marked=True)
-    args = (run, 0, outcome, 2, settings_for(lake), LocalStorage(), store, None)
-    first, retried = release_once(*args), release_once(*args)
+
+    def release():
+        return release_once(run, 0, LocalStorage(), lambda: release_for_run(
+            run, 0, outcome, 2, settings_for(lake), LocalStorage(), store, None))  # fmt: skip
+
+    first, retried = release(), release()
     assert first.next == retried.next == expected and retried == first
 
 
