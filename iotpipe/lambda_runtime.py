@@ -46,41 +46,31 @@ def current() -> tuple[Settings, Storage]:
     return settings, storage
 
 
-def stepfunctions_client():
-    """Created once, on first use (only the trigger function starts executions)."""
-    global _stepfunctions
-    if _stepfunctions is None:
+# AWS clients, each created once, on first use; `iotpipe run` and tests put their own here.
+clients: dict = {}
+
+
+def aws_client(service: str):
+    if service not in clients:
         import boto3
 
-        _stepfunctions = boto3.client("stepfunctions")
-    return _stepfunctions
+        clients[service] = boto3.client(service)
+    return clients[service]
 
 
-_stepfunctions = None
-glue = None
+def stepfunctions_client():
+    """Only the trigger function starts executions."""
+    return aws_client("stepfunctions")
 
 
 def glue_client():
-    """Created once, on first use (only ReportStatus registers partitions); `iotpipe run` sets its own."""
-    global glue
-    if glue is None:
-        import boto3
-
-        glue = boto3.client("glue")
-    return glue
+    """Only ReportStatus registers partitions."""
+    return aws_client("glue")
 
 
 def emr_client():
-    """Created once, on first use (only the cluster watchdog reads EMR)."""
-    global _emr
-    if _emr is None:
-        import boto3
-
-        _emr = boto3.client("emr")
-    return _emr
-
-
-_emr = None
+    """Only the cluster watchdog reads EMR."""
+    return aws_client("emr")
 
 
 def current_leases() -> LeaseStore:

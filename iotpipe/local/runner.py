@@ -195,8 +195,8 @@ class LocalEngine:
 
         tables = glue_catalog.deploy(stack, glue)
         glue_catalog.restore(glue, self.lake)
-        lambda_runtime.glue = iam.AuthorizedGlue(BoundsCheckedClient(glue), authorizer)
-        self._stack.callback(lambda: setattr(lambda_runtime, "glue", None))
+        lambda_runtime.clients["glue"] = iam.AuthorizedGlue(BoundsCheckedClient(glue), authorizer)
+        self._stack.callback(lambda: lambda_runtime.clients.pop("glue", None))
         self._stack.callback(glue_catalog.save, glue, self.lake, tables)
         self.glue = glue
 

@@ -123,7 +123,7 @@ class Rehearsal:
         )
         lambda_runtime.configure(self.settings, storage, leases)
         self.sfn = FakeStepFunctions()
-        lambda_runtime._stepfunctions = AuthorizedStepFunctions(self.sfn, self.authorizer)
+        lambda_runtime.clients["stepfunctions"] = AuthorizedStepFunctions(self.sfn, self.authorizer)
         handlers = lambda_handlers()
         from functions.start_from_bronze_events.app import lambda_handler as trigger
 
@@ -183,7 +183,7 @@ def run_functions(lake: Path, good, bad=None, target: str | None = None) -> dict
         event = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
         call("StartFromBronzeEventsFunction", {"Records": [{"body": json.dumps(event)}]})
     finally:
-        lambda_runtime._stepfunctions = None
+        lambda_runtime.clients.pop("stepfunctions", None)
     out["sfn"] = rehearsal.sfn.started
     out["decisions"] = rehearsal.authorizer.decisions
     return out

@@ -91,11 +91,11 @@ def emitted(tmp_path_factory) -> set[tuple[str, str, frozenset]]:
             for event in events:
                 report_status(event, LocalLambdaContext(function_name="report_status", aws_request_id="test"))
             with mock_aws():
-                lambda_runtime._emr = boto3.client("emr", region_name="us-east-1")
+                lambda_runtime.clients["emr"] = boto3.client("emr", region_name="us-east-1")
                 try:
                     watch_clusters({}, LocalLambdaContext(function_name="watch_clusters", aws_request_id="test"))
                 finally:
-                    lambda_runtime._emr = None
+                    lambda_runtime.clients.pop("emr", None)
     return emf_metrics("\n".join(printed))
 
 

@@ -48,9 +48,9 @@ def aws(monkeypatch, tmp_path):
         queue = sqs.create_queue(QueueName="bronze-events")["QueueUrl"]
         settings = Settings.for_local_lake(str(tmp_path), lease_store="dynamodb://leases", state_machine_arn=machine)
         lambda_runtime.configure(settings)
-        lambda_runtime._stepfunctions = sfn
+        lambda_runtime.clients["stepfunctions"] = sfn
         yield {"sfn": sfn, "machine": machine, "sqs": sqs, "queue": queue, "dynamodb": dynamodb, "settings": settings}
-        lambda_runtime._stepfunctions = None
+        lambda_runtime.clients.pop("stepfunctions", None)
 
 
 def drain_queue_as_one_batch(sqs, queue: str) -> dict:
