@@ -60,6 +60,20 @@ def sink(rows: int) -> SinkVerification:
                             size_mismatches=0, moved_aside=0)  # fmt: skip
 
 
+def report_event(settings: Settings, run_id: str, **outcome) -> dict:
+    """ReportStatus's payload for a run of its own (a second call for the same run is a retry,
+    which counts nothing again); `outcome` is its verification or its error."""
+    plan = plan_run({"generate": False}, run_id, settings, LocalStorage()).model_dump()
+    return {"execution_id": f"arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline:{run_id}",
+            "started_at": datetime.now(timezone.utc).isoformat(), "plan": plan, **outcome}  # fmt: skip
+
+
+def verified_run() -> dict:
+    return Verification(ok=True, gold=sink(8), quarantine=sink(2), quarantined_by_reason={"bad_reading": 2},
+                        ledger={"input_rows": 11, "quarantine_input_rows": 11, "duplicates": 1, "batch_ms": 900,
+                                "complete": True}, reconciliation={"reconciles": True}).model_dump()  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def emitted(tmp_path_factory) -> set[tuple[str, str, frozenset]]:
     from functions.report_status.app import lambda_handler as report_status
@@ -73,18 +87,10 @@ def emitted(tmp_path_factory) -> set[tuple[str, str, frozenset]]:
         env.setenv("AWS_DEFAULT_REGION", "us-east-1")
         settings = Settings.for_local_lake(str(lake), stack_name="iotpipe")
         lambda_runtime.configure(settings, LocalStorage())
-        plan = plan_run({"generate": False}, "run-1", settings, LocalStorage()).model_dump()
-        verified = Verification(ok=True, gold=sink(8), quarantine=sink(2), quarantined_by_reason={"bad_reading": 2},
-                                ledger={"input_rows": 11, "quarantine_input_rows": 11, "duplicates": 1, "batch_ms": 900,
-                                        "complete": True},
-                                reconciliation={"reconciles": True}).model_dump()  # fmt: skip
-        started = datetime.now(timezone.utc).isoformat()
         events = [
-            {"execution_id": "arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline:run-1",
-             "started_at": started, "plan": plan, "verification": verified},
-            {"execution_id": "arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline:run-2",
-             "started_at": started, "plan": plan, "error": {"Error": "SparkStepFailed", "Cause": "test"}},
-        ]  # fmt: skip
+            report_event(settings, "run-1", verification=verified_run()),
+            report_event(settings, "run-2", error={"Error": "SparkStepFailed", "Cause": "test"}),
+        ]
         printed = []
         with pytest.MonkeyPatch.context() as out:
             out.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(str(x) for x in a)))
@@ -283,13 +289,8 @@ def test_with_metrics_disabled_report_status_prints_no_metric(tmp_path, monkeypa
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     settings = Settings.for_local_lake(str(tmp_path), stack_name="iotpipe")
     lambda_runtime.configure(settings, LocalStorage())
-    plan = plan_run({"generate": False}, "run-quiet", settings, LocalStorage()).model_dump()
-    verified = Verification(ok=True, gold=sink(8), quarantine=sink(2), quarantined_by_reason={"bad_reading": 2},
-                            ledger={"input_rows": 11, "quarantine_input_rows": 11, "duplicates": 1, "batch_ms": 900,
-                                    "complete": True}, reconciliation={"reconciles": True}).model_dump()  # fmt: skip
+    event = report_event(settings, "run-quiet", verification=verified_run())
     printed: list[str] = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(str(x) for x in a)))
-    event = {"execution_id": "arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline:run-quiet",
-             "started_at": datetime.now(timezone.utc).isoformat(), "plan": plan, "verification": verified}  # fmt: skip
     report_status(event, LocalLambdaContext(function_name="report_status", aws_request_id="test"))
     assert not emf_metrics("\n".join(printed)), printed
