@@ -240,10 +240,6 @@ class FileLeaseStore:
                 os.replace(tmp, path)
             return result
 
-    @staticmethod
-    def _held(current: dict, holder: str, now: float) -> bool:
-        return current.get("holder") == holder and current.get("expires_at", 0) >= now
-
     def acquire(self, key: str, holder: str, seconds: float, now: float | None = None) -> bool:
         now = time.time() if now is None else now
 
@@ -311,7 +307,7 @@ class FileLeaseStore:
         now = time.time() if now is None else now
 
         def change(current):
-            if not self._held(current, holder, now) or current.get("driver") != driver:
+            if not _lease(key, current).held_by(holder, now) or current.get("driver") != driver:
                 return False, None
             return True, {**current, "expires_at": now + seconds, "driver_until": now + seconds}
 
