@@ -337,6 +337,16 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
         stream.close()
 
 
+def stop_between_batches(query, patience: float = 120.0) -> None:
+    """Stop a healthy query when the other one failed, but not in the middle of a batch: stopped
+    between its commit and its progress report, a batch would be committed with no ledger entry
+    (its input rows unknown to every run). The lease still bounds how long it may write."""
+    deadline = time.time() + patience
+    while query.isActive and query.status.get("isTriggerActive") and time.time() < deadline:
+        time.sleep(0.2)
+    query.stop()
+
+
 def _stop_quietly(query) -> None:
     try:
         if query.isActive:
@@ -388,7 +398,11 @@ def run_queries(spark: SparkSession, args: argparse.Namespace, run_id: str, star
                 query.awaitTermination(0.5)
                 if query.exception() is not None:
                     for other in queries.values():
-                        other.stop()
+                        stop_between_batches(other)
+                    # The other query may have committed batches since the last look: record
+                    # them, or no run could account for their records (the ledger is the only
+                    # place that knows a batch's input rows).
+                    record_batches(ledger, queries, check_batch)
                     raise query.exception()
             record_batches(ledger, queries, check_batch)
             if deadline and time.time() > deadline:
