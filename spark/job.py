@@ -14,12 +14,14 @@ Python 3.9 syntax; ends by returning from main (never sys.exit).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
 import uuid
 from datetime import datetime, timezone
 
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -395,7 +397,9 @@ def run_queries(spark: SparkSession, args: argparse.Namespace, run_id: str, star
     try:
         while any(q.isActive for q in queries.values()):
             for query in queries.values():
-                query.awaitTermination(0.5)
+                # awaitTermination raises a failed query's exception: it is handled just below.
+                with contextlib.suppress(StreamingQueryException):
+                    query.awaitTermination(0.5)
                 if query.exception() is not None:
                     for other in queries.values():
                         stop_between_batches(other)
