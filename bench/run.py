@@ -24,7 +24,7 @@ from generator.shards import DatasetPlan, summarise, write_dataset
 from iotpipe.sink_log import committed_files
 from iotpipe.sizes import parse_size
 from iotpipe.spark_args import SparkJobArgs
-from iotpipe.spark_submit import local_submit_options, submit_command
+from iotpipe.spark_submit import JOB_SCRIPT, local_submit_options
 from iotpipe.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,21 +78,62 @@ def spark_env() -> dict:
     return env
 
 
-def run_our_job(bronze: Path, out: Path, driver_memory: str, truth: dict, env: dict) -> dict:
-    """Measure the streaming job exactly as `iotpipe transform` submits it; check its Gold rows."""
+STATEFUL_JOB = ROOT / "bench" / "stateful_dedup_job.py"
+STATEFUL_ROW = "iotpipe Spark job, before: RocksDB de-duplication"
+
+
+def run_our_job(
+    bronze: Path, out: Path, driver_memory: str, env: dict, script: Path = JOB_SCRIPT, run_id: str = "bench"
+) -> tuple[dict, dict]:
+    """Measure the streaming job as `iotpipe transform` submits it (or a variant of it); return
+    the measure and the run summary."""
     job = SparkJobArgs(
         bronze=str(bronze),
         gold=str(out / "gold"),
         quarantine=str(out / "quarantine"),
         checkpoint=str(out / "checkpoint"),
-        run_id="bench",
+        run_id=run_id,
     )
-    result = measure(submit_command(job.to_argv(), master="local[2]", driver_memory=driver_memory), env)
-    summary = json.loads((out / "checkpoint" / "runs" / "bench.json").read_text())
+    command = [*local_submit_options(master="local[2]", driver_memory=driver_memory), str(script), *job.to_argv()]
+    result = measure(command, env)
+    summary = json.loads((out / "checkpoint" / "runs" / f"{run_id}.json").read_text())
+    return result, summary
+
+
+def full_run(bronze: Path, out: Path, driver_memory: str, truth: dict, env: dict, script: Path = JOB_SCRIPT) -> dict:
+    """One run over the whole Bronze; its Gold rows must be the generator's truth."""
+    result, summary = run_our_job(bronze, out, driver_memory, env, script)
     if summary["gold_rows"] != truth["gold"]:
-        raise RuntimeError(f"iotpipe job wrote {summary['gold_rows']} Gold rows, expected {truth['gold']}")
+        raise RuntimeError(f"{script.name} wrote {summary['gold_rows']} Gold rows, expected {truth['gold']}")
     committed = [(f.uri, f.size) for f in committed_files(LocalStorage(), str(out / "gold"))]
-    return {**result, **file_stats(committed), "batches": summary["batches"]}
+    batch_ms = [entry["ms"] for entry in ledger_entries(out / "checkpoint", "gold")]
+    return {**result, **file_stats(committed), "batches": summary["batches"], "gold_batch_ms": batch_ms}
+
+
+def ledger_entries(checkpoint: Path, query: str) -> list[dict]:
+    entries = [json.loads(p.read_text()) for p in (checkpoint / "ledger" / query).glob("*.json")]
+    return sorted((e for e in entries if e["input_rows"]), key=lambda e: e["batch"])
+
+
+def small_run_seconds(lake: Path, small_bronze: Path, work: Path, env: dict, script: Path) -> tuple[float, float]:
+    """Seconds of a run over one new object: on `lake` (which remembers every id it took) and
+    on an empty lake. The object's ids are new to both, so both write the same Gold rows."""
+    new_object = next(p for p in small_bronze.rglob("*.jsonl") if "_" not in p.name)
+    target = lake / "bronze" / "small" / new_object.name
+    target.parent.mkdir(parents=True)
+    shutil.copy(new_object, target)
+    on_lake, summary_on_lake = run_our_job(lake / "bronze", lake, "2g", env, script, run_id="small")
+    empty = work / f"empty-{script.stem}"
+    (empty / "bronze").mkdir(parents=True)
+    shutil.copy(new_object, empty / "bronze" / new_object.name)
+    on_empty, summary_empty = run_our_job(empty / "bronze", empty, "2g", env, script, run_id="small")
+    if summary_on_lake["gold_rows"] != summary_empty["gold_rows"] or not summary_empty["gold_rows"]:
+        raise RuntimeError(
+            f"{script.name}: a new object wrote {summary_on_lake['gold_rows']} rows on the lake, "
+            f"{summary_empty['gold_rows']} on an empty lake"
+        )
+    shutil.rmtree(empty)
+    return on_lake["seconds"], on_empty["seconds"]
 
 
 def spark_batch_command(script: str, bronze: Path, out: Path) -> list[str]:
@@ -104,7 +145,7 @@ def bench_size(size_text: str, work: Path) -> dict:
     size = parse_size(size_text)
     work = work / size_text
     shutil.rmtree(work, ignore_errors=True)
-    bronze = work / "bronze" / "raw"
+    bronze = work / "lake" / "bronze" / "raw"
     bronze.mkdir(parents=True)
 
     plain_seconds = plain_write(work / "plain.bin", size)
@@ -119,10 +160,27 @@ def bench_size(size_text: str, work: Path) -> dict:
         "generator (2 processes)": {"seconds": generate_seconds, "peak_rss_mib": None},
         "plain sequential write": {"seconds": plain_seconds, "peak_rss_mib": None},
     }
+    small_bronze = work / "small"
+    write_dataset(DatasetPlan(out=str(small_bronze), seed=4242, size_bytes=128 * 2**20, shard_count=1), processes=1)
+
     env = spark_env()
-    for name, driver_memory in (("iotpipe Spark job", "2g"), ("iotpipe Spark job, 1 GiB heap", "1g")):
-        results[name] = run_our_job(bronze, work / f"ours-{driver_memory}", driver_memory, truth, env)
-        print(f"[{size_text}] {name} {results[name]['seconds']:.1f} s", flush=True)
+    small = {}
+    for name, driver_memory, script in (
+        ("iotpipe Spark job", "2g", JOB_SCRIPT),
+        ("iotpipe Spark job, 1 GiB heap", "1g", JOB_SCRIPT),
+        (STATEFUL_ROW, "2g", STATEFUL_JOB),
+    ):
+        lake = work / f"{script.stem}-{driver_memory}"
+        shutil.copytree(bronze.parent, lake / "bronze", copy_function=os.link)
+        results[name] = full_run(lake / "bronze", lake, driver_memory, truth, env, script)
+        print(
+            f"[{size_text}] {name} {results[name]['seconds']:.1f} s, gold batch ms {results[name]['gold_batch_ms']}",
+            flush=True,
+        )
+        if driver_memory == "2g":
+            small[script] = small_run_seconds(lake, small_bronze, work, env, script)
+            print(f"[{size_text}] {name}: one new object on this lake / on an empty lake {small[script]}", flush=True)
+        shutil.rmtree(lake)
 
     for name, script, out in (
         ("naive Spark job", "naive_job.py", work / "naive"),
@@ -165,8 +223,30 @@ def bench_size(size_text: str, work: Path) -> dict:
             "iotpipe Spark / Spark floor time": round(
                 results["iotpipe Spark job"]["seconds"] / results["Spark floor (Gold write only)"]["seconds"], 2
             ),
+            "iotpipe Spark / before (RocksDB de-duplication) time": round(
+                results["iotpipe Spark job"]["seconds"] / results[STATEFUL_ROW]["seconds"], 2
+            ),
+            **batch_growth(results["iotpipe Spark job"]["gold_batch_ms"], "iotpipe"),
+            **batch_growth(results[STATEFUL_ROW]["gold_batch_ms"], "before"),
+            "one new 128 MiB object, on this lake / on an empty lake, iotpipe": round(
+                small[JOB_SCRIPT][0] / small[JOB_SCRIPT][1], 2
+            ),
+            "one new 128 MiB object, on this lake / on an empty lake, before": round(
+                small[STATEFUL_JOB][0] / small[STATEFUL_JOB][1], 2
+            ),
+        },
+        "small_run_seconds": {
+            "iotpipe": [round(x, 1) for x in small[JOB_SCRIPT]],
+            "before": [round(x, 1) for x in small[STATEFUL_JOB]],
         },
     }
+
+
+def batch_growth(batch_ms: list, label: str) -> dict:
+    """Last batch / second batch time of the gold query (equal-sized batches), when there are three or more."""
+    if len(batch_ms) < 3:
+        return {}
+    return {f"last / second gold batch time, {label}": round(batch_ms[-1] / batch_ms[1], 2)}
 
 
 def table(run: dict) -> str:
@@ -188,7 +268,22 @@ def table(run: dict) -> str:
         )
     lines += ["", "| ratio | value |", "| --- | ---: |"]
     lines += [f"| {name} | {value} |" for name, value in run["ratios"].items()]
+    for name, row in run["results"].items():
+        if row.get("gold_batch_ms"):
+            lines.append(f"\n{name}: gold batch ms (from the ledger) {row['gold_batch_ms']}")
     return "\n".join(lines)
+
+
+def across_sizes(runs: list[dict]) -> str:
+    """Peak memory of the fixed 1 GiB heap at the largest size against the smallest."""
+    if len(runs) < 2:
+        return ""
+    row = "iotpipe Spark job, 1 GiB heap"
+    small, large = runs[0]["results"][row]["peak_rss_mib"], runs[-1]["results"][row]["peak_rss_mib"]
+    return (
+        f"\n\n### Across sizes\n\nPeak RSS with a 1 GiB heap: {large} MiB at {runs[-1]['size']}, "
+        f"{small} MiB at {runs[0]['size']}: ratio {round(large / small, 2)}.\n"
+    )
 
 
 HEADER = """# Benchmarks
@@ -220,7 +315,8 @@ def write_docs(runs: dict[str, dict]) -> None:
     DOCS_JSON.parent.mkdir(exist_ok=True)
     DOCS_JSON.write_text(json.dumps(runs, indent=2, sort_keys=True) + "\n")
     ordered = sorted(runs.values(), key=lambda r: r["bytes"])
-    DOCS_MD.write_text(HEADER + "\n## Latest figures\n\n" + "\n\n".join(table(r) for r in ordered) + "\n")
+    body = "\n\n".join(table(r) for r in ordered) + "\n" + across_sizes(ordered)
+    DOCS_MD.write_text(HEADER + "\n## Latest figures\n\n" + body)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,9 +5,10 @@ Run with spark-submit (locally through `iotpipe transform`, on EMR as a step):
     spark-submit spark/job.py --bronze URI --gold URI --quarantine URI --checkpoint URI
 
 Two streaming queries read the same Bronze files, each with its own checkpoint under
-`--checkpoint`: `gold` writes valid, de-duplicated rows to Gold; `quarantine` writes rejected
-rows with their reasons. Both are file sinks whose `_spark_metadata` log, together with the
-checkpoint, makes every batch exactly-once. The run summary is written beside the checkpoints.
+`--checkpoint`: `gold` writes valid, de-duplicated rows to Gold (spark.dedup: no streaming
+state); `quarantine` writes rejected rows with their reasons. Both write through Spark's file
+sink, whose `_spark_metadata` log, together with the checkpoint, makes every batch
+exactly-once. The run summary is written beside the checkpoints.
 Python 3.9 syntax; ends by returning from main (never sys.exit).
 """
 
@@ -28,12 +29,12 @@ from pyspark.sql import functions as F
 from iotpipe.bronze import SPARK_GLOB, classify, write_note
 from iotpipe.sink_log import batch_source_files, logged_uri
 from iotpipe.storage import join, storage_for
+from spark.dedup import SeenIds, first_arrivals, utc_today
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progress, emit_line, task_counts
 from spark.transforms import (
     REASON_CODES,
     cluster_by_partition,
-    drop_retransmissions,
     parse_lines,
     to_gold,
     to_quarantine,
@@ -103,14 +104,6 @@ def configure(spark: SparkSession, args: argparse.Namespace) -> None:
     spark.conf.set("spark.sql.legacy.timeParserPolicy", "CORRECTED")
     spark.conf.set("spark.sql.parquet.compression.codec", "snappy")
     spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "100000")
-    spark.conf.set(
-        "spark.sql.streaming.stateStore.providerClass",
-        "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
-    )
-    # Upload each batch's changes instead of RocksDB files, and skip the read-before-write that
-    # only feeds a row-count metric: both cut the de-duplication state's cost per batch.
-    spark.conf.set("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-    spark.conf.set("spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows", "false")
 
 
 # Spark's file source skips a file more than `maxFileAge` (default 7 days) older than the newest
@@ -200,10 +193,49 @@ def note_unreadable(storage, checkpoint: str, bronze: str, name: str, problems: 
         emit_line("IOTPIPE_UNREADABLE_OBJECTS " + json.dumps(note, sort_keys=True))
 
 
-def build_gold(validated: DataFrame, args: argparse.Namespace) -> DataFrame:
-    gold = to_gold(validated).observe("valid", F.count(F.lit(1)).alias("rows"))
-    unique = drop_retransmissions(gold, args.dedup_horizon).observe("gold", F.count(F.lit(1)).alias("rows"))
-    return cluster_by_partition(unique, args.shuffle_partitions)
+def build_gold(validated: DataFrame) -> DataFrame:
+    return to_gold(validated).observe("valid", F.count(F.lit(1)).alias("rows"))
+
+
+def file_sink(spark: SparkSession, path: str, partition_by: list):
+    """Spark's own streaming Parquet sink (`_spark_metadata`, exactly-once per batch id), for a
+    query that writes through foreachBatch."""
+    jvm = spark.sparkContext._jvm
+    utils = jvm.org.apache.spark.api.python.PythonUtils
+    columns = jvm.java.util.ArrayList()
+    for name in partition_by:
+        columns.add(name)
+    return jvm.org.apache.spark.sql.execution.streaming.FileStreamSink(
+        spark._jsparkSession,
+        path,
+        jvm.org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat(),
+        utils.toSeq(columns),
+        utils.toScalaMap(jvm.java.util.HashMap()),
+    )
+
+
+class GoldBatchWriter:
+    """The gold query's foreachBatch: first arrivals only (spark.dedup), clustered by partition,
+    written through Spark's file sink, then the batch's ids remembered, all before the query
+    commits the batch. `gold_rows[batch]` is what each batch wrote (the ledger's `gold` count)."""
+
+    def __init__(self, args: argparse.Namespace, storage) -> None:
+        self.args, self.storage = args, storage
+        self.sink = None
+        self.seen = None
+        self.gold_rows: dict = {}
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        if self.sink is None:
+            self.sink = file_sink(spark, self.args.gold, ["date", "location_city"])
+            self.seen = SeenIds(spark, self.storage, self.args.checkpoint, self.args.gold, self.args.dedup_horizon)
+            self.seen.seed_from_gold(join(self.args.checkpoint, "gold"), utc_today())
+        today = utc_today()
+        self.seen.expire(today)
+        unique = first_arrivals(batch, self.seen.before(batch_id, today))
+        self.sink.addBatch(batch_id, cluster_by_partition(unique, self.args.shuffle_partitions)._jdf)
+        self.gold_rows[batch_id] = self.seen.remember(batch_id, today)
 
 
 def build_quarantine(validated: DataFrame) -> DataFrame:
@@ -226,11 +258,33 @@ def start_query(frame: DataFrame, name: str, path: str, checkpoint: str, partiti
     )
 
 
+def start_gold_query(frame: DataFrame, writer: GoldBatchWriter, checkpoint: str, trigger: dict):
+    return (
+        frame.writeStream.queryName("gold")
+        .foreachBatch(writer)
+        .option("checkpointLocation", f"{checkpoint.rstrip('/')}/gold")
+        .trigger(**trigger)
+        .start()
+    )
+
+
+def with_gold_rows(progress: list, gold_rows: dict) -> list:
+    """The gold query's progress with each batch's `gold` count (its foreachBatch counted it)."""
+    merged = []
+    for batch in progress:
+        rows = gold_rows.get(batch.get("batchId"))
+        if rows is not None:
+            observed = dict(batch.get("observedMetrics") or {}, gold={"rows": rows})
+            batch = dict(batch, observedMetrics=observed)
+        merged.append(batch)
+    return merged
+
+
 def trigger_of(text: str) -> dict:
     return {"availableNow": True} if text == "available-now" else {"processingTime": text}
 
 
-def record_batches(ledger, queries: dict, on_recorded=None) -> None:
+def record_batches(ledger, queries: dict, on_recorded=None, gold_rows: dict | None = None) -> None:
     """Record each committed micro-batch, as soon as it is seen.
 
     Writes `<checkpoint>/ledger/<query>/<batch>.json` (input rows, observed counts and the files
@@ -239,7 +293,10 @@ def record_batches(ledger, queries: dict, on_recorded=None) -> None:
     one progress line per batch with input (read by `iotpipe transform`).
     """
     for name, query in queries.items():
-        for batch in query.recentProgress:
+        progress = query.recentProgress
+        if name == "gold" and gold_rows is not None:
+            progress = with_gold_rows(progress, gold_rows)
+        for batch in progress:
             entry = ledger.record(name, batch)
             if entry and on_recorded:
                 on_recorded(entry)
@@ -363,15 +420,9 @@ def run_queries(spark: SparkSession, args: argparse.Namespace, run_id: str, star
     note_ignored_objects(ledger.storage, args.bronze, args.checkpoint, run_id)
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
     trigger = trigger_of(args.trigger)
+    writer = GoldBatchWriter(args, ledger.storage)
     queries = {
-        "gold": start_query(
-            build_gold(validated, args),
-            "gold",
-            args.gold,
-            args.checkpoint,
-            ["date", "location_city"],
-            trigger,
-        ),
+        "gold": start_gold_query(build_gold(validated), writer, args.checkpoint, trigger),
         "quarantine": start_query(
             build_quarantine(validated), "quarantine", args.quarantine, args.checkpoint, ["reason"], trigger
         ),
@@ -406,16 +457,16 @@ def run_queries(spark: SparkSession, args: argparse.Namespace, run_id: str, star
                     # The other query may have committed batches since the last look: record
                     # them, or no run could account for their records (the ledger is the only
                     # place that knows a batch's input rows).
-                    record_batches(ledger, queries, check_batch)
+                    record_batches(ledger, queries, check_batch, writer.gold_rows)
                     raise query.exception()
-            record_batches(ledger, queries, check_batch)
+            record_batches(ledger, queries, check_batch, writer.gold_rows)
             if deadline and time.time() > deadline:
                 for query in queries.values():
                     query.stop()
     finally:
         progress.stop()
-    record_batches(ledger, queries, check_batch)
-    return queries
+    record_batches(ledger, queries, check_batch, writer.gold_rows)
+    return queries, writer.gold_rows
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
@@ -439,7 +490,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     running: list = []
     heartbeat = start_heartbeat(args, run_id, on_lost=lambda reason: [query.stop() for query in running], fault=fault)
     try:
-        queries = run_queries(spark, args, run_id, started, heartbeat, running)
+        queries, gold_rows = run_queries(spark, args, run_id, started, heartbeat, running)
     finally:
         for query in running:
             _stop_quietly(query)
@@ -449,7 +500,9 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     if heartbeat and heartbeat.lost.is_set():
         raise LeaseLost(f"stopped writing: {heartbeat.lost_reason}")
 
-    summary = summarise({name: q.recentProgress for name, q in queries.items()}, run_id, started, args)
+    progress = {name: q.recentProgress for name, q in queries.items()}
+    progress["gold"] = with_gold_rows(progress["gold"], gold_rows)
+    summary = summarise(progress, run_id, started, args)
     text = json.dumps(summary, indent=2, sort_keys=True)
     checkpoint = args.checkpoint.rstrip("/")
     write_text(spark, f"{checkpoint}/runs/{run_id}.json", text)
