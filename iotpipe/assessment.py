@@ -26,7 +26,7 @@ from typing import Any
 from iotpipe.models import RunPlan, SparkAttempt, StepAssessment
 from iotpipe.planning import QUERIES, committed_batches, planned_batches, spark_attempt
 from iotpipe.settings import Settings
-from iotpipe.sink_log import METADATA_DIR, read_checkpoint
+from iotpipe.sink_log import METADATA_DIR, query_checkpoint, read_checkpoint
 from iotpipe.storage import Storage, join
 
 
@@ -70,7 +70,7 @@ def gather_evidence(storage: Storage, plan: RunPlan, attempt: SparkAttempt) -> d
     summary = attempt_summary_uri(plan.lake.checkpoint, attempt.run_id)
     evidence: dict = {"attempt": attempt.run_id, "summary_written": storage.stat(summary) is not None, "queries": {}}
     for query, sink in zip(QUERIES, (plan.lake.gold, plan.lake.quarantine)):
-        state = read_checkpoint(storage, join(plan.lake.checkpoint, query))
+        state = read_checkpoint(storage, query_checkpoint(plan.lake.checkpoint))
         committed = state.last_committed
         evidence["queries"][query] = {
             "last_planned": state.last_planned,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Dict, List, Optional
 
-from iotpipe.sink_log import BatchFiles, read_checkpoint
+from iotpipe.sink_log import BatchFiles, query_checkpoint, read_checkpoint
 from iotpipe.storage import Storage, join
 
 
@@ -39,9 +39,9 @@ class LedgerWriter:
         self.recorded: set = set()
         # Planned but uncommitted when this attempt started: the batches it replays.
         self.replays: Dict[str, set] = {}
+        state = read_checkpoint(storage, query_checkpoint(checkpoint_uri))
+        last = state.last_committed if state.last_committed is not None else -1
         for query in sinks:
-            state = read_checkpoint(storage, join(checkpoint_uri, query))
-            last = state.last_committed if state.last_committed is not None else -1
             self.replays[query] = {b for b in state.offsets if b > last}
 
     def record(self, query: str, progress: dict) -> Optional[dict]:
@@ -49,7 +49,7 @@ class LedgerWriter:
         batch = progress["batchId"]
         if (query, batch) in self.recorded:
             return None
-        commit = join(self.checkpoint_uri, query, "commits", str(batch))
+        commit = join(query_checkpoint(self.checkpoint_uri), "commits", str(batch))
         if self.storage.stat(commit) is None:
             return None  # an idle trigger's progress, or a batch whose commit is not written yet
         files: List = self.readers[query].files(batch) or []

@@ -26,12 +26,12 @@ from iotpipe.models import (
 )
 from iotpipe.quality import resolve_policy
 from iotpipe.settings import Settings
-from iotpipe.sink_log import read_checkpoint
+from iotpipe.sink_log import SINKS, check_checkpoint_layout, query_checkpoint, read_checkpoint
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
-from iotpipe.storage import Storage, join
+from iotpipe.storage import Storage
 
-QUERIES = ("gold", "quarantine")
+QUERIES = SINKS
 MIN_SHARD_BYTES = 1024 * 1024
 
 
@@ -81,12 +81,10 @@ def _problems(error: ValidationError) -> str:
 
 
 def _latest_batches(storage: Storage, checkpoint_uri: str, position: str) -> dict[str, int]:
-    """`last_planned` or `last_committed` batch per query; -1 when the query has not run yet."""
-    latest = {}
-    for query in QUERIES:
-        batch = getattr(read_checkpoint(storage, join(checkpoint_uri, query)), position)
-        latest[query] = batch if batch is not None else -1
-    return latest
+    """`last_planned` or `last_committed` batch per sink (the query's, which writes both with the
+    same batch ids); -1 when the query has not run yet."""
+    batch = getattr(read_checkpoint(storage, query_checkpoint(checkpoint_uri)), position)
+    return {sink: batch if batch is not None else -1 for sink in QUERIES}
 
 
 def planned_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
@@ -160,6 +158,7 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             "invalid execution input: fault_injection is for tests and local runs; this deployment does not accept it"
         )
     check_spark_artifacts(settings, storage)
+    check_checkpoint_layout(storage, settings.checkpoint_uri)
     seed = request.seed if request.seed is not None else zlib.crc32(execution_name.encode())
     generation = (
         ShardPlan(

@@ -17,6 +17,35 @@ from urllib.parse import unquote, urlparse
 from iotpipe.storage import Storage, is_s3, join
 
 METADATA_DIR = "_spark_metadata"
+# The job's one streaming query reads Bronze once and writes both sinks with the same batch ids;
+# its checkpoint is this folder under the job's checkpoint root.
+STREAMING_QUERY = "transform"
+SINKS = ("gold", "quarantine")
+# Until the job parsed Bronze once, each sink had its own query and checkpoint folder.
+TWO_QUERY_CHECKPOINTS = ("gold", "quarantine")
+
+
+def query_checkpoint(checkpoint_uri: str) -> str:
+    return join(checkpoint_uri, STREAMING_QUERY)
+
+
+class CheckpointLayoutUnsupported(RuntimeError):
+    """The checkpoint was written by the job that ran one query per sink."""
+
+
+def check_checkpoint_layout(storage: Storage, checkpoint_uri: str) -> None:
+    """Refuse a checkpoint of the two-query job: its sinks' batch ids drift apart, so the one
+    query could not continue both sink logs, and starting afresh would read Bronze again."""
+    found = [q for q in TWO_QUERY_CHECKPOINTS if storage.list_first(join(checkpoint_uri, q, "offsets") + "/", 1)]
+    if found:
+        raise CheckpointLayoutUnsupported(
+            f"the checkpoint {checkpoint_uri} was written by an earlier iotpipe job (one query per sink: "
+            f"{', '.join(found)}), which this job cannot continue. Gold and the quarantine stay readable. "
+            "Keep running the release that wrote it, or point the job at a new lake (new Gold, quarantine "
+            "and checkpoint prefixes); docs/design.md, 'One parse, two sinks', says why."
+        )
+
+
 _BATCH_FILE = re.compile(r"^(\d+)(\.compact)?$")
 
 

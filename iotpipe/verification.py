@@ -1,6 +1,6 @@
 """VerifyGold: check the run's batches against the sinks, tidy what a crashed attempt left, count.
 
-The run's window is each query's batches committed since the run took the lease
+The run's window is the query's batches committed since the run took the lease
 (`committed_before`, exclusive) up to the checkpoint's last commit. For each batch the job's
 ledger (`iotpipe.ledger`) lists the files it committed; every one must exist with its logged
 size, and its rows are counted from its Parquet footer. Work grows with the run, not with the
@@ -39,7 +39,7 @@ import pyarrow.parquet as pq
 
 from iotpipe.ledger import read_entry
 from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
-from iotpipe.sink_log import BatchFiles, batch_source_files, logged_uri, read_checkpoint
+from iotpipe.sink_log import BatchFiles, logged_uri, query_checkpoint, read_checkpoint
 from iotpipe.storage import Storage, join
 
 FOOTER_TRAILER = 8
@@ -126,8 +126,7 @@ def verify_sink(
     aside_uri: str,
     may_move: Callable[[], bool] = lambda: False,
 ) -> SinkDetail:
-    query_checkpoint = join(checkpoint_uri, query)
-    state = read_checkpoint(storage, query_checkpoint)
+    state = read_checkpoint(storage, query_checkpoint(checkpoint_uri))
     last = state.last_committed if state.last_committed is not None else -1
     detail = SinkDetail(batches=list(range(committed_before + 1, last + 1)))
     reader = BatchFiles(storage, sink_uri)
@@ -157,14 +156,16 @@ def verify_sink(
         detail.new_files += 1
         detail.rows_by_partition[_partition_of(uri, sink_uri)] += parquet_row_count(storage, uri)
     if detail.replayed_batches:
-        detail.moved = _move_uncommitted(storage, sink_uri, query_checkpoint, detail, committed, aside_uri, may_move)
+        detail.moved = _move_uncommitted(
+            storage, sink_uri, query_checkpoint(checkpoint_uri), detail, committed, aside_uri, may_move
+        )
     return detail
 
 
 def _move_uncommitted(
     storage: Storage,
     sink_uri: str,
-    query_checkpoint: str,
+    checkpoint_of_query: str,
     detail: SinkDetail,
     committed: dict,
     aside_uri: str,
@@ -172,8 +173,8 @@ def _move_uncommitted(
 ) -> list[str]:
     """Move aside data files in the replayed batches' partitions that no batch committed and that
     no batch can commit any more (see the module's docstring)."""
-    planned = storage.stat(join(query_checkpoint, "offsets", str(min(detail.replayed_batches))))
-    replayed = storage.stat(join(query_checkpoint, "commits", str(max(detail.replayed_batches))))
+    planned = storage.stat(join(checkpoint_of_query, "offsets", str(min(detail.replayed_batches))))
+    replayed = storage.stat(join(checkpoint_of_query, "commits", str(max(detail.replayed_batches))))
     if planned is None or replayed is None:
         detail.moves_withheld = "the checkpoint no longer dates the replayed batches (retention)"
         return []
@@ -244,17 +245,13 @@ def _reasons(detail: SinkDetail) -> dict[str, int]:
 
 
 def infer_quarantine_input(storage: Storage, checkpoint_uri: str, quarantine: SinkDetail) -> None:
-    """A quarantine batch without a ledger entry (its driver stopped right after the commit) read
-    the same Bronze objects as some gold batch near its id: that batch's entry gives its input
-    rows. The gold query's own missing entries stay missing (its valid rows are not derivable)."""
+    """A quarantine batch without a ledger entry (its driver stopped right after the commit) is
+    the same batch of the same query as the gold batch with its id: that entry gives its input
+    rows. Gold's own missing entries stay missing (its valid rows are not derivable)."""
     for batch in quarantine.slow_path_batches:
-        sources = sorted(batch_source_files(storage, join(checkpoint_uri, "quarantine"), batch))
-        for candidate in sorted(range(max(0, batch - 3), batch + 4), key=lambda b: abs(b - batch)):
-            if sources and sorted(batch_source_files(storage, join(checkpoint_uri, "gold"), candidate)) == sources:
-                entry = read_entry(storage, checkpoint_uri, "gold", candidate)
-                if entry is not None:
-                    quarantine.inferred_input[batch] = int(entry.get("input_rows", 0))
-                break
+        entry = read_entry(storage, checkpoint_uri, "gold", batch)
+        if entry is not None:
+            quarantine.inferred_input[batch] = int(entry.get("input_rows", 0))
 
 
 def _ledger_totals(gold: SinkDetail, quarantine: SinkDetail) -> dict:
@@ -277,13 +274,12 @@ def _ledger_totals(gold: SinkDetail, quarantine: SinkDetail) -> dict:
 
 
 def reconcile(ledger: dict, gold_rows: int, quarantined_rows: int, carried: dict | None = None) -> dict:
-    """Every input record is in Gold, in the quarantine or a duplicate, and both queries read the
-    same input: over the run's window, plus what earlier windows left open.
+    """Every input record is in Gold, in the quarantine or a duplicate, and both sinks' entries
+    name the same input: over the run's window, plus what earlier windows left open.
 
-    The two queries commit separately, so a run that stopped between them (a crash, a lost lease)
-    leaves one query a batch ahead: its window is short of rows the other counted. That
-    difference is carried (`runs/reconciliation-carry.json`) and the run that commits the other
-    query's batch closes it; a run reconciles when nothing is left open at its end."""
+    One query writes both sinks before it commits a batch, so their inputs agree batch by batch.
+    A difference a window still leaves open is carried (`runs/reconciliation-carry.json`) to the
+    run that closes it; a run reconciles when nothing is left open at its end."""
     carried = carried or {}
     accounted = gold_rows + quarantined_rows + ledger["duplicates"]
     difference = ledger["input_rows"] - accounted

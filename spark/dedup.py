@@ -2,8 +2,8 @@
 
 Each Gold micro-batch keeps the first arrival of every `event_id`:
 
-1. within the batch, one row per id (a batch's rows arrive together, so any one of them is
-   the first arrival);
+1. within the batch, one row per id (a batch's rows arrive together; the copy with the
+   earliest event time is kept);
 2. across batches, the rows whose id an earlier batch already wrote to Gold are dropped, by an
    anti-join against the *seen-id store*: per batch, the 128-bit key of every id it wrote,
    under `<checkpoint>/seen-ids/arrival_date=<day>/batch=<n>/`.
@@ -28,15 +28,14 @@ import re
 from datetime import date, datetime, timedelta, timezone
 from typing import List, Optional
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from iotpipe.sink_log import BatchFiles, committed_batches, logged_uri
+from iotpipe.sink_log import BatchFiles, logged_uri
 from iotpipe.storage import Storage, join
 
 ID_KEY = ("id_key_a", "id_key_b")
 SEEN_IDS = "seen-ids"
-SEEDED_MARKER = "_seeded_from_gold"
 _ENTRY = re.compile(r"/arrival_date=(\d{4}-\d{2}-\d{2})/batch=(-?\d+)/")
 
 
@@ -57,12 +56,40 @@ def horizon_days(horizon: str) -> int:
     return amount if unit.startswith("day") else -(-amount // 24)
 
 
+# Up to this many keys (16 bytes each), a set of keys is broadcast to every task instead of
+# being shuffled with the rows: the usual case, where few ids repeat.
+BROADCAST_KEYS = 500_000
+
+
 def first_arrivals(rows: DataFrame, seen: Optional[DataFrame]) -> DataFrame:
-    """One row per id in the batch, without the ids in `seen` (keys of earlier batches)."""
-    keyed = rows.select("*", *id_key(F.col("event_id"))).dropDuplicates(list(ID_KEY))
+    """One row per id, without the ids in `seen` (keys of earlier batches).
+
+    Meant for a cached batch: the keys are read from it first, to find the few ids that need
+    anything done (repeated within the batch, or seen before); every other row passes through
+    two probes of a broadcast set, and no wide row is shuffled for de-duplication.
+    """
+    keyed = rows.select("*", *id_key(F.col("event_id")))
+    keys = keyed.select(*ID_KEY)
     if seen is not None:
-        keyed = keyed.join(seen, list(ID_KEY), "left_anti")
-    return keyed.drop(*ID_KEY)
+        known = _small(seen.join(keys, list(ID_KEY), "left_semi").distinct())
+        keyed = keyed.join(known, list(ID_KEY), "left_anti")
+        keys = keyed.select(*ID_KEY)
+    repeated = _small(keys.groupBy(*ID_KEY).count().where(F.col("count") > 1).select(*ID_KEY))
+    once = keyed.join(repeated, list(ID_KEY), "left_anti")
+    by_key = Window.partitionBy(*ID_KEY).orderBy("event_time", "source_file")
+    first_of_repeated = (
+        keyed.join(repeated, list(ID_KEY), "left_semi")
+        .withColumn("_copy", F.row_number().over(by_key))
+        .where(F.col("_copy") == 1)
+        .drop("_copy")
+    )
+    return once.unionByName(first_of_repeated).drop(*ID_KEY)
+
+
+def _small(keys: DataFrame) -> DataFrame:
+    """`keys` computed once (eagerly), and marked for broadcast if small enough."""
+    keys = keys.localCheckpoint()
+    return F.broadcast(keys) if keys.count() <= BROADCAST_KEYS else keys
 
 
 class SeenIds:
@@ -115,27 +142,6 @@ class SeenIds:
                 self.storage.delete(info.uri)
                 deleted += 1
         return deleted
-
-    def seed_from_gold(self, query_checkpoint_uri: str, today: date) -> None:
-        """Once, for a checkpoint a job wrote that kept its ids in streaming state: remember the
-        ids of the batches it committed within the horizon, as one entry before every new batch."""
-        marker = join(self.root, SEEDED_MARKER)
-        if self.storage.stat(marker) is not None:
-            return
-        commits = committed_batches(self.storage, join(query_checkpoint_uri, "commits"))
-        if commits and not self._entries():
-            oldest = (datetime.now(timezone.utc) - timedelta(days=self.days + 1)).timestamp()
-            recent = []
-            for batch in commits:
-                info = self.storage.stat(join(query_checkpoint_uri, "commits", str(batch)))
-                if info is None or info.modified >= oldest:
-                    recent.append(batch)
-            files = self._gold_files(recent)
-            if files:
-                target = join(self.root, f"arrival_date={today.isoformat()}", f"batch={max(commits)}")
-                ids = self.spark.read.schema("event_id string").parquet(*files).select(*id_key(F.col("event_id")))
-                ids.write.mode("overwrite").parquet(target)
-        self.storage.write_bytes(marker, b"")
 
 
 def utc_today() -> date:

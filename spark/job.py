@@ -1,14 +1,14 @@
-"""Entry point of the Bronze -> Gold streaming job: arguments, session, the two queries, summary.
+"""Entry point of the Bronze -> Gold streaming job: arguments, session, the query, summary.
 
 Run with spark-submit (locally through `iotpipe transform`, on EMR as a step):
 
     spark-submit spark/job.py --bronze URI --gold URI --quarantine URI --checkpoint URI
 
-Two streaming queries read the same Bronze files, each with its own checkpoint under
-`--checkpoint`: `gold` writes valid, de-duplicated rows to Gold (spark.dedup: no streaming
-state); `quarantine` writes rejected rows with their reasons. Both write through Spark's file
-sink, whose `_spark_metadata` log, together with the checkpoint, makes every batch
-exactly-once. The run summary is written beside the checkpoints.
+One streaming query reads and parses each Bronze line once (checkpoint `<checkpoint>/transform`)
+and writes each micro-batch to two sinks from foreachBatch: valid, de-duplicated rows to Gold
+(spark.dedup: no streaming state), rejected rows with their reasons to the quarantine. Both are
+Spark's file sink, whose `_spark_metadata` log, with the checkpoint, makes every batch
+exactly-once; both get the query's batch ids. The run summary is written beside the checkpoint.
 Python 3.9 syntax; ends by returning from main (never sys.exit).
 """
 
@@ -22,12 +22,19 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from iotpipe.bronze import SPARK_GLOB, classify, write_note
-from iotpipe.sink_log import batch_source_files, logged_uri
+from iotpipe.sink_log import (
+    SINKS,
+    STREAMING_QUERY,
+    batch_source_files,
+    check_checkpoint_layout,
+    logged_uri,
+    query_checkpoint,
+)
 from iotpipe.storage import join, storage_for
 from spark.dedup import SeenIds, first_arrivals, utc_today
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
@@ -35,6 +42,7 @@ from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progr
 from spark.transforms import (
     REASON_CODES,
     cluster_by_partition,
+    for_both_sinks,
     parse_lines,
     to_gold,
     to_quarantine,
@@ -51,7 +59,6 @@ FAULTS = (
     "lease-renewal-fails",
 )
 CRASH_PROTOCOL_CLASS = "iotpipe.faults.CrashingCommitProtocol"
-QUERY_NAMES = ("gold", "quarantine")
 
 
 class InjectedFailure(RuntimeError):
@@ -193,13 +200,9 @@ def note_unreadable(storage, checkpoint: str, bronze: str, name: str, problems: 
         emit_line("IOTPIPE_UNREADABLE_OBJECTS " + json.dumps(note, sort_keys=True))
 
 
-def build_gold(validated: DataFrame) -> DataFrame:
-    return to_gold(validated).observe("valid", F.count(F.lit(1)).alias("rows"))
-
-
 def file_sink(spark: SparkSession, path: str, partition_by: list):
-    """Spark's own streaming Parquet sink (`_spark_metadata`, exactly-once per batch id), for a
-    query that writes through foreachBatch."""
+    """Spark's own streaming Parquet sink (its `_spark_metadata` log; a batch id it already holds
+    is skipped: exactly-once), written to from foreachBatch."""
     jvm = spark.sparkContext._jvm
     utils = jvm.org.apache.spark.api.python.PythonUtils
     columns = jvm.java.util.ArrayList()
@@ -214,90 +217,89 @@ def file_sink(spark: SparkSession, path: str, partition_by: list):
     )
 
 
-class GoldBatchWriter:
-    """The gold query's foreachBatch: first arrivals only (spark.dedup), clustered by partition,
-    written through Spark's file sink, then the batch's ids remembered, all before the query
-    commits the batch. `gold_rows[batch]` is what each batch wrote (the ledger's `gold` count)."""
+def reason_counts(batch: DataFrame) -> dict:
+    """{reason code: rows} of a batch, valid rows under None."""
+    return {row["reason"]: row["count"] for row in batch.groupBy("reason").count().collect()}
+
+
+class BatchWriter:
+    """The query's foreachBatch: one parse of the batch (kept in memory) feeds both sinks.
+
+    Gold gets the first arrival of each id (spark.dedup), clustered so a batch writes at most
+    one file per partition; the quarantine gets the rejected rows. Each goes through Spark's
+    file sink with the query's batch id, then the batch's ids are remembered, all before the
+    query commits the batch: a replay skips what a sink already holds. `observed[batch]` holds
+    each sink's counts for the ledger.
+    """
 
     def __init__(self, args: argparse.Namespace, storage) -> None:
         self.args, self.storage = args, storage
-        self.sink = None
+        self.sinks: dict = {}
         self.seen = None
-        self.gold_rows: dict = {}
+        self.observed: dict = {}
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        if self.sink is None:
-            self.sink = file_sink(spark, self.args.gold, ["date", "location_city"])
+        if not self.sinks:
+            self.sinks = {
+                "gold": file_sink(spark, self.args.gold, ["date", "location_city"]),
+                "quarantine": file_sink(spark, self.args.quarantine, ["reason"]),
+            }
             self.seen = SeenIds(spark, self.storage, self.args.checkpoint, self.args.gold, self.args.dedup_horizon)
-            self.seen.seed_from_gold(join(self.args.checkpoint, "gold"), utc_today())
         today = utc_today()
         self.seen.expire(today)
-        unique = first_arrivals(batch, self.seen.before(batch_id, today))
-        self.sink.addBatch(batch_id, cluster_by_partition(unique, self.args.shuffle_partitions)._jdf)
-        self.gold_rows[batch_id] = self.seen.remember(batch_id, today)
+        batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            counts = reason_counts(batch)
+            unique = first_arrivals(to_gold(batch), self.seen.before(batch_id, today))
+            self.sinks["gold"].addBatch(batch_id, cluster_by_partition(unique, self.args.shuffle_partitions)._jdf)
+            # repartition, not coalesce: coalesce(1) would pull the batch's rows into one task.
+            self.sinks["quarantine"].addBatch(batch_id, to_quarantine(batch).repartition(1)._jdf)
+        finally:
+            batch.unpersist()
+        gold_rows = self.seen.remember(batch_id, today)
+        self.observed[batch_id] = {
+            "gold": {"valid": {"rows": counts.get(None, 0)}, "gold": {"rows": gold_rows}},
+            "quarantine": {"quarantine": {code: counts.get(code, 0) for code in REASON_CODES}},
+        }
 
 
-def build_quarantine(validated: DataFrame) -> DataFrame:
-    quarantine = to_quarantine(validated)
-    counts = [F.sum(F.when(F.col("reason") == code, 1).otherwise(0)).alias(code) for code in REASON_CODES]
-    # repartition, not coalesce: coalesce(1) would pull the whole scan and parse into one task.
-    return quarantine.observe("quarantine", *counts).repartition(1)
-
-
-def start_query(frame: DataFrame, name: str, path: str, checkpoint: str, partition_by: list, trigger: dict):
+def start_query(frame: DataFrame, writer: BatchWriter, checkpoint: str, trigger: dict):
     return (
-        frame.writeStream.queryName(name)
-        .format("parquet")
-        .outputMode("append")
-        .partitionBy(*partition_by)
-        .option("path", path)
-        .option("checkpointLocation", f"{checkpoint.rstrip('/')}/{name}")
-        .trigger(**trigger)
-        .start()
-    )
-
-
-def start_gold_query(frame: DataFrame, writer: GoldBatchWriter, checkpoint: str, trigger: dict):
-    return (
-        frame.writeStream.queryName("gold")
+        frame.writeStream.queryName(STREAMING_QUERY)
         .foreachBatch(writer)
-        .option("checkpointLocation", f"{checkpoint.rstrip('/')}/gold")
+        .option("checkpointLocation", query_checkpoint(checkpoint))
         .trigger(**trigger)
         .start()
     )
-
-
-def with_gold_rows(progress: list, gold_rows: dict) -> list:
-    """The gold query's progress with each batch's `gold` count (its foreachBatch counted it)."""
-    merged = []
-    for batch in progress:
-        rows = gold_rows.get(batch.get("batchId"))
-        if rows is not None:
-            observed = dict(batch.get("observedMetrics") or {}, gold={"rows": rows})
-            batch = dict(batch, observedMetrics=observed)
-        merged.append(batch)
-    return merged
 
 
 def trigger_of(text: str) -> dict:
     return {"availableNow": True} if text == "available-now" else {"processingTime": text}
 
 
-def record_batches(ledger, queries: dict, on_recorded=None, gold_rows: dict | None = None) -> None:
+def progress_by_sink(progress: list, observed: dict) -> dict:
+    """The query's batch progress as each sink's: the same batches, each with that sink's counts.
+    A batch with no counts here (a replay whose sinks held it already) keeps none."""
+    by_sink: dict = {sink: [] for sink in SINKS}
+    for batch in progress:
+        counts = observed.get(batch.get("batchId"), {})
+        for sink in SINKS:
+            by_sink[sink].append(dict(batch, observedMetrics=counts.get(sink, {})))
+    return by_sink
+
+
+def record_batches(ledger, query, observed: dict, on_recorded=None) -> None:
     """Record each committed micro-batch, as soon as it is seen.
 
-    Writes `<checkpoint>/ledger/<query>/<batch>.json` (input rows, observed counts and the files
-    the batch committed, see iotpipe.ledger), so the counts of batches committed by an attempt
-    that later crashed are not lost and no reader has to open a compact sink-log file; prints
-    one progress line per batch with input (read by `iotpipe transform`).
+    Writes `<checkpoint>/ledger/<sink>/<batch>.json` (input rows, counts and the files the batch
+    committed to that sink, see iotpipe.ledger), so the counts of batches committed by an
+    attempt that later crashed are not lost and no reader has to open a compact sink-log file;
+    prints one progress line per sink and batch with input (read by `iotpipe transform`).
     """
-    for name, query in queries.items():
-        progress = query.recentProgress
-        if name == "gold" and gold_rows is not None:
-            progress = with_gold_rows(progress, gold_rows)
+    for sink, progress in progress_by_sink(query.recentProgress, observed).items():
         for batch in progress:
-            entry = ledger.record(name, batch)
+            entry = ledger.record(sink, batch)
             if entry and on_recorded:
                 on_recorded(entry)
             if entry and entry["input_rows"] > 0:
@@ -306,7 +308,7 @@ def record_batches(ledger, queries: dict, on_recorded=None, gold_rows: dict | No
 
 
 def open_ledger(args: argparse.Namespace):
-    """The ledger writer, over the storage layer (local folders or S3), created before the queries start."""
+    """The ledger writer, over the storage layer (local folders or S3), created before the query starts."""
     from iotpipe.ledger import LedgerWriter
 
     sinks = {"gold": args.gold, "quarantine": args.quarantine}
@@ -314,7 +316,7 @@ def open_ledger(args: argparse.Namespace):
 
 
 def summarise(progress: dict, run_id: str, started: float, args: argparse.Namespace) -> dict:
-    """Add up this run's batches of both queries into one summary."""
+    """Add up this run's batches, per sink, into one summary."""
     gold_batches = [p for p in progress["gold"] if p.get("numInputRows", 0) > 0]
     quarantine_batches = [p for p in progress["quarantine"] if p.get("numInputRows", 0) > 0]
 
@@ -396,16 +398,6 @@ def write_text(spark: SparkSession, uri: str, text: str) -> None:
         stream.close()
 
 
-def stop_between_batches(query, patience: float = 120.0) -> None:
-    """Stop a healthy query when the other one failed, but not in the middle of a batch: stopped
-    between its commit and its progress report, a batch would be committed with no ledger entry
-    (its input rows unknown to every run). The lease still bounds how long it may write."""
-    deadline = time.time() + patience
-    while query.isActive and query.status.get("isTriggerActive") and time.time() < deadline:
-        time.sleep(0.2)
-    query.stop()
-
-
 def _stop_quietly(query) -> None:
     try:
         if query.isActive:
@@ -414,63 +406,50 @@ def _stop_quietly(query) -> None:
         pass
 
 
-def run_queries(spark: SparkSession, args: argparse.Namespace, run_id: str, started: float, heartbeat, running: list):
-    """Start both queries, record each committed batch in the ledger, and return once both stopped."""
+def run_query(spark: SparkSession, args: argparse.Namespace, run_id: str, started: float, heartbeat, running: list):
+    """Start the query, record each committed batch in the ledger, and return once it stopped."""
+    check_checkpoint_layout(storage_for(args.checkpoint, region=args.region), args.checkpoint)
     ledger = open_ledger(args)
     note_ignored_objects(ledger.storage, args.bronze, args.checkpoint, run_id)
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
-    trigger = trigger_of(args.trigger)
-    writer = GoldBatchWriter(args, ledger.storage)
-    queries = {
-        "gold": start_gold_query(build_gold(validated), writer, args.checkpoint, trigger),
-        "quarantine": start_query(
-            build_quarantine(validated), "quarantine", args.quarantine, args.checkpoint, ["reason"], trigger
-        ),
-    }
-    running.extend(queries.values())
+    writer = BatchWriter(args, ledger.storage)
+    query = start_query(for_both_sinks(validated), writer, args.checkpoint, trigger_of(args.trigger))
+    running.append(query)
     tracker = spark.sparkContext.statusTracker()
     interval = float(spark.conf.get(PROGRESS_SECONDS_CONF, "5"))
-    progress = TaskProgress(lambda: task_counts(tracker), lambda: batches_in_progress(queries), interval)
+    progress = TaskProgress(lambda: task_counts(tracker), lambda: batches_in_progress({"gold": query}), interval)
     progress.start()
 
     def check_batch(entry: dict) -> None:
-        """Check the objects of each committed gold batch once (both queries read the same objects)."""
+        """Check the objects of each committed batch once (both sinks' entries name the same batch)."""
         if entry["query"] != "gold" or not entry["input_rows"]:
             return
-        paths = batch_source_files(ledger.storage, join(args.checkpoint, "gold"), entry["batch"])
+        paths = batch_source_files(ledger.storage, query_checkpoint(args.checkpoint), entry["batch"])
         problems = check_objects(spark, paths)
         note_unreadable(ledger.storage, args.checkpoint, args.bronze, f"gold-{entry['batch']}", problems)
 
-    if heartbeat and heartbeat.lost.is_set():  # lost while the queries were starting
-        for query in running:
-            query.stop()
+    if heartbeat and heartbeat.lost.is_set():  # lost while the query was starting
+        query.stop()
     deadline = started + args.timeout_seconds if args.timeout_seconds else None
     try:
-        while any(q.isActive for q in queries.values()):
-            for query in queries.values():
-                # awaitTermination raises a failed query's exception: it is handled just below.
-                with contextlib.suppress(StreamingQueryException):
-                    query.awaitTermination(0.5)
-                if query.exception() is not None:
-                    for other in queries.values():
-                        stop_between_batches(other)
-                    # The other query may have committed batches since the last look: record
-                    # them, or no run could account for their records (the ledger is the only
-                    # place that knows a batch's input rows).
-                    record_batches(ledger, queries, check_batch, writer.gold_rows)
-                    raise query.exception()
-            record_batches(ledger, queries, check_batch, writer.gold_rows)
+        while query.isActive:
+            # awaitTermination raises a failed query's exception: it is raised below, once the
+            # batches committed before the failure are recorded.
+            with contextlib.suppress(StreamingQueryException):
+                query.awaitTermination(0.5)
+            record_batches(ledger, query, writer.observed, check_batch)
             if deadline and time.time() > deadline:
-                for query in queries.values():
-                    query.stop()
+                query.stop()
     finally:
         progress.stop()
-    record_batches(ledger, queries, check_batch, writer.gold_rows)
-    return queries, writer.gold_rows
+    record_batches(ledger, query, writer.observed, check_batch)
+    if query.exception() is not None:
+        raise query.exception()
+    return query, writer.observed
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
-    """Run both queries to completion (or timeout) and write the summary; return it."""
+    """Run the query to completion (or timeout) and write the summary; return it."""
     fault, fault_batch = parse_fault(args.fault)
     started = time.time()
     run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
@@ -490,7 +469,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     running: list = []
     heartbeat = start_heartbeat(args, run_id, on_lost=lambda reason: [query.stop() for query in running], fault=fault)
     try:
-        queries, gold_rows = run_queries(spark, args, run_id, started, heartbeat, running)
+        query, observed = run_query(spark, args, run_id, started, heartbeat, running)
     finally:
         for query in running:
             _stop_quietly(query)
@@ -500,9 +479,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     if heartbeat and heartbeat.lost.is_set():
         raise LeaseLost(f"stopped writing: {heartbeat.lost_reason}")
 
-    progress = {name: q.recentProgress for name, q in queries.items()}
-    progress["gold"] = with_gold_rows(progress["gold"], gold_rows)
-    summary = summarise(progress, run_id, started, args)
+    summary = summarise(progress_by_sink(query.recentProgress, observed), run_id, started, args)
     text = json.dumps(summary, indent=2, sort_keys=True)
     checkpoint = args.checkpoint.rstrip("/")
     write_text(spark, f"{checkpoint}/runs/{run_id}.json", text)

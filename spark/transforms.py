@@ -204,6 +204,20 @@ def unusable_city(city: Column) -> Column:
     return city.rlike(_NOT_A_CITY) | (escaped_bytes > CITY_MAX_ESCAPED_BYTES)
 
 
+def for_both_sinks(validated: DataFrame) -> DataFrame:
+    """The columns Gold and the quarantine take from a validated row, and nothing else: what a
+    batch keeps in memory to write both from one parse. The raw line stays only on rejected rows."""
+    rejected = F.col("reason").isNotNull()
+    return validated.select(
+        *[c for c in GOLD_COLUMNS if c not in ("battery_pct", "date")],
+        "battery_value",
+        "reason",
+        "reasons",
+        F.when(rejected, F.col("raw_line")).alias("raw_line"),
+        F.when(rejected, F.col("raw_bytes")).alias("raw_bytes"),
+    )
+
+
 def to_gold(validated: DataFrame) -> DataFrame:
     """Valid records as typed Gold rows, with the `date` (UTC) partition column."""
     valid = validated.where(F.col("reason").isNull())
@@ -227,21 +241,6 @@ def to_gold(validated: DataFrame) -> DataFrame:
 def to_quarantine(validated: DataFrame) -> DataFrame:
     """Rejected records with their primary reason, all reasons and the raw line, nothing lost."""
     return validated.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
-
-
-def drop_retransmissions(gold: DataFrame, horizon: str) -> DataFrame:
-    """Keep the first arrival of each `event_id`, remembering ids for `horizon` of arrival time.
-
-    The watermark is on arrival (batch) time, not event time: every row of a batch arrives
-    after the previous batch's watermark, so no row is ever 'late' and none is dropped, however
-    old its event time. The horizon only bounds how long an id is remembered.
-    """
-    return (
-        gold.withColumn("arrived_at", F.current_timestamp())
-        .withWatermark("arrived_at", horizon)
-        .dropDuplicatesWithinWatermark(["event_id"])
-        .drop("arrived_at")
-    )
 
 
 def cluster_by_partition(gold: DataFrame, partitions: int) -> DataFrame:

@@ -3,7 +3,7 @@ have been quiet for the trigger delay (a burst becomes one run), makes the trigg
 and runs the same state machine with `{"generate": false}`.
 
 Objects the job will not read (iotpipe.bronze) start no run, as with the S3 trigger; the next
-run's job notes them for its report. An object is processed once both queries' source logs list
+run's job notes them for its report. An object is processed once the query's source log lists
 it; those logs store paths URL-encoded, so they are decoded before comparing (a key with a space,
 `%`, `+` or a non-ASCII character is otherwise "unprocessed" for ever). Reading the source logs
 grows with the lake's history: fine for a local poller, never done by a Lambda.
@@ -19,10 +19,9 @@ from typing import Callable
 from iotpipe.bronze import classify
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import LocalEngine
-from iotpipe.planning import QUERIES
 from iotpipe.settings import Settings
-from iotpipe.sink_log import logged_uri, source_files
-from iotpipe.storage import LocalStorage, Storage, join
+from iotpipe.sink_log import logged_uri, query_checkpoint, source_files
+from iotpipe.storage import LocalStorage, Storage
 from iotpipe.trigger import RUN_INPUT, decide
 
 
@@ -33,16 +32,12 @@ def bronze_objects(storage: Storage, bronze_uri: str) -> tuple[set[str], dict[st
 
 
 def processed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> set[str]:
-    """Objects both queries have taken into a batch, as storage URIs (source-log paths decoded)."""
-    taken = None
-    for query in QUERIES:
-        seen = {logged_uri(path, bronze_uri) for path in source_files(storage, join(checkpoint_uri, query))}
-        taken = seen if taken is None else taken & seen
-    return taken or set()
+    """Objects the query has taken into a batch, as storage URIs (source-log paths decoded)."""
+    return {logged_uri(path, bronze_uri) for path in source_files(storage, query_checkpoint(checkpoint_uri))}
 
 
 def unprocessed_bronze(storage: Storage, bronze_uri: str, checkpoint_uri: str) -> set[str]:
-    """Readable Bronze objects that either query has not taken into a batch yet (the source logs
+    """Readable Bronze objects the query has not taken into a batch yet (the source logs
     are read only when there is something to compare)."""
     readable, _ = bronze_objects(storage, bronze_uri)
     return readable - processed_bronze(storage, bronze_uri, checkpoint_uri) if readable else set()

@@ -48,7 +48,8 @@ PARQUET = _parquet(ROWS_PER_FILE)
 
 class HistoryLake:
     def __init__(self, history: int, run: int, missing_ledger: tuple = (), replayed: tuple = ()) -> None:
-        self.total = {"gold": history + run, "quarantine": history // 2 + run}
+        # One query writes both sinks with the same batch ids.
+        self.total = {"gold": history + run, "quarantine": history + run}
         self.run = run
         self.missing_ledger = set(missing_ledger)
         self.replayed = set(replayed)
@@ -100,7 +101,7 @@ class HistoryLake:
             return len(self.written[uri]), EPOCH, lambda: self.written[uri]
         for query, sink in (("gold", GOLD), ("quarantine", QUARANTINE)):
             last = self.last(query)
-            match = re.fullmatch(re.escape(f"{CHECKPOINT}/{query}/") + r"(offsets|commits)/(\d+)", uri)
+            match = re.fullmatch(re.escape(f"{CHECKPOINT}/transform/") + r"(offsets|commits)/(\d+)", uri)
             if match and last - RETAINED <= int(match.group(2)) <= last:
                 n = int(match.group(2))
                 return 20, self.batch_time(n) - (30 if match.group(1) == "offsets" else -30), lambda: b"v1\n{}"
@@ -178,15 +179,21 @@ class HistoryLake:
         self.requests["LIST"] += max(1, math.ceil(len(found) / 1000))
         return found
 
+    def list_first(self, prefix_uri: str, limit: int) -> list[ObjectInfo]:
+        self.requests["LIST"] += 1
+        return self._list(prefix_uri.rstrip("/"))[:limit]
+
     def _list(self, prefix: str) -> list[ObjectInfo]:
         for query in ("gold", "quarantine"):
             last = self.last(query)
             for kind in ("offsets", "commits"):
-                if prefix == f"{CHECKPOINT}/{query}/{kind}":
+                if prefix == f"{CHECKPOINT}/transform/{kind}":
                     uris = [join(prefix, str(n)) for n in range(max(0, last - RETAINED), last + 1)]
                     return [self.stat_quietly(u) for u in uris]
-            if prefix == f"{CHECKPOINT}/{query}/sources/0":
+            if prefix == f"{CHECKPOINT}/transform/sources/0":
                 return []
+        if prefix in (f"{CHECKPOINT}/gold/offsets", f"{CHECKPOINT}/quarantine/offsets"):
+            return []  # the two-query job's checkpoints, which PlanRun refuses: this lake has none
         if prefix == f"{LAKE}/artifacts/runs/orphans-withheld":  # notes of runs that found a live driver
             return [self.stat_quietly(u) for u in sorted(self.written) if u.startswith(prefix + "/")]
         match = re.fullmatch(re.escape(GOLD) + r"/date=([\d-]+)/location_city=([^/]+)", prefix)

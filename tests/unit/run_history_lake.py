@@ -88,9 +88,9 @@ class HistoryLake:
             "gold": {"observed": {"valid": {"rows": sum(spec.gold.values()) + spec.duplicates}}, "files": gold_files},
             "quarantine": {"observed": {}, "files": quarantine_files},
         }
+        _log(self.checkpoint / "transform" / "offsets" / str(batch), [{"batchWatermarkMs": 0}])
+        _log(self.checkpoint / "transform" / "commits" / str(batch), [{"nextBatchWatermarkMs": 0}])
         for query, part in ledger.items():
-            _log(self.checkpoint / query / "offsets" / str(batch), [{"batchWatermarkMs": 0}])
-            _log(self.checkpoint / query / "commits" / str(batch), [{"nextBatchWatermarkMs": 0}])
             entry = {"query": query, "batch": batch, "input_rows": input_rows, "ms": 1000, "replay": False, **part}
             path = self.checkpoint / "ledger" / query / f"{batch}.json"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,7 @@ def what_the_job_does(step: dict, stack) -> list[iam.Request]:
         for key in (partition, "_spark_metadata/0", "_spark_metadata/9.compact"):
             found += [s3(a, join(sink, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
     found.append(listing(checkpoint + "/"))
-    keys = ("gold/offsets/0", "gold/commits/0", "quarantine/sources/0/0", "ledger/gold/0.json", "metadata")
+    keys = ("transform/offsets/0", "transform/commits/0", "transform/sources/0/0", "ledger/gold/0.json", "seen-ids/x")
     keys += ("gold/sources/0/9.compact", "ignored/gold-0.json")  # a batch's objects, the note of unreadable ones
     for key in keys:
         found += [s3(a, join(checkpoint, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]

@@ -66,13 +66,12 @@ def bronze(lake: Path) -> Path:
 def spark_batch(lake: Path, source: Path) -> None:
     """What one committed micro-batch of the job leaves behind, plus one stray uncommitted file."""
     checkpoint = lake / "artifacts" / "checkpoints" / "bronze-to-gold"
-    for query in ("gold", "quarantine"):
-        log_file(checkpoint / query / "offsets" / "0", [{"batchWatermarkMs": 0}])
-        log_file(checkpoint / query / "commits" / "0", [{"nextBatchWatermarkMs": 0}])
-        log_file(checkpoint / query / "sources" / "0" / "0", [{"path": f"file://{source}", "batchId": 0}])
+    query = checkpoint / "transform"
+    log_file(query / "offsets" / "0", [{"batchWatermarkMs": 0}])
+    log_file(query / "commits" / "0", [{"nextBatchWatermarkMs": 0}])
+    log_file(query / "sources" / "0" / "0", [{"path": f"file://{source}", "batchId": 0}])
     planned_at = time.time() - 60  # the batch was planned a minute before its files were written
-    for query in ("gold", "quarantine"):
-        os.utime(checkpoint / query / "offsets" / "0", (planned_at, planned_at))
+    os.utime(query / "offsets" / "0", (planned_at, planned_at))
     gold = lake / "gold" / "iot_transformed"
     data = gold / "date=2024-01-01" / "location_city=Oslo" / "part-00000.parquet"
     size = parquet(data, 2)
@@ -89,8 +88,7 @@ def spark_batch(lake: Path, source: Path) -> None:
     parquet(gold / "date=2024-01-01" / "location_city=Oslo" / "part-stray.parquet", 1)
     log_file(lake / "gold" / "quarantine" / "_spark_metadata" / "0", [])
     committed_at = time.time() + 1  # the replay commits after the crashed attempt's stray was written
-    for query in ("gold", "quarantine"):
-        os.utime(checkpoint / query / "commits" / "0", (committed_at, committed_at))
+    os.utime(query / "commits" / "0", (committed_at, committed_at))
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")  # the attempt's run summary
     (checkpoint / "runs").mkdir(parents=True, exist_ok=True)
     (checkpoint / "runs" / f"{ATTEMPT}.json").write_text(json.dumps({"finished_at": finished, "seconds": 30}))

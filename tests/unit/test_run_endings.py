@@ -39,13 +39,12 @@ def checkpoint(lake: Path) -> Path:
 
 
 def log_batch(lake: Path, planned: int, committed: int | None) -> None:
-    """Both queries' checkpoints: batches 0..planned planned, 0..committed committed."""
-    for query in QUERIES:
-        for kind, last in (("offsets", planned), ("commits", committed)):
-            folder = checkpoint(lake) / query / kind
-            folder.mkdir(parents=True, exist_ok=True)
-            for batch in range(0 if last is None else last + 1):
-                (folder / str(batch)).write_text("v1\n{}\n")
+    """The query's checkpoint: batches 0..planned planned, 0..committed committed."""
+    for kind, last in (("offsets", planned), ("commits", committed)):
+        folder = checkpoint(lake) / "transform" / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        for batch in range(0 if last is None else last + 1):
+            (folder / str(batch)).write_text("v1\n{}\n")
     settings = settings_for(lake)
     for sink in (settings.gold_uri, settings.quarantine_uri):
         log = Path(sink) / "_spark_metadata"

@@ -12,8 +12,8 @@ from iotpipe.storage import LocalStorage
 KEYS = ("with space.jsonl", "per%cent.jsonl", "plus+sign.jsonl", "ünïcode-城市.jsonl", "a.jsonl.gz")
 
 
-def source_log(checkpoint: Path, query: str, files: list[Path]) -> None:
-    log = checkpoint / query / "sources" / "0" / "0"
+def source_log(checkpoint: Path, files: list[Path]) -> None:
+    log = checkpoint / "transform" / "sources" / "0" / "0"
     log.parent.mkdir(parents=True)
     entries = [json.dumps({"path": "file://" + quote(str(f)), "timestamp": 0, "batchId": 0}) for f in files]
     log.write_text("v1\n" + "\n".join(entries))
@@ -25,8 +25,7 @@ def test_objects_spark_logged_url_encoded_count_as_processed(tmp_path):
     files = [bronze / key for key in KEYS]
     for f in files:
         f.write_bytes(b"{}\n")
-    for query in ("gold", "quarantine"):
-        source_log(checkpoint, query, files)
+    source_log(checkpoint, files)
     (bronze / "late.jsonl").write_bytes(b"{}\n")
     assert unprocessed_bronze(LocalStorage(), str(bronze), str(checkpoint)) == {str(bronze / "late.jsonl")}
 

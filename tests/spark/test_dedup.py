@@ -1,0 +1,132 @@
+"""De-duplication without streaming state (spark.dedup): one row per id in a batch, the
+seen-id store, its horizon and expiry, crash replays; and the checkpoint layout the job refuses."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from iotpipe.sink_log import CheckpointLayoutUnsupported
+from iotpipe.storage import LocalStorage
+from spark.dedup import SEEN_IDS, SeenIds, first_arrivals, horizon_days
+from tests.spark.test_streaming_job import event, gold_rows, run_job, write_objects
+
+pytestmark = pytest.mark.spark
+
+TODAY = date(2026, 11, 27)
+
+
+def fake_gold(spark, gold: Path, batches: dict[int, list[str]]) -> None:
+    """A Gold sink whose log says batch n committed one file holding `batches[n]`'s ids."""
+    (gold / "_spark_metadata").mkdir(parents=True)
+    for batch, ids in batches.items():
+        folder = gold / f"batch-{batch}"
+        spark.createDataFrame([(i,) for i in ids], "event_id string").coalesce(1).write.parquet(str(folder))
+        (data,) = folder.glob("*.parquet")
+        entry = {"path": data.as_uri(), "size": data.stat().st_size, "isDir": False, "action": "add"}
+        (gold / "_spark_metadata" / str(batch)).write_text("v1\n" + json.dumps(entry))
+
+
+def write_later_object(bronze: Path, lines: list[str]) -> None:
+    (bronze / "part-later.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def store(spark, tmp_path: Path, horizon: str = "7 days") -> SeenIds:
+    return SeenIds(spark, LocalStorage(), str(tmp_path / "checkpoint"), str(tmp_path / "gold"), horizon)
+
+
+def seen_ids(seen: SeenIds, batch: int, today: date = TODAY) -> set:
+    frame = seen.before(batch, today)
+    return set() if frame is None else {tuple(r) for r in frame.collect()}
+
+
+def keys_of(spark, ids: list[str]) -> set:
+    from spark.dedup import id_key
+
+    frame = spark.createDataFrame([(i,) for i in ids], "event_id string").select(*id_key(F.col("event_id")))
+    return {tuple(r) for r in frame.collect()}
+
+
+def test_a_batch_is_checked_against_earlier_batches_only_and_within_the_horizon(spark, tmp_path):
+    fake_gold(spark, tmp_path / "gold", {0: ["a", "b"], 1: ["c"], 2: ["d"]})
+    seen = store(spark, tmp_path)
+    assert (seen.remember(0, TODAY - timedelta(days=8)), seen.remember(1, TODAY - timedelta(days=7))) == (2, 1)
+    assert seen.remember(2, TODAY) == 1
+    # Batch 0 arrived 8 days ago: past a 7-day horizon. Batch 2 is not before batch 2.
+    assert seen_ids(seen, 2) == keys_of(spark, ["c"])
+    assert seen_ids(seen, 3) == keys_of(spark, ["c", "d"])
+    assert seen_ids(seen, 1) == set()
+    assert seen.expire(TODAY) > 0
+    remaining = {p.parent.parent.name for p in (tmp_path / "checkpoint" / SEEN_IDS).rglob("*.parquet")}
+    assert remaining == {f"arrival_date={TODAY - timedelta(days=7)}", f"arrival_date={TODAY}"}
+
+
+def test_a_replayed_batch_does_not_take_its_own_earlier_entry_for_a_duplicate(spark, tmp_path):
+    fake_gold(spark, tmp_path / "gold", {0: ["a"], 1: ["b"]})
+    seen = store(spark, tmp_path)
+    seen.remember(0, TODAY)
+    seen.remember(1, TODAY)  # the crashed attempt got this far; batch 1 runs again
+    rows = spark.createDataFrame(
+        [(i, "p1") for i in ("a", "b", "b", "e")], "event_id string, source_file string"
+    ).withColumn("event_time", F.current_timestamp())
+    kept = sorted(r.event_id for r in first_arrivals(rows, seen.before(1, TODAY)).collect())
+    assert kept == ["b", "e"]
+    # A replay after midnight files its entry under another day: still one batch, still excluded.
+    seen.remember(1, TODAY + timedelta(days=1))
+    assert seen_ids(seen, 1, TODAY + timedelta(days=1)) == keys_of(spark, ["a"])
+
+
+def test_horizons_are_whole_days_rounded_up():
+    assert [horizon_days(h) for h in ("7 days", "1 day", "36 hours", "24 hours")] == [7, 1, 2, 1]
+    with pytest.raises(ValueError, match="expected '<n> days'"):
+        horizon_days("a week")
+
+
+def test_one_row_per_id_within_a_batch_even_when_the_copies_differ(spark):
+    """Copies of an id in one batch may land in different Gold partitions (another day or city):
+    still one row, the earliest event time, and ids an earlier batch wrote are all dropped."""
+    rows = spark.createDataFrame(
+        [
+            ("a", "2026-11-20 10:00:00", "Berlin", "p1"),
+            ("a", "2026-11-19 10:00:00", "Paris", "p2"),
+            ("a", "2026-11-20 10:00:00", "Berlin", "p3"),
+            ("b", "2026-11-20 10:00:00", "Berlin", "p1"),
+            ("c", "2026-11-20 10:00:00", "Berlin", "p1"),
+            ("c", "2026-11-20 10:00:00", "Berlin", "p2"),
+        ],
+        "event_id string, event_time string, location_city string, source_file string",
+    ).withColumn("event_time", F.to_timestamp("event_time"))
+    seen = spark.createDataFrame([tuple(k) for k in keys_of(spark, ["c"])], "id_key_a long, id_key_b long")
+    kept = first_arrivals(rows, seen).collect()
+    assert sorted((r.event_id, r.location_city, r.source_file) for r in kept) == [
+        ("a", "Paris", "p2"),
+        ("b", "Berlin", "p1"),
+    ]
+    assert sorted(r.event_id for r in first_arrivals(rows, None).collect()) == ["a", "b", "c"]
+
+
+def test_a_checkpoint_of_the_two_query_job_is_refused_before_anything_runs(spark, tmp_path):
+    write_objects(tmp_path / "bronze", [[event("a", "2026-11-20T10:00:00Z")]])
+    (tmp_path / "checkpoint" / "gold" / "offsets").mkdir(parents=True)
+    (tmp_path / "checkpoint" / "gold" / "offsets" / "0").write_text("v1\n{}")
+    with pytest.raises(CheckpointLayoutUnsupported, match="one query per sink: gold"):
+        run_job(spark, tmp_path)
+    assert not (tmp_path / "gold").exists() and not (tmp_path / "checkpoint" / "transform").exists()
+
+
+def test_an_id_is_forgotten_a_horizon_after_its_arrival_day_and_its_day_is_deleted(spark, tmp_path):
+    write_objects(tmp_path / "bronze", [[event("a", "2026-11-20T10:00:00Z")]])
+    run_job(spark, tmp_path, dedup_horizon="2 days")
+    root = tmp_path / "checkpoint" / SEEN_IDS
+    (day,) = root.glob("arrival_date=*")
+    old = root / f"arrival_date={date.fromisoformat(day.name.split('=')[1]) - timedelta(days=3)}"
+    day.rename(old)
+    write_later_object(tmp_path / "bronze", [event("a", "2026-11-20T10:00:00Z")])
+    second = run_job(spark, tmp_path, dedup_horizon="2 days")
+    assert [r.event_id for r in gold_rows(spark, tmp_path)] == ["a", "a"]
+    assert second["duplicates"] == 0
+    assert not list(old.rglob("*.parquet"))
