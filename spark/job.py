@@ -417,7 +417,9 @@ def run_query(spark: SparkSession, args: argparse.Namespace, run_id: str, starte
     running.append(query)
     tracker = spark.sparkContext.statusTracker()
     interval = float(spark.conf.get(PROGRESS_SECONDS_CONF, "5"))
-    progress = TaskProgress(lambda: task_counts(tracker), lambda: batches_in_progress({"gold": query}), interval)
+    progress = TaskProgress(
+        lambda: task_counts(tracker), lambda: batches_in_progress({STREAMING_QUERY: query}), interval
+    )
     progress.start()
 
     def check_batch(entry: dict) -> None:

@@ -224,7 +224,7 @@ def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
     shards_seen = {detail["shard"] for kind, detail in events if kind == "generator-progress"}
     assert shards_seen == {0, 1}
     tasks = [detail for kind, detail in events if kind == "spark-tasks"]
-    assert tasks and all(set(detail["batches"]) == {"gold", "quarantine"} for detail in tasks)
+    assert tasks and all(set(detail["batches"]) == {"transform"} for detail in tasks)
     expected = truth(tmp_path)
     assert first.report["records"]["input"] + follow_up.report["records"]["input"] == expected["records"]
     assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
