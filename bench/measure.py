@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -10,7 +11,10 @@ import time
 
 if __name__ == "__main__":
     started = time.perf_counter()
-    code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+    # The command's stderr goes to IOTPIPE_BENCH_LOG (if set), to say why a run failed.
+    log = os.environ.get("IOTPIPE_BENCH_LOG")
+    with open(log or os.devnull, "wb") as errors:
+        code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=errors).returncode
     seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     print(json.dumps({"exit_code": code, "seconds": seconds, "peak_rss_mib": peak_kib / 1024}))

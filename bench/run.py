@@ -15,6 +15,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -47,13 +48,24 @@ def plain_write(path: Path, size: int) -> float:
     return seconds
 
 
+class CommandFailed(RuntimeError):
+    pass
+
+
 def measure(command: list[str], env: dict | None = None) -> dict:
+    log = Path(tempfile.mkstemp(prefix="iotpipe-bench-", suffix=".log")[1])
+    env = dict(env or os.environ, IOTPIPE_BENCH_LOG=str(log))
     output = subprocess.run(
         [sys.executable, "-m", "bench.measure", *command], capture_output=True, text=True, env=env, cwd=ROOT
     )
     result = json.loads(output.stdout)
     if result["exit_code"] != 0:
-        raise RuntimeError(f"benchmark command failed ({result['exit_code']}): {' '.join(command)}")
+        lines = log.read_text(errors="replace").splitlines()
+        errors = [line for line in lines if "Error" in line or "Exception" in line]
+        raise CommandFailed(
+            f"exit {result['exit_code']}: {' '.join(command)}\n(stderr kept in {log})\n" + "\n".join(errors[:5])
+        )
+    log.unlink()
     return result
 
 
@@ -190,7 +202,13 @@ def bench_size(size_text: str, work: Path) -> dict:
     ):
         lake = work / f"{'before' if script == before_job else 'job'}-{driver_memory}"
         shutil.copytree(bronze.parent, lake / "bronze", copy_function=os.link)
-        results[name] = full_run(lake / "bronze", lake, driver_memory, truth, env, script)
+        try:
+            results[name] = full_run(lake / "bronze", lake, driver_memory, truth, env, script)
+        except CommandFailed as failure:  # reported as it is: a row that failed, with why
+            results[name] = {"seconds": None, "peak_rss_mib": None, "failed": str(failure)}
+            print(f"[{size_text}] {name} FAILED {failure}", flush=True)
+            shutil.rmtree(lake)
+            continue
         print(
             f"[{size_text}] {name} {results[name]['seconds']:.1f} s, gold batch ms {results[name]['gold_batch_ms']}",
             flush=True,
@@ -214,6 +232,8 @@ def bench_size(size_text: str, work: Path) -> dict:
     print(f"[{size_text}] DuckDB {results['DuckDB (reference)']['seconds']:.1f} s", flush=True)
 
     for row in results.values():
+        if row["seconds"] is None:
+            continue
         row["rows_per_s"] = round(records / row["seconds"])
         row["mb_per_s"] = round(total_bytes / row["seconds"] / 1e6, 1)
         row["seconds"] = round(row["seconds"], 1)
@@ -277,6 +297,9 @@ def table(run: dict) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, row in run["results"].items():
+        if row.get("failed"):
+            lines.append(f"| {name} | failed: {row['failed'].splitlines()[-1][:200]} |  |  |  |  |  |")
+            continue
         rss = row.get("peak_rss_mib")
         files = row.get("files")
         median = row.get("median_file_mib")
@@ -298,6 +321,8 @@ def across_sizes(runs: list[dict]) -> str:
         return ""
     row = "iotpipe Spark job, 1 GiB heap"
     small, large = runs[0]["results"][row]["peak_rss_mib"], runs[-1]["results"][row]["peak_rss_mib"]
+    if not small or not large:
+        return f"\n\n### Across sizes\n\nThe {row} row failed at one size: no memory ratio.\n"
     return (
         f"\n\n### Across sizes\n\nPeak RSS with a 1 GiB heap: {large} MiB at {runs[-1]['size']}, "
         f"{small} MiB at {runs[0]['size']}: ratio {round(large / small, 2)}.\n"

@@ -55,7 +55,7 @@ def parse_step_failure(error: Any) -> dict:
 
 
 def attempt_summary_uri(checkpoint_uri: str, attempt_run_id: str) -> str:
-    """The job writes `<checkpoint>/runs/<attempt run id>.json` only after both queries finished."""
+    """The job writes `<checkpoint>/runs/<attempt run id>.json` only after its query finished."""
     return join(checkpoint_uri, "runs", f"{attempt_run_id}.json")
 
 
@@ -111,7 +111,7 @@ def assess_step_failure(
             failure=failure,
             evidence=evidence,
             reason="every Bronze file is committed in both sinks: the step failed after its output "
-            "(both queries finished, nothing planned is uncommitted)",
+            "(the query finished, nothing planned is uncommitted)",
         )
     progressed = any(
         _latest(q["last_committed"]) > attempt.committed_before.get(name, -1)

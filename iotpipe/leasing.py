@@ -92,7 +92,7 @@ def has_work(plan: RunPlan, read_lease: Callable[[], Lease | None], storage: Sto
 
 def summary_started_at(storage: Storage, uri: str) -> float | None:
     """When the attempt whose run summary is at `uri` started; None if there is none. The job
-    writes a summary only after both queries finished. Rounded down: errs towards more work."""
+    writes a summary only after its query finished. Rounded down: errs towards more work."""
     if storage.stat(uri) is None:
         return None
     summary = json.loads(storage.read_bytes(uri))
