@@ -31,7 +31,7 @@ def read_entry(storage: Storage, checkpoint_uri: str, query: str, batch: int) ->
 
 
 class LedgerWriter:
-    """Writes one entry per committed batch of each query, as the driver sees its progress."""
+    """Writes one entry per committed batch for each sink, as the driver sees its progress."""
 
     def __init__(self, storage: Storage, checkpoint_uri: str, sinks: Dict[str, str]) -> None:
         self.storage, self.checkpoint_uri = storage, checkpoint_uri

@@ -158,7 +158,7 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             "invalid execution input: fault_injection is for tests and local runs; this deployment does not accept it"
         )
     check_spark_artifacts(settings, storage)
-    check_checkpoint_layout(storage, settings.checkpoint_uri)
+    check_checkpoint_layout(storage, settings.checkpoint_uri, (settings.gold_uri, settings.quarantine_uri))
     seed = request.seed if request.seed is not None else zlib.crc32(execution_name.encode())
     generation = (
         ShardPlan(

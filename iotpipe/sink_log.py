@@ -30,12 +30,27 @@ def query_checkpoint(checkpoint_uri: str) -> str:
 
 
 class CheckpointLayoutUnsupported(RuntimeError):
-    """The checkpoint was written by the job that ran one query per sink."""
+    """The checkpoint was written by the job that ran one query per sink, or is missing while the
+    sinks it wrote remain."""
 
 
-def check_checkpoint_layout(storage: Storage, checkpoint_uri: str) -> None:
-    """Refuse a checkpoint of the two-query job: its sinks' batch ids drift apart, so the one
-    query could not continue both sink logs, and starting afresh would read Bronze again."""
+def check_checkpoint_layout(storage: Storage, checkpoint_uri: str, sink_uris: tuple = ()) -> None:
+    """Refuse a checkpoint the job cannot continue, before anything runs.
+
+    A checkpoint of the two-query job: its sinks' batch ids drift apart, so the one query could
+    not continue both sink logs. And no checkpoint beside sinks that already logged batches (a
+    checkpoint deleted or moved, the sinks kept): a new query numbers its batches from 0, and a
+    file sink skips every batch id it already holds, so those Bronze objects would be taken and
+    never written."""
+    has_offsets = storage.list_first(join(query_checkpoint(checkpoint_uri), "offsets") + "/", 1)
+    if not has_offsets:
+        logged = [uri for uri in sink_uris if storage.list_first(join(uri, METADATA_DIR) + "/", 1)]
+        if logged:
+            raise CheckpointLayoutUnsupported(
+                f"the sinks {', '.join(logged)} hold batches but the checkpoint {checkpoint_uri} has none: "
+                "a new checkpoint would skip every batch id the sinks hold and lose those records. Restore "
+                "the checkpoint, or move the sinks aside too so the job rebuilds them from Bronze"
+            )
     found = [q for q in TWO_QUERY_CHECKPOINTS if storage.list_first(join(checkpoint_uri, q, "offsets") + "/", 1)]
     if found:
         raise CheckpointLayoutUnsupported(

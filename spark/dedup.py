@@ -36,7 +36,10 @@ from iotpipe.storage import Storage, join
 
 ID_KEY = ("id_key_a", "id_key_b")
 SEEN_IDS = "seen-ids"
-_ENTRY = re.compile(r"/arrival_date=(\d{4}-\d{2}-\d{2})/batch=(-?\d+)/")
+_DAY = re.compile(r"/arrival_date=(\d{4}-\d{2}-\d{2})/")
+# A file directly in an entry's folder (not in a writer's `_temporary/`).
+_ENTRY_FILE = re.compile(r"/arrival_date=(\d{4}-\d{2}-\d{2})/batch=(-?\d+)/([^/]+)$")
+_COMPLETE = "_SUCCESS"
 
 
 def id_key(event_id: Column) -> List[Column]:
@@ -47,18 +50,23 @@ def id_key(event_id: Column) -> List[Column]:
     ]
 
 
+_HOURS_PER = {"week": 168, "day": 24, "hour": 1}
+
+
 def horizon_days(horizon: str) -> int:
-    """Whole days of a horizon such as '7 days' or '36 hours' (rounded up: ids are kept at least that long)."""
-    match = re.fullmatch(r"\s*(\d+)\s*(day|days|hour|hours)\s*", horizon)
-    if not match:
-        raise ValueError(f"de-duplication horizon {horizon!r}: expected '<n> days' or '<n> hours'")
-    amount, unit = int(match.group(1)), match.group(2)
-    return amount if unit.startswith("day") else -(-amount // 24)
+    """Whole days of a horizon such as '7 days', '1 week' or '36 hours' (rounded up: ids are
+    kept at least that long)."""
+    match = re.fullmatch(r"\s*(\d+)\s*(week|day|hour)s?\s*", horizon.lower())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"de-duplication horizon {horizon!r}: expected '<n> days', '<n> weeks' or '<n> hours'")
+    hours = int(match.group(1)) * _HOURS_PER[match.group(2)]
+    return -(-hours // 24)
 
 
 # Up to this many keys (16 bytes each), a set of keys is broadcast to every task instead of
 # being shuffled with the rows: the usual case, where few ids repeat.
 BROADCAST_KEYS = 500_000
+MIN_PARTITIONS = 4
 
 
 def first_arrivals(rows: DataFrame, seen: Optional[DataFrame]) -> DataFrame:
@@ -71,7 +79,8 @@ def first_arrivals(rows: DataFrame, seen: Optional[DataFrame]) -> DataFrame:
     keyed = rows.select("*", *id_key(F.col("event_id")))
     keys = keyed.select(*ID_KEY)
     if seen is not None:
-        known = _small(seen.join(keys, list(ID_KEY), "left_semi").distinct())
+        partitioned = keys.repartition(seen.rdd.getNumPartitions(), *ID_KEY)
+        known = _small(seen.join(partitioned, list(ID_KEY), "left_semi").distinct())
         keyed = keyed.join(known, list(ID_KEY), "left_anti")
         keys = keyed.select(*ID_KEY)
     repeated = _small(keys.groupBy(*ID_KEY).count().where(F.col("count") > 1).select(*ID_KEY))
@@ -102,22 +111,33 @@ class SeenIds:
         self.days = horizon_days(horizon)
 
     def _entries(self) -> dict:
-        """{(day, batch): [parquet file uris]} of every entry in the store."""
-        entries: dict = {}
+        """{(day, batch): [parquet file uris]} of every complete entry in the store: a write the
+        driver did not finish (no `_SUCCESS`, files left in `_temporary/`) is not an entry; its
+        replay writes the entry again."""
+        files: dict = {}
+        complete = set()
         for info in self.storage.list(self.root + "/"):
-            match = _ENTRY.search(info.uri)
-            if match and info.uri.endswith(".parquet"):
-                day, batch = date.fromisoformat(match.group(1)), int(match.group(2))
-                entries.setdefault((day, batch), []).append(info.uri)
-        return entries
+            match = _ENTRY_FILE.search(info.uri)
+            if not match:
+                continue
+            entry = (date.fromisoformat(match.group(1)), int(match.group(2)))
+            if match.group(3) == _COMPLETE:
+                complete.add(entry)
+            elif match.group(3).endswith(".parquet") and not match.group(3).startswith(("_", ".")):
+                files.setdefault(entry, []).append(info)
+        return {entry: infos for entry, infos in files.items() if entry in complete}
 
     def before(self, batch: int, today: date) -> Optional[DataFrame]:
         """Keys of the ids batches before `batch` wrote within the horizon (None if there are none)."""
         oldest = today - timedelta(days=self.days)
-        files = [uri for (day, n), uris in self._entries().items() if n < batch and day >= oldest for uri in uris]
+        files = [info for (day, n), infos in self._entries().items() if n < batch and day >= oldest for info in infos]
         if not files:
             return None
-        return self.spark.read.schema("id_key_a long, id_key_b long").parquet(*files)
+        keys = self.spark.read.schema("id_key_a long, id_key_b long").parquet(*[info.uri for info in files])
+        # Partitions of about 16 MiB of keys each: a task sorts its share of the store for the
+        # semi-join within a small heap, whatever the store's size.
+        partitions = max(MIN_PARTITIONS, -(-sum(info.size for info in files) // (16 * 2**20)))
+        return keys.repartition(partitions, *ID_KEY)
 
     def remember(self, batch: int, today: date) -> int:
         """Record the ids of the Gold files `batch` committed; return how many rows it wrote."""
@@ -137,7 +157,7 @@ class SeenIds:
         oldest = today - timedelta(days=self.days)
         deleted = 0
         for info in self.storage.list(self.root + "/"):
-            match = _ENTRY.search(info.uri)
+            match = _DAY.search(info.uri)
             if match and date.fromisoformat(match.group(1)) < oldest:
                 self.storage.delete(info.uri)
                 deleted += 1

@@ -7,7 +7,7 @@ A renewal can fail for two kinds of reasons. The store answers that another run 
 token, a network error): the lease may well still be ours, so retry, but only while the last
 successful renewal still covers us with a safety margin. Past that point nobody can prove the
 lease is held, another run may take the checkpoint, and writing on would make two writers share
-one checkpoint and state store: stop the queries.
+one checkpoint and two writers in the sinks: stop the query.
 
 Python 3.9 syntax: shipped to EMR with the job.
 """

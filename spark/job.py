@@ -36,7 +36,7 @@ from iotpipe.sink_log import (
     query_checkpoint,
 )
 from iotpipe.storage import join, storage_for
-from spark.dedup import SeenIds, first_arrivals, utc_today
+from spark.dedup import SeenIds, first_arrivals, horizon_days, utc_today
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progress, emit_line, task_counts
 from spark.transforms import (
@@ -65,6 +65,15 @@ class InjectedFailure(RuntimeError):
     """Raised on purpose by fault injection (after the last commit, or before the first batch)."""
 
 
+def checked_horizon(text: str) -> str:
+    """The horizon, refused before the query plans any batch if it is not one spark.dedup reads."""
+    try:
+        horizon_days(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="iotpipe Bronze -> Gold Spark Structured Streaming job")
     parser.add_argument("--bronze", required=True, help="Bronze JSON Lines prefix (path or s3:// URI)")
@@ -78,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-files-per-trigger", type=int, default=8, help="input limit per micro-batch (objects)")
     parser.add_argument("--shuffle-partitions", type=int, default=4, help="frozen into the checkpoint on first run")
-    parser.add_argument("--dedup-horizon", default="7 days", help="how long (arrival time) an event_id is remembered")
+    parser.add_argument(
+        "--dedup-horizon",
+        default="7 days",
+        type=checked_horizon,
+        help="how long (arrival time) an event_id is remembered: '<n> days', '<n> weeks' or '<n> hours'",
+    )
     parser.add_argument("--run-id", default=None, help="names the run summary (default: time-based)")
     parser.add_argument("--timeout-seconds", type=float, default=None, help="stop a processing-time run after this")
     parser.add_argument(
@@ -111,6 +125,9 @@ def configure(spark: SparkSession, args: argparse.Namespace) -> None:
     spark.conf.set("spark.sql.legacy.timeParserPolicy", "CORRECTED")
     spark.conf.set("spark.sql.parquet.compression.codec", "snappy")
     spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "100000")
+    # Only spark.dedup decides what is broadcast (small key sets): a whole batch's keys, broadcast
+    # on a size estimate, could exhaust a small driver heap.
+    spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
 
 
 # Spark's file source skips a file more than `maxFileAge` (default 7 days) older than the newest
@@ -232,20 +249,17 @@ class BatchWriter:
     each sink's counts for the ledger.
     """
 
-    def __init__(self, args: argparse.Namespace, storage) -> None:
-        self.args, self.storage = args, storage
-        self.sinks: dict = {}
-        self.seen = None
+    def __init__(self, spark: SparkSession, args: argparse.Namespace, storage) -> None:
+        self.args = args
+        # Made before the query starts: a Spark without these classes fails before any batch is planned.
+        self.sinks = {
+            "gold": file_sink(spark, args.gold, ["date", "location_city"]),
+            "quarantine": file_sink(spark, args.quarantine, ["reason"]),
+        }
+        self.seen = SeenIds(spark, storage, args.checkpoint, args.gold, args.dedup_horizon)
         self.observed: dict = {}
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        spark = batch.sparkSession
-        if not self.sinks:
-            self.sinks = {
-                "gold": file_sink(spark, self.args.gold, ["date", "location_city"]),
-                "quarantine": file_sink(spark, self.args.quarantine, ["reason"]),
-            }
-            self.seen = SeenIds(spark, self.storage, self.args.checkpoint, self.args.gold, self.args.dedup_horizon)
         today = utc_today()
         self.seen.expire(today)
         batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
@@ -408,11 +422,12 @@ def _stop_quietly(query) -> None:
 
 def run_query(spark: SparkSession, args: argparse.Namespace, run_id: str, started: float, heartbeat, running: list):
     """Start the query, record each committed batch in the ledger, and return once it stopped."""
-    check_checkpoint_layout(storage_for(args.checkpoint, region=args.region), args.checkpoint)
+    storage = storage_for(args.checkpoint, region=args.region)
+    check_checkpoint_layout(storage, args.checkpoint, (args.gold, args.quarantine))
     ledger = open_ledger(args)
     note_ignored_objects(ledger.storage, args.bronze, args.checkpoint, run_id)
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
-    writer = BatchWriter(args, ledger.storage)
+    writer = BatchWriter(spark, args, ledger.storage)
     query = start_query(for_both_sinks(validated), writer, args.checkpoint, trigger_of(args.trigger))
     running.append(query)
     tracker = spark.sparkContext.statusTracker()

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from iotpipe.sink_log import CheckpointLayoutUnsupported
 from iotpipe.storage import LocalStorage
+from spark import job
 from spark.dedup import SEEN_IDS, SeenIds, first_arrivals, horizon_days
 from tests.spark.test_streaming_job import event, gold_rows, run_job, write_objects
 
@@ -80,10 +81,31 @@ def test_a_replayed_batch_does_not_take_its_own_earlier_entry_for_a_duplicate(sp
     assert seen_ids(seen, 1, TODAY + timedelta(days=1)) == keys_of(spark, ["a"])
 
 
-def test_horizons_are_whole_days_rounded_up():
-    assert [horizon_days(h) for h in ("7 days", "1 day", "36 hours", "24 hours")] == [7, 1, 2, 1]
-    with pytest.raises(ValueError, match="expected '<n> days'"):
-        horizon_days("a week")
+def test_horizons_are_whole_days_rounded_up_and_a_bad_one_stops_the_job_before_it_plans(tmp_path):
+    horizons = ("7 days", "1 day", "36 hours", "24 hours", "1 Week", "7 DAYS")
+    assert [horizon_days(h) for h in horizons] == [7, 1, 2, 1, 7, 7]
+    for bad in ("a week", "0 days", "90 minutes"):
+        with pytest.raises(ValueError, match="expected '<n> days'"):
+            horizon_days(bad)
+    with pytest.raises(SystemExit):
+        job.build_parser().parse_args(["--bronze", "b", "--gold", "g", "--quarantine", "q", "--checkpoint", "c",
+                                       "--dedup-horizon", "90 minutes"])  # fmt: skip
+
+
+def test_an_entry_a_driver_did_not_finish_writing_is_not_read(spark, tmp_path):
+    """A driver killed while writing an entry leaves files in `_temporary/` and no `_SUCCESS`:
+    not an entry (a later batch would fail reading it), and its replay writes the entry again."""
+    fake_gold(spark, tmp_path / "gold", {0: ["a"]})
+    seen = store(spark, tmp_path)
+    seen.remember(0, TODAY)
+    root = tmp_path / "checkpoint" / SEEN_IDS
+    leftover = root / f"arrival_date={TODAY}" / "batch=1" / "_temporary" / "0" / "part-00000.parquet"
+    leftover.parent.mkdir(parents=True)
+    leftover.write_bytes(b"not parquet, cut short")
+    unfinished = root / f"arrival_date={TODAY}" / "batch=2" / "part-00000.parquet"
+    unfinished.parent.mkdir(parents=True)
+    unfinished.write_bytes(b"no _SUCCESS beside it")
+    assert seen_ids(seen, 3) == keys_of(spark, ["a"])
 
 
 def test_one_row_per_id_within_a_batch_even_when_the_copies_differ(spark):

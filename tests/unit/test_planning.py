@@ -13,6 +13,7 @@ from moto import mock_aws
 from iotpipe.models import InvalidExecutionInput
 from iotpipe.planning import SparkArtifactsMissing, parse_execution_input, plan_run
 from iotpipe.settings import Settings
+from iotpipe.sink_log import CheckpointLayoutUnsupported
 from iotpipe.storage import LocalStorage, S3Storage
 
 EVENTS = Path(__file__).parent.parent / "events"
@@ -193,3 +194,35 @@ def test_a_deployment_refuses_fault_injection_before_any_side_effect(settings, s
     deployed = settings.model_copy(update={"fault_injection_allowed": False})  # what the template's Lambdas get
     with pytest.raises(InvalidExecutionInput, match="fault_injection is for tests"):
         plan_run({"fault_injection": "fail-at-start"}, "exec-9", deployed, storage)
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        pytest.param(
+            [
+                "artifacts/checkpoints/bronze-to-gold/gold/offsets/0",
+                "artifacts/checkpoints/bronze-to-gold/quarantine/offsets/0",
+            ],
+            "one query per sink: gold, quarantine",
+            id="two-query-checkpoint",
+        ),
+        pytest.param(
+            ["gold/iot_transformed/_spark_metadata/0"],
+            "a new checkpoint would skip every batch id the sinks hold",
+            id="checkpoint-gone-sinks-kept",
+        ),
+    ],
+)
+def test_a_checkpoint_the_job_cannot_continue_is_refused_before_any_side_effect(s3, settings, storage, keys, message):
+    for key in keys:
+        s3.put_object(Bucket="lake", Key=key, Body=b"v1\n{}")
+    with pytest.raises(CheckpointLayoutUnsupported, match=message):
+        plan_run({}, "exec-7", settings, storage)
+    assert sorted(info.uri for info in storage.list("s3://lake/")) == sorted(f"s3://lake/{key}" for key in keys)
+
+
+def test_a_checkpoint_of_one_query_beside_its_sinks_is_planned(s3, settings, storage):
+    for key in ("artifacts/checkpoints/bronze-to-gold/transform/offsets/0", "gold/iot_transformed/_spark_metadata/0"):
+        s3.put_object(Bucket="lake", Key=key, Body=b"v1\n{}")
+    assert plan_run({}, "exec-8", settings, storage).run_id

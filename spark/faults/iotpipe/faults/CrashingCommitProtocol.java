@@ -12,7 +12,7 @@ import org.apache.spark.sql.internal.SQLConf;
  * Test-only file sink commit protocol: halts the driver JVM in the middle of a chosen batch,
  * after the batch's data files were written and before the sink logs them in _spark_metadata,
  * which is what a driver killed mid-batch leaves behind. It first waits (a minute at most) until
- * the driver recorded the previous batch of both queries in the ledger, so the fault is only the
+ * the driver recorded the previous batch of both sinks in the ledger, so the fault is only the
  * crash, not also the separate case of a committed batch that was never recorded. With
  * spark.iotpipe.fault.failBatch instead, the chosen batch fails (an exception, the driver lives)
  * on every attempt: a poison batch.
