@@ -25,6 +25,7 @@ Python 3.9 syntax (EMR 7's interpreter).
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import List, Optional
 
@@ -69,7 +70,16 @@ BROADCAST_KEYS = 500_000
 MIN_PARTITIONS = 4
 
 
-def first_arrivals(rows: DataFrame, seen: Optional[DataFrame]) -> DataFrame:
+@dataclass(frozen=True)
+class StoredKeys:
+    """Keys the store holds for earlier batches, and how many partitions a shuffle of them takes
+    (about 16 MiB of keys each, so a task's sort fits a small heap whatever the store's size)."""
+
+    keys: DataFrame
+    partitions: int
+
+
+def first_arrivals(rows: DataFrame, seen: Optional[StoredKeys], rows_in_batch: int) -> DataFrame:
     """One row per id, without the ids in `seen` (keys of earlier batches).
 
     Meant for a cached batch: the keys are read from it first, to find the few ids that need
@@ -79,8 +89,7 @@ def first_arrivals(rows: DataFrame, seen: Optional[DataFrame]) -> DataFrame:
     keyed = rows.select("*", *id_key(F.col("event_id")))
     keys = keyed.select(*ID_KEY)
     if seen is not None:
-        partitioned = keys.repartition(seen.rdd.getNumPartitions(), *ID_KEY)
-        known = _small(seen.join(partitioned, list(ID_KEY), "left_semi").distinct())
+        known = _small(_written_before(seen, keys, rows_in_batch).distinct())
         keyed = keyed.join(known, list(ID_KEY), "left_anti")
         keys = keyed.select(*ID_KEY)
     repeated = _small(keys.groupBy(*ID_KEY).count().where(F.col("count") > 1).select(*ID_KEY))
@@ -93,6 +102,16 @@ def first_arrivals(rows: DataFrame, seen: Optional[DataFrame]) -> DataFrame:
         .drop("_copy")
     )
     return once.unionByName(first_of_repeated).drop(*ID_KEY)
+
+
+def _written_before(seen: StoredKeys, keys: DataFrame, rows_in_batch: int) -> DataFrame:
+    """The batch's keys an earlier batch wrote. A batch of few rows has its keys broadcast and
+    the store read once, with no shuffle; a large batch and the store are shuffled alike into
+    `seen.partitions` partitions (a broadcast of a whole large batch's keys could exhaust the heap)."""
+    if rows_in_batch <= BROADCAST_KEYS:
+        return seen.keys.join(F.broadcast(keys), list(ID_KEY), "left_semi")
+    by_key = [seen.partitions, *ID_KEY]
+    return seen.keys.repartition(*by_key).join(keys.repartition(*by_key), list(ID_KEY), "left_semi")
 
 
 def _small(keys: DataFrame) -> DataFrame:
@@ -127,17 +146,14 @@ class SeenIds:
                 files.setdefault(entry, []).append(info)
         return {entry: infos for entry, infos in files.items() if entry in complete}
 
-    def before(self, batch: int, today: date) -> Optional[DataFrame]:
+    def before(self, batch: int, today: date) -> Optional[StoredKeys]:
         """Keys of the ids batches before `batch` wrote within the horizon (None if there are none)."""
         oldest = today - timedelta(days=self.days)
         files = [info for (day, n), infos in self._entries().items() if n < batch and day >= oldest for info in infos]
         if not files:
             return None
         keys = self.spark.read.schema("id_key_a long, id_key_b long").parquet(*[info.uri for info in files])
-        # Partitions of about 16 MiB of keys each: a task sorts its share of the store for the
-        # semi-join within a small heap, whatever the store's size.
-        partitions = max(MIN_PARTITIONS, -(-sum(info.size for info in files) // (16 * 2**20)))
-        return keys.repartition(partitions, *ID_KEY)
+        return StoredKeys(keys, max(MIN_PARTITIONS, -(-sum(info.size for info in files) // (16 * 2**20))))
 
     def remember(self, batch: int, today: date) -> int:
         """Record the ids of the Gold files `batch` committed; return how many rows it wrote."""

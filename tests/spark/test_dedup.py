@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from iotpipe.sink_log import CheckpointLayoutUnsupported
 from iotpipe.storage import LocalStorage
 from spark import job
-from spark.dedup import SEEN_IDS, SeenIds, first_arrivals, horizon_days
+from spark.dedup import BROADCAST_KEYS, SEEN_IDS, SeenIds, StoredKeys, first_arrivals, horizon_days
 from tests.spark.test_streaming_job import event, gold_rows, run_job, write_objects
 
 pytestmark = pytest.mark.spark
@@ -41,8 +41,8 @@ def store(spark, tmp_path: Path, horizon: str = "7 days") -> SeenIds:
 
 
 def seen_ids(seen: SeenIds, batch: int, today: date = TODAY) -> set:
-    frame = seen.before(batch, today)
-    return set() if frame is None else {tuple(r) for r in frame.collect()}
+    stored = seen.before(batch, today)
+    return set() if stored is None else {tuple(r) for r in stored.keys.collect()}
 
 
 def keys_of(spark, ids: list[str]) -> set:
@@ -74,7 +74,7 @@ def test_a_replayed_batch_does_not_take_its_own_earlier_entry_for_a_duplicate(sp
     rows = spark.createDataFrame(
         [(i, "p1") for i in ("a", "b", "b", "e")], "event_id string, source_file string"
     ).withColumn("event_time", F.current_timestamp())
-    kept = sorted(r.event_id for r in first_arrivals(rows, seen.before(1, TODAY)).collect())
+    kept = sorted(r.event_id for r in first_arrivals(rows, seen.before(1, TODAY), 4).collect())
     assert kept == ["b", "e"]
     # A replay after midnight files its entry under another day: still one batch, still excluded.
     seen.remember(1, TODAY + timedelta(days=1))
@@ -122,13 +122,13 @@ def test_one_row_per_id_within_a_batch_even_when_the_copies_differ(spark):
         ],
         "event_id string, event_time string, location_city string, source_file string",
     ).withColumn("event_time", F.to_timestamp("event_time"))
-    seen = spark.createDataFrame([tuple(k) for k in keys_of(spark, ["c"])], "id_key_a long, id_key_b long")
-    kept = first_arrivals(rows, seen).collect()
-    assert sorted((r.event_id, r.location_city, r.source_file) for r in kept) == [
-        ("a", "Paris", "p2"),
-        ("b", "Berlin", "p1"),
-    ]
-    assert sorted(r.event_id for r in first_arrivals(rows, None).collect()) == ["a", "b", "c"]
+    keys = spark.createDataFrame([tuple(k) for k in keys_of(spark, ["c"])], "id_key_a long, id_key_b long")
+    # Both ways of finding the ids an earlier batch wrote: the batch's keys broadcast, or shuffled.
+    for rows_in_batch in (6, BROADCAST_KEYS + 1):
+        kept = first_arrivals(rows, StoredKeys(keys, 3), rows_in_batch).collect()
+        kept_rows = sorted((r.event_id, r.location_city, r.source_file) for r in kept)
+        assert kept_rows == [("a", "Paris", "p2"), ("b", "Berlin", "p1")]
+    assert sorted(r.event_id for r in first_arrivals(rows, None, 6).collect()) == ["a", "b", "c"]
 
 
 def test_a_checkpoint_of_the_two_query_job_is_refused_before_anything_runs(spark, tmp_path):
@@ -152,3 +152,30 @@ def test_an_id_is_forgotten_a_horizon_after_its_arrival_day_and_its_day_is_delet
     assert [r.event_id for r in gold_rows(spark, tmp_path)] == ["a", "a"]
     assert second["duplicates"] == 0
     assert not list(old.rglob("*.parquet"))
+
+
+def test_every_batch_reconciles_whatever_it_holds(spark, tmp_path):
+    """One run over a batch of new ids, one of copies only, one with no valid row, and one whose
+    two copies of an id land in different Gold partitions: each batch's ledger entries add up."""
+    write_objects(
+        tmp_path / "bronze",
+        [
+            [event("a", "2026-11-20T10:00:00Z"), event("x", "2026-11-20T10:05:00Z")],
+            [event("a", "2026-11-20T10:00:00Z"), event("a", "2026-11-20T10:00:00Z")],
+            ["{not json", "   "],
+            [event("b", "2026-11-20T10:00:00Z"), event("b", "2026-11-21T11:00:00Z", city="Paris")],
+        ],
+    )
+    summary = run_job(spark, tmp_path)
+    assert sorted(r.event_id for r in gold_rows(spark, tmp_path)) == ["a", "b", "x"]
+    ledger = tmp_path / "checkpoint" / "ledger"
+    per_batch = []
+    for batch in summary["batch_ids"]:
+        gold = json.loads((ledger / "gold" / f"{batch}.json").read_text())
+        quarantine = json.loads((ledger / "quarantine" / f"{batch}.json").read_text())
+        valid, written = gold["observed"]["valid"]["rows"], gold["observed"]["gold"]["rows"]
+        rejected = sum(quarantine["observed"]["quarantine"].values())
+        assert gold["input_rows"] == quarantine["input_rows"] == valid + rejected
+        per_batch.append((gold["input_rows"], written, valid - written, rejected))
+    assert per_batch == [(2, 2, 0, 0), (2, 0, 2, 0), (2, 0, 0, 2), (2, 1, 1, 0)]
+    assert (summary["gold_rows"], summary["duplicates"], summary["quarantined_rows"]) == (3, 3, 2)
