@@ -338,6 +338,11 @@ side by side on it:
 - the generator against a plain sequential write of the same bytes;
 - our streaming job (as `iotpipe transform` submits it, 2 GiB driver), and the same job with a
   1 GiB heap: memory is bounded by the batch, not by the input;
+- the job before one parse and de-duplication without state (commit `5a9d253`, extracted from
+  this repository's history: two queries, RocksDB), the same way;
+- for our job and the one before: one new 128 MiB object on the lake the full run left (which
+  remembers every id it took) against the same object on an empty lake, and each full run's
+  last / second batch time from its ledger;
 - a naive Spark job (schema inference, a Python UDF for the casing fix, no control of output files);
 - the Spark floor: our own parse, cleaning and Gold write as one batch job, without
   de-duplication state, quarantine or exactly-once bookkeeping: the least any Spark job
