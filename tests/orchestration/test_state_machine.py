@@ -317,18 +317,20 @@ def test_crashes_of_the_lease_functions_are_caught(tmp_path):
 
 
 def test_watch_processes_three_waves_of_uploads(tmp_path):
-    manifests = tmp_path / "artifacts" / "runs"
-    summaries = []
+    # Each wave is uploaded once the run for the one before has ended: a wave uploaded while a
+    # run is going may rightly be taken into that run, which leaves nothing for a third.
+    summaries, finished = [], []
     with engine(tmp_path, local_settings(tmp_path, max_files_per_trigger=8)) as local:
         watcher = threading.Thread(
-            target=lambda: summaries.append(watch(local, interval=0.3, delay=0.5, max_runs=3, idle_exit=60))
+            target=lambda: summaries.append(
+                watch(local, interval=0.3, delay=0.5, max_runs=3, idle_exit=60, on_run=finished.append)
+            )
         )
         watcher.start()
-        for seed in (31, 32, 33):
-            runs_before = len(list(manifests.glob("*.json")))
+        for wave, seed in enumerate((31, 32, 33), start=1):
             generate_into(tmp_path, seed)
             deadline = time.monotonic() + 240
-            while watcher.is_alive() and len(list(manifests.glob("*.json"))) == runs_before:
+            while watcher.is_alive() and len(finished) < wave:
                 assert time.monotonic() < deadline, "watch did not run for a wave"
                 time.sleep(0.2)
         watcher.join(timeout=240)
