@@ -24,9 +24,9 @@ import json
 from typing import Any
 
 from iotpipe.models import RunPlan, SparkAttempt, StepAssessment
-from iotpipe.planning import QUERIES, committed_batches, planned_batches, spark_attempt
+from iotpipe.planning import committed_batches, planned_batches, spark_attempt
 from iotpipe.settings import Settings
-from iotpipe.sink_log import METADATA_DIR, query_checkpoint, read_checkpoint
+from iotpipe.sink_log import METADATA_DIR, SINKS, query_checkpoint, read_checkpoint
 from iotpipe.storage import Storage, join
 
 
@@ -69,8 +69,8 @@ def gather_evidence(storage: Storage, plan: RunPlan, attempt: SparkAttempt) -> d
     whatever the history (offsets/commits listings are bounded by Spark's retention)."""
     summary = attempt_summary_uri(plan.lake.checkpoint, attempt.run_id)
     evidence: dict = {"attempt": attempt.run_id, "summary_written": storage.stat(summary) is not None, "queries": {}}
-    for query, sink in zip(QUERIES, (plan.lake.gold, plan.lake.quarantine)):
-        state = read_checkpoint(storage, query_checkpoint(plan.lake.checkpoint))
+    state = read_checkpoint(storage, query_checkpoint(plan.lake.checkpoint))
+    for query, sink in zip(SINKS, (plan.lake.gold, plan.lake.quarantine)):
         committed = state.last_committed
         evidence["queries"][query] = {
             "last_planned": state.last_planned,

@@ -31,7 +31,6 @@ from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.storage import Storage
 
-QUERIES = SINKS
 MIN_SHARD_BYTES = 1024 * 1024
 
 
@@ -84,7 +83,7 @@ def _latest_batches(storage: Storage, checkpoint_uri: str, position: str) -> dic
     """`last_planned` or `last_committed` batch per sink (the query's, which writes both with the
     same batch ids); -1 when the query has not run yet."""
     batch = getattr(read_checkpoint(storage, query_checkpoint(checkpoint_uri)), position)
-    return {sink: batch if batch is not None else -1 for sink in QUERIES}
+    return {sink: batch if batch is not None else -1 for sink in SINKS}
 
 
 def planned_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:

@@ -129,13 +129,17 @@ class SeenIds:
         self.gold = BatchFiles(storage, gold_uri)
         self.days = horizon_days(horizon)
 
-    def _entries(self) -> dict:
+    def listing(self) -> list:
+        """The store's files; one listing serves a batch's `expire` and `before`."""
+        return list(self.storage.list(self.root + "/"))
+
+    def _entries(self, listing: list) -> dict:
         """{(day, batch): [parquet file uris]} of every complete entry in the store: a write the
         driver did not finish (no `_SUCCESS`, files left in `_temporary/`) is not an entry; its
         replay writes the entry again."""
         files: dict = {}
         complete = set()
-        for info in self.storage.list(self.root + "/"):
+        for info in listing:
             match = _ENTRY_FILE.search(info.uri)
             if not match:
                 continue
@@ -146,10 +150,11 @@ class SeenIds:
                 files.setdefault(entry, []).append(info)
         return {entry: infos for entry, infos in files.items() if entry in complete}
 
-    def before(self, batch: int, today: date) -> Optional[StoredKeys]:
+    def before(self, batch: int, today: date, listing: Optional[list] = None) -> Optional[StoredKeys]:
         """Keys of the ids batches before `batch` wrote within the horizon (None if there are none)."""
         oldest = today - timedelta(days=self.days)
-        files = [info for (day, n), infos in self._entries().items() if n < batch and day >= oldest for info in infos]
+        entries = self._entries(self.listing() if listing is None else listing)
+        files = [info for (day, n), infos in entries.items() if n < batch and day >= oldest for info in infos]
         if not files:
             return None
         keys = self.spark.read.schema("id_key_a long, id_key_b long").parquet(*[info.uri for info in files])
@@ -157,7 +162,7 @@ class SeenIds:
 
     def remember(self, batch: int, today: date) -> int:
         """Record the ids of the Gold files `batch` committed; return how many rows it wrote."""
-        files = self._gold_files([batch])
+        files = [logged_uri(path, self.gold.sink_uri) for path, _ in self.gold.files(batch) or []]
         if not files:
             return 0
         target = join(self.root, f"arrival_date={today.isoformat()}", f"batch={batch}")
@@ -165,14 +170,11 @@ class SeenIds:
         ids.coalesce(1).write.mode("overwrite").parquet(target)
         return self.spark.read.parquet(target).count()
 
-    def _gold_files(self, batches: List[int]) -> List[str]:
-        return [logged_uri(path, self.gold.sink_uri) for b in batches for path, _ in self.gold.files(b) or []]
-
-    def expire(self, today: date) -> int:
+    def expire(self, today: date, listing: Optional[list] = None) -> int:
         """Delete the arrival days older than the horizon (whole days); return the files deleted."""
         oldest = today - timedelta(days=self.days)
         deleted = 0
-        for info in self.storage.list(self.root + "/"):
+        for info in self.listing() if listing is None else listing:
             match = _DAY.search(info.uri)
             if match and date.fromisoformat(match.group(1)) < oldest:
                 self.storage.delete(info.uri)

@@ -261,11 +261,12 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         today = utc_today()
-        self.seen.expire(today)
+        stored = self.seen.listing()
+        self.seen.expire(today, stored)
         batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = reason_counts(batch)
-            unique = first_arrivals(to_gold(batch), self.seen.before(batch_id, today), counts.get(None, 0))
+            unique = first_arrivals(to_gold(batch), self.seen.before(batch_id, today, stored), counts.get(None, 0))
             self.sinks["gold"].addBatch(batch_id, cluster_by_partition(unique, self.args.shuffle_partitions)._jdf)
             # repartition, not coalesce: coalesce(1) would pull the batch's rows into one task.
             self.sinks["quarantine"].addBatch(batch_id, to_quarantine(batch).repartition(1)._jdf)
