@@ -104,6 +104,12 @@ def _log_entries(storage: Storage, uri: str) -> list[dict]:
     return [json.loads(line) for line in lines[1:] if line.strip()]
 
 
+def _file_entries(entries: list[dict]) -> list[dict]:
+    """The entries Spark's reader takes for data files: every one but a directory. Spark 3.5 and 4
+    read no `action` (the "delete" action is gone), so neither does this."""
+    return [entry for entry in entries if not entry.get("isDir", False)]
+
+
 def committed_files(storage: Storage, sink_uri: str) -> list[CommittedFile]:
     """Every data file the sink committed, from the latest compaction on."""
     batches = _batch_files(storage, join(sink_uri, METADATA_DIR))
@@ -112,12 +118,9 @@ def committed_files(storage: Storage, sink_uri: str) -> list[CommittedFile]:
     files: dict[str, CommittedFile] = {}
     for batch in sorted(b for b in batches if b >= start):
         uri, _ = batches[batch]
-        for entry in _log_entries(storage, uri):
+        for entry in _file_entries(_log_entries(storage, uri)):
             path = _normalise(entry["path"], sink_uri)
-            if entry.get("action", "add") == "delete":
-                files.pop(path, None)
-            else:
-                files[path] = CommittedFile(path, int(entry["size"]), batch)
+            files[path] = CommittedFile(path, int(entry["size"]), batch)
     return sorted(files.values(), key=lambda f: f.uri)
 
 
@@ -144,11 +147,8 @@ def files_as_of(storage: Storage, sink_uri: str, batch: int) -> dict[str, int]:
         found = read_batch_log(storage, directory, n)
         if found is None:
             raise FileNotFoundError(f"no sink log for batch {n} under {directory}")
-        for entry in found[0]:
-            if entry.get("action", "add") == "delete":
-                files.pop(entry["path"], None)
-            else:
-                files[entry["path"]] = int(entry["size"])
+        for entry in _file_entries(found[0]):
+            files[entry["path"]] = int(entry["size"])
     return files
 
 
@@ -169,7 +169,7 @@ class BatchFiles:
         if found is None:
             return None
         entries, compact = found
-        added = [(e["path"], int(e["size"])) for e in entries if e.get("action", "add") != "delete"]
+        added = [(e["path"], int(e["size"])) for e in _file_entries(entries)]
         known = self._known[1] if self._known and self._known[0] == batch - 1 else None
         if not compact:
             if known is not None:
