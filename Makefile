@@ -8,6 +8,8 @@ SAM := $(SAM_VENV)/bin/sam
 CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 INSTALLED := $(VENV)/.installed
+SPARK4_VENV := .venv-spark4
+SPARK4_INSTALLED := $(SPARK4_VENV)/.installed
 FAULTS_JAR := build/iotpipe-faults.jar
 LAKE ?= lake
 SIZE ?= 256MiB
@@ -17,7 +19,7 @@ SEED ?= 1
 PY313_BIN := $(shell p=$$(command -v pyenv >/dev/null && pyenv root)/versions/3.13.0/bin; [ -x $$p/python3.13 ] && echo $$p)
 SAM_PATH := $(if $(PY313_BIN),$(PY313_BIN):,)$(PATH)
 
-.PHONY: install run test test-fast lint format bench bench-5g deploy sam-build sam-validate checkov static-checks clean chromium
+.PHONY: install run test test-spark4 test-fast lint format bench bench-5g deploy sam-build sam-validate checkov static-checks clean chromium
 
 install: $(INSTALLED) $(FAULTS_JAR)
 
@@ -25,6 +27,13 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[spark,local,dev]"
+	touch $@
+
+# The job must also hold on Spark 4 (EMR's emr-spark-8 releases): the same tests, another Spark.
+$(SPARK4_INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(SPARK4_VENV)
+	$(SPARK4_VENV)/bin/pip install --quiet --upgrade pip
+	$(SPARK4_VENV)/bin/pip install --quiet -e ".[spark4,local,dev]"
 	touch $@
 
 $(FAULTS_JAR): spark/faults/iotpipe/faults/CrashingCommitProtocol.java $(INSTALLED)
@@ -55,8 +64,11 @@ chromium:
 run: install $(SAM)
 	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
 
-test: install $(SAM) $(CHECKOV) chromium
+test: install $(SAM) $(CHECKOV) chromium test-spark4
 	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
+
+test-spark4: $(SPARK4_INSTALLED)
+	$(SPARK4_VENV)/bin/pytest tests/spark
 
 test-fast: install $(SAM) chromium
 	IOTPIPE_SAM="$(abspath $(SAM))" $(BIN)/pytest -m "not spark"

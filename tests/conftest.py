@@ -27,3 +27,9 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+def pytest_report_header(config):
+    import pyspark
+
+    return f"pyspark {pyspark.__version__} (the job's Spark tests run on it)"
