@@ -11,7 +11,8 @@ Each Gold micro-batch keeps the first arrival of every `event_id`:
 The store is written after the batch's Gold files are committed, from those files, and
 before the query commits the batch; a replay of the batch rewrites its own entry and never
 checks against it, so a crash anywhere leaves it consistent with Gold. Expiry deletes whole
-arrival days older than the horizon: nothing scans remembered ids to evict them (Spark 3.5's
+arrival days (UTC days on which batches ran) older than the horizon, keeping at least the last
+horizon + 1 days with batches: nothing scans remembered ids to evict them (Spark 3.5's
 `dropDuplicatesWithinWatermark` scanned its whole RocksDB state on every batch). A batch reads
 only the two key columns of the days in the horizon: 16 bytes per remembered id.
 
@@ -37,9 +38,10 @@ from iotpipe.storage import Storage, join
 
 ID_KEY = ("id_key_a", "id_key_b")
 SEEN_IDS = "seen-ids"
-_DAY = re.compile(r"/arrival_date=(\d{4}-\d{2}-\d{2})/")
+# Matched on a path relative to the store's root (the root itself may hold anything).
+_DAY = re.compile(r"^arrival_date=(\d{4}-\d{2}-\d{2})/")
 # A file directly in an entry's folder (not in a writer's `_temporary/`).
-_ENTRY_FILE = re.compile(r"/arrival_date=(\d{4}-\d{2}-\d{2})/batch=(-?\d+)/([^/]+)$")
+_ENTRY_FILE = re.compile(r"^arrival_date=(\d{4}-\d{2}-\d{2})/batch=(-?\d+)/([^/]+)$")
 _COMPLETE = "_SUCCESS"
 
 
@@ -52,6 +54,8 @@ def id_key(event_id: Column) -> List[Column]:
 
 
 _HOURS_PER = {"week": 168, "day": 24, "hour": 1}
+# Ten years: past it, a date arithmetic of the store would leave Python's calendar.
+MAX_HORIZON_DAYS = 3650
 
 
 def horizon_days(horizon: str) -> int:
@@ -60,8 +64,10 @@ def horizon_days(horizon: str) -> int:
     match = re.fullmatch(r"\s*(\d+)\s*(week|day|hour)s?\s*", horizon.lower())
     if not match or int(match.group(1)) == 0:
         raise ValueError(f"de-duplication horizon {horizon!r}: expected '<n> days', '<n> weeks' or '<n> hours'")
-    hours = int(match.group(1)) * _HOURS_PER[match.group(2)]
-    return -(-hours // 24)
+    days = -(-int(match.group(1)) * _HOURS_PER[match.group(2)] // 24)
+    if days > MAX_HORIZON_DAYS:
+        raise ValueError(f"de-duplication horizon {horizon!r}: at most {MAX_HORIZON_DAYS} days")
+    return days
 
 
 # Up to this many keys (16 bytes each), a set of keys is broadcast to every task instead of
@@ -133,6 +139,18 @@ class SeenIds:
         """The store's files; one listing serves a batch's `expire` and `before`."""
         return list(self.storage.list(self.root + "/"))
 
+    def _relative(self, uri: str) -> str:
+        return uri[len(self.root) + 1 :] if uri.startswith(self.root + "/") else ""
+
+    def oldest_kept(self, today: date, listing: list) -> date:
+        """The oldest arrival day the store still answers for: `horizon` days before today, or
+        earlier if the job did not run on each of those days. The entries of the last horizon + 1
+        days on which batches ran are kept, so a pause longer than the horizon forgets nothing
+        (a copy processed after the pause is still compared with the ids before it)."""
+        days = {date.fromisoformat(m.group(1)) for m in (_DAY.search(self._relative(i.uri)) for i in listing) if m}
+        ran = sorted(days | {today})
+        return min(today - timedelta(days=self.days), ran[-(self.days + 1)] if len(ran) > self.days else ran[0])
+
     def _entries(self, listing: list) -> dict:
         """{(day, batch): [parquet file uris]} of every complete entry in the store: a write the
         driver did not finish (no `_SUCCESS`, files left in `_temporary/`) is not an entry; its
@@ -140,7 +158,7 @@ class SeenIds:
         files: dict = {}
         complete = set()
         for info in listing:
-            match = _ENTRY_FILE.search(info.uri)
+            match = _ENTRY_FILE.search(self._relative(info.uri))
             if not match:
                 continue
             entry = (date.fromisoformat(match.group(1)), int(match.group(2)))
@@ -152,8 +170,9 @@ class SeenIds:
 
     def before(self, batch: int, today: date, listing: Optional[list] = None) -> Optional[StoredKeys]:
         """Keys of the ids batches before `batch` wrote within the horizon (None if there are none)."""
-        oldest = today - timedelta(days=self.days)
-        entries = self._entries(self.listing() if listing is None else listing)
+        listing = self.listing() if listing is None else listing
+        oldest = self.oldest_kept(today, listing)
+        entries = self._entries(listing)
         files = [info for (day, n), infos in entries.items() if n < batch and day >= oldest for info in infos]
         if not files:
             return None
@@ -171,11 +190,12 @@ class SeenIds:
         return self.spark.read.parquet(target).count()
 
     def expire(self, today: date, listing: Optional[list] = None) -> int:
-        """Delete the arrival days older than the horizon (whole days); return the files deleted."""
-        oldest = today - timedelta(days=self.days)
+        """Delete the arrival days older than `oldest_kept` (whole days); return the files deleted."""
+        listing = self.listing() if listing is None else listing
+        oldest = self.oldest_kept(today, listing)
         deleted = 0
-        for info in self.listing() if listing is None else listing:
-            match = _DAY.search(info.uri)
+        for info in listing:
+            match = _DAY.search(self._relative(info.uri))
             if match and date.fromisoformat(match.group(1)) < oldest:
                 self.storage.delete(info.uri)
                 deleted += 1

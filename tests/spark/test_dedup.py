@@ -54,16 +54,17 @@ def keys_of(spark, ids: list[str]) -> set:
 
 def test_a_batch_is_checked_against_earlier_batches_only_and_within_the_horizon(spark, tmp_path):
     fake_gold(spark, tmp_path / "gold", {0: ["a", "b"], 1: ["c"], 2: ["d"]})
-    seen = store(spark, tmp_path)
-    assert (seen.remember(0, TODAY - timedelta(days=8)), seen.remember(1, TODAY - timedelta(days=7))) == (2, 1)
+    seen = store(spark, tmp_path, horizon="1 day")
+    assert (seen.remember(0, TODAY - timedelta(days=8)), seen.remember(1, TODAY - timedelta(days=1))) == (2, 1)
     assert seen.remember(2, TODAY) == 1
-    # Batch 0 arrived 8 days ago: past a 7-day horizon. Batch 2 is not before batch 2.
+    # Batch 0 arrived 8 days ago: past a 1-day horizon, and before the last 2 days with batches.
+    # Batch 2 is not before batch 2.
     assert seen_ids(seen, 2) == keys_of(spark, ["c"])
     assert seen_ids(seen, 3) == keys_of(spark, ["c", "d"])
     assert seen_ids(seen, 1) == set()
     assert seen.expire(TODAY) > 0
     remaining = {p.parent.parent.name for p in (tmp_path / "checkpoint" / SEEN_IDS).rglob("*.parquet")}
-    assert remaining == {f"arrival_date={TODAY - timedelta(days=7)}", f"arrival_date={TODAY}"}
+    assert remaining == {f"arrival_date={TODAY - timedelta(days=1)}", f"arrival_date={TODAY}"}
 
 
 def test_a_replayed_batch_does_not_take_its_own_earlier_entry_for_a_duplicate(spark, tmp_path):
@@ -87,9 +88,13 @@ def test_horizons_are_whole_days_rounded_up_and_a_bad_one_stops_the_job_before_i
     for bad in ("a week", "0 days", "90 minutes"):
         with pytest.raises(ValueError, match="expected '<n> days'"):
             horizon_days(bad)
+    assert horizon_days("3650 days") == 3650
+    for too_long in ("3651 days", "1000000 days", "99999999999 weeks"):
+        with pytest.raises(ValueError, match="at most 3650 days"):
+            horizon_days(too_long)
     with pytest.raises(SystemExit):
         job.build_parser().parse_args(["--bronze", "b", "--gold", "g", "--quarantine", "q", "--checkpoint", "c",
-                                       "--dedup-horizon", "90 minutes"])  # fmt: skip
+                                       "--dedup-horizon", "1000000 days"])  # fmt: skip
 
 
 def test_an_entry_a_driver_did_not_finish_writing_is_not_read(spark, tmp_path):
@@ -140,18 +145,49 @@ def test_a_checkpoint_of_the_two_query_job_is_refused_before_anything_runs(spark
     assert not (tmp_path / "gold").exists() and not (tmp_path / "checkpoint" / "transform").exists()
 
 
-def test_an_id_is_forgotten_a_horizon_after_its_arrival_day_and_its_day_is_deleted(spark, tmp_path):
+def run_a_then_its_copy_later(spark, tmp_path, days_ago: int, other_run_days: tuple = ()) -> tuple[dict, Path]:
+    """Run 1 takes in id `a`; its store entry is then dated `days_ago`, with entries of other
+    batches on `other_run_days` ago; run 2, today, takes in a copy of `a` (horizon: 2 days)."""
     write_objects(tmp_path / "bronze", [[event("a", "2026-11-20T10:00:00Z")]])
     run_job(spark, tmp_path, dedup_horizon="2 days")
     root = tmp_path / "checkpoint" / SEEN_IDS
     (day,) = root.glob("arrival_date=*")
-    old = root / f"arrival_date={date.fromisoformat(day.name.split('=')[1]) - timedelta(days=3)}"
+    today = date.fromisoformat(day.name.split("=")[1])
+    old = root / f"arrival_date={today - timedelta(days=days_ago)}"
     day.rename(old)
+    for ago in other_run_days:
+        marker = root / f"arrival_date={today - timedelta(days=ago)}" / "batch=-1" / "_SUCCESS"
+        marker.parent.mkdir(parents=True)
+        marker.touch()
     write_later_object(tmp_path / "bronze", [event("a", "2026-11-20T10:00:00Z")])
-    second = run_job(spark, tmp_path, dedup_horizon="2 days")
+    return run_job(spark, tmp_path, dedup_horizon="2 days"), old
+
+
+def test_an_id_is_forgotten_after_the_horizon_and_its_day_is_deleted(spark, tmp_path):
+    # Batches ran 5, 4 and 3 days ago and today: the last 3 days with batches, and the last 2
+    # calendar days, leave out 5 days ago.
+    second, old = run_a_then_its_copy_later(spark, tmp_path, days_ago=5, other_run_days=(4, 3))
     assert [r.event_id for r in gold_rows(spark, tmp_path)] == ["a", "a"]
     assert second["duplicates"] == 0
     assert not list(old.rglob("*.parquet"))
+
+
+def test_a_pause_longer_than_the_horizon_forgets_nothing(spark, tmp_path):
+    # No batch ran for 9 days: the copy taken in after the pause is the id taken in before it.
+    second, old = run_a_then_its_copy_later(spark, tmp_path, days_ago=9)
+    assert [r.event_id for r in gold_rows(spark, tmp_path)] == ["a"]
+    assert second["duplicates"] == 1
+    assert list(old.rglob("*.parquet"))
+
+
+def test_a_store_under_a_folder_named_like_one_of_its_days_is_read_from_its_own_root(spark, tmp_path):
+    lake = tmp_path / "arrival_date=2020-01-01" / "lake"
+    write_objects(lake / "bronze", [[event("a", "2026-11-20T10:00:00Z")]])
+    run_job(spark, lake)
+    write_later_object(lake / "bronze", [event("a", "2026-11-20T10:00:00Z"), event("b", "2026-11-20T10:00:00Z")])
+    second = run_job(spark, lake)
+    assert sorted(r.event_id for r in gold_rows(spark, lake)) == ["a", "b"]
+    assert second["duplicates"] == 1
 
 
 def test_every_batch_reconciles_whatever_it_holds(spark, tmp_path):
