@@ -30,10 +30,11 @@ from iotpipe.planning import plan_run
 from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
 from iotpipe.quality import format_breach, parse_reason_ratios
 from iotpipe.run_history import DEFAULT_LAST_RUNS, MAX_LAST_RUNS
+from iotpipe.sink_log import CheckpointLayoutUnsupported, check_checkpoint_layout
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
-from iotpipe.storage import LocalStorage, is_s3, join
+from iotpipe.storage import LocalStorage, is_s3, join, storage_for
 
 # `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred) and
 # its quality did not fail the policy (a quality warning exits 0).
@@ -279,6 +280,8 @@ def cmd_transform(args) -> int:
     for option in ("bronze", "gold", "quarantine"):
         check_folder(getattr(args, option), f"--{option}")
     check_folder(args.checkpoint, "--checkpoint", create=True)
+    # The job's own refusal, here too: one line, not a Spark log to read.
+    check_checkpoint_layout(storage_for(args.checkpoint), args.checkpoint, (args.gold, args.quarantine))
     run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     job = SparkJobArgs(
         bronze=args.bronze,
@@ -501,6 +504,10 @@ def cmd_watch(args) -> int:
             file=out,
             flush=True,
         )
+        if run.status == "FAILED":
+            error = run.error or {}
+            print(f"  {error.get('Error', 'error')}: {error.get('Cause', '')}", file=out, flush=True)
+            print("  (not tried again until new objects arrive)", file=out, flush=True)
 
     print(f"watching {args.lake}/bronze/raw (poll {args.interval} s, delay {args.delay} s)", file=out, flush=True)
     with LocalEngine(args.lake) as engine:
@@ -608,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
     except argparse.ArgumentTypeError as error:
         print(f"iotpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except (ValueError, OSError, BotoCoreError, ClientError) as error:
+    except (ValueError, OSError, BotoCoreError, ClientError, CheckpointLayoutUnsupported) as error:
         print(f"iotpipe {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except MemoryError:

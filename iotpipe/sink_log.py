@@ -29,28 +29,23 @@ def query_checkpoint(checkpoint_uri: str) -> str:
     return join(checkpoint_uri, STREAMING_QUERY)
 
 
+# The de-duplication's store of the ids each batch wrote (spark.dedup), beside the query checkpoint.
+SEEN_IDS = "seen-ids"
+
+
 class CheckpointLayoutUnsupported(RuntimeError):
     """The checkpoint was written by the job that ran one query per sink, or is missing while the
-    sinks it wrote remain."""
+    sinks or the seen-id store it wrote remain."""
 
 
 def check_checkpoint_layout(storage: Storage, checkpoint_uri: str, sink_uris: tuple = ()) -> None:
     """Refuse a checkpoint the job cannot continue, before anything runs.
 
     A checkpoint of the two-query job: its sinks' batch ids drift apart, so the one query could
-    not continue both sink logs. And no checkpoint beside sinks that already logged batches (a
-    checkpoint deleted or moved, the sinks kept): a new query numbers its batches from 0, and a
-    file sink skips every batch id it already holds, so those Bronze objects would be taken and
-    never written."""
-    has_offsets = storage.list_first(join(query_checkpoint(checkpoint_uri), "offsets") + "/", 1)
-    if not has_offsets:
-        logged = [uri for uri in sink_uris if storage.list_first(join(uri, METADATA_DIR) + "/", 1)]
-        if logged:
-            raise CheckpointLayoutUnsupported(
-                f"the sinks {', '.join(logged)} hold batches but the checkpoint {checkpoint_uri} has none: "
-                "a new checkpoint would skip every batch id the sinks hold and lose those records. Restore "
-                "the checkpoint, or move the sinks aside too so the job rebuilds them from Bronze"
-            )
+    not continue both sink logs. And no query checkpoint beside what one wrote (a checkpoint
+    deleted or moved): a new query numbers its batches from 0, so a file sink that logged batches
+    would skip every batch id it holds (those Bronze objects taken and never written), and the
+    seen-id store's entries would turn the rebuild's rows into duplicates."""
     found = [q for q in TWO_QUERY_CHECKPOINTS if storage.list_first(join(checkpoint_uri, q, "offsets") + "/", 1)]
     if found:
         raise CheckpointLayoutUnsupported(
@@ -58,6 +53,21 @@ def check_checkpoint_layout(storage: Storage, checkpoint_uri: str, sink_uris: tu
             f"{', '.join(found)}), which this job cannot continue. Gold and the quarantine stay readable. "
             "Keep running the release that wrote it, or point the job at a new lake (new Gold, quarantine "
             "and checkpoint prefixes); docs/design.md, 'One parse, two sinks', says why."
+        )
+    if storage.list_first(join(query_checkpoint(checkpoint_uri), "offsets") + "/", 1):
+        return
+    logged = [uri for uri in sink_uris if _batch_files(storage, join(uri, METADATA_DIR) + "/")]
+    if logged:
+        raise CheckpointLayoutUnsupported(
+            f"the sinks {', '.join(logged)} hold batches but the checkpoint {checkpoint_uri} has none: "
+            "a new checkpoint would skip every batch id the sinks hold and lose those records. Restore "
+            "the checkpoint, or move the sinks aside too so the job rebuilds them from Bronze"
+        )
+    if storage.list_first(join(checkpoint_uri, SEEN_IDS) + "/", 1):
+        raise CheckpointLayoutUnsupported(
+            f"{join(checkpoint_uri, SEEN_IDS)} remembers the ids of a query checkpoint that is gone: a new "
+            "query would take its own rows for duplicates of them. Restore the checkpoint, or move the "
+            "seen-id store aside too"
         )
 
 

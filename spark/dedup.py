@@ -33,11 +33,10 @@ from typing import List, Optional
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from iotpipe.sink_log import BatchFiles, logged_uri
+from iotpipe.sink_log import SEEN_IDS, BatchFiles, logged_uri
 from iotpipe.storage import Storage, join
 
 ID_KEY = ("id_key_a", "id_key_b")
-SEEN_IDS = "seen-ids"
 # Matched on a path relative to the store's root (the root itself may hold anything).
 _DAY = re.compile(r"^arrival_date=(\d{4}-\d{2}-\d{2})/")
 # A file directly in an entry's folder (not in a writer's `_temporary/`).

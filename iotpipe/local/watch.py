@@ -50,6 +50,7 @@ class WatchedRun:
     objects: int
     seconds: float
     records: dict
+    error: dict | None = None
 
 
 @dataclass
@@ -60,6 +61,10 @@ class WatchSummary:
 
 def newest_change(paths: set[str]) -> float:
     return max((os.path.getmtime(p) for p in paths if os.path.exists(p)), default=0.0)
+
+
+def _execution_error(execution) -> dict | None:
+    return {"Error": execution.error, "Cause": execution.cause} if execution.error else None
 
 
 def watch(
@@ -76,10 +81,15 @@ def watch(
     leases = FileLeaseStore(settings.lease_store)
     summary = WatchSummary()
     idle_since = clock()
+    # The objects a run failed on are not tried again until the waiting set changes, as the S3
+    # trigger starts a run per upload, not per minute: a refusal would otherwise repeat each poll.
+    failed_on: frozenset = frozenset()
     while max_runs is None or len(summary.runs) < max_runs:
         summary.polls += 1
         waiting = unprocessed_bronze(storage, settings.bronze_uri, settings.checkpoint_uri)
         now = clock()
+        if waiting == failed_on:
+            waiting = set()
         if not waiting:
             if idle_exit is not None and now - idle_since >= idle_exit:
                 break
@@ -104,7 +114,9 @@ def watch(
                 objects=len(waiting),
                 seconds=round(time.perf_counter() - started, 1),
                 records=report.get("records", {}),
+                error=report.get("error") or _execution_error(execution),
             )
+            failed_on = frozenset(waiting) if run.status == "FAILED" else frozenset()
             summary.runs.append(run)
             if on_run:
                 on_run(run)

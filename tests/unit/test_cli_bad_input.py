@@ -130,3 +130,27 @@ def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
     code = cli.main(["generate", "--out", "bronze", "--size", "2MiB"])
     err = capsys.readouterr().err
     assert code != 0 and len(err.strip().splitlines()) == 1 and "memory" in err.lower(), err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--lake", "lake", "--size", "2MiB", "--shards", "1"],
+        TRANSFORM + ["--checkpoint", "lake/artifacts/checkpoints/bronze-to-gold"],
+    ],
+    ids=["run", "transform"],
+)
+def test_a_checkpoint_the_job_cannot_continue_is_one_line_and_nothing_is_written(tmp_path, args):
+    old_query = tmp_path / "lake" / "artifacts" / "checkpoints" / "bronze-to-gold" / "gold" / "offsets"
+    old_query.mkdir(parents=True)
+    (old_query / "0").write_text("v1\n{}")
+    for folder in ("bronze", "gold", "quarantine"):
+        (tmp_path / folder).mkdir()
+    before = sorted(tmp_path.rglob("*"))
+
+    result = iotpipe(args, tmp_path)
+
+    assert result.returncode == 2, result.stderr
+    assert "one query per sink" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(tmp_path.rglob("*")) == before

@@ -208,9 +208,23 @@ def test_a_deployment_refuses_fault_injection_before_any_side_effect(settings, s
             id="two-query-checkpoint",
         ),
         pytest.param(
+            [
+                "artifacts/checkpoints/bronze-to-gold/gold/offsets/0",
+                "gold/iot_transformed/_spark_metadata/0",
+                "gold/quarantine/_spark_metadata/0",
+            ],
+            "one query per sink: gold",
+            id="two-query-checkpoint-beside-its-sinks",
+        ),
+        pytest.param(
             ["gold/iot_transformed/_spark_metadata/0"],
             "a new checkpoint would skip every batch id the sinks hold",
             id="checkpoint-gone-sinks-kept",
+        ),
+        pytest.param(
+            ["artifacts/checkpoints/bronze-to-gold/seen-ids/arrival_date=2026-11-20/batch=0/_SUCCESS"],
+            "remembers the ids of a query checkpoint that is gone",
+            id="checkpoint-gone-seen-ids-kept",
         ),
     ],
 )
@@ -220,6 +234,13 @@ def test_a_checkpoint_the_job_cannot_continue_is_refused_before_any_side_effect(
     with pytest.raises(CheckpointLayoutUnsupported, match=message):
         plan_run({}, "exec-7", settings, storage)
     assert sorted(info.uri for info in storage.list("s3://lake/")) == sorted(f"s3://lake/{key}" for key in keys)
+
+
+def test_sink_log_folders_without_a_batch_are_no_history(s3, settings, storage):
+    # What a first attempt that died before planning a batch leaves, or a store's folder marker.
+    for key in ("gold/iot_transformed/_spark_metadata/", "gold/quarantine/_spark_metadata/.0.crc.tmp"):
+        s3.put_object(Bucket="lake", Key=key, Body=b"")
+    assert plan_run({}, "exec-9", settings, storage).run_id
 
 
 def test_a_checkpoint_of_one_query_beside_its_sinks_is_planned(s3, settings, storage):

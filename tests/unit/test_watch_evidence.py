@@ -37,3 +37,29 @@ def test_objects_the_job_does_not_read_are_ignored_not_waiting(tmp_path):
     readable, ignored = bronze_objects(LocalStorage(), str(tmp_path))
     assert readable == {str(tmp_path / "ok.JSON")}
     assert ignored == {str(tmp_path / "notes.txt"): "other-format", str(tmp_path / ".hidden.jsonl"): "hidden"}
+
+
+def test_a_failed_run_is_reported_and_not_retried_until_new_objects_arrive(tmp_path):
+    """As the S3 trigger starts a run per upload: a run refused on some objects (a checkpoint
+    the job cannot continue) is not started again each poll, and its reason reaches the user."""
+    from types import SimpleNamespace
+
+    from iotpipe.local.watch import watch
+    from iotpipe.settings import Settings
+
+    settings = Settings.for_local_lake(str(tmp_path))
+    bronze = Path(settings.bronze_uri)
+    bronze.mkdir(parents=True)
+    (bronze / "first.jsonl").write_bytes(b"{}\n")
+    started = []
+
+    def run(execution_input, name):
+        started.append(name)
+        if len(started) == 1:
+            (bronze / "second.jsonl").write_bytes(b"{}\n")
+        yield SimpleNamespace(report=None, status="FAILED", error="CheckpointLayoutUnsupported", cause="refused")
+
+    engine = SimpleNamespace(settings=settings, run=run)
+    summary = watch(engine, interval=0.01, delay=0, idle_exit=0.5, max_runs=3)
+    assert len(started) == 2
+    assert [r.error for r in summary.runs] == [{"Error": "CheckpointLayoutUnsupported", "Cause": "refused"}] * 2
