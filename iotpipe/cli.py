@@ -25,6 +25,7 @@ from generator.shards import (
     write_dataset,
 )
 from iotpipe.execution_names import execution_name_problem
+from iotpipe.horizon import DEFAULT_HORIZON, horizon_days
 from iotpipe.models import QualityBreach
 from iotpipe.planning import plan_run
 from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
@@ -112,6 +113,23 @@ def _seconds(low: float, inclusive: bool):
 
 
 _positive_int = _whole_number(1)
+
+
+def _horizon(text: str) -> str:
+    try:
+        horizon_days(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def add_horizon(parser) -> None:
+    parser.add_argument(
+        "--dedup-horizon",
+        type=_horizon,
+        default=DEFAULT_HORIZON,
+        help=f"how long an event_id is remembered: '<n> days', '<n> weeks', '<n> hours' (default {DEFAULT_HORIZON})",
+    )
 
 
 def _execution_name(text: str) -> str:
@@ -267,6 +285,7 @@ def add_transform(sub) -> None:
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--max-files-per-trigger", type=_positive_int, default=8)
     parser.add_argument("--shuffle-partitions", type=_positive_int, default=4)
+    add_horizon(parser)
     parser.add_argument(
         "--fault",
         default=os.environ.get("IOTPIPE_FAULT"),
@@ -291,6 +310,7 @@ def cmd_transform(args) -> int:
         run_id=run_id,
         max_files_per_trigger=args.max_files_per_trigger,
         shuffle_partitions=args.shuffle_partitions,
+        dedup_horizon=args.dedup_horizon,
         fault=args.fault,
     )
     log_dir = ".iotpipe-logs" if is_s3(args.checkpoint) else join(args.checkpoint, "logs")
@@ -348,6 +368,7 @@ def add_run(sub) -> None:
         "--seed", type=_whole_number(0, MAX_SEED), default=None, help="0..2**63-1; default: from the execution name"
     )
     parser.add_argument("--no-generate", action="store_true", help="process whatever Bronze holds (as the S3 trigger)")
+    add_horizon(parser)
     parser.add_argument("--name", type=_execution_name, default=None, help="execution name (the run id)")
     parser.add_argument("--max-resume-attempts", type=_whole_number(0), default=None)
     parser.add_argument("--json", action="store_true", help="print the run report as JSON (progress goes to stderr)")
@@ -459,7 +480,9 @@ def cmd_run(args) -> int:
     check_folder(args.lake, "--lake")
     execution_input = execution_input_of(args)
     out = sys.stderr if args.json else sys.stdout
-    engine = LocalEngine(args.lake, on_event=progress_printer(out, time.perf_counter()))
+    engine = LocalEngine(
+        args.lake, on_event=progress_printer(out, time.perf_counter()), overrides={"dedup_horizon": args.dedup_horizon}
+    )
     # PlanRun's own checks, before anything starts or is written: a bad input is one line (exit 2).
     plan_run(execution_input, args.name or "run", engine.settings, LocalStorage())
     with engine:
@@ -484,6 +507,7 @@ def add_watch(sub) -> None:
     parser.add_argument(
         "--idle-exit", type=_seconds(0, inclusive=True), default=None, help="stop after this many idle seconds"
     )
+    add_horizon(parser)
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(handler=cmd_watch)
 
@@ -510,7 +534,7 @@ def cmd_watch(args) -> int:
             print("  (not tried again until new objects arrive)", file=out, flush=True)
 
     print(f"watching {args.lake}/bronze/raw (poll {args.interval} s, delay {args.delay} s)", file=out, flush=True)
-    with LocalEngine(args.lake) as engine:
+    with LocalEngine(args.lake, overrides={"dedup_horizon": args.dedup_horizon}) as engine:
         summary = watch(engine, args.interval, args.delay, args.max_runs, args.idle_exit, on_run=on_run)
     result = {
         "runs": len(summary.runs),

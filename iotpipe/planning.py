@@ -115,6 +115,7 @@ def spark_attempt(
         run_id=run_id,
         max_files_per_trigger=settings.max_files_per_trigger,
         shuffle_partitions=settings.shuffle_partitions,
+        dedup_horizon=settings.dedup_horizon,
         fault=fault if applies else None,
         lease=settings.lease_store or None,
         lease_key=settings.lease_key,

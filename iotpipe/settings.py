@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from iotpipe.horizon import DEFAULT_HORIZON, horizon_days
 from iotpipe.models import QualityPolicy
 from iotpipe.quality import parse_reason_ratios
 from iotpipe.storage import join
@@ -63,12 +64,19 @@ class Settings(BaseModel):
     max_files_per_trigger: int = 8
     catalog_database: str = Field(default="", description="Glue database of the analysis tables; empty: none")
     shuffle_partitions: int = 8
+    dedup_horizon: str = Field(default=DEFAULT_HORIZON, description="how long an event_id is remembered (spark.dedup)")
     # The deployment's quality policy (template parameters Quality*); the execution input may override it.
     quality_max_quarantine_ratio: float = 0.05
     quality_max_quarantine_ratio_by_reason: str = Field(default="", description="e.g. malformed_json=0.01,...")
     quality_min_gold_rows: int = 1
     quality_max_duplicate_ratio: float = 0.05
     quality_on_breach: str = "warn"
+
+    @field_validator("dedup_horizon")
+    @classmethod
+    def _a_horizon_the_job_reads(cls, value: str) -> str:
+        horizon_days(value)
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

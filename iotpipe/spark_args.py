@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from iotpipe.horizon import DEFAULT_HORIZON
+
 
 @dataclass(frozen=True)
 class SparkJobArgs:
@@ -16,6 +18,7 @@ class SparkJobArgs:
     run_id: str
     max_files_per_trigger: int = 8
     shuffle_partitions: int = 4
+    dedup_horizon: str = DEFAULT_HORIZON
     fault: str | None = None
     lease: str | None = None
     lease_key: str = "bronze-to-gold"
@@ -40,6 +43,8 @@ class SparkJobArgs:
             str(self.max_files_per_trigger),
             "--shuffle-partitions",
             str(self.shuffle_partitions),
+            "--dedup-horizon",
+            self.dedup_horizon,
         ]
         if self.lease:
             argv += [

@@ -33,6 +33,7 @@ from typing import List, Optional
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from iotpipe.horizon import horizon_days
 from iotpipe.sink_log import SEEN_IDS, BatchFiles, logged_uri
 from iotpipe.storage import Storage, join
 
@@ -50,23 +51,6 @@ def id_key(event_id: Column) -> List[Column]:
         F.xxhash64(event_id).alias(ID_KEY[0]),
         F.xxhash64(F.concat(F.lit("iotpipe-id:"), event_id)).alias(ID_KEY[1]),
     ]
-
-
-_HOURS_PER = {"week": 168, "day": 24, "hour": 1}
-# Ten years: past it, a date arithmetic of the store would leave Python's calendar.
-MAX_HORIZON_DAYS = 3650
-
-
-def horizon_days(horizon: str) -> int:
-    """Whole days of a horizon such as '7 days', '1 week' or '36 hours' (rounded up: ids are
-    kept at least that long)."""
-    match = re.fullmatch(r"\s*(\d+)\s*(week|day|hour)s?\s*", horizon.lower())
-    if not match or int(match.group(1)) == 0:
-        raise ValueError(f"de-duplication horizon {horizon!r}: expected '<n> days', '<n> weeks' or '<n> hours'")
-    days = -(-int(match.group(1)) * _HOURS_PER[match.group(2)] // 24)
-    if days > MAX_HORIZON_DAYS:
-        raise ValueError(f"de-duplication horizon {horizon!r}: at most {MAX_HORIZON_DAYS} days")
-    return days
 
 
 # Up to this many keys (16 bytes each), a set of keys is broadcast to every task instead of

@@ -27,6 +27,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
 from iotpipe.bronze import SPARK_GLOB, classify, write_note
+from iotpipe.horizon import DEFAULT_HORIZON, horizon_days
 from iotpipe.sink_log import (
     SINKS,
     STREAMING_QUERY,
@@ -36,7 +37,7 @@ from iotpipe.sink_log import (
     query_checkpoint,
 )
 from iotpipe.storage import join, storage_for
-from spark.dedup import SeenIds, first_arrivals, horizon_days, utc_today
+from spark.dedup import SeenIds, first_arrivals, utc_today
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progress, emit_line, task_counts
 from spark.transforms import (
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shuffle-partitions", type=int, default=4, help="frozen into the checkpoint on first run")
     parser.add_argument(
         "--dedup-horizon",
-        default="7 days",
+        default=DEFAULT_HORIZON,
         type=checked_horizon,
         help="how long (arrival time) an event_id is remembered: '<n> days', '<n> weeks' or '<n> hours'",
     )

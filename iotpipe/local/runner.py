@@ -142,10 +142,13 @@ class LocalEngine:
         spark_master: str = "local[*]",
         quiet_generator: bool = True,
         customise: Callable[[Bindings], None] | None = None,
+        overrides: dict | None = None,
     ) -> None:
         _environment_for_local_lambdas()  # before the handlers (and their Powertools Logger) are imported
         self.lake = str(Path(lake).resolve())
-        self.settings = settings or Settings.for_local_lake(self.lake, spark_job_uri=str(ROOT / "spark" / "job.py"))
+        self.settings = settings or Settings.for_local_lake(
+            self.lake, spark_job_uri=str(ROOT / "spark" / "job.py"), **(overrides or {})
+        )
         self.emit = on_event or (lambda kind, detail: None)
         self.spark_master = spark_master
         self.quiet_generator = quiet_generator

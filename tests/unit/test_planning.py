@@ -74,6 +74,12 @@ def test_the_spark_step_runs_the_job_from_s3_with_its_package(settings, storage)
     assert args[args.index("--gold") + 1] == settings.gold_uri
 
 
+def test_the_spark_step_remembers_ids_for_the_stacks_horizon(settings, storage):
+    settings = settings.model_copy(update={"dedup_horizon": "3 weeks"})
+    args = plan_run({}, "exec-1", settings, storage).attempt.step_args
+    assert args[args.index("--dedup-horizon") + 1] == "3 weeks"
+
+
 def test_the_seed_follows_the_execution_name_so_a_repeated_name_repeats_the_data(settings, storage):
     first = plan_run({}, "exec-1", settings, storage)
     again = plan_run({}, "exec-1", settings, storage)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from iotpipe.horizon import horizon_days
 from iotpipe.settings import Settings
+from iotpipe.spark_args import SparkJobArgs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 ENV = {
     "BRONZE_URI": "s3://bronze/raw",
@@ -50,3 +58,31 @@ def test_the_transient_cluster_uses_the_configured_instances():
     assert instances["Ec2SubnetId"] == "subnet-1"
     assert [g["InstanceCount"] for g in instances["InstanceGroups"]] == [1, 3]
     assert {g["InstanceType"] for g in instances["InstanceGroups"]} == {"r6g.xlarge"}
+
+
+def test_the_dedup_horizon_reaches_the_spark_step_and_a_bad_one_is_refused():
+    settings = Settings.from_env({**ENV, "DEDUP_HORIZON": "2 weeks"})
+    argv = SparkJobArgs(bronze="b", gold="g", quarantine="q", checkpoint="c", run_id="r",
+                        dedup_horizon=settings.dedup_horizon).to_argv()  # fmt: skip
+    assert argv[argv.index("--dedup-horizon") + 1] == "2 weeks"
+    for bad in ("0 days", "a fortnight", "10000 days"):
+        with pytest.raises(ValidationError, match="dedup_horizon"):
+            Settings.from_env({**ENV, "DEDUP_HORIZON": bad})
+
+
+def test_every_horizon_the_template_allows_is_one_the_job_reads():
+    """The stack's DedupHorizon pattern may be stricter than the job, never looser: a value it
+    lets through that Settings refuses would fail every Lambda of the stack at start."""
+    from tests.unit.test_quality import _CloudFormationLoader  # it imports this module
+
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=_CloudFormationLoader)
+    parameter = template["Parameters"]["DedupHorizon"]
+    pattern = re.compile(parameter["AllowedPattern"])
+    assert parameter["Default"] == Settings.for_local_lake("lake").dedup_horizon
+    assert pattern.fullmatch(parameter["Default"])
+    samples = [f"{n} {unit}{s}" for n in ("0", "1", "7", "99", "999", "9999", "99999", "100000")
+               for unit in ("hour", "day", "week") for s in ("", "s")]  # fmt: skip
+    allowed = [sample for sample in samples if pattern.fullmatch(sample)]
+    assert "99999 hours" in allowed and "9999 days" in allowed and "999 weeks" in allowed
+    for sample in allowed:
+        horizon_days(sample)
