@@ -83,7 +83,10 @@ def first_arrivals(rows: DataFrame, seen: Optional[StoredKeys], rows_in_batch: i
         keys = keyed.select(*ID_KEY)
     repeated = _small(keys.groupBy(*ID_KEY).count().where(F.col("count") > 1).select(*ID_KEY))
     once = keyed.join(repeated, list(ID_KEY), "left_anti")
-    by_key = Window.partitionBy(*ID_KEY).orderBy("event_time", "source_file")
+    # The earliest copy, then its file; the other columns only break exact ties, so that which
+    # copy is kept never depends on how the rows happen to be ordered.
+    tie_breakers = [c for c in rows.columns if c not in ("event_time", "source_file")]
+    by_key = Window.partitionBy(*ID_KEY).orderBy("event_time", "source_file", *tie_breakers)
     first_of_repeated = (
         keyed.join(repeated, list(ID_KEY), "left_semi")
         .withColumn("_copy", F.row_number().over(by_key))

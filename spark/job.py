@@ -313,7 +313,8 @@ def record_batches(ledger, query, observed: dict, on_recorded=None) -> None:
     attempt that later crashed are not lost and no reader has to open a compact sink-log file;
     prints one progress line per sink and batch with input (read by `iotpipe transform`).
     """
-    for sink, progress in progress_by_sink(query.recentProgress, observed).items():
+    recent = query.recentProgress
+    for sink, progress in progress_by_sink(recent, observed).items():
         for batch in progress:
             entry = ledger.record(sink, batch)
             if entry and on_recorded:
@@ -321,6 +322,11 @@ def record_batches(ledger, query, observed: dict, on_recorded=None) -> None:
             if entry and entry["input_rows"] > 0:
                 line = {k: entry[k] for k in ("query", "batch", "input_rows", "observed", "ms")}
                 emit_line("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True))
+    # Counts of batches Spark no longer reports are never read again (a long processing-time run).
+    if recent:
+        oldest = min(batch["batchId"] for batch in recent)
+        for batch_id in [b for b in observed if b < oldest]:
+            del observed[batch_id]
 
 
 def open_ledger(args: argparse.Namespace):

@@ -136,6 +136,19 @@ def test_one_row_per_id_within_a_batch_even_when_the_copies_differ(spark):
     assert sorted(r.event_id for r in first_arrivals(rows, None, 6).collect()) == ["a", "b", "c"]
 
 
+def test_which_of_two_exactly_tied_copies_is_kept_does_not_depend_on_row_order(spark):
+    """Same id, same event time, same file, different readings: the copy kept is the same
+    whatever order the rows reach the window in (a replay must not pick another)."""
+    copies = [("a", "2026-11-20 10:00:00", "p1", 21.5), ("a", "2026-11-20 10:00:00", "p1", 19.0)]
+    schema = "event_id string, event_time string, source_file string, temperature_c double"
+    kept = set()
+    for ordered in (copies, copies[::-1]):
+        rows = spark.createDataFrame(ordered, schema).withColumn("event_time", F.to_timestamp("event_time")).coalesce(1)
+        (row,) = first_arrivals(rows, None, 2).collect()
+        kept.add(row.temperature_c)
+    assert kept == {19.0}
+
+
 def test_a_checkpoint_of_the_two_query_job_is_refused_before_anything_runs(spark, tmp_path):
     write_objects(tmp_path / "bronze", [[event("a", "2026-11-20T10:00:00Z")]])
     (tmp_path / "checkpoint" / "gold" / "offsets").mkdir(parents=True)

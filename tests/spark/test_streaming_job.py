@@ -146,3 +146,16 @@ def test_fail_after_commit_raises_only_after_everything_is_committed(spark, tmp_
 def test_unknown_faults_are_rejected_before_any_work():
     with pytest.raises(ValueError, match="unknown fault"):
         job.parse_fault("meteor-strike")
+
+
+def test_counts_of_batches_spark_no_longer_reports_are_let_go():
+    """A processing-time run keeps going for days: the batch counts it holds must not grow with it."""
+    from types import SimpleNamespace
+
+    recorded = []
+    ledger = SimpleNamespace(record=lambda sink, batch: recorded.append((sink, batch["batchId"])))
+    observed = {n: {"gold": {}, "quarantine": {}} for n in range(200)}
+    query = SimpleNamespace(recentProgress=[{"batchId": n} for n in range(100, 200)])
+    job.record_batches(ledger, query, observed)
+    assert sorted(observed) == list(range(100, 200))
+    assert len(recorded) == 200
