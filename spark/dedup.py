@@ -125,8 +125,12 @@ class SeenIds:
         """The store's files; one listing serves a batch's `expire` and `before`."""
         return list(self.storage.list(self.root + "/"))
 
-    def _relative(self, uri: str) -> str:
-        return uri[len(self.root) + 1 :] if uri.startswith(self.root + "/") else ""
+    @staticmethod
+    def _relative(uri: str) -> str:
+        """A listed file's path below the store's root. The storage layer lists in its own spelling
+        (`./ck` as an absolute path, `s3a://` as `s3://`), so the root is found by its name."""
+        marker = f"/{SEEN_IDS}/"
+        return uri.rsplit(marker, 1)[1] if marker in uri else ""
 
     def oldest_kept(self, today: date, listing: list) -> date:
         """The oldest arrival day the store still answers for: `horizon` days before today, or

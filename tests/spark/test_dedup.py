@@ -228,3 +228,17 @@ def test_every_batch_reconciles_whatever_it_holds(spark, tmp_path):
         per_batch.append((gold["input_rows"], written, valid - written, rejected))
     assert per_batch == [(2, 2, 0, 0), (2, 0, 2, 0), (2, 0, 0, 2), (2, 1, 1, 0)]
     assert (summary["gold_rows"], summary["duplicates"], summary["quarantined_rows"]) == (3, 3, 2)
+
+
+@pytest.mark.parametrize(
+    "spelling", ["{}/./checkpoint", "{}//checkpoint", "{}/sub/../checkpoint", "file://{}/checkpoint"]
+)
+def test_the_store_answers_however_the_checkpoint_is_spelled(spark, tmp_path, spelling):
+    """Storage lists in its own spelling of a path; the store must still find its entries."""
+    (tmp_path / "sub").mkdir()
+    fake_gold(spark, tmp_path / "gold", {0: ["a"]})
+    seen = SeenIds(spark, LocalStorage(), spelling.format(tmp_path), str(tmp_path / "gold"), "1 day")
+    for days_ago in (9, 5, 0):
+        seen.remember(0, TODAY - timedelta(days=days_ago))
+    assert seen_ids(seen, 1) == keys_of(spark, ["a"])
+    assert seen.expire(TODAY) > 0  # 9 days ago: before the last two days with batches
