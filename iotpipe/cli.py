@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -298,9 +299,9 @@ def add_transform(sub) -> None:
 def cmd_transform(args) -> int:
     for option in ("bronze", "gold", "quarantine"):
         check_folder(getattr(args, option), f"--{option}")
-    check_folder(args.checkpoint, "--checkpoint", create=True)
-    # The job's own refusal, here too: one line, not a Spark log to read.
+    # The job's own refusal, here too: one line, not a Spark log to read, and nothing created.
     check_checkpoint_layout(storage_for(args.checkpoint), args.checkpoint, (args.gold, args.quarantine))
+    check_folder(args.checkpoint, "--checkpoint", create=True)
     run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     job = SparkJobArgs(
         bronze=args.bronze,
@@ -529,8 +530,7 @@ def cmd_watch(args) -> int:
             flush=True,
         )
         if run.status == "FAILED":
-            error = run.error or {}
-            print(f"  {error.get('Error', 'error')}: {error.get('Cause', '')}", file=out, flush=True)
+            print(f"  {error_line(run.error)}", file=out, flush=True)
             print("  (not tried again until new objects arrive)", file=out, flush=True)
 
     print(f"watching {args.lake}/bronze/raw (poll {args.interval} s, delay {args.delay} s)", file=out, flush=True)
@@ -545,6 +545,16 @@ def cmd_watch(args) -> int:
     }
     print(json.dumps(result) if args.json else f"{result['runs']} runs in {result['seconds']} s", flush=True)
     return 0 if all(r.status != "FAILED" for r in summary.runs) else 1
+
+
+def error_line(error: dict | None, width: int = 300) -> str:
+    """`Error: message` of a failed execution; a Lambda's cause (JSON with a stack trace) gives
+    only its message."""
+    error = error or {}
+    cause = error.get("Cause") or ""
+    with contextlib.suppress(ValueError, AttributeError):
+        cause = json.loads(cause).get("errorMessage", cause)
+    return f"{error.get('Error') or 'error'}: {' '.join(str(cause).split())}"[:width]
 
 
 def add_query(sub) -> None:

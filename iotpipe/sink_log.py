@@ -61,7 +61,8 @@ def check_checkpoint_layout(storage: Storage, checkpoint_uri: str, sink_uris: tu
         raise CheckpointLayoutUnsupported(
             f"the sinks {', '.join(logged)} hold batches but the checkpoint {checkpoint_uri} has none: "
             "a new checkpoint would skip every batch id the sinks hold and lose those records. Restore "
-            "the checkpoint, or move the sinks aside too so the job rebuilds them from Bronze"
+            f"the checkpoint, or move the sinks and {join(checkpoint_uri, SEEN_IDS)} aside too so the job "
+            "rebuilds them from Bronze"
         )
     if storage.list_first(join(checkpoint_uri, SEEN_IDS) + "/", 1):
         raise CheckpointLayoutUnsupported(
@@ -121,17 +122,17 @@ def _file_entries(entries: list[dict]) -> list[dict]:
 
 
 def committed_files(storage: Storage, sink_uri: str) -> list[CommittedFile]:
-    """Every data file the sink committed, from the latest compaction on."""
+    """Every data file the sink committed, from the latest compaction on. A path logged twice is
+    listed twice, as Spark's reader reads it twice (Spark's own sink never logs a path twice)."""
     batches = _batch_files(storage, join(sink_uri, METADATA_DIR))
     compacts = [batch for batch, (_, compact) in batches.items() if compact]
     start = max(compacts) if compacts else 0
-    files: dict[str, CommittedFile] = {}
+    files: list[CommittedFile] = []
     for batch in sorted(b for b in batches if b >= start):
         uri, _ = batches[batch]
         for entry in _file_entries(_log_entries(storage, uri)):
-            path = _normalise(entry["path"], sink_uri)
-            files[path] = CommittedFile(path, int(entry["size"]), batch)
-    return sorted(files.values(), key=lambda f: f.uri)
+            files.append(CommittedFile(_normalise(entry["path"], sink_uri), int(entry["size"]), batch))
+    return sorted(files, key=lambda f: f.uri)
 
 
 def read_batch_log(storage: Storage, directory: str, batch: int) -> tuple[list[dict], bool] | None:

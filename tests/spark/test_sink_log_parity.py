@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pytest
 
-from iotpipe.sink_log import committed_files, files_as_of
+from iotpipe.sink_log import BatchFiles, committed_files, files_as_of
 from iotpipe.storage import LocalStorage
 
 pytestmark = pytest.mark.spark
@@ -36,25 +37,37 @@ def entry(path: Path, action: str = "add", is_dir: bool = False) -> dict:
             "blockReplication": 1, "blockSize": 1, "action": action}  # fmt: skip
 
 
-def names_spark_reads(spark, sink: Path) -> set[str]:
-    return {Path(uri).name for uri in spark.read.parquet(str(sink)).inputFiles()}
+def local_path(uri: str) -> str:
+    return unquote(urlparse(uri).path) if uri.startswith("file:") else uri
 
 
-@pytest.mark.parametrize("compacted", [False, True], ids=["deltas", "compact then delta"])
-def test_the_sink_log_is_read_as_spark_reads_it(spark, tmp_path, compacted):
+@pytest.mark.parametrize(
+    "log_files",
+    [("0", "1"), ("0", "1.compact"), ("0", "1.compact", "2")],
+    ids=["deltas", "delta then compact", "compact then delta"],
+)
+def test_the_sink_log_is_read_as_spark_reads_it(spark, tmp_path, log_files):
     sink = tmp_path / "gold"
-    files = data_files(spark, sink, ["a", "b", "c"])
-    first = [entry(files["a"]), entry(files["b"])]
-    # Spark 3.5 and 4 have no "delete" action any more: an entry is a file, whatever its action.
-    second = [entry(files["a"], action="delete"), entry(files["c"]), entry(files["c"].parent, is_dir=True)]
-    if compacted:
-        log(sink, "0", first)
-        log(sink, "1.compact", first + second)
-    else:
-        log(sink, "0", first)
-        log(sink, "1", second)
-    spark_sees = names_spark_reads(spark, sink)
-    assert spark_sees == {"a.parquet", "b.parquet", "c.parquet"}
+    files = data_files(spark, sink, ["a", "b", "c", "d"])
+    batches = [
+        [entry(files["a"]), entry(files["b"])],
+        # Spark 3.5 and 4 have no "delete" action any more: an entry is a file, whatever its action.
+        [entry(files["a"], action="delete"), entry(files["c"]), entry(files["c"].parent, is_dir=True)],
+        [entry(files["d"]), entry(files["b"])],
+    ]
+    so_far: list = []
+    for name, entries in zip(log_files, batches):
+        so_far += entries
+        log(sink, name, so_far if name.endswith(".compact") else entries)
+    frame = spark.read.parquet(str(sink))
+    spark_reads = {local_path(uri) for uri in frame.inputFiles()}
+    assert spark_reads >= {str(files[n]) for n in ("a", "b", "c")}
     storage = LocalStorage()
-    assert {Path(f.uri).name for f in committed_files(storage, str(sink))} == spark_sees
-    assert {Path(p).name for p in files_as_of(storage, str(sink), 1)} == spark_sees
+    committed = committed_files(storage, str(sink))
+    assert {f.uri for f in committed} == spark_reads
+    # One row per file: Spark reads a path logged twice twice, and a folder entry as nothing.
+    assert len(committed) == frame.count()
+    last = len(log_files) - 1
+    assert {local_path(p) for p in files_as_of(storage, str(sink), last)} == spark_reads
+    per_batch = BatchFiles(storage, str(sink))
+    assert {local_path(p) for b in range(last + 1) for p, _ in per_batch.files(b)} == spark_reads

@@ -3,6 +3,7 @@ nothing written."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -132,25 +133,42 @@ def test_running_out_of_memory_is_one_line_not_a_traceback(monkeypatch, capsys):
     assert code != 0 and len(err.strip().splitlines()) == 1 and "memory" in err.lower(), err
 
 
+OLD_QUERY = "lake/artifacts/checkpoints/bronze-to-gold/gold/offsets/0"
+
+
 @pytest.mark.parametrize(
-    "args",
+    "args, existing, message",
     [
-        ["run", "--lake", "lake", "--size", "2MiB", "--shards", "1"],
-        TRANSFORM + ["--checkpoint", "lake/artifacts/checkpoints/bronze-to-gold"],
+        (["run", "--lake", "lake", "--size", "2MiB", "--shards", "1"], [OLD_QUERY], "one query per sink"),
+        (TRANSFORM + ["--checkpoint", "lake/artifacts/checkpoints/bronze-to-gold"], [OLD_QUERY], "one query per sink"),
+        (TRANSFORM + ["--checkpoint", "checkpoint"], ["gold/_spark_metadata/0"], "hold batches"),
     ],
-    ids=["run", "transform"],
+    ids=["run", "transform", "transform-without-its-checkpoint"],
 )
-def test_a_checkpoint_the_job_cannot_continue_is_one_line_and_nothing_is_written(tmp_path, args):
-    old_query = tmp_path / "lake" / "artifacts" / "checkpoints" / "bronze-to-gold" / "gold" / "offsets"
-    old_query.mkdir(parents=True)
-    (old_query / "0").write_text("v1\n{}")
+def test_a_checkpoint_the_job_cannot_continue_is_one_line_and_nothing_is_written(tmp_path, args, existing, message):
     for folder in ("bronze", "gold", "quarantine"):
         (tmp_path / folder).mkdir()
+    for path in existing:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("v1\n{}")
     before = sorted(tmp_path.rglob("*"))
 
     result = iotpipe(args, tmp_path)
 
     assert result.returncode == 2, result.stderr
-    assert "one query per sink" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_failed_runs_error_is_one_line_with_the_functions_message():
+    from iotpipe.cli import error_line
+
+    cause = json.dumps({"errorMessage": "the checkpoint\nwas written by an earlier job", "errorType": "X",
+                        "stackTrace": ["  File a.py, line 1\n"]})  # fmt: skip
+    assert error_line({"Error": "CheckpointLayoutUnsupported", "Cause": cause}) == (
+        "CheckpointLayoutUnsupported: the checkpoint was written by an earlier job"
+    )
+    assert error_line({"Error": "States.Timeout", "Cause": None}) == "States.Timeout: "
+    assert error_line(None) == "error: "
+    assert len(error_line({"Error": "E", "Cause": "x" * 1000})) == 300

@@ -60,7 +60,7 @@ def test_the_transient_cluster_uses_the_configured_instances():
     assert {g["InstanceType"] for g in instances["InstanceGroups"]} == {"r6g.xlarge"}
 
 
-def test_the_dedup_horizon_reaches_the_spark_step_and_a_bad_one_is_refused():
+def test_the_dedup_horizon_is_read_from_the_environment_passed_as_an_argument_and_checked():
     settings = Settings.from_env({**ENV, "DEDUP_HORIZON": "2 weeks"})
     argv = SparkJobArgs(bronze="b", gold="g", quarantine="q", checkpoint="c", run_id="r",
                         dedup_horizon=settings.dedup_horizon).to_argv()  # fmt: skip
