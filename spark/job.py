@@ -58,6 +58,7 @@ FAULTS = (
     "poison-batch",
     "lease-renewal-flaky",
     "lease-renewal-fails",
+    "fail-between-sinks",
 )
 CRASH_PROTOCOL_CLASS = "iotpipe.faults.CrashingCommitProtocol"
 
@@ -259,6 +260,8 @@ class BatchWriter:
         }
         self.seen = SeenIds(spark, storage, args.checkpoint, args.gold, args.dedup_horizon)
         self.observed: dict = {}
+        fault, fault_batch = parse_fault(args.fault)
+        self.fail_between_sinks_at = fault_batch if fault == "fail-between-sinks" else None
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         today = utc_today()
@@ -269,6 +272,8 @@ class BatchWriter:
             counts = reason_counts(batch)
             unique = first_arrivals(to_gold(batch), self.seen.before(batch_id, today, stored), counts.get(None, 0))
             self.sinks["gold"].addBatch(batch_id, cluster_by_partition(unique, self.args.shuffle_partitions)._jdf)
+            if batch_id == self.fail_between_sinks_at:
+                raise InjectedFailure(f"injected failure after batch {batch_id}'s Gold write, before the quarantine's")
             # repartition, not coalesce: coalesce(1) would pull the batch's rows into one task.
             self.sinks["quarantine"].addBatch(batch_id, to_quarantine(batch).repartition(1)._jdf)
         finally:

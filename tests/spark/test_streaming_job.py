@@ -143,6 +143,34 @@ def test_fail_after_commit_raises_only_after_everything_is_committed(spark, tmp_
     assert (tmp_path / "checkpoint" / "runs" / "r.json").exists()
 
 
+def test_a_failure_between_the_gold_and_the_quarantine_write_is_replayed_exactly(spark, tmp_path):
+    """Batch 1 dies after its Gold write, before its quarantine write and its seen-id entry. The
+    replay skips Gold (its sink holds the batch), writes the quarantine, files the entry from
+    the committed Gold files: nothing twice, nothing lost, later copies still duplicates."""
+    write_objects(
+        tmp_path / "bronze",
+        [
+            [event("a", "2026-11-20T10:00:00Z"), "{broken"],
+            [
+                event("a", "2026-11-20T10:00:00Z"),
+                event("b", "2026-11-20T11:00:00Z"),
+                "{bad",
+                event("c", "2026-11-21T10:00:00Z"),
+            ],
+            [event("d", "2026-11-22T10:00:00Z")],
+            [event("b", "2026-11-20T11:00:00Z")],
+        ],
+    )
+    with pytest.raises(Exception, match="before the quarantine's"):
+        run_job(spark, tmp_path, fault="fail-between-sinks:1")
+    assert sorted(r.event_id for r in gold_rows(spark, tmp_path)) == ["a", "b", "c"]
+    assert spark.read.parquet(str(tmp_path / "quarantine")).count() == 1
+    replay = run_job(spark, tmp_path)
+    assert sorted(r.event_id for r in gold_rows(spark, tmp_path)) == ["a", "b", "c", "d"]
+    assert sorted(r.raw_line for r in spark.read.parquet(str(tmp_path / "quarantine")).collect()) == ["{bad", "{broken"]
+    assert (replay["input_rows"], replay["gold_rows"], replay["quarantined_rows"], replay["duplicates"]) == (6, 3, 1, 2)
+
+
 def test_unknown_faults_are_rejected_before_any_work():
     with pytest.raises(ValueError, match="unknown fault"):
         job.parse_fault("meteor-strike")
