@@ -26,7 +26,7 @@ from generator.shards import (
     write_dataset,
 )
 from iotpipe.execution_names import execution_name_problem
-from iotpipe.horizon import DEFAULT_HORIZON, horizon_days
+from iotpipe.horizon import DEFAULT_HORIZON, horizon_argument
 from iotpipe.models import QualityBreach
 from iotpipe.planning import plan_run
 from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
@@ -116,18 +116,10 @@ def _seconds(low: float, inclusive: bool):
 _positive_int = _whole_number(1)
 
 
-def _horizon(text: str) -> str:
-    try:
-        horizon_days(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
 def add_horizon(parser) -> None:
     parser.add_argument(
         "--dedup-horizon",
-        type=_horizon,
+        type=horizon_argument,
         default=DEFAULT_HORIZON,
         help=f"how long an event_id is remembered: '<n> days', '<n> weeks', '<n> hours' (default {DEFAULT_HORIZON})",
     )

@@ -4,6 +4,7 @@ Python: PlanRun checks it without Spark."""
 
 from __future__ import annotations
 
+import argparse
 import re
 
 DEFAULT_HORIZON = "7 days"
@@ -23,3 +24,12 @@ def horizon_days(horizon: str) -> int:
     if days > MAX_HORIZON_DAYS:
         raise ValueError(f"de-duplication horizon {horizon!r}: at most {MAX_HORIZON_DAYS} days")
     return days
+
+
+def horizon_argument(text: str) -> str:
+    """`horizon_days` as an argparse type: a bad horizon is refused with its reason, before anything runs."""
+    try:
+        horizon_days(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text

@@ -27,7 +27,7 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
 from iotpipe.bronze import SPARK_GLOB, classify, write_note
-from iotpipe.horizon import DEFAULT_HORIZON, horizon_days
+from iotpipe.horizon import DEFAULT_HORIZON, horizon_argument
 from iotpipe.sink_log import (
     SINKS,
     STREAMING_QUERY,
@@ -67,15 +67,6 @@ class InjectedFailure(RuntimeError):
     """Raised on purpose by fault injection (after the last commit, or before the first batch)."""
 
 
-def checked_horizon(text: str) -> str:
-    """The horizon, refused before the query plans any batch if it is not one spark.dedup reads."""
-    try:
-        horizon_days(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="iotpipe Bronze -> Gold Spark Structured Streaming job")
     parser.add_argument("--bronze", required=True, help="Bronze JSON Lines prefix (path or s3:// URI)")
@@ -92,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dedup-horizon",
         default=DEFAULT_HORIZON,
-        type=checked_horizon,
+        type=horizon_argument,
         help="how long (arrival time) an event_id is remembered: '<n> days', '<n> weeks' or '<n> hours'",
     )
     parser.add_argument("--run-id", default=None, help="names the run summary (default: time-based)")

@@ -90,6 +90,9 @@ NAMED = {
     "watch infinite delay": (["watch", "--lake", "lake", "--delay", "inf"], "--delay"),
     "watch negative delay": (["watch", "--lake", "lake", "--delay", "-5"], "--delay"),
     "watch nan idle exit": (["watch", "--lake", "lake", "--idle-exit", "nan"], "--idle-exit"),
+    "run horizon unit unknown": (["run", "--lake", "lake", "--dedup-horizon", "3 fortnights"], "--dedup-horizon"),
+    "watch horizon too long": (["watch", "--lake", "lake", "--dedup-horizon", "1000000 days"], "--dedup-horizon"),
+    "transform zero horizon": (TRANSFORM + ["--checkpoint", "c", "--dedup-horizon", "0 days"], "--dedup-horizon"),
 }
 CASES.update({case: (args, {}) for case, (args, _) in NAMED.items()})
 
