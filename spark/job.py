@@ -426,9 +426,8 @@ def _stop_quietly(query) -> None:
 
 def run_query(spark: SparkSession, args: argparse.Namespace, run_id: str, started: float, heartbeat, running: list):
     """Start the query, record each committed batch in the ledger, and return once it stopped."""
-    storage = storage_for(args.checkpoint, region=args.region)
-    check_checkpoint_layout(storage, args.checkpoint, (args.gold, args.quarantine))
-    ledger = open_ledger(args)
+    ledger = open_ledger(args)  # reads the checkpoint only
+    check_checkpoint_layout(ledger.storage, args.checkpoint, (args.gold, args.quarantine))
     note_ignored_objects(ledger.storage, args.bronze, args.checkpoint, run_id)
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
     writer = BatchWriter(spark, args, ledger.storage)
