@@ -96,6 +96,10 @@ BEFORE_COMMIT = "5a9d253"
 BEFORE_ROW = f"iotpipe Spark job before ({BEFORE_COMMIT}: two queries, RocksDB)"
 
 
+FLOOR_ROW = "Spark floor (Gold write only)"
+STREAMING_FLOOR_ROW = "Spark floor in our batches (streaming, Gold write only)"
+
+
 def before_tree(work: Path) -> Path:
     """The job's code as of BEFORE_COMMIT, extracted from this repository's history."""
     tree = work / "before"
@@ -218,11 +222,13 @@ def bench_size(size_text: str, work: Path) -> dict:
             print(f"[{size_text}] {name}: one new object on this lake / on an empty lake {small[script]}", flush=True)
         shutil.rmtree(lake)
 
-    for name, script, out in (
-        ("naive Spark job", "naive_job.py", work / "naive"),
-        ("Spark floor (Gold write only)", "floor_job.py", work / "floor"),
+    batch_objects = ["--max-files-per-trigger", str(SparkJobArgs.max_files_per_trigger)]
+    for name, script, out, options in (
+        ("naive Spark job", "naive_job.py", work / "naive", []),
+        (FLOOR_ROW, "floor_job.py", work / "floor", []),
+        (STREAMING_FLOOR_ROW, "streaming_floor_job.py", work / "streaming-floor", batch_objects),
     ):
-        results[name] = measure(spark_batch_command(script, bronze, out), env)
+        results[name] = measure(spark_batch_command(script, bronze, out) + options, env)
         results[name].update(file_stats(glob_parquet(out)))
         print(f"[{size_text}] {name} {results[name]['seconds']:.1f} s", flush=True)
 
@@ -256,10 +262,16 @@ def bench_size(size_text: str, work: Path) -> dict:
                 results["naive Spark job"]["seconds"] / results["iotpipe Spark job"]["seconds"], 2
             ),
             "Spark floor / DuckDB time": round(
-                results["Spark floor (Gold write only)"]["seconds"] / results["DuckDB (reference)"]["seconds"], 2
+                results[FLOOR_ROW]["seconds"] / results["DuckDB (reference)"]["seconds"], 2
             ),
             "iotpipe Spark / Spark floor time": round(
-                results["iotpipe Spark job"]["seconds"] / results["Spark floor (Gold write only)"]["seconds"], 2
+                results["iotpipe Spark job"]["seconds"] / results[FLOOR_ROW]["seconds"], 2
+            ),
+            "streaming floor / Spark floor time": round(
+                results[STREAMING_FLOOR_ROW]["seconds"] / results[FLOOR_ROW]["seconds"], 2
+            ),
+            "iotpipe Spark / streaming floor time": round(
+                results["iotpipe Spark job"]["seconds"] / results[STREAMING_FLOOR_ROW]["seconds"], 2
             ),
             "iotpipe Spark / before time": round(
                 results["iotpipe Spark job"]["seconds"] / results[BEFORE_ROW]["seconds"], 2
@@ -347,6 +359,9 @@ side by side on it:
 - the Spark floor: our own parse, cleaning and Gold write as one batch job, without
   de-duplication state, quarantine or exactly-once bookkeeping: the least any Spark job
   writing this Gold does here;
+- the same floor cut into our job's micro-batches (a streaming query over the same objects per
+  batch, each batch's valid rows appended to Gold): what batches of 8 objects cost any Spark
+  job, before anything our job adds;
 - DuckDB doing the same cleaning and de-duplication into the same partitioned snappy Parquet
   (reference only: one machine, no incremental state, no quarantine).
 

@@ -1,0 +1,47 @@
+"""Streaming floor for the benchmark: the Spark floor cut into the micro-batches our job runs.
+
+The same streaming read of Bronze as our job (`spark.job.read_bronze`, the same objects per
+batch), our parse and cleaning, and each batch's valid rows written to Gold with at most one
+file per partition: no de-duplication, no quarantine, no kept batch, no exactly-once sink
+(a plain append). What cutting the input into batches of `--max-files-per-trigger` objects
+costs any Spark job, before anything our job adds. Reference only.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pyspark.sql import DataFrame, SparkSession
+
+from spark.job import read_bronze
+from spark.transforms import cluster_by_partition, parse_lines, to_gold, with_reasons
+
+SHUFFLE_PARTITIONS = 4
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("bronze")
+    parser.add_argument("out")
+    parser.add_argument("--max-files-per-trigger", type=int, default=8)
+    args = parser.parse_args(argv)
+    spark = SparkSession.builder.appName("iotpipe-streaming-floor").getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.conf.set("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS))
+
+    def write_gold(batch: DataFrame, batch_id: int) -> None:
+        gold = cluster_by_partition(to_gold(batch), SHUFFLE_PARTITIONS)
+        gold.write.mode("append").partitionBy("date", "location_city").parquet(f"{args.out}/gold")
+
+    validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
+    query = (
+        validated.writeStream.foreachBatch(write_gold)
+        .option("checkpointLocation", f"{args.out}/checkpoint")
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+
+
+if __name__ == "__main__":
+    main()
