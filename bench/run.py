@@ -261,6 +261,9 @@ def bench_size(size_text: str, work: Path) -> dict:
             "naive Spark / iotpipe Spark time": round(
                 results["naive Spark job"]["seconds"] / results["iotpipe Spark job"]["seconds"], 2
             ),
+            "naive Spark / Spark floor time": round(
+                results["naive Spark job"]["seconds"] / results[FLOOR_ROW]["seconds"], 2
+            ),
             "Spark floor / DuckDB time": round(
                 results[FLOOR_ROW]["seconds"] / results["DuckDB (reference)"]["seconds"], 2
             ),
