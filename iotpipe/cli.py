@@ -480,12 +480,12 @@ def cmd_run(args) -> int:
     plan_run(execution_input, args.name or "run", engine.settings, LocalStorage())
     with engine:
         executions = engine.run(execution_input, args.name)
-    reports = [e.report or {"status": "FAILED", "error": {"Error": e.error, "Cause": e.cause}} for e in executions]
+    reports = [e.report or {"status": "FAILED", "error": e.failure} for e in executions]
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
     else:
         for report in reports:
-            print(format_report(report) if "records" in report else f"execution FAILED: {report['error']}")
+            print(format_report(report) if "records" in report else f"execution FAILED: {error_line(report['error'])}")
     return run_exit_status(reports)
 
 
@@ -590,7 +590,7 @@ def format_report(report: dict) -> str:
     if report.get("step_error"):
         rows.append(("step error", f"{report['step_error'].get('verdict')}: {report['step_error'].get('reason')}"))
     if report.get("error"):
-        rows.append(("error", f"{report['error'].get('Error')}: {str(report['error'].get('Cause'))[:200]}"))
+        rows.append(("error", error_line(report["error"])))
     width = max(len(name) for name, _ in rows)
     line = "-" * (width + 40)
     return "\n".join([line, *(f"{name:<{width}}  {value}" for name, value in rows), line])

@@ -111,6 +111,11 @@ class Execution:
         return None
 
     @property
+    def failure(self) -> dict | None:
+        """`{"Error", "Cause"}` of a failed execution, as Step Functions reports it; None otherwise."""
+        return {"Error": self.error, "Cause": self.cause} if self.error else None
+
+    @property
     def report(self) -> dict | None:
         """The run report ReportStatus produced."""
         output = self.state_output("ReportStatus")

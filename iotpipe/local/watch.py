@@ -63,10 +63,6 @@ def newest_change(paths: set[str]) -> float:
     return max((os.path.getmtime(p) for p in paths if os.path.exists(p)), default=0.0)
 
 
-def _execution_error(execution) -> dict | None:
-    return {"Error": execution.error, "Cause": execution.cause} if execution.error else None
-
-
 def watch(
     engine: LocalEngine,
     interval: float = 2.0,
@@ -114,7 +110,7 @@ def watch(
                 objects=len(waiting),
                 seconds=round(time.perf_counter() - started, 1),
                 records=report.get("records", {}),
-                error=report.get("error") or _execution_error(execution),
+                error=report.get("error") or execution.failure,
             )
             failed_on = frozenset(waiting) if run.status == "FAILED" else frozenset()
             summary.runs.append(run)

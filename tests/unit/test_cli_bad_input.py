@@ -175,3 +175,23 @@ def test_a_failed_runs_error_is_one_line_with_the_functions_message():
     assert error_line({"Error": "States.Timeout", "Cause": None}) == "States.Timeout: "
     assert error_line(None) == "error: "
     assert len(error_line({"Error": "E", "Cause": "x" * 1000})) == 300
+
+
+def test_run_and_watch_show_a_failed_runs_error_alike():
+    """`iotpipe run`'s report and `iotpipe watch`'s line give the same one-line error: the
+    function's message, not a Lambda's JSON cause with its stack trace."""
+    from iotpipe.cli import error_line, format_report
+    from iotpipe.local.runner import Execution
+
+    cause = json.dumps({"errorMessage": "Gold holds 3 rows\nthe ledger 4", "stackTrace": ["  File v.py, line 9\n"]})
+    failed = Execution("FAILED", None, "GoldVerificationFailed", cause, [], None, 1.0)
+    assert failed.failure == {"Error": "GoldVerificationFailed", "Cause": cause}
+    assert Execution("SUCCEEDED", {}, None, None, [], None, 1.0).failure is None
+    records = {"input": 4, "gold": 3, "quarantined": 0, "duplicates": 0}
+    report = {
+        "status": "FAILED", "run_id": "r", "records": records, "quarantined_by_reason": {}, "gold_partitions": 1,
+        "attempts": 1, "seconds": 1.0, "manifest": "m", "error": failed.failure,
+    }  # fmt: skip
+    shown = [line for line in format_report(report).splitlines() if line.startswith("error")]
+    assert shown == ["error                    GoldVerificationFailed: Gold holds 3 rows the ledger 4"]
+    assert error_line(failed.failure) in shown[0]
