@@ -74,6 +74,12 @@ def file_stats(files: list[tuple[str, int]]) -> dict:
     return {"files": len(sizes), "median_file_mib": round(statistics.median(sizes) / 2**20, 2) if sizes else 0.0}
 
 
+def parquet_rows(files: list[tuple[str, int]]) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(path).num_rows for path, _ in files)
+
+
 def glob_parquet(root: Path) -> list[tuple[str, int]]:
     return [(str(p), p.stat().st_size) for p in root.rglob("*.parquet")]
 
@@ -229,7 +235,12 @@ def bench_size(size_text: str, work: Path) -> dict:
         (STREAMING_FLOOR_ROW, "streaming_floor_job.py", work / "streaming-floor", batch_objects),
     ):
         results[name] = measure(spark_batch_command(script, bronze, out) + options, env)
-        results[name].update(file_stats(glob_parquet(out)))
+        files = glob_parquet(out)
+        results[name].update(file_stats(files))
+        # The floors keep every valid row (no de-duplication): Gold's rows and the duplicates.
+        valid_rows = truth["gold"] + truth["duplicates"]
+        if name != "naive Spark job" and parquet_rows(files) != valid_rows:
+            raise RuntimeError(f"{script} wrote {parquet_rows(files)} rows, expected {valid_rows}")
         print(f"[{size_text}] {name} {results[name]['seconds']:.1f} s", flush=True)
 
     duck = work / "duckdb"

@@ -13,10 +13,11 @@ import argparse
 
 from pyspark.sql import DataFrame, SparkSession
 
-from spark.job import read_bronze
+from iotpipe.spark_args import SparkJobArgs
+from spark.job import configure, read_bronze
 from spark.transforms import cluster_by_partition, parse_lines, to_gold, with_reasons
 
-SHUFFLE_PARTITIONS = 4
+SHUFFLE_PARTITIONS = SparkJobArgs.shuffle_partitions
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,8 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-files-per-trigger", type=int, default=8)
     args = parser.parse_args(argv)
     spark = SparkSession.builder.appName("iotpipe-streaming-floor").getOrCreate()
-    spark.conf.set("spark.sql.session.timeZone", "UTC")
-    spark.conf.set("spark.sql.shuffle.partitions", str(SHUFFLE_PARTITIONS))
+    configure(spark, argparse.Namespace(shuffle_partitions=SHUFFLE_PARTITIONS))  # our job's session settings
 
     def write_gold(batch: DataFrame, batch_id: int) -> None:
         gold = cluster_by_partition(to_gold(batch), SHUFFLE_PARTITIONS)

@@ -57,14 +57,18 @@ def id_key(event_id: Column) -> List[Column]:
 # being shuffled with the rows: the usual case, where few ids repeat.
 BROADCAST_KEYS = 500_000
 MIN_PARTITIONS = 4
-PARTITION_BYTES = 16 * 2**20
-KEY_BYTES = 16
+# A shuffle of stored keys takes about this many bytes of the store's files per partition.
+STORE_BYTES_PER_PARTITION = 16 * 2**20
+# A large batch's keys are hashed per partition, in memory that cannot spill (Spark's shuffled
+# hash join): about 128 bytes per key with the table's slots and growth, 16 MiB per partition.
+HASHED_KEY_BYTES = 128
+HASH_BYTES_PER_PARTITION = 16 * 2**20
 
 
 @dataclass(frozen=True)
 class StoredKeys:
     """Keys the store holds for earlier batches, and how many partitions a shuffle of them takes
-    (about 16 MiB of keys each, so a task fits a small heap whatever the store's size)."""
+    (about 16 MiB of the store's files each, so a task's share does not grow with the store)."""
 
     keys: DataFrame
     partitions: int
@@ -100,16 +104,21 @@ def first_arrivals(rows: DataFrame, seen: Optional[StoredKeys], rows_in_batch: i
 
 def _written_before(seen: StoredKeys, keys: DataFrame, rows_in_batch: int) -> DataFrame:
     """The batch's keys an earlier batch wrote. A batch of few rows has its keys broadcast and
-    the store read once, with no shuffle; a large batch and the store are shuffled alike into
-    partitions of about 16 MiB of keys of either (a broadcast of a whole large batch's keys could
-    exhaust the heap), and each partition of the batch's keys is hashed for the store's to probe:
-    the store, the side that grows, is never sorted (a sort-merge join took twice as long at
-    18 M stored ids)."""
+    the store read once, with no shuffle. A large batch and the store are shuffled alike (a
+    broadcast of a whole large batch's keys could exhaust the heap), and each partition of the
+    batch's keys is hashed for the store's to probe: the store, the side that grows, is never
+    sorted (the sort-merge join took twice as long at 18 M stored ids). The hash table cannot
+    spill, so there are enough partitions for each to hold at most HASH_BYTES_PER_PARTITION."""
     if rows_in_batch <= BROADCAST_KEYS:
         return seen.keys.join(F.broadcast(keys), list(ID_KEY), "left_semi")
-    by_key = [max(seen.partitions, -(-rows_in_batch * KEY_BYTES // PARTITION_BYTES)), *ID_KEY]
+    hashed = _ceil_div(rows_in_batch * HASHED_KEY_BYTES, HASH_BYTES_PER_PARTITION)
+    by_key = [max(seen.partitions, hashed), *ID_KEY]
     batch_keys = keys.repartition(*by_key).hint("shuffle_hash")
     return seen.keys.repartition(*by_key).join(batch_keys, list(ID_KEY), "left_semi")
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
 
 
 def _small(keys: DataFrame) -> DataFrame:
@@ -173,7 +182,8 @@ class SeenIds:
         if not files:
             return None
         keys = self.spark.read.schema("id_key_a long, id_key_b long").parquet(*[info.uri for info in files])
-        return StoredKeys(keys, max(MIN_PARTITIONS, -(-sum(info.size for info in files) // PARTITION_BYTES)))
+        stored_bytes = sum(info.size for info in files)
+        return StoredKeys(keys, max(MIN_PARTITIONS, _ceil_div(stored_bytes, STORE_BYTES_PER_PARTITION)))
 
     def remember(self, batch: int, today: date) -> int:
         """Record the ids of the Gold files `batch` committed; return how many rows it wrote."""

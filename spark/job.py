@@ -121,11 +121,14 @@ def configure(spark: SparkSession, args: argparse.Namespace) -> None:
     # Only spark.dedup decides what is broadcast (small key sets): a whole batch's keys, broadcast
     # on a size estimate, could exhaust a small driver heap.
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
-    # Each batch reads back the Gold files it committed, a few hundred named paths: Spark lists
-    # more than 32 in a job of one task per path (1.5 s of a 1 GiB batch here); a few tasks of
-    # many paths each do the same in a tenth of that.
-    listing_tasks = 2 * spark.sparkContext.defaultParallelism
-    spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(listing_tasks))
+    if spark.sparkContext.master.startswith("local"):
+        # Each batch reads back the Gold files it committed, a few hundred named paths: Spark
+        # lists more than 32 in a job of one task per path, 1.5 s of a 1 GiB batch on one
+        # machine, where a few tasks of many paths each take a tenth of that. Session-wide (it
+        # bounds every listing job); a cluster keeps Spark's default, one task per path, its
+        # executors not known yet when the session starts.
+        listing_tasks = 2 * spark.sparkContext.defaultParallelism
+        spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(listing_tasks))
 
 
 # Spark's file source skips a file more than `maxFileAge` (default 7 days) older than the newest
