@@ -136,6 +136,20 @@ def test_one_row_per_id_within_a_batch_even_when_the_copies_differ(spark):
     assert sorted(r.event_id for r in first_arrivals(rows, None, 6).collect()) == ["a", "b", "c"]
 
 
+def test_a_large_batchs_keys_are_hashed_in_partitions_that_fit_without_spilling(spark):
+    """The store probes a hash table of the batch's keys per partition; that table cannot spill,
+    so a larger batch gets more partitions (about 16 MiB of table each), never larger tables."""
+    from spark.dedup import HASH_BYTES_PER_PARTITION, HASHED_KEY_BYTES, _written_before
+
+    keys = spark.createDataFrame([(1, 2)], "id_key_a long, id_key_b long")
+    for rows_in_batch, stored_partitions in ((BROADCAST_KEYS + 1, 4), (10_000_000, 4), (10_000_000, 500)):
+        plan = _written_before(StoredKeys(keys, stored_partitions), keys, rows_in_batch)._jdf.queryExecution()
+        text = plan.executedPlan().toString()
+        hashed = -(-rows_in_batch * HASHED_KEY_BYTES // HASH_BYTES_PER_PARTITION)
+        assert "ShuffledHashJoin" in text and "SortMergeJoin" not in text, text
+        assert f", {max(hashed, stored_partitions)}), REPARTITION_BY_NUM" in text, text
+
+
 def test_which_of_two_exactly_tied_copies_is_kept_does_not_depend_on_row_order(spark):
     """Same id, same event time, same file, different readings: the copy kept is the same
     whatever order the rows reach the window in (a replay must not pick another)."""
