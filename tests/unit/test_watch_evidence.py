@@ -44,6 +44,7 @@ def test_a_failed_run_is_reported_and_not_retried_until_new_objects_arrive(tmp_p
     the job cannot continue) is not started again each poll, and its reason reaches the user."""
     from types import SimpleNamespace
 
+    from iotpipe.local.runner import Execution
     from iotpipe.local.watch import watch
     from iotpipe.settings import Settings
 
@@ -57,7 +58,7 @@ def test_a_failed_run_is_reported_and_not_retried_until_new_objects_arrive(tmp_p
         started.append(name)
         if len(started) == 1:
             (bronze / "second.jsonl").write_bytes(b"{}\n")
-        yield SimpleNamespace(report=None, status="FAILED", error="CheckpointLayoutUnsupported", cause="refused")
+        yield Execution("FAILED", None, "CheckpointLayoutUnsupported", "refused", [], None, 0.0)
 
     engine = SimpleNamespace(settings=settings, run=run)
     summary = watch(engine, interval=0.01, delay=0, idle_exit=0.5, max_runs=3)
