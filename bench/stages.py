@@ -4,11 +4,11 @@ Any spark-submit here (`iotpipe transform`, `iotpipe run`, the bench's jobs) wri
 log when its Spark configuration folder asks for one:
 
     mkdir -p spark-conf spark-events
-    printf 'spark.eventLog.enabled true\\nspark.eventLog.dir file://%s/spark-events\\n' "$PWD" \\
+    printf 'spark.eventLog.%s\\n' 'enabled true' 'compress false' "dir file://$PWD/spark-events" \\
         > spark-conf/spark-defaults.conf
     SPARK_CONF_DIR=$PWD/spark-conf .venv/bin/iotpipe transform --bronze ... --gold ... \\
         --quarantine ... --checkpoint ...
-    .venv/bin/python -m bench.stages spark-events/local-*
+    .venv/bin/python -m bench.stages spark-events/local-*      # one or more logs
 
 The figures in docs/design.md ("Where a batch's time goes") were read this way.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -25,10 +26,13 @@ def jobs_of(event_log: Path) -> tuple[list[dict], float]:
     start, each stage's name, seconds and task count), and the application's length."""
     jobs: dict[int, dict] = {}
     stages: dict[int, tuple[str, float, int]] = {}
-    started = ended = 0.0
-    for line in event_log.read_text().splitlines():
-        event = json.loads(line)
-        kind = event["Event"]
+    started = ended = latest = 0.0
+    for number, line in enumerate(event_log.read_text(errors="replace").splitlines(), 1):
+        try:
+            event = json.loads(line)
+            kind = event["Event"]
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{event_log}: line {number} is not a Spark event (an uncompressed event log?)") from None
         if kind == "SparkListenerApplicationStart":
             started = event["Timestamp"]
         elif kind == "SparkListenerApplicationEnd":
@@ -38,12 +42,15 @@ def jobs_of(event_log: Path) -> tuple[list[dict], float]:
                 "start_ms": event["Submission Time"],
                 "stage_ids": [stage["Stage ID"] for stage in event["Stage Infos"]],
             }
-        elif kind == "SparkListenerJobEnd":
+        elif kind == "SparkListenerJobEnd" and event["Job ID"] in jobs:
             jobs[event["Job ID"]]["end_ms"] = event["Completion Time"]
+            latest = max(latest, event["Completion Time"])
         elif kind == "SparkListenerStageCompleted":
             info = event["Stage Info"]
             seconds = (info.get("Completion Time", 0) - info.get("Submission Time", 0)) / 1000
             stages[info["Stage ID"]] = (info["Stage Name"].split(" at ")[0], seconds, info["Number of Tasks"])
+    if not started:
+        raise ValueError(f"{event_log}: no application start: not a Spark event log")
     listed = []
     for job_id, job in sorted(jobs.items()):
         listed.append(
@@ -55,18 +62,24 @@ def jobs_of(event_log: Path) -> tuple[list[dict], float]:
                 "stages": [stages[s] for s in job["stage_ids"] if s in stages],
             }
         )
-    return listed, (ended - started) / 1000
+    # A log still being written (or of an application that died) has no end: up to its last job.
+    return listed, ((ended or latest or started) - started) / 1000
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("event_log", type=Path)
+    parser.add_argument("event_logs", type=Path, nargs="+", metavar="event_log")
     args = parser.parse_args(argv)
-    jobs, seconds = jobs_of(args.event_log)
-    print(f"application: {seconds:.1f} s, {len(jobs)} jobs")
-    for job in jobs:
-        stages = ", ".join(f"{name} {s:.1f} s/{tasks} tasks" for name, s, tasks in job["stages"])
-        print(f"job {job['job']:4d} at {job['at_s']:7.1f} s: {job['seconds']:6.1f} s  [{stages}]")
+    for event_log in args.event_logs:
+        try:
+            jobs, seconds = jobs_of(event_log)
+        except (OSError, ValueError) as error:
+            print(f"bench.stages: {error}", file=sys.stderr)
+            sys.exit(2)
+        print(f"{event_log}: {seconds:.1f} s, {len(jobs)} jobs")
+        for job in jobs:
+            stages = ", ".join(f"{name} {s:.1f} s/{tasks} tasks" for name, s, tasks in job["stages"])
+            print(f"job {job['job']:4d} at {job['at_s']:7.1f} s: {job['seconds']:6.1f} s  [{stages}]")
 
 
 if __name__ == "__main__":

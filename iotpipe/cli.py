@@ -539,14 +539,14 @@ def cmd_watch(args) -> int:
     return 0 if all(r.status != "FAILED" for r in summary.runs) else 1
 
 
-def error_line(error: dict | None, width: int = 300) -> str:
-    """`Error: message` of a failed execution; a Lambda's cause (JSON with a stack trace) gives
-    only its message."""
+def error_line(error: dict | None) -> str:
+    """`Error: message` of a failed execution, on one line and whole (a refusal ends with what
+    to do); a Lambda's cause (JSON with a stack trace) gives only its message."""
     error = error or {}
     cause = error.get("Cause") or ""
     with contextlib.suppress(ValueError, AttributeError):
         cause = json.loads(cause).get("errorMessage", cause)
-    return f"{error.get('Error') or 'error'}: {' '.join(str(cause).split())}"[:width]
+    return f"{error.get('Error') or 'error'}: {' '.join(str(cause).split())}"
 
 
 def add_query(sub) -> None:
@@ -591,6 +591,8 @@ def format_report(report: dict) -> str:
         rows.append(("step error", f"{report['step_error'].get('verdict')}: {report['step_error'].get('reason')}"))
     if report.get("error"):
         rows.append(("error", error_line(report["error"])))
+    if report.get("spark_logs"):
+        rows.append(("spark log", report["spark_logs"]))
     width = max(len(name) for name, _ in rows)
     line = "-" * (width + 40)
     return "\n".join([line, *(f"{name:<{width}}  {value}" for name, value in rows), line])

@@ -33,3 +33,26 @@ def test_jobs_are_listed_with_their_completed_stages(tmp_path):
         {"job": 0, "at_s": 1.0, "seconds": 3.2, "stages": [("addBatch", 3.0, 9)]},
         {"job": 1, "at_s": 4.3, "seconds": 0.1, "stages": []},
     ]
+
+
+def test_a_log_still_being_written_ends_at_its_last_job_and_other_files_are_refused(tmp_path, capsys):
+    import pytest
+
+    from bench.stages import main
+
+    events = [
+        {"Event": "SparkListenerApplicationStart", "Timestamp": 1_000},
+        {"Event": "SparkListenerJobStart", "Job ID": 0, "Submission Time": 2_000, "Stage Infos": []},
+        {"Event": "SparkListenerJobEnd", "Job ID": 0, "Completion Time": 4_000},
+    ]
+    running = tmp_path / "local-2.inprogress"
+    running.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    assert jobs_of(running)[1] == 3.0
+    readme = tmp_path / "README.md"
+    readme.write_text("# not an event log\n")
+    for bad in (readme, tmp_path / "missing", tmp_path):
+        with pytest.raises(SystemExit) as exit_:
+            main([str(running), str(bad)])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("bench.stages: ") and len(err.strip().splitlines()) == 1, err

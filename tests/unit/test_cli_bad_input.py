@@ -174,7 +174,9 @@ def test_a_failed_runs_error_is_one_line_with_the_functions_message():
     )
     assert error_line({"Error": "States.Timeout", "Cause": None}) == "States.Timeout: "
     assert error_line(None) == "error: "
-    assert len(error_line({"Error": "E", "Cause": "x" * 1000})) == 300
+    # Whole: a refusal's message ends with what to do about it.
+    long_refusal = {"Error": "E", "Cause": "x " * 500 + "then restore the checkpoint"}
+    assert error_line(long_refusal).endswith("then restore the checkpoint")
 
 
 def test_run_and_watch_show_a_failed_runs_error_alike():
@@ -190,8 +192,11 @@ def test_run_and_watch_show_a_failed_runs_error_alike():
     records = {"input": 4, "gold": 3, "quarantined": 0, "duplicates": 0}
     report = {
         "status": "FAILED", "run_id": "r", "records": records, "quarantined_by_reason": {}, "gold_partitions": 1,
-        "attempts": 1, "seconds": 1.0, "manifest": "m", "error": failed.failure,
+        "attempts": 1, "seconds": 1.0, "manifest": "m", "error": failed.failure, "spark_logs": "logs/spark-r.log",
     }  # fmt: skip
-    shown = [line for line in format_report(report).splitlines() if line.startswith("error")]
-    assert shown == ["error                    GoldVerificationFailed: Gold holds 3 rows the ledger 4"]
+    shown = [line for line in format_report(report).splitlines() if line.startswith(("error", "spark log"))]
+    assert shown == [
+        "error                    GoldVerificationFailed: Gold holds 3 rows the ledger 4",
+        "spark log                logs/spark-r.log",  # where to read why a Spark attempt failed
+    ]
     assert error_line(failed.failure) in shown[0]
