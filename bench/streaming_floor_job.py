@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("bronze")
     parser.add_argument("out")
-    parser.add_argument("--max-files-per-trigger", type=int, default=8)
+    parser.add_argument("--max-files-per-trigger", type=int, default=SparkJobArgs.max_files_per_trigger)
     args = parser.parse_args(argv)
     spark = SparkSession.builder.appName("iotpipe-streaming-floor").getOrCreate()
     configure(spark, argparse.Namespace(shuffle_partitions=SHUFFLE_PARTITIONS))  # our job's session settings
