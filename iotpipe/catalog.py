@@ -39,6 +39,8 @@ class Table:
     columns: tuple[Column, ...]
     partition_keys: tuple[Column, ...] = ()
     data_format: str = "parquet"  # or "json": one JSON object per line
+    # Read through symlink manifests (iotpipe.manifests): Athena sees committed files only.
+    reads_manifests: bool = False
 
     @property
     def all_columns(self) -> tuple[Column, ...]:
@@ -67,12 +69,14 @@ GOLD = Table(
         "source_file string",
     ),
     _columns("date date", "location_city string"),
+    reads_manifests=True,
 )
 QUARANTINE = Table(
     "quarantine",
     "Rejected records with their primary reason (the partition), every reason and the raw line",
     _columns("reasons array<string>", "event_id string", "raw_line string", "raw_bytes binary", "source_file string"),
     _columns("reason string"),
+    reads_manifests=True,
 )
 RUNS = Table(
     "runs",
@@ -105,6 +109,14 @@ RUN_QUARANTINE = Table(
     data_format="json",
 )
 TABLES: tuple[Table, ...] = (GOLD, QUARANTINE, RUNS, RUN_QUARANTINE)
+
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+# How Athena reads a table whose locations hold manifests (lists of Parquet files), not data.
+SYMLINK_STORAGE = {
+    "InputFormat": "org.apache.hadoop.hive.ql.io.SymlinkTextInputFormat",
+    "OutputFormat": "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat",
+    "SerdeInfo": {"SerializationLibrary": PARQUET_SERDE},
+}
 
 _DUCKDB_TYPES = {
     "string": "VARCHAR",

@@ -3,8 +3,9 @@
 Partitions come from the run's verification document (`rows_by_partition` per sink, written by
 VerifyGold from the sink logs), so only partitions holding a committed file are ever registered:
 no crawler, no `MSCK REPAIR TABLE`, no listing of the bucket. Each partition is registered with
-its explicit location, the directory Spark wrote (its value escaped as Hive escapes it), and the
-unescaped value, so both are exact whatever characters a city has (see docs/design.md).
+its explicit location, the folder of its manifests (named after the directory Spark wrote, its
+value escaped as Hive escapes it; VerifyGold wrote them, iotpipe.manifests), and the unescaped
+value, so both are exact whatever characters a city has (see docs/design.md).
 Registration is idempotent: a partition already registered (an earlier run wrote to the same
 date and city) comes back as AlreadyExistsException, which is the outcome wanted.
 """
@@ -17,6 +18,7 @@ from typing import Any, Callable
 
 from iotpipe import catalog
 from iotpipe.catalog import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, Table
+from iotpipe.manifests import manifest_folder
 from iotpipe.models import Lake, RunReport
 from iotpipe.storage import Storage, join
 
@@ -57,9 +59,11 @@ def committed_partitions(document: dict, sink: str) -> list[str]:
 
 
 def partition_input(table: Table, table_uri: str, relative_dir: str) -> dict:
-    """A PartitionInput: the values as Glue keeps them, the location exactly as Spark wrote it."""
+    """A PartitionInput: the values as Glue keeps them, the location the folder of the partition's
+    manifests, read as the table is (a sink table reads manifests)."""
     values = [catalog.HIVE_DEFAULT_PARTITION if v is None else v for v in catalog.partition_values(table, relative_dir)]
-    return {"Values": values, "StorageDescriptor": {"Location": join(table_uri, relative_dir) + "/"}}
+    location = manifest_folder(table_uri, relative_dir) + "/"
+    return {"Values": values, "StorageDescriptor": {"Location": location, **catalog.SYMLINK_STORAGE}}
 
 
 def register_partitions(glue, database: str, table: Table, inputs: list[dict], outcome: Registration) -> None:

@@ -236,6 +236,7 @@ class SinkVerification(BaseModel):
     new_files: int
     new_rows: int
     partitions: int = Field(description="partitions the run's files went to")
+    manifests_written: int = Field(0, description="partition manifests (what Athena reads) the run's files went into")
     missing_files: int
     size_mismatches: int
     moved_aside: int

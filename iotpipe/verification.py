@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iotpipe.ledger import read_entry
+from iotpipe.manifests import publish
 from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
 from iotpipe.sink_log import BatchFiles, logged_uri, query_checkpoint, read_checkpoint
 from iotpipe.storage import Storage, join
@@ -73,6 +74,8 @@ class SinkDetail:
     replayed_batches: list[int] = field(default_factory=list)
     entries: dict[int, dict] = field(default_factory=dict)
     rows_by_partition: Counter = field(default_factory=Counter)
+    files_by_partition: dict[str, list[str]] = field(default_factory=dict)
+    manifests_written: int = 0
     new_files: int = 0
     missing: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
@@ -90,6 +93,7 @@ class SinkDetail:
             new_files=self.new_files,
             new_rows=sum(self.rows_by_partition.values()),
             partitions=len(self.rows_by_partition),
+            manifests_written=self.manifests_written,
             missing_files=len(self.missing),
             size_mismatches=len(self.mismatched),
             moved_aside=len(self.moved) + len(self.moved_earlier_orphans),
@@ -107,6 +111,7 @@ class SinkDetail:
             "slow_path_batches": self.slow_path_batches,
             "replayed_batches": self.replayed_batches,
             "rows_by_partition": dict(sorted(self.rows_by_partition.items())),
+            "manifests_written": self.manifests_written,
             "missing_files": self.missing,
             "size_mismatches": self.mismatched,
             "moved_aside": self.moved,
@@ -154,7 +159,9 @@ def verify_sink(
             detail.mismatched.append(uri)
             continue
         detail.new_files += 1
-        detail.rows_by_partition[_partition_of(uri, sink_uri)] += parquet_row_count(storage, uri)
+        partition = _partition_of(uri, sink_uri)
+        detail.rows_by_partition[partition] += parquet_row_count(storage, uri)
+        detail.files_by_partition.setdefault(partition, []).append(uri)
     if detail.replayed_batches:
         detail.moved = _move_uncommitted(
             storage, sink_uri, query_checkpoint(checkpoint_uri), detail, committed, aside_uri, may_move
@@ -340,6 +347,7 @@ def verify_gold(
         return proven[0]
 
     aside = join(plan.lake.uncommitted, plan.run_id)
+    sinks = {"gold": plan.lake.gold, "quarantine": plan.lake.quarantine}
     details = {
         query: verify_sink(
             storage,
@@ -350,18 +358,22 @@ def verify_gold(
             join(aside, QUERIES[query]),
             move_once_proven,
         )
-        for query, sink in (("gold", plan.lake.gold), ("quarantine", plan.lake.quarantine))
+        for query, sink in sinks.items()
     }
     for query, detail in details.items():
         if detail.withheld:
-            note_withheld(storage, plan.lake.runs, plan.run_id, query, plan.lake.gold if query == "gold"
-                          else plan.lake.quarantine, join(aside, QUERIES[query]), detail.withheld)  # fmt: skip
+            note_withheld(storage, plan.lake.runs, plan.run_id, query, sinks[query], join(aside, QUERIES[query]),
+                          detail.withheld)  # fmt: skip
     earlier = (
         [] if any(d.withheld for d in details.values()) else move_withheld(storage, plan.lake.runs, move_once_proven)
     )
     gold, quarantine = details["gold"], details["quarantine"]
     gold.moved_earlier_orphans = earlier
     infer_quarantine_input(storage, plan.lake.checkpoint, quarantine)
+    # Athena's view, before the window counts as verified: a crash here repeats the window.
+    files = {query: (sinks[query], detail.files_by_partition) for query, detail in details.items()}
+    for query, written in publish(storage, plan.lake.runs, plan.run_id, files, move_once_proven).items():
+        details[query].manifests_written = written
     ledger = _ledger_totals(gold, quarantine)
     before = carried_in(storage, plan.lake.runs, plan.run_id)
     gold_rows, quarantined_rows = sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values())

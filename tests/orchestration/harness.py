@@ -15,6 +15,7 @@ import duckdb
 from generator.shards import read_manifests, summarise
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
+from iotpipe.manifests import listed_files, manifest_folder
 from iotpipe.settings import Settings
 from iotpipe.sink_log import committed_files
 from iotpipe.storage import LocalStorage
@@ -79,13 +80,19 @@ def plain_glob_gold(lake: Path) -> tuple[int, int]:
 
 
 def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
-    """The local Glue catalog (kept by the engine) has a partition for exactly the directories
-    holding a file the sink committed, each at its exact (escaped) location."""
+    """What Athena reads is what Spark reads through the sink logs: the local Glue catalog (kept by
+    the engine) has a partition for exactly the directories holding a committed file, each at its
+    manifests' folder, and those manifests list exactly the partition's committed files: none of
+    a crashed attempt's, none twice."""
     kept = json.loads((lake / "catalog" / "glue.json").read_text())
     for table, sink in (("gold", lake / "gold" / "iot_transformed"), ("quarantine", lake / "gold" / "quarantine")):
+        committed: dict[str, list[str]] = defaultdict(list)
+        for file in committed_files(LocalStorage(), str(sink)):
+            committed[str(Path(file.uri).parent.relative_to(sink))].append(file.uri)
         registered = sorted(p["Location"] for p in kept[f"iotpipe.{table}"])
-        committed = sorted({str(Path(f.uri).parent) + "/" for f in committed_files(LocalStorage(), str(sink))})
-        assert registered == committed and committed, table
+        assert registered == sorted(manifest_folder(str(sink), p) + "/" for p in committed) and committed, table
+        for partition, uris in committed.items():
+            assert listed_files(LocalStorage(), str(sink), partition) == sorted(uris), (table, partition)
 
 
 def truth(lake: Path) -> dict:

@@ -194,7 +194,8 @@ class HistoryLake:
                 return []
         if prefix in (f"{CHECKPOINT}/gold/offsets", f"{CHECKPOINT}/quarantine/offsets"):
             return []  # the two-query job's checkpoints, which PlanRun refuses: this lake has none
-        if prefix == f"{LAKE}/artifacts/runs/orphans-withheld":  # notes of runs that found a live driver
+        if prefix in (f"{LAKE}/artifacts/runs/orphans-withheld", f"{LAKE}/artifacts/runs/manifests-withheld"):
+            # notes of runs that found a live driver
             return [self.stat_quietly(u) for u in sorted(self.written) if u.startswith(prefix + "/")]
         match = re.fullmatch(re.escape(GOLD) + r"/date=([\d-]+)/location_city=([^/]+)", prefix)
         if match:

@@ -14,6 +14,7 @@ from iotpipe import catalog, glue_registration
 from iotpipe.catalog import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, TABLES
 from iotpipe.local.api_shapes import BoundsCheckedClient
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
+from iotpipe.manifests import MANIFEST_FOLDER
 from iotpipe.query import connect
 from iotpipe.storage import LocalStorage
 
@@ -43,6 +44,11 @@ def test_the_templates_glue_tables_are_the_catalogs_tables():
         serde, classification = FORMATS[table.data_format]
         assert glue["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == serde
         assert glue["Parameters"]["classification"] == classification
+        location = glue["StorageDescriptor"]["Location"]
+        reads_manifests = location.get("Fn::Sub", "").endswith(f"/{MANIFEST_FOLDER}/")
+        assert reads_manifests == table.reads_manifests, table.name
+        if table.reads_manifests:
+            assert {k: glue["StorageDescriptor"][k] for k in catalog.SYMLINK_STORAGE} == catalog.SYMLINK_STORAGE
 
 
 def test_the_catalogs_sink_tables_have_the_spark_jobs_columns():
@@ -159,9 +165,8 @@ def test_registration_registers_every_committed_partition_in_calls_of_at_most_10
     assert outcome.summary()["errors"] == 0 and outcome.registered == {"gold": 250, "quarantine": 1}
     registered = all_partitions(glue, "gold")
     assert len(registered) == 250
-    assert (("2024-05-02", "City 1's"), "s3://gold/iot_transformed/date=2024-05-02/location_city=City 1%27s/") in (
-        registered
-    )
+    location = "s3://gold/iot_transformed/_symlink_format_manifest/date=2024-05-02/location_city=City 1%27s/"
+    assert (("2024-05-02", "City 1's"), location) in registered
 
 
 def test_registering_the_same_run_again_changes_nothing_and_is_no_error(glue, tmp_path):
