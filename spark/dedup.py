@@ -16,6 +16,15 @@ horizon + 1 days with batches: nothing scans remembered ids to evict them (Spark
 `dropDuplicatesWithinWatermark` scanned its whole RocksDB state on every batch). A batch reads
 only the two key columns of the days in the horizon: 16 bytes per remembered id.
 
+Entries are merged so that a batch opens few of them however often batches run (a trigger
+every 30 s makes 2,880 entries a day): a finished day's entries become one, and within a day,
+more than FANOUT entries of one level become one entry of the next level (as a log-structured
+merge tree does), so a day holds at most FANOUT entries per level. Only entries of committed
+batches are merged (those before the batch being written), into a new folder that counts only
+once complete; the entries it replaces are deleted after, each losing its `_SUCCESS` first. A
+crash in between leaves a key in two entries, which a membership test does not mind, and files
+without `_SUCCESS`, which are no entry and go with their day.
+
 The key is two independent 64-bit xxhash values of the id: the chance that two of a
 billion distinct ids share both is about 1e-21, far below any hardware error rate, and
 the comparison is of longs, not of strings.
@@ -26,6 +35,7 @@ Python 3.9 syntax (EMR 7's interpreter).
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import List, Optional
@@ -40,9 +50,13 @@ from iotpipe.storage import Storage, join
 ID_KEY = ("id_key_a", "id_key_b")
 # Matched on a path relative to the store's root (the root itself may hold anything).
 _DAY = re.compile(r"^arrival_date=(\d{4}-\d{2}-\d{2})/")
-# A file directly in an entry's folder (not in a writer's `_temporary/`).
-_ENTRY_FILE = re.compile(r"^arrival_date=(\d{4}-\d{2}-\d{2})/batch=(-?\d+)/([^/]+)$")
+# A file directly in an entry's folder (not in a writer's `_temporary/`): a batch's own entry
+# (`batch=<n>`) or a merged one (`merged=<level>-<last batch>-<token>`).
+_ENTRY_FILE = re.compile(r"^arrival_date=(\d{4}-\d{2}-\d{2})/(batch=(-?\d+)|merged=(\d+)-(-?\d+)-[0-9a-f]+)/([^/]+)$")
 _COMPLETE = "_SUCCESS"
+KEY_SCHEMA = "id_key_a long, id_key_b long"
+# More entries than this of one level in a day are merged into one of the next level.
+FANOUT = 8
 
 
 def id_key(event_id: Column) -> List[Column]:
@@ -63,6 +77,17 @@ STORE_BYTES_PER_PARTITION = 16 * 2**20
 # hash join): about 128 bytes per key with the table's slots and growth, 16 MiB per partition.
 HASHED_KEY_BYTES = 128
 HASH_BYTES_PER_PARTITION = 16 * 2**20
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of the store: a folder of keys of one arrival day, up to `batch` (its own batch,
+    or the last batch of the entries merged into it) at merge `level` (0: a batch's own)."""
+
+    day: date
+    folder: str
+    batch: int
+    level: int
 
 
 @dataclass(frozen=True)
@@ -157,19 +182,22 @@ class SeenIds:
         return min(today - timedelta(days=self.days), ran[-(self.days + 1)] if len(ran) > self.days else ran[0])
 
     def _entries(self, listing: list) -> dict:
-        """{(day, batch): [parquet file uris]} of every complete entry in the store: a write the
+        """{Entry: [listed parquet files]} of every complete entry in the store: a write the
         driver did not finish (no `_SUCCESS`, files left in `_temporary/`) is not an entry; its
-        replay writes the entry again."""
+        replay (or the next merge) writes the entry again."""
         files: dict = {}
         complete = set()
         for info in listing:
             match = _ENTRY_FILE.search(self._relative(info.uri))
             if not match:
                 continue
-            entry = (date.fromisoformat(match.group(1)), int(match.group(2)))
-            if match.group(3) == _COMPLETE:
+            own = match.group(3) is not None
+            batch, level = (int(match.group(3)), 0) if own else (int(match.group(5)), int(match.group(4)))
+            entry = Entry(date.fromisoformat(match.group(1)), match.group(2), batch, level)
+            name = match.group(6)
+            if name == _COMPLETE:
                 complete.add(entry)
-            elif match.group(3).endswith(".parquet") and not match.group(3).startswith(("_", ".")):
+            elif name.endswith(".parquet") and not name.startswith(("_", ".")):
                 files.setdefault(entry, []).append(info)
         return {entry: infos for entry, infos in files.items() if entry in complete}
 
@@ -178,12 +206,47 @@ class SeenIds:
         listing = self.listing() if listing is None else listing
         oldest = self.oldest_kept(today, listing)
         entries = self._entries(listing)
-        files = [info for (day, n), infos in entries.items() if n < batch and day >= oldest for info in infos]
+        files = [info for e, infos in entries.items() if e.batch < batch and e.day >= oldest for info in infos]
         if not files:
             return None
-        keys = self.spark.read.schema("id_key_a long, id_key_b long").parquet(*[info.uri for info in files])
+        keys = self.spark.read.schema(KEY_SCHEMA).parquet(*[info.uri for info in files])
         stored_bytes = sum(info.size for info in files)
         return StoredKeys(keys, max(MIN_PARTITIONS, _ceil_div(stored_bytes, STORE_BYTES_PER_PARTITION)))
+
+    def merge(self, batch: int, today: date, listing: Optional[list] = None) -> int:
+        """Merge the entries of batches before `batch`: each finished day's into one, and more
+        than FANOUT of one level in a day into one of the next level. Return the entries merged
+        (0: the listing still holds)."""
+        listing = self.listing() if listing is None else listing
+        oldest = self.oldest_kept(today, listing)  # older days are expired, not merged
+        by_day: dict = {}
+        for entry, infos in self._entries(listing).items():
+            if entry.batch < batch and entry.day >= oldest:
+                by_day.setdefault(entry.day, {})[entry] = infos
+        groups = []
+        for day, entries in sorted(by_day.items()):
+            if day < today:
+                groups += [entries] if len(entries) > 1 else []
+                continue
+            for level in sorted({e.level for e in entries}):
+                same = {e: infos for e, infos in entries.items() if e.level == level}
+                groups += [same] if len(same) > FANOUT else []
+        for group in groups:
+            self._merge_into_one(group)
+        return sum(len(group) for group in groups)
+
+    def _merge_into_one(self, entries: dict) -> None:
+        day = next(iter(entries)).day
+        level = 1 + max(e.level for e in entries)
+        last = max(e.batch for e in entries)
+        folder = join(self.root, f"arrival_date={day.isoformat()}")
+        target = join(folder, f"merged={level}-{last}-{uuid.uuid4().hex[:12]}")
+        keys = self.spark.read.schema(KEY_SCHEMA).parquet(*[info.uri for infos in entries.values() for info in infos])
+        keys.coalesce(1).write.parquet(target)
+        for entry, infos in sorted(entries.items(), key=lambda item: item[0].folder):
+            self.storage.delete(join(folder, entry.folder, _COMPLETE))  # first: what is left is no entry
+            for info in infos:
+                self.storage.delete(info.uri)
 
     def remember(self, batch: int, today: date) -> int:
         """Record the ids of the Gold files `batch` committed; return how many rows it wrote."""

@@ -266,6 +266,8 @@ class BatchWriter:
         today = utc_today()
         stored = self.seen.listing()
         self.seen.expire(today, stored)
+        if self.seen.merge(batch_id, today, stored):
+            stored = self.seen.listing()
         batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             counts = reason_counts(batch)

@@ -113,6 +113,70 @@ def test_an_entry_a_driver_did_not_finish_writing_is_not_read(spark, tmp_path):
     assert seen_ids(seen, 3) == keys_of(spark, ["a"])
 
 
+def entry_folders(tmp_path: Path) -> dict[str, list[str]]:
+    """Arrival day -> the complete entries (folders holding `_SUCCESS`) the store has for it."""
+    found: dict[str, list[str]] = {}
+    for marker in sorted((tmp_path / "checkpoint" / SEEN_IDS).rglob("_SUCCESS")):
+        found.setdefault(marker.parent.parent.name, []).append(marker.parent.name)
+    return found
+
+
+def test_many_entries_merge_into_few_and_the_store_answers_the_same(spark, tmp_path):
+    """A finished day's entries become one; today's, past FANOUT of a level, one of the next
+    level. The entry of the batch being written (a crashed attempt's) is never merged."""
+    ids = {n: [f"id{n}"] for n in range(30)}
+    fake_gold(spark, tmp_path / "gold", ids)
+    seen = store(spark, tmp_path)
+    for n in range(0, 5):
+        seen.remember(n, TODAY - timedelta(days=1))
+    for n in range(5, 21):  # 16 of today's, then batch 20: a crashed attempt's entry
+        seen.remember(n, TODAY)
+    expected = {n: seen_ids(seen, n) for n in (20, 21)}
+    assert expected[20] == keys_of(spark, [f"id{n}" for n in range(20)])
+    assert seen.merge(20, TODAY) == 5 + 15
+    assert seen.merge(20, TODAY) == 0
+    folders = entry_folders(tmp_path)
+    assert [f.split("-")[0] for f in folders[f"arrival_date={TODAY - timedelta(days=1)}"]] == ["merged=1"]
+    assert sorted(f.split("-")[0] for f in folders[f"arrival_date={TODAY}"]) == ["batch=20", "merged=1"]
+    assert {n: seen_ids(seen, n) for n in (20, 21)} == expected
+    for n in range(21, 30):  # batch 20 committed after all; ten of level 0 again
+        seen.remember(n, TODAY)
+    assert seen.merge(30, TODAY) == 10  # level 0: batch=20..29
+    assert sorted(f.split("-")[0] for f in entry_folders(tmp_path)[f"arrival_date={TODAY}"]) == ["merged=1"] * 2
+    assert seen_ids(seen, 30) == keys_of(spark, [f"id{n}" for n in range(30)])
+
+
+def test_a_merge_cut_short_loses_no_id_and_the_next_one_finishes_it(spark, tmp_path, monkeypatch):
+    fake_gold(spark, tmp_path / "gold", {n: [f"id{n}"] for n in range(12)})
+    seen = store(spark, tmp_path)
+    for n in range(12):
+        seen.remember(n, TODAY)
+    expected = seen_ids(seen, 12)
+    deletes = []
+
+    def delete_then_die(uri):
+        if len(deletes) == 3:
+            raise OSError("killed mid-merge")
+        deletes.append(uri)
+        LocalStorage().delete(uri)
+
+    monkeypatch.setattr(seen.storage, "delete", delete_then_die)
+    with pytest.raises(OSError, match="killed"):
+        seen.merge(12, TODAY)
+    monkeypatch.undo()
+    assert seen_ids(seen, 12) == expected  # ids are in the merged entry and in what is left
+    unfinished = tmp_path / "checkpoint" / SEEN_IDS / f"arrival_date={TODAY}" / "merged=1-11-0123456789ab"
+    unfinished.mkdir()
+    (unfinished / "part-00000.parquet").write_bytes(b"a merge killed while writing: no _SUCCESS")
+    assert seen_ids(seen, 12) == expected
+    assert seen.merge(12, TODAY) == 10  # what the cut merge left of level 0; its entry stays too
+    assert [f.split("-")[0] for f in entry_folders(tmp_path)[f"arrival_date={TODAY}"]] == ["merged=1"] * 2
+    assert seen_ids(seen, 12) == expected
+    assert seen.merge(12, TODAY + timedelta(days=1)) == 2  # the day is over: one entry
+    assert [f.split("-")[0] for f in entry_folders(tmp_path)[f"arrival_date={TODAY}"]] == ["merged=2"]
+    assert seen_ids(seen, 12, TODAY + timedelta(days=1)) == expected
+
+
 def test_one_row_per_id_within_a_batch_even_when_the_copies_differ(spark):
     """Copies of an id in one batch may land in different Gold partitions (another day or city):
     still one row, the earliest event time, and ids an earlier batch wrote are all dropped."""
