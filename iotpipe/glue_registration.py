@@ -62,8 +62,10 @@ def partition_input(table: Table, table_uri: str, relative_dir: str) -> dict:
     """A PartitionInput: the values as Glue keeps them, the location the folder of the partition's
     manifests, read as the table is (a sink table reads manifests)."""
     values = [catalog.HIVE_DEFAULT_PARTITION if v is None else v for v in catalog.partition_values(table, relative_dir)]
-    location = manifest_folder(table_uri, relative_dir) + "/"
-    return {"Values": values, "StorageDescriptor": {"Location": location, **catalog.SYMLINK_STORAGE}}
+    storage = {"Location": manifest_folder(table_uri, relative_dir) + "/", **catalog.SYMLINK_STORAGE}
+    # Athena (Trino) reads a partition with its own descriptor: its format and its columns.
+    storage["Columns"] = [{"Name": column.name, "Type": column.type} for column in table.columns]
+    return {"Values": values, "StorageDescriptor": storage}
 
 
 def register_partitions(glue, database: str, table: Table, inputs: list[dict], outcome: Registration) -> None:

@@ -236,7 +236,7 @@ class SinkVerification(BaseModel):
     new_files: int
     new_rows: int
     partitions: int = Field(description="partitions the run's files went to")
-    manifests_written: int = Field(0, description="partition manifests (what Athena reads) the run's files went into")
+    manifests_written: int = Field(0, description="manifests (what Athena reads) written: one per partition and batch")
     missing_files: int
     size_mismatches: int
     moved_aside: int

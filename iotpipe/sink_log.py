@@ -3,8 +3,8 @@ query checkpoint (`offsets/`, `commits/`, `sources/0/`).
 
 Spark's file sink lists every committed data file in `<sink>/_spark_metadata/<batch>` (and,
 every `compactInterval` batches, a `<batch>.compact` holding all files so far). Readers that
-ignore this log (Athena, Glue crawlers, a plain glob) also see files written by failed
-attempts; this module tells the two apart. Works on local paths and s3:// URIs alike.
+ignore this log (Glue crawlers, a plain glob; Athena reads manifests made from it) also see
+files written by failed attempts; this module tells the two apart. Works on local paths and s3:// URIs alike.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ Slow path: a batch without a ledger entry (its driver was killed right after the
 from the sink log, a delta file directly; a compact file (every 10 batches, all files so far)
 is diffed against the files before it, which costs a read of the history, once.
 
-Files under a sink that the log never committed (a crashed attempt's) are moved aside, because
-Athena and Glue crawlers ignore `_spark_metadata` and would read them as data. Only a replayed
+The window's committed files are listed for Athena (iotpipe.manifests, one manifest per
+partition and batch) before the window is recorded as verified. Files under a sink that the log
+never committed (a crashed attempt's) are moved aside, because Glue crawlers and plain globs
+ignore `_spark_metadata` and would read them as data. Only a replayed
 batch can leave such files, and its replay writes the same partitions, so only the partitions
 of replayed batches are listed. A file is moved only when nothing can commit it any more: it
 was written after the first replayed batch was planned and before the last one committed (a
@@ -38,7 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iotpipe.ledger import read_entry
-from iotpipe.manifests import publish
+from iotpipe.manifests import write_manifests
 from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
 from iotpipe.sink_log import BatchFiles, logged_uri, query_checkpoint, read_checkpoint
 from iotpipe.storage import Storage, join
@@ -74,7 +76,7 @@ class SinkDetail:
     replayed_batches: list[int] = field(default_factory=list)
     entries: dict[int, dict] = field(default_factory=dict)
     rows_by_partition: Counter = field(default_factory=Counter)
-    files_by_partition: dict[str, list[str]] = field(default_factory=dict)
+    files_by_partition_and_batch: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     manifests_written: int = 0
     new_files: int = 0
     missing: list[str] = field(default_factory=list)
@@ -136,6 +138,7 @@ def verify_sink(
     detail = SinkDetail(batches=list(range(committed_before + 1, last + 1)))
     reader = BatchFiles(storage, sink_uri)
     committed: dict[str, int] = {}
+    batch_of: dict[str, int] = {}
     for batch in detail.batches:
         entry = read_entry(storage, checkpoint_uri, query, batch)
         if entry is not None and "files" in entry:
@@ -149,7 +152,8 @@ def verify_sink(
             # No record of whether it replayed a crashed attempt: look at its partitions to be safe.
             detail.replayed_batches.append(batch)
         for path, size in files:
-            committed[logged_uri(path, sink_uri)] = size
+            uri = logged_uri(path, sink_uri)
+            committed[uri], batch_of[uri] = size, batch
     for uri, size in sorted(committed.items()):
         found = storage.stat(uri)
         if found is None:
@@ -161,7 +165,7 @@ def verify_sink(
         detail.new_files += 1
         partition = _partition_of(uri, sink_uri)
         detail.rows_by_partition[partition] += parquet_row_count(storage, uri)
-        detail.files_by_partition.setdefault(partition, []).append(uri)
+        detail.files_by_partition_and_batch.setdefault((partition, batch_of[uri]), []).append(uri)
     if detail.replayed_batches:
         detail.moved = _move_uncommitted(
             storage, sink_uri, query_checkpoint(checkpoint_uri), detail, committed, aside_uri, may_move
@@ -371,9 +375,8 @@ def verify_gold(
     gold.moved_earlier_orphans = earlier
     infer_quarantine_input(storage, plan.lake.checkpoint, quarantine)
     # Athena's view, before the window counts as verified: a crash here repeats the window.
-    files = {query: (sinks[query], detail.files_by_partition) for query, detail in details.items()}
-    for query, written in publish(storage, plan.lake.runs, plan.run_id, files, move_once_proven).items():
-        details[query].manifests_written = written
+    for query, detail in details.items():
+        detail.manifests_written = write_manifests(storage, sinks[query], detail.files_by_partition_and_batch)
     ledger = _ledger_totals(gold, quarantine)
     before = carried_in(storage, plan.lake.runs, plan.run_id)
     gold_rows, quarantined_rows = sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values())

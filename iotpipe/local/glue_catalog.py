@@ -37,10 +37,11 @@ def deploy(stack: Stack, glue) -> list[tuple[str, str]]:
 
 
 def partitions(glue, database: str, table: str) -> list[dict]:
-    """Every partition of a table: values and location."""
+    """Every partition of a table: values, location and how it is read."""
     found = []
     for page in glue.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table):
-        found += [{"Values": p["Values"], "Location": p["StorageDescriptor"]["Location"]} for p in page["Partitions"]]
+        found += [{"Values": p["Values"], "Location": p["StorageDescriptor"]["Location"],
+                   "StorageDescriptor": p["StorageDescriptor"]} for p in page["Partitions"]]  # fmt: skip
     return sorted(found, key=lambda p: p["Values"])
 
 
@@ -52,9 +53,14 @@ def restore(glue, lake: str) -> None:
     for key, kept in json.loads(path.read_text()).items():
         database, table = key.split(".", 1)
         for start in range(0, len(kept), 100):
-            chunk = [{"Values": p["Values"], "StorageDescriptor": {"Location": p["Location"]}}
-                     for p in kept[start : start + 100]]  # fmt: skip
+            chunk = [_kept_input(p) for p in kept[start : start + 100]]
             glue.batch_create_partition(DatabaseName=database, TableName=table, PartitionInputList=chunk)
+
+
+def _kept_input(partition: dict) -> dict:
+    """A kept partition as a PartitionInput (a catalog kept before descriptors were: its location)."""
+    return {"Values": partition["Values"], "StorageDescriptor": partition.get("StorageDescriptor")
+            or {"Location": partition["Location"]}}  # fmt: skip
 
 
 def save(glue, lake: str, tables: list[tuple[str, str]]) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from generator.shards import read_manifests, summarise
+from iotpipe import catalog
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
 from iotpipe.manifests import listed_files, manifest_folder
@@ -85,12 +86,17 @@ def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
     manifests' folder, and those manifests list exactly the partition's committed files: none of
     a crashed attempt's, none twice."""
     kept = json.loads((lake / "catalog" / "glue.json").read_text())
+    tables = {"gold": catalog.GOLD, "quarantine": catalog.QUARANTINE}
     for table, sink in (("gold", lake / "gold" / "iot_transformed"), ("quarantine", lake / "gold" / "quarantine")):
         committed: dict[str, list[str]] = defaultdict(list)
         for file in committed_files(LocalStorage(), str(sink)):
             committed[str(Path(file.uri).parent.relative_to(sink))].append(file.uri)
         registered = sorted(p["Location"] for p in kept[f"iotpipe.{table}"])
         assert registered == sorted(manifest_folder(str(sink), p) + "/" for p in committed) and committed, table
+        for partition in kept[f"iotpipe.{table}"]:  # each is read as manifests, with the table's columns
+            described = partition["StorageDescriptor"]
+            assert {k: described[k] for k in catalog.SYMLINK_STORAGE} == catalog.SYMLINK_STORAGE, partition
+            assert [c["Name"] for c in described["Columns"]] == [c.name for c in tables[table].columns]
         for partition, uris in committed.items():
             assert listed_files(LocalStorage(), str(sink), partition) == sorted(uris), (table, partition)
 

@@ -58,6 +58,7 @@ class HistoryLake:
         self.moved: list[tuple[str, str]] = []
         self.leftovers: dict[str, float] = {}
         self.summaries: dict[str, dict] = {}
+        self.gone: set[str] = set()  # committed files that have disappeared from storage
 
     # --- the synthetic history -------------------------------------------------------------
     def last(self, query: str) -> int:
@@ -90,6 +91,8 @@ class HistoryLake:
 
     def _object(self, uri: str) -> tuple[int, float, callable] | None:
         """(size, modified, content) of a synthesised object, or None."""
+        if uri in self.gone:
+            return None
         if uri in self.written:
             data = self.written[uri]
             return len(data), EPOCH, lambda: data
@@ -194,14 +197,14 @@ class HistoryLake:
                 return []
         if prefix in (f"{CHECKPOINT}/gold/offsets", f"{CHECKPOINT}/quarantine/offsets"):
             return []  # the two-query job's checkpoints, which PlanRun refuses: this lake has none
-        if prefix in (f"{LAKE}/artifacts/runs/orphans-withheld", f"{LAKE}/artifacts/runs/manifests-withheld"):
-            # notes of runs that found a live driver
+        if prefix == f"{LAKE}/artifacts/runs/orphans-withheld":  # notes of runs that found a live driver
             return [self.stat_quietly(u) for u in sorted(self.written) if u.startswith(prefix + "/")]
         match = re.fullmatch(re.escape(GOLD) + r"/date=([\d-]+)/location_city=([^/]+)", prefix)
         if match:
             day = (date.fromisoformat(match.group(1)) - date(2020, 1, 1)).days
             batches = range(day * BATCHES_PER_DAY, min((day + 1) * BATCHES_PER_DAY, self.total["gold"]))
             uris = [f for b in batches for f in self.files("gold", b) if f.startswith(prefix + "/")]
+            uris = [f for f in uris if f not in self.gone]
             uris += [u for u in self.leftovers if u.startswith(prefix + "/")]
             return [self.stat_quietly(u) for u in sorted(uris)]
         raise AssertionError(f"listed a prefix that grows with the lake's history: {prefix}")

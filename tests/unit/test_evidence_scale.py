@@ -18,7 +18,7 @@ from iotpipe.assessment import assess_step_failure
 from iotpipe.lease import FileLeaseStore
 from iotpipe.leasing import release_for_run
 from iotpipe.local.limits import function_limits
-from iotpipe.manifests import MANIFEST_FOLDER, WITHHELD_DIR, add_to_manifests
+from iotpipe.manifests import MANIFEST_FOLDER
 from iotpipe.planning import plan_run
 from iotpipe.reporting import build_report
 from iotpipe.settings import Settings
@@ -220,62 +220,59 @@ def test_orphans_are_moved_only_when_no_driver_can_commit_them(tmp_path):
     assert not [uri for uri in lake.written if "/orphans-withheld/" in uri], "the note is cleared"
 
 
-def manifests_of(lake: HistoryLake, sink: str) -> dict[str, list[str]]:
-    """Partition -> the files its manifest lists, as Athena would read them."""
+def manifests_of(lake: HistoryLake, sink: str) -> dict[tuple[str, str], list[str]]:
+    """(partition, manifest name) -> the files it lists, as Athena would read them."""
     prefix = f"{sink}/{MANIFEST_FOLDER}/"
-    found = {uri[len(prefix) : -len("/manifest")]: data for uri, data in lake.written.items() if uri.startswith(prefix)}
-    return {partition: data.decode().splitlines() for partition, data in found.items()}
+    written = {uri[len(prefix) :]: data for uri, data in lake.written.items() if uri.startswith(prefix)}
+    return {tuple(path.rsplit("/", 1)): data.decode().splitlines() for path, data in written.items()}
 
 
-def window_files(lake: HistoryLake, query: str, first: int, last: int) -> dict[str, list[str]]:
-    by_partition: dict[str, list[str]] = {}
+def window_files(lake: HistoryLake, query: str, first: int, last: int) -> dict[tuple[str, str], list[str]]:
+    """(partition, `batch-<n>`) -> the files batch n committed there, by their real keys."""
+    sink = GOLD if query == "gold" else QUARANTINE
+    by_batch: dict[tuple[str, str], list[str]] = {}
     for batch in range(first, last + 1):
         for uri in lake.files(query, batch):
-            partition = uri.rsplit("/", 1)[0][len(GOLD if query == "gold" else QUARANTINE) + 1 :]
-            by_partition.setdefault(partition, []).append(uri)
-    return {partition: sorted(uris) for partition, uris in by_partition.items()}
+            if uri not in lake.gone:
+                partition = uri.rsplit("/", 1)[0][len(sink) + 1 :]
+                by_batch.setdefault((partition, f"batch-{batch}"), []).append(uri)
+    return by_batch
 
 
-def test_athena_reads_exactly_the_windows_committed_files_through_one_manifest_per_partition(tmp_path):
+def test_athena_reads_exactly_the_windows_committed_files_through_a_manifest_per_partition_and_batch(tmp_path):
     """The manifests VerifyGold writes list each committed file of the window once, by its real
-    key (not the log's percent-encoding), and never a crashed attempt's file; verifying the
-    same window again writes nothing."""
+    key (not the log's percent-encoding), never a crashed attempt's file and never one it could
+    not verify; they are written before the window counts as verified, and verifying the same
+    window again writes the same bytes."""
     lake = HistoryLake(history=1_000, run=RUN_BATCHES, replayed={("gold", 1_001)})
     partition = lake.files("gold", 1_001)[0].rsplit("/", 1)[0]
     leftover = f"{partition}/part-001001-crashed.c000.snappy.parquet"
     lake.leftovers[leftover] = lake.batch_time(1_001) - 10
+    lake.gone.add(lake.files("gold", 1_002)[3])
     verification = control_plane(lake, settings_for(tmp_path))["verification"]
+    assert verification.gold.missing_files == 1
     for query, sink in (("gold", GOLD), ("quarantine", QUARANTINE)):
         expected = window_files(lake, query, lake.before(query) + 1, lake.last(query))
         assert manifests_of(lake, sink) == expected, query
         assert getattr(verification, query).manifests_written == len(expected), query
     assert " ü/" in next(iter(manifests_of(lake, GOLD).values()))[0], "the real key, not the logged %-spelling"
+    first = {uri: data for uri, data in lake.written.items() if MANIFEST_FOLDER in uri}
     plan = plan_run({"generate": False}, "run-1", settings_for(tmp_path), lake)
-    again = verify_gold(plan, {q: lake.before(q) for q in ("gold", "quarantine")}, lake, may_move=lambda: True)
-    assert again.gold.manifests_written == again.quarantine.manifests_written == 0
+    verify_gold(plan, {q: lake.before(q) for q in ("gold", "quarantine")}, lake, may_move=lambda: True)
+    assert {uri: data for uri, data in lake.written.items() if MANIFEST_FOLDER in uri} == first
 
 
-def test_without_the_proof_that_it_writes_alone_a_run_leaves_its_files_to_the_next_one(tmp_path):
-    """Manifests are read, merged and written back: a verification that cannot prove it holds the
-    lease while no driver writes writes none, and the next verification with the proof lists
-    both windows' files."""
+def test_a_verification_that_dies_before_it_records_its_window_has_listed_it_for_athena(tmp_path, monkeypatch):
     lake = HistoryLake(history=1_000, run=RUN_BATCHES)
+    write = lake.write_bytes
+
+    def die_on_the_record(uri, data):
+        if uri.endswith("/verified-through.json"):
+            raise OSError("VerifyGold killed")
+        write(uri, data)
+
+    monkeypatch.setattr(lake, "write_bytes", die_on_the_record)
     plan = plan_run({"generate": False}, "run-1", settings_for(tmp_path), lake)
-    window = {query: lake.before(query) for query in ("gold", "quarantine")}
-    withheld = verify_gold(plan, window, lake, may_move=lambda: False)
-    assert withheld.gold.manifests_written == 0 and manifests_of(lake, GOLD) == {}
-    assert [uri for uri in lake.written if f"/{WITHHELD_DIR}/" in uri]
-    lake.total = {query: total + 2 for query, total in lake.total.items()}  # the next run commits two batches
-    later = plan_run({"generate": False}, "run-2", settings_for(tmp_path), lake)
-    after = {query: lake.last(query) - 2 for query in ("gold", "quarantine")}
-    verify_gold(later, after, lake, may_move=lambda: True)
-    for query, sink in (("gold", GOLD), ("quarantine", QUARANTINE)):
-        assert manifests_of(lake, sink) == window_files(lake, query, window[query] + 1, lake.last(query)), query
-    assert not [uri for uri in lake.written if f"/{WITHHELD_DIR}/" in uri], "the note is cleared"
-
-
-def test_a_file_uri_with_a_line_break_is_refused_rather_than_split_across_manifest_lines():
-    lake = HistoryLake(history=10, run=1)
-    with pytest.raises(ValueError, match="line break"):
-        add_to_manifests(lake, GOLD, {"date=2020-01-01/location_city=X": [f"{GOLD}/date=2020-01-01/a\nb.parquet"]})
-    assert not lake.written
+    with pytest.raises(OSError, match="killed"):
+        verify_gold(plan, {q: lake.before(q) for q in ("gold", "quarantine")}, lake, may_move=lambda: True)
+    assert manifests_of(lake, GOLD) == window_files(lake, "gold", lake.before("gold") + 1, lake.last("gold"))
