@@ -57,6 +57,7 @@ _COMPLETE = "_SUCCESS"
 KEY_SCHEMA = "id_key_a long, id_key_b long"
 # More entries than this of one level in a day are merged into one of the next level.
 FANOUT = 8
+MERGED_FILE_BYTES = 64 * 2**20
 
 
 def id_key(event_id: Column) -> List[Column]:
@@ -241,8 +242,10 @@ class SeenIds:
         last = max(e.batch for e in entries)
         folder = join(self.root, f"arrival_date={day.isoformat()}")
         target = join(folder, f"merged={level}-{last}-{uuid.uuid4().hex[:12]}")
-        keys = self.spark.read.schema(KEY_SCHEMA).parquet(*[info.uri for infos in entries.values() for info in infos])
-        keys.coalesce(1).write.parquet(target)
+        files = [info for infos in entries.values() for info in infos]
+        keys = self.spark.read.schema(KEY_SCHEMA).parquet(*[info.uri for info in files])
+        # A finished 5 GiB day is some 300 MB of keys: written in several files, read by several tasks.
+        keys.coalesce(max(1, _ceil_div(sum(info.size for info in files), MERGED_FILE_BYTES))).write.parquet(target)
         for entry, infos in sorted(entries.items(), key=lambda item: item[0].folder):
             self.storage.delete(join(folder, entry.folder, _COMPLETE))  # first: what is left is no entry
             for info in infos:
