@@ -320,18 +320,23 @@ def verified_through(storage: Storage, runs_uri: str) -> dict[str, int] | None:
     return json.loads(storage.read_bytes(uri)) if storage.stat(uri) is not None else None
 
 
-def carried_in(storage: Storage, runs_uri: str, run_id: str) -> dict:
-    """What earlier windows left open. Runs verify one at a time (under the lease); a retried
-    verification of the same run reads what was open before it, not its own result."""
+def carried_in(storage: Storage, runs_uri: str, run_id: str, window: dict | None = None) -> dict:
+    """What earlier windows left open. Runs verify one at a time (under the lease); a verification
+    of a window already carried (a retry of the same run, or the next run's after one that died
+    before recording its window as verified: the window starts where it did) reads what was open
+    before it, not that verification's result."""
     uri = join(runs_uri, CARRY)
     if storage.stat(uri) is None:
         return {}
     carry = json.loads(storage.read_bytes(uri))
-    return carry["before"] if carry.get("run_id") == run_id else carry["left_open"]
+    again = carry.get("run_id") == run_id or (window is not None and carry.get("window") == window)
+    return carry["before"] if again else carry["left_open"]
 
 
-def carry_forward(storage: Storage, runs_uri: str, run_id: str, before: dict, reconciliation: dict) -> None:
-    document = {"run_id": run_id, "before": before, "left_open": reconciliation["left_open"]}
+def carry_forward(
+    storage: Storage, runs_uri: str, run_id: str, before: dict, reconciliation: dict, window: dict | None = None
+) -> None:
+    document = {"run_id": run_id, "window": window, "before": before, "left_open": reconciliation["left_open"]}
     storage.write_bytes(join(runs_uri, CARRY), json.dumps(document).encode())
 
 
@@ -378,13 +383,10 @@ def verify_gold(
     for query, detail in details.items():
         detail.manifests_written = write_manifests(storage, sinks[query], detail.files_by_partition_and_batch)
     ledger = _ledger_totals(gold, quarantine)
-    before = carried_in(storage, plan.lake.runs, plan.run_id)
+    window = {query: committed_before.get(query, -1) for query in details}
+    before = carried_in(storage, plan.lake.runs, plan.run_id, window)
     gold_rows, quarantined_rows = sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values())
     reconciliation = reconcile(ledger, gold_rows, quarantined_rows, before)
-    carry_forward(storage, plan.lake.runs, plan.run_id, before, reconciliation)
-    through = {query: detail.batches[-1] if detail.batches else committed_before.get(query, -1)
-               for query, detail in details.items()}  # fmt: skip
-    storage.write_bytes(join(plan.lake.runs, VERIFIED_THROUGH), json.dumps(through).encode())
     ok = not (gold.missing or gold.mismatched or quarantine.missing or quarantine.mismatched)
     document = verification_document_uri(plan)
     verification = Verification(
@@ -404,4 +406,10 @@ def verify_gold(
             sort_keys=True,
         ).encode(),
     )
+    # Last: once the window counts as verified, no later run covers it, so its document (which
+    # ReportStatus registers the partitions from) and its carry must exist already.
+    carry_forward(storage, plan.lake.runs, plan.run_id, before, reconciliation, window)
+    through = {query: detail.batches[-1] if detail.batches else committed_before.get(query, -1)
+               for query, detail in details.items()}  # fmt: skip
+    storage.write_bytes(join(plan.lake.runs, VERIFIED_THROUGH), json.dumps(through).encode())
     return verification

@@ -19,7 +19,7 @@ only the two key columns of the days in the horizon: 16 bytes per remembered id.
 Entries are merged so that a batch opens few of them however often batches run (a trigger
 every 30 s makes 2,880 entries a day): a finished day's entries become one, and within a day,
 more than FANOUT entries of one level become one entry of the next level (as a log-structured
-merge tree does), so a day holds at most FANOUT entries per level. Only entries of committed
+merge tree does), so a batch reads at most FANOUT + 1 entries of a level per day. Only entries of committed
 batches are merged (those before the batch being written), into a new folder that counts only
 once complete; the entries it replaces are deleted after, each losing its `_SUCCESS` first. A
 crash in between leaves a key in two entries, which a membership test does not mind, and files
@@ -233,10 +233,10 @@ class SeenIds:
                 same = {e: infos for e, infos in entries.items() if e.level == level}
                 groups += [same] if len(same) > FANOUT else []
         for group in groups:
-            self._merge_into_one(group)
+            self._merge_into_one(group, listing)
         return sum(len(group) for group in groups)
 
-    def _merge_into_one(self, entries: dict) -> None:
+    def _merge_into_one(self, entries: dict, listing: list) -> None:
         day = next(iter(entries)).day
         level = 1 + max(e.level for e in entries)
         last = max(e.batch for e in entries)
@@ -246,10 +246,13 @@ class SeenIds:
         keys = self.spark.read.schema(KEY_SCHEMA).parquet(*[info.uri for info in files])
         # A finished 5 GiB day is some 300 MB of keys: written in several files, read by several tasks.
         keys.coalesce(max(1, _ceil_div(sum(info.size for info in files), MERGED_FILE_BYTES))).write.parquet(target)
-        for entry, infos in sorted(entries.items(), key=lambda item: item[0].folder):
+        for entry in sorted(entries, key=lambda e: e.folder):
             self.storage.delete(join(folder, entry.folder, _COMPLETE))  # first: what is left is no entry
-            for info in infos:
-                self.storage.delete(info.uri)
+            inside = f"arrival_date={day.isoformat()}/{entry.folder}/"
+            for info in listing:  # its keys and whatever its writer left beside them (checksums)
+                relative = self._relative(info.uri)
+                if relative.startswith(inside) and not relative.endswith(f"/{_COMPLETE}"):
+                    self.storage.delete(info.uri)
 
     def remember(self, batch: int, today: date) -> int:
         """Record the ids of the Gold files `batch` committed; return how many rows it wrote."""

@@ -262,17 +262,21 @@ def test_athena_reads_exactly_the_windows_committed_files_through_a_manifest_per
     assert {uri: data for uri, data in lake.written.items() if MANIFEST_FOLDER in uri} == first
 
 
-def test_a_verification_that_dies_before_it_records_its_window_has_listed_it_for_athena(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dies_at", ["verification.json", "reconciliation-carry.json", "verified-through.json"])
+def test_a_window_is_recorded_as_verified_only_after_its_manifests_and_document_exist(tmp_path, monkeypatch, dies_at):
+    """Once a window counts as verified no later run covers it again: its manifests (Athena's
+    files) and its verification document (ReportStatus's partitions) must already be written."""
     lake = HistoryLake(history=1_000, run=RUN_BATCHES)
     write = lake.write_bytes
 
-    def die_on_the_record(uri, data):
-        if uri.endswith("/verified-through.json"):
+    def die_on(uri, data):
+        if uri.endswith(f"/{dies_at}"):
             raise OSError("VerifyGold killed")
         write(uri, data)
 
-    monkeypatch.setattr(lake, "write_bytes", die_on_the_record)
+    monkeypatch.setattr(lake, "write_bytes", die_on)
     plan = plan_run({"generate": False}, "run-1", settings_for(tmp_path), lake)
     with pytest.raises(OSError, match="killed"):
         verify_gold(plan, {q: lake.before(q) for q in ("gold", "quarantine")}, lake, may_move=lambda: True)
+    assert not [uri for uri in lake.written if uri.endswith("/verified-through.json")]
     assert manifests_of(lake, GOLD) == window_files(lake, "gold", lake.before("gold") + 1, lake.last("gold"))

@@ -194,6 +194,22 @@ def test_a_run_that_stopped_between_the_two_queries_leaves_a_difference_the_next
     assert carried_in(storage, runs, "run-3") == {"difference": 0, "quarantine_input_difference": 0}
 
 
+def test_a_window_carried_by_a_verification_that_died_is_carried_once_by_the_next_run(lake):
+    """Run 1 carried its window's difference and died before recording the window as verified:
+    run 2 verifies the same window again (plus its own) and must not count run 1's difference
+    twice."""
+    from iotpipe.verification import carried_in, carry_forward, reconcile
+
+    runs, storage = str(lake / "runs"), LocalStorage()
+    window = {"gold": 4, "quarantine": 4}
+    short = {"input_rows": 1000, "quarantine_input_rows": 1000, "duplicates": 0, "complete": True}
+    before = carried_in(storage, runs, "run-1", window)
+    carry_forward(storage, runs, "run-1", before, reconcile(short, 990, 0, before), window)  # then it died
+    assert carried_in(storage, runs, "run-2", window) == before == {}
+    later = {"gold": 9, "quarantine": 9}
+    assert carried_in(storage, runs, "run-3", later) == {"difference": 10, "quarantine_input_difference": 0}
+
+
 def test_the_execution_fails_exactly_when_iotpipe_run_exits_non_zero():
     """On AWS the execution's own status is what alarms and callers see: a run that did not
     account for its records, or that its quality policy failed, must not end as Succeeded."""
