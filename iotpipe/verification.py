@@ -409,7 +409,6 @@ def verify_gold(
     # Last: once the window counts as verified, no later run covers it, so its document (which
     # ReportStatus registers the partitions from) and its carry must exist already.
     carry_forward(storage, plan.lake.runs, plan.run_id, before, reconciliation, window)
-    through = {query: detail.batches[-1] if detail.batches else committed_before.get(query, -1)
-               for query, detail in details.items()}  # fmt: skip
+    through = {query: detail.batches[-1] if detail.batches else window[query] for query, detail in details.items()}
     storage.write_bytes(join(plan.lake.runs, VERIFIED_THROUGH), json.dumps(through).encode())
     return verification

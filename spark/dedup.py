@@ -248,11 +248,11 @@ class SeenIds:
         keys.coalesce(max(1, _ceil_div(sum(info.size for info in files), MERGED_FILE_BYTES))).write.parquet(target)
         for entry in sorted(entries, key=lambda e: e.folder):
             self.storage.delete(join(folder, entry.folder, _COMPLETE))  # first: what is left is no entry
-            inside = f"arrival_date={day.isoformat()}/{entry.folder}/"
-            for info in listing:  # its keys and whatever its writer left beside them (checksums)
-                relative = self._relative(info.uri)
-                if relative.startswith(inside) and not relative.endswith(f"/{_COMPLETE}"):
-                    self.storage.delete(info.uri)
+        replaced = {f"arrival_date={day.isoformat()}/{entry.folder}" for entry in entries}
+        for info in listing:  # their keys and whatever their writers left beside them (checksums)
+            relative = self._relative(info.uri)
+            if "/".join(relative.split("/", 2)[:2]) in replaced and not relative.endswith(f"/{_COMPLETE}"):
+                self.storage.delete(info.uri)
 
     def remember(self, batch: int, today: date) -> int:
         """Record the ids of the Gold files `batch` committed; return how many rows it wrote."""

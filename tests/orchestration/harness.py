@@ -14,6 +14,7 @@ import duckdb
 
 from generator.shards import read_manifests, summarise
 from iotpipe import catalog
+from iotpipe.glue_registration import SINKS
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
 from iotpipe.manifests import listed_files, manifest_folder
@@ -86,7 +87,6 @@ def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
     manifests' folder, and those manifests list exactly the partition's committed files: none of
     a crashed attempt's, none twice."""
     kept = json.loads((lake / "catalog" / "glue.json").read_text())
-    tables = {"gold": catalog.GOLD, "quarantine": catalog.QUARANTINE}
     for table, sink in (("gold", lake / "gold" / "iot_transformed"), ("quarantine", lake / "gold" / "quarantine")):
         committed: dict[str, list[str]] = defaultdict(list)
         for file in committed_files(LocalStorage(), str(sink)):
@@ -96,7 +96,7 @@ def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
         for partition in kept[f"iotpipe.{table}"]:  # each is read as manifests, with the table's columns
             described = partition["StorageDescriptor"]
             assert {k: described[k] for k in catalog.SYMLINK_STORAGE} == catalog.SYMLINK_STORAGE, partition
-            assert [c["Name"] for c in described["Columns"]] == [c.name for c in tables[table].columns]
+            assert [c["Name"] for c in described["Columns"]] == [c.name for c in SINKS[table].columns]
         for partition, uris in committed.items():
             assert listed_files(LocalStorage(), str(sink), partition) == sorted(uris), (table, partition)
 
