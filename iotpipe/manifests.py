@@ -23,6 +23,8 @@ from typing import Iterable, Mapping
 from iotpipe.storage import Storage, join
 
 MANIFEST_FOLDER = "_symlink_format_manifest"
+# Gold compaction's own folder under the sink (iotpipe.compaction): its journals and its pointers.
+COMPACTION_FOLDER = "_compaction"
 
 
 def manifest_folder(sink_uri: str, partition: str) -> str:
@@ -30,21 +32,34 @@ def manifest_folder(sink_uri: str, partition: str) -> str:
     return join(sink_uri, MANIFEST_FOLDER, partition)
 
 
-def manifest_uri(sink_uri: str, partition: str, batch: int) -> str:
-    return join(manifest_folder(sink_uri, partition), f"batch-{batch}")
+# Where VerifyGold writes a partition's manifests once a compaction moved it (absent: the usual folder).
+def location_pointer(sink_uri: str, partition: str) -> str:
+    return join(sink_uri, COMPACTION_FOLDER, "locations", partition)
+
+
+def manifest_folder_now(storage: Storage, sink_uri: str, partition: str) -> str:
+    """The folder the catalog names for a partition: the usual one, or the last compaction's."""
+    pointer = location_pointer(sink_uri, partition)
+    if storage.stat(pointer) is not None:
+        return storage.read_bytes(pointer).decode("utf-8").strip()
+    return manifest_folder(sink_uri, partition)
 
 
 def write_manifests(storage: Storage, sink_uri: str, files: Mapping[tuple[str, int], Iterable[str]]) -> int:
-    """One manifest per (partition, batch), listing the files the batch committed there; the count."""
+    """One manifest per (partition, batch), listing the files the batch committed there, in the
+    partition's folder now; the count."""
+    folders: dict[str, str] = {}
     for (partition, batch), uris in sorted(files.items()):
+        if partition not in folders:
+            folders[partition] = manifest_folder_now(storage, sink_uri, partition)
         listed = "".join(f"{uri}\n" for uri in sorted(set(uris)))
-        storage.write_bytes(manifest_uri(sink_uri, partition, batch), listed.encode())
+        storage.write_bytes(join(folders[partition], f"batch-{batch}"), listed.encode())
     return len(files)
 
 
 def listed_files(storage: Storage, sink_uri: str, partition: str) -> list[str]:
     """What Athena reads of a partition: every line of every object in its manifest folder."""
     listed = []
-    for info in storage.list(manifest_folder(sink_uri, partition) + "/"):
+    for info in storage.list(manifest_folder_now(storage, sink_uri, partition) + "/"):
         listed += [line for line in storage.read_bytes(info.uri).decode("utf-8").split("\n") if line]
     return sorted(listed)

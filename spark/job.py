@@ -118,6 +118,9 @@ def configure(spark: SparkSession, args: argparse.Namespace) -> None:
     spark.conf.set("spark.sql.legacy.timeParserPolicy", "CORRECTED")
     spark.conf.set("spark.sql.parquet.compression.codec", "snappy")
     spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "100000")
+    # Every batch's sink-log file is a compact one, listing all files: the one file Gold
+    # compaction rewrites to swap merged files in (iotpipe.compaction).
+    spark.conf.set("spark.sql.streaming.fileSink.log.compactInterval", "1")
     # Only spark.dedup decides what is broadcast (small key sets): a whole batch's keys, broadcast
     # on a size estimate, could exhaust a small driver heap.
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")

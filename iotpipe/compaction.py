@@ -1,0 +1,412 @@
+"""Gold compaction: a partition's small files become one, for every reader at the same moment.
+
+A batch writes at most one file per Gold partition, so a partition gets a small file from every
+batch with rows for it (late rows reach old dates for days). Compaction rewrites the small files
+of a partition into one, after the run that committed them, under the run's lease, while no
+driver runs. Each reader sees the old files or the merged one, never both and never neither:
+
+- **Spark and DuckDB** read the files the sink log lists. The job writes a compact log file every
+  batch (`compactInterval` 1, spark/job.py), which lists every file so far, and readers read only
+  the newest one. Compaction rewrites that one file, in one PUT, with the merged files in place of
+  the files they replace (`swap_in`).
+- **Athena** reads a partition's manifests, in the folder the catalog names. Compaction writes a
+  new folder listing the partition's files after the swap, then moves the catalog's partition to
+  it (one UpdatePartition), then records the folder for VerifyGold, which writes later batches'
+  manifests there (`publish`, `manifest_folder_now`).
+- The replaced files, and the folders no partition names any more, are deleted a grace period
+  later (`clean_up`): a reader that took the old list may still be reading them.
+
+Every step is recorded first in a journal, `<sink>/_compaction/journal/<batch>.json`, so a
+compaction cut short at any point is finished or undone by the next (`resume`). Spark's sink log
+can only add files, so the swap writes Spark's log format itself: its version line, then the
+entries it keeps, byte for byte, then one per merged file, spelled as the replaced ones are.
+
+Python 3.9 syntax: the compaction's Spark job ships this module to EMR.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+from urllib.parse import quote
+
+from iotpipe.manifests import COMPACTION_FOLDER, MANIFEST_FOLDER, location_pointer, manifest_folder_now
+from iotpipe.sink_log import METADATA_DIR, _batch_files, logged_uri
+from iotpipe.storage import Storage, join
+
+# A file below this is small: several of them in a partition are merged into one.
+SMALL_FILE_BYTES = 32 * 1024 * 1024
+# A merge takes small files until their sizes add up to this.
+MERGED_FILE_BYTES = 256 * 1024 * 1024
+# A Spark job, a DuckDB query or an Athena query that listed the files before the swap reads them
+# for at most this long; the replaced files are deleted after it.
+GRACE_SECONDS = 6 * 3600
+
+
+class CompactionRefused(RuntimeError):
+    """The sink is not in a state a compaction may change: said why, and nothing was changed."""
+
+
+@dataclass
+class Merge:
+    """One partition's small files (their sink-log entries) and the file that replaces them."""
+
+    partition: str
+    replaced: List[dict]
+    target: str
+    merged: Optional[dict] = None
+
+    def to_json(self) -> dict:
+        return {"partition": self.partition, "replaced": self.replaced, "target": self.target, "merged": self.merged}
+
+    @classmethod
+    def from_json(cls, document: dict) -> Merge:
+        return cls(document["partition"], document["replaced"], document["target"], document.get("merged"))
+
+
+@dataclass
+class Journal:
+    """A compaction of the sink-log file of batch `batch`, step by step."""
+
+    batch: int
+    merges: List[Merge]
+    written: bool = False
+    published_at: Optional[float] = None
+    previous_folders: Dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "batch": self.batch,
+            "merges": [m.to_json() for m in self.merges],
+            "written": self.written,
+            "published_at": self.published_at,
+            "previous_folders": self.previous_folders,
+        }
+
+    @classmethod
+    def from_json(cls, document: dict) -> Journal:
+        return cls(
+            document["batch"],
+            [Merge.from_json(m) for m in document["merges"]],
+            document.get("written", False),
+            document.get("published_at"),
+            document.get("previous_folders") or {},
+        )
+
+
+def journal_folder(sink_uri: str) -> str:
+    return join(sink_uri, COMPACTION_FOLDER, "journal")
+
+
+def journal_uri(sink_uri: str, batch: int) -> str:
+    return join(journal_folder(sink_uri), f"{batch}.json")
+
+
+def save(storage: Storage, sink_uri: str, journal: Journal) -> None:
+    storage.write_bytes(journal_uri(sink_uri, journal.batch), json.dumps(journal.to_json(), sort_keys=True).encode())
+
+
+def pending_journals(storage: Storage, sink_uri: str) -> List[Journal]:
+    """Journals not finished yet, oldest first (each is deleted once its grace period is over)."""
+    found = [info.uri for info in storage.list(journal_folder(sink_uri) + "/") if info.uri.endswith(".json")]
+    journals = [Journal.from_json(json.loads(storage.read_bytes(uri))) for uri in found]
+    return sorted(journals, key=lambda j: j.batch)
+
+
+def compacted_folder(sink_uri: str, batch: int, partition: str) -> str:
+    return join(sink_uri, MANIFEST_FOLDER, f"compacted-{batch}", partition)
+
+
+def newest_log(storage: Storage, sink_uri: str) -> Optional[Tuple[int, str, bool]]:
+    """(batch, uri, is_compact) of the newest sink-log file, or None for a sink with no batch."""
+    batches = _batch_files(storage, join(sink_uri, METADATA_DIR))
+    if not batches:
+        return None
+    batch = max(batches)
+    uri, compact = batches[batch]
+    return batch, uri, compact
+
+
+def read_log(storage: Storage, uri: str) -> Tuple[str, List[str]]:
+    """The version line and the entry lines of a sink-log file, as written."""
+    lines = storage.read_bytes(uri).decode("utf-8").split("\n")
+    if not lines or not lines[0].startswith("v"):
+        raise CompactionRefused(f"not a Spark sink-log file (no version line): {uri}")
+    return lines[0], [line for line in lines[1:] if line.strip()]
+
+
+def partition_of(entry: dict, sink_uri: str) -> str:
+    """The directory, relative to the sink, of a logged file (as the storage names it)."""
+    relative = logged_uri(entry["path"], sink_uri)[len(sink_uri.rstrip("/")) + 1 :]
+    return relative.rsplit("/", 1)[0] if "/" in relative else ""
+
+
+def merged_name(batch: int) -> str:
+    """A new merged file's name (the journal keeps it: a retry writes the same file)."""
+    return f"part-compacted-{batch}-{uuid.uuid4().hex}.c000.snappy.parquet"
+
+
+def plan(entries: List[dict], sink_uri: str, batch: int) -> List[Merge]:
+    """The partitions holding two or more small files, each with the smallest of them up to
+    MERGED_FILE_BYTES. Files of no partition (none in Gold) are left alone."""
+    small: Dict[str, List[dict]] = {}
+    for entry in entries:
+        if entry.get("isDir") or int(entry["size"]) >= SMALL_FILE_BYTES:
+            continue
+        partition = partition_of(entry, sink_uri)
+        if partition:
+            small.setdefault(partition, []).append(entry)
+    merges = []
+    for partition, files in sorted(small.items()):
+        chosen, total = [], 0
+        for entry in sorted(files, key=lambda e: (int(e["size"]), e["path"])):
+            if chosen and total + int(entry["size"]) > MERGED_FILE_BYTES:
+                break
+            chosen.append(entry)
+            total += int(entry["size"])
+        if len(chosen) >= 2:
+            target = join(sink_uri, partition, merged_name(batch))
+            merges.append(Merge(partition, sorted(chosen, key=lambda e: e["path"]), target))
+    return merges
+
+
+def merged_entry(storage: Storage, merge: Merge) -> dict:
+    """The sink-log entry of the merged file, spelled as Spark spells the files beside it (the
+    replaced file's URL with its name changed: the name has no character to encode)."""
+    info = storage.stat(merge.target)
+    if info is None:
+        raise CompactionRefused(f"the merged file {merge.target} is missing")
+    template = merge.replaced[0]
+    directory = template["path"].rsplit("/", 1)[0]
+    return {
+        "path": f"{directory}/{quote(merge.target.rsplit('/', 1)[1])}",
+        "size": info.size,
+        "isDir": False,
+        "modificationTime": int(info.modified * 1000),
+        "blockReplication": template.get("blockReplication", 1),
+        "blockSize": template.get("blockSize", 33554432),
+        "action": "add",
+    }
+
+
+def swapped_lines(lines: List[str], merges: List[Merge]) -> Tuple[List[str], bool]:
+    """The log's entry lines with each merge's files replaced by its merged file, and whether they
+    already were (the merged files listed, the replaced ones not)."""
+    replaced = {entry["path"] for m in merges for entry in m.replaced}
+    merged = {m.merged["path"] for m in merges if m.merged}
+    listed = {json.loads(line)["path"] for line in lines}
+    if merged <= listed and not (replaced & listed):
+        return lines, True
+    if merged & listed or not replaced <= listed:
+        raise CompactionRefused("the sink log lists part of a compaction: " + json.dumps(sorted(merged & listed)[:3]))
+    kept = [line for line in lines if json.loads(line)["path"] not in replaced]
+    added = [json.dumps(m.merged, separators=(",", ":")) for m in merges if m.merged]
+    return kept + added, False
+
+
+def swap_in(storage: Storage, log_uri: str, merges: List[Merge]) -> bool:
+    """Rewrite the newest compact log file with the merged files in place of the replaced ones,
+    in one write. False if it already was."""
+    version, lines = read_log(storage, log_uri)
+    new_lines, done = swapped_lines(lines, merges)
+    if done:
+        return False
+    # A local file system keeps a checksum beside the file, which would no longer match; S3 has none.
+    checksum = log_uri.rsplit("/", 1)
+    storage.delete(f"{checksum[0]}/.{checksum[1]}.crc")
+    storage.write_bytes(log_uri, ("\n".join([version, *new_lines])).encode("utf-8"))
+    return True
+
+
+def is_swapped(storage: Storage, sink_uri: str, journal: Journal) -> Tuple[bool, Optional[str]]:
+    """Whether the newest log lists the journal's merged files (so the swap happened), and the
+    newest log's URI if it is still the journal's batch (the swap may still be done)."""
+    newest = newest_log(storage, sink_uri)
+    if newest is None:
+        return False, None
+    batch, uri, _ = newest
+    _, lines = read_log(storage, uri)
+    listed = {json.loads(line)["path"] for line in lines}
+    merged = {m.merged["path"] for m in journal.merges if m.merged}
+    if merged and merged <= listed:
+        return True, uri if batch == journal.batch else None
+    return False, uri if batch == journal.batch else None
+
+
+def partition_files(storage: Storage, sink_uri: str, partitions: List[str]) -> Dict[str, List[str]]:
+    """Each partition's files in the newest sink-log file (a compact: all files so far), by real key."""
+    newest = newest_log(storage, sink_uri)
+    files: Dict[str, List[str]] = {p: [] for p in partitions}
+    if newest is None:
+        return files
+    _, lines = read_log(storage, newest[1])
+    for line in lines:
+        entry = json.loads(line)
+        partition = partition_of(entry, sink_uri)
+        if partition in files and not entry.get("isDir"):
+            files[partition].append(logged_uri(entry["path"], sink_uri))
+    return files
+
+
+Relocate = Callable[[str, str], None]
+
+
+def publish(storage: Storage, sink_uri: str, journal: Journal, relocate: Relocate, now: float) -> None:
+    """Athena's side of a swapped compaction: for each partition, a new manifest folder listing
+    its files as the newest log has them, the catalog moved to it, then VerifyGold's pointer.
+    Redone whole if cut short: the folder is rewritten from the newest log (which may hold later
+    batches by then: VerifyGold wrote their manifests to the old folder, the pointer not written)."""
+    partitions = [m.partition for m in journal.merges]
+    files = partition_files(storage, sink_uri, partitions)
+    for partition in partitions:
+        folder = compacted_folder(sink_uri, journal.batch, partition)
+        previous = journal.previous_folders.get(partition) or manifest_folder_now(storage, sink_uri, partition)
+        if previous != folder:
+            journal.previous_folders[partition] = previous
+        listed = "".join(f"{uri}\n" for uri in sorted(files[partition]))
+        storage.write_bytes(join(folder, f"compacted-{journal.batch}"), listed.encode())
+    save(storage, sink_uri, journal)  # the previous folders, before any pointer moves
+    for partition in partitions:
+        folder = compacted_folder(sink_uri, journal.batch, partition)
+        relocate(partition, folder + "/")
+        storage.write_bytes(location_pointer(sink_uri, partition), folder.encode())
+    journal.published_at = now
+    save(storage, sink_uri, journal)
+
+
+def _delete_folder(storage: Storage, folder: str) -> int:
+    found = storage.list(folder.rstrip("/") + "/")
+    for info in found:
+        storage.delete(info.uri)
+    return len(found)
+
+
+def clean_up(storage: Storage, sink_uri: str, journal: Journal) -> int:
+    """Delete what a published compaction replaced: its small files, and the manifest folders its
+    partitions no longer use. Then the journal. The count of objects deleted."""
+    deleted = 0
+    for merge in journal.merges:
+        for entry in merge.replaced:
+            storage.delete(logged_uri(entry["path"], sink_uri))
+            deleted += 1
+        previous = journal.previous_folders.get(merge.partition)
+        if previous and previous != manifest_folder_now(storage, sink_uri, merge.partition):
+            deleted += _delete_folder(storage, previous)
+    storage.delete(journal_uri(sink_uri, journal.batch))
+    return deleted
+
+
+def undo(storage: Storage, sink_uri: str, journal: Journal) -> int:
+    """A compaction whose swap never happened (and can no longer: later batches were logged): its
+    merged files are in no log and no manifest; delete them and the journal."""
+    for merge in journal.merges:
+        storage.delete(merge.target)
+    storage.delete(journal_uri(sink_uri, journal.batch))
+    return len(journal.merges)
+
+
+@dataclass
+class Outcome:
+    """What one compaction did, for its report."""
+
+    batch: Optional[int] = None
+    partitions: int = 0
+    files_replaced: int = 0
+    bytes_merged: int = 0
+    resumed: List[int] = field(default_factory=list)
+    undone: List[int] = field(default_factory=list)
+    cleaned: List[int] = field(default_factory=list)
+    deleted: int = 0
+    skipped: Optional[str] = None
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def finish_or_undo(storage: Storage, sink_uri: str, outcome: Outcome) -> None:
+    """The Spark side of journals an earlier compaction left unswapped: swap them in if the sink
+    log is still theirs, or undo them (their merged files are in no log)."""
+    for journal in pending_journals(storage, sink_uri):
+        if journal.published_at is not None:
+            continue
+        swapped, log_uri = is_swapped(storage, sink_uri, journal)
+        if swapped:
+            continue
+        if log_uri is None or not journal.written:
+            outcome.deleted += undo(storage, sink_uri, journal)
+            outcome.undone.append(journal.batch)
+        else:
+            swap_in(storage, log_uri, journal.merges)
+            outcome.resumed.append(journal.batch)
+
+
+def publish_pending(
+    storage: Storage, sink_uri: str, relocate: Relocate, now: Optional[float] = None, grace: float = GRACE_SECONDS
+) -> Outcome:
+    """The catalog's side, after the Spark side: publish every swapped journal, and delete what a
+    published one replaced once its grace period is over. A journal not swapped yet is left to
+    the Spark side (it is swapped or undone by the next compaction)."""
+    now = time.time() if now is None else now
+    outcome = Outcome()
+    for journal in pending_journals(storage, sink_uri):
+        if journal.published_at is None:
+            if not is_swapped(storage, sink_uri, journal)[0]:
+                continue
+            publish(storage, sink_uri, journal, relocate, now)
+            outcome.resumed.append(journal.batch)
+        if now - journal.published_at >= grace:
+            outcome.deleted += clean_up(storage, sink_uri, journal)
+            outcome.cleaned.append(journal.batch)
+    return outcome
+
+
+Merger = Callable[[List[Merge]], None]
+
+
+def compact(storage: Storage, sink_uri: str, last_committed: Optional[int], merge_files: Merger) -> Outcome:
+    """The Spark side: merge the sink's small files as of its newest batch and swap them into its
+    log. The newest batch must be the query's last committed one, and no driver may run (the
+    caller holds the lease). `merge_files` writes each merge's files into one file at its target.
+    Athena sees the swap once `publish_pending` ran."""
+    outcome = Outcome()
+    finish_or_undo(storage, sink_uri, outcome)
+    newest = newest_log(storage, sink_uri)
+    if newest is None:
+        outcome.skipped = "the sink holds no batch yet"
+        return outcome
+    batch, log_uri, is_compact = newest
+    if batch != last_committed:
+        raise CompactionRefused(
+            f"the sink's newest batch is {batch} but the query's last committed batch is {last_committed}: "
+            "a batch is still to be committed or replayed. Let the next run finish it, then compact"
+        )
+    if not is_compact:
+        outcome.skipped = (
+            f"batch {batch}'s sink-log file is not a compact file (a sink written with Spark's default "
+            "compactInterval, 10): compaction waits for the next compact one"
+        )
+        return outcome
+    if any(j.batch == batch for j in pending_journals(storage, sink_uri)):
+        outcome.skipped = f"batch {batch} is already compacted"
+        return outcome
+    _, lines = read_log(storage, log_uri)
+    merges = plan([json.loads(line) for line in lines], sink_uri, batch)
+    outcome.batch = batch
+    if not merges:
+        outcome.skipped = "no partition holds two small files"
+        return outcome
+    journal = Journal(batch, merges)
+    save(storage, sink_uri, journal)  # first: a crash from here on is undone or finished by the next
+    merge_files(merges)
+    for merge in merges:
+        merge.merged = merged_entry(storage, merge)
+    journal.written = True
+    save(storage, sink_uri, journal)
+    swap_in(storage, log_uri, merges)
+    outcome.partitions = len(merges)
+    outcome.files_replaced = sum(len(m.replaced) for m in merges)
+    outcome.bytes_merged = sum(int(e["size"]) for m in merges for e in m.replaced)
+    return outcome
