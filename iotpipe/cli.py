@@ -566,6 +566,21 @@ def cmd_query(args) -> int:
     return 0
 
 
+def compaction_line(compaction: dict) -> str:
+    """What Gold compaction did: files merged, or why it merged none, or its error."""
+    if "Error" in compaction:
+        return f"FAILED ({compaction['Error']}): {str(compaction.get('Cause'))[:200]}"
+    spark = compaction.get("spark") or {}
+    if compaction.get("step_failed"):
+        done = f"step FAILED ({compaction.get('step_error')})"
+    elif spark.get("files_replaced"):
+        done = f"{spark['files_replaced']:,} small files merged into {spark['partitions']:,}"
+    else:
+        done = f"nothing merged: {spark.get('skipped') or 'no summary'}"
+    cleaned = f"; {compaction['deleted']:,} replaced objects deleted" if compaction.get("deleted") else ""
+    return done + cleaned
+
+
 def format_report(report: dict) -> str:
     records = report["records"]
     rows = [
@@ -591,6 +606,8 @@ def format_report(report: dict) -> str:
         rows.append(("step error", f"{report['step_error'].get('verdict')}: {report['step_error'].get('reason')}"))
     if report.get("error"):
         rows.append(("error", error_line(report["error"])))
+    if report.get("compaction"):
+        rows.append(("gold compaction", compaction_line(report["compaction"])))
     if report.get("spark_logs"):
         rows.append(("spark log", report["spark_logs"]))
     width = max(len(name) for name, _ in rows)

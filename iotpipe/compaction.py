@@ -41,6 +41,8 @@ from iotpipe.storage import Storage, join
 SMALL_FILE_BYTES = 32 * 1024 * 1024
 # A merge takes small files until their sizes add up to this.
 MERGED_FILE_BYTES = 256 * 1024 * 1024
+# A merge waits until the files it adds make up 1/GROWTH of the largest it rewrites.
+GROWTH = 4
 # A Spark job, a DuckDB query or an Athena query that listed the files before the swap reads them
 # for at most this long; the replaced files are deleted after it.
 GRACE_SECONDS = 6 * 3600
@@ -149,9 +151,35 @@ def merged_name(batch: int) -> str:
     return f"part-compacted-{batch}-{uuid.uuid4().hex}.c000.snappy.parquet"
 
 
+def worth_merging(sizes: List[int]) -> bool:
+    """Whether files are worth merging: the others add up to 1/GROWTH of the largest at least.
+    Each merge then grows what it rewrites by that share, so a row is rewritten a number of times
+    that grows with the log of the partition's runs, not with the runs (tests/unit/test_compaction_plan.py)."""
+    if len(sizes) < 2:
+        return False
+    largest = max(sizes)
+    return (sum(sizes) - largest) * GROWTH >= largest
+
+
+def files_to_merge(files: List[dict]) -> List[dict]:
+    """The most of a partition's small files, smallest first and up to MERGED_FILE_BYTES, worth
+    merging (none if no two are). A large file waits until enough smaller ones gathered; the small
+    ones merge among themselves meanwhile, so a partition keeps a few files of growing sizes."""
+    ordered = sorted(files, key=lambda e: (int(e["size"]), e["path"]))
+    chosen: List[dict] = []
+    total = 0
+    for count, entry in enumerate(ordered, start=1):
+        total += int(entry["size"])
+        if total > MERGED_FILE_BYTES and count > 1:
+            break
+        if worth_merging([int(e["size"]) for e in ordered[:count]]):
+            chosen = ordered[:count]
+    return chosen
+
+
 def plan(entries: List[dict], sink_uri: str, batch: int) -> List[Merge]:
-    """The partitions holding two or more small files, each with the smallest of them up to
-    MERGED_FILE_BYTES. Files of no partition (none in Gold) are left alone."""
+    """The merges worth doing among each partition's small files (`files_to_merge`). Files of no
+    partition (none in Gold) are left alone."""
     small: Dict[str, List[dict]] = {}
     for entry in entries:
         if entry.get("isDir") or int(entry["size"]) >= SMALL_FILE_BYTES:
@@ -161,13 +189,8 @@ def plan(entries: List[dict], sink_uri: str, batch: int) -> List[Merge]:
             small.setdefault(partition, []).append(entry)
     merges = []
     for partition, files in sorted(small.items()):
-        chosen, total = [], 0
-        for entry in sorted(files, key=lambda e: (int(e["size"]), e["path"])):
-            if chosen and total + int(entry["size"]) > MERGED_FILE_BYTES:
-                break
-            chosen.append(entry)
-            total += int(entry["size"])
-        if len(chosen) >= 2:
+        chosen = files_to_merge(files)
+        if chosen:
             target = join(sink_uri, partition, merged_name(batch))
             merges.append(Merge(partition, sorted(chosen, key=lambda e: e["path"]), target))
     return merges
@@ -251,7 +274,8 @@ def partition_files(storage: Storage, sink_uri: str, partitions: List[str]) -> D
     return files
 
 
-Relocate = Callable[[str, str], None]
+# Moves catalog partitions (relative dir -> manifest folder), each at once for Athena.
+Relocate = Callable[[Dict[str, str]], None]
 
 
 def publish(storage: Storage, sink_uri: str, journal: Journal, relocate: Relocate, now: float) -> None:
@@ -269,10 +293,11 @@ def publish(storage: Storage, sink_uri: str, journal: Journal, relocate: Relocat
         listed = "".join(f"{uri}\n" for uri in sorted(files[partition]))
         storage.write_bytes(join(folder, f"compacted-{journal.batch}"), listed.encode())
     save(storage, sink_uri, journal)  # the previous folders, before any pointer moves
+    relocate({p: compacted_folder(sink_uri, journal.batch, p) + "/" for p in partitions})
     for partition in partitions:
-        folder = compacted_folder(sink_uri, journal.batch, partition)
-        relocate(partition, folder + "/")
-        storage.write_bytes(location_pointer(sink_uri, partition), folder.encode())
+        storage.write_bytes(
+            location_pointer(sink_uri, partition), compacted_folder(sink_uri, journal.batch, partition).encode()
+        )
     journal.published_at = now
     save(storage, sink_uri, journal)
 
@@ -410,3 +435,13 @@ def compact(storage: Storage, sink_uri: str, last_committed: Optional[int], merg
     outcome.files_replaced = sum(len(m.replaced) for m in merges)
     outcome.bytes_merged = sum(int(e["size"]) for m in merges for e in m.replaced)
     return outcome
+
+
+def summary_uri(checkpoint_uri: str, run_id: str) -> str:
+    """Where the compaction's Spark step writes what it did."""
+    return join(checkpoint_uri, "compactions", f"{run_id}.json")
+
+
+def spark_summary(storage: Storage, checkpoint_uri: str, run_id: str) -> Optional[dict]:
+    uri = summary_uri(checkpoint_uri, run_id)
+    return json.loads(storage.read_bytes(uri)) if storage.stat(uri) is not None else None

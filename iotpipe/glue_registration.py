@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from iotpipe import catalog
 from iotpipe.catalog import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, Table
+from iotpipe.compaction import publish_pending, spark_summary
 from iotpipe.manifests import manifest_folder
 from iotpipe.models import Lake, RunReport
 from iotpipe.storage import Storage, join
@@ -128,3 +129,56 @@ def catalog_run(
         outcome = Registration()
         outcome.add_error(f"{type(error).__name__}: {error}")
     return {"database": database, **outcome.summary()}
+
+
+ENTITY_NOT_FOUND = "EntityNotFoundException"
+
+
+def relocate_partitions(glue, database: str, table: Table, table_uri: str, moves: dict[str, str]) -> int:
+    """Point each partition (`relative dir -> manifest folder`) at its new folder: one
+    BatchUpdatePartition per 100, each partition's move atomic for Athena. A partition not
+    registered yet (its run's ReportStatus comes later) is registered there; registering it
+    again later finds it and leaves it. The count moved."""
+    entries = []
+    for relative_dir, folder in sorted(moves.items()):
+        partition = partition_input(table, table_uri, relative_dir)
+        partition["StorageDescriptor"]["Location"] = folder
+        entries.append({"PartitionValueList": partition["Values"], "PartitionInput": partition})
+    for start in range(0, len(entries), MAX_PARTITIONS_PER_CALL):
+        chunk = entries[start : start + MAX_PARTITIONS_PER_CALL]
+        response = glue.batch_update_partition(DatabaseName=database, TableName=table.name, Entries=chunk)
+        failed = {tuple(e["PartitionValueList"]): e["ErrorDetail"] for e in response.get("Errors") or []}
+        unknown = [
+            e for e in chunk if failed.get(tuple(e["PartitionValueList"]), {}).get("ErrorCode") == ENTITY_NOT_FOUND
+        ]
+        other = [detail for detail in failed.values() if detail.get("ErrorCode") != ENTITY_NOT_FOUND]
+        if other:
+            raise RuntimeError(f"moving {table.name} partitions failed: {other[:3]}")
+        if unknown:
+            outcome = Registration()
+            register_partitions(glue, database, table, [e["PartitionInput"] for e in unknown], outcome)
+            if outcome.error_count or outcome.already_registered.get(table.name):
+                # Registered meanwhile at its usual folder (ReportStatus of an earlier run): move it.
+                for entry in unknown:
+                    glue.update_partition(DatabaseName=database, TableName=table.name, **entry)
+    return len(entries)
+
+
+def publish_compactions(storage: Storage, plan, database: str, glue_client: Callable[[], Any], step_error=None) -> dict:
+    """PublishCompaction's one call: publish what the compaction's Spark step swapped in (and
+    what an earlier one left), then report both sides. Without a catalog database only the
+    manifests and VerifyGold's pointers move (Athena is not set up)."""
+
+    def relocate(moves: dict[str, str]) -> None:
+        if database:
+            relocate_partitions(glue_client(), database, GOLD, plan.lake.gold, moves)
+
+    outcome = publish_pending(storage, plan.lake.gold, relocate)
+    return {
+        "spark": spark_summary(storage, plan.lake.checkpoint, plan.run_id),
+        "step_failed": bool(step_error),
+        "step_error": (step_error or {}).get("Error"),
+        "published": outcome.resumed,
+        "cleaned": outcome.cleaned,
+        "deleted": outcome.deleted,
+    }

@@ -139,6 +139,7 @@ class TaskTimeouts(BaseModel):
     create_cluster: int
     spark_step: int
     terminate_cluster: int
+    compaction_step: int = 3600
 
 
 class Lake(BaseModel):
@@ -184,6 +185,9 @@ class RunPlan(BaseModel):
     fault_injection: Optional[str] = None
     attempt: SparkAttempt
     timeouts: TaskTimeouts
+    compaction_step_args: list[str] = Field(
+        default_factory=list, description="the EMR step that compacts Gold after VerifyGold (spark/compact.py)"
+    )
     follow_up_name: str = Field(description="the name of the execution this one hands over to, if it must")
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
 
@@ -287,3 +291,4 @@ class RunReport(BaseModel):
     manifest: str
     quality_breaches: list[QualityBreach] = Field(default_factory=list)
     quality_policy: Optional[QualityPolicy] = None
+    compaction: Optional[dict] = Field(None, description="what Gold compaction did after the run (PublishCompaction)")

@@ -43,10 +43,11 @@ class SparkArtifactsMissing(RuntimeError):
 
 
 def check_spark_artifacts(settings: Settings, storage: Storage) -> None:
-    missing = [uri for uri in (settings.spark_job_uri, settings.spark_py_files_uri) if uri and not storage.exists(uri)]
+    scripts = (settings.spark_job_uri, compaction_script_uri(settings), settings.spark_py_files_uri)
+    missing = [uri for uri in scripts if uri and not storage.exists(uri)]
     if missing:
         raise SparkArtifactsMissing(
-            f"the Spark job is not deployed: {', '.join(missing)} not found. Upload spark/job.py and "
+            f"the Spark job is not deployed: {', '.join(missing)} not found. Upload spark/job.py, spark/compact.py and "
             "iotpipe_spark.zip to the artifacts bucket's spark/ prefix (`make deploy` does it after "
             "`sam deploy`, step 3 of scripts/deploy.sh), then start the run again"
         )
@@ -96,6 +97,29 @@ def committed_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
     return _latest_batches(storage, checkpoint_uri, "last_committed")
 
 
+def spark_submit(settings: Settings) -> list[str]:
+    submit = ["spark-submit", "--deploy-mode", "cluster", "--conf", "spark.yarn.maxAppAttempts=1"]
+    if settings.spark_py_files_uri:
+        submit += ["--py-files", settings.spark_py_files_uri]
+    return submit
+
+
+def compaction_script_uri(settings: Settings) -> str:
+    """spark/compact.py, deployed beside spark/job.py."""
+    return settings.spark_job_uri.rsplit("/", 1)[0] + "/compact.py" if "/" in settings.spark_job_uri else "compact.py"
+
+
+def compaction_step_args(run_id: str, settings: Settings) -> list[str]:
+    """The EMR step that compacts Gold after the run's VerifyGold (spark/compact.py)."""
+    args = ["--gold", settings.gold_uri, "--checkpoint", settings.checkpoint_uri, "--run-id", run_id]
+    if settings.lease_store:
+        args += ["--lease", settings.lease_store, "--lease-key", settings.lease_key, "--lease-holder", run_id,
+                 "--lease-seconds", str(settings.lease_seconds)]  # fmt: skip
+    if settings.aws_region:
+        args += ["--region", settings.aws_region]
+    return [*spark_submit(settings), compaction_script_uri(settings), *args]
+
+
 def spark_attempt(
     plan_run_id: str,
     number: int,
@@ -123,13 +147,10 @@ def spark_attempt(
         lease_seconds=settings.lease_seconds,
         region=settings.aws_region or None,
     )
-    submit = ["spark-submit", "--deploy-mode", "cluster", "--conf", "spark.yarn.maxAppAttempts=1"]
-    if settings.spark_py_files_uri:
-        submit += ["--py-files", settings.spark_py_files_uri]
     return SparkAttempt(
         number=number,
         run_id=run_id,
-        step_args=[*submit, settings.spark_job_uri, *job.to_argv()],
+        step_args=[*spark_submit(settings), settings.spark_job_uri, *job.to_argv()],
         planned_before=planned_before,
         committed_before=committed_before or {},
     )
@@ -215,7 +236,9 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             create_cluster=settings.cluster_timeout_seconds,
             spark_step=settings.spark_step_timeout_seconds,
             terminate_cluster=settings.terminate_timeout_seconds,
+            compaction_step=settings.compaction_timeout_seconds,
         ),
+        compaction_step_args=compaction_step_args(execution_name, settings),
         follow_up_name=follow_up_name(execution_name),
         quality=quality,
     )

@@ -61,6 +61,7 @@ class Settings(BaseModel):
     cluster_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's start")
     spark_step_timeout_seconds: int = Field(default=4 * 3600, ge=1, description="one Spark step, then cancelled")
     terminate_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's termination")
+    compaction_timeout_seconds: int = Field(default=3600, ge=1, description="Gold compaction's Spark step")
     max_files_per_trigger: int = 8
     catalog_database: str = Field(default="", description="Glue database of the analysis tables; empty: none")
     shuffle_partitions: int = 8

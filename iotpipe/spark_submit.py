@@ -62,15 +62,18 @@ def local_submit_options(master: str = "local[*]", driver_memory: str = "2g") ->
     ]
 
 
-def submit_command(job_argv: list[str], master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
-    """A local spark-submit for the job with these arguments (those an EMR step passes)."""
+def submit_command(
+    job_argv: list[str], master: str = "local[*]", driver_memory: str = "2g", script: Path = JOB_SCRIPT
+) -> list[str]:
+    """A local spark-submit for the job (or the compaction, spark/compact.py) with these arguments
+    (those an EMR step passes)."""
     command = local_submit_options(master, driver_memory)
     fault = job_argv[job_argv.index("--fault") + 1] if "--fault" in job_argv else ""
     if fault.startswith(("crash-mid-batch", "poison-batch")):
         if not FAULTS_JAR.exists():
             raise FileNotFoundError(f"fault injection needs {FAULTS_JAR}: run `make install` first")
         command += ["--jars", str(FAULTS_JAR)]
-    return command + [str(JOB_SCRIPT), *job_argv]
+    return command + [str(script), *job_argv]
 
 
 def _argument(argv: list[str], name: str) -> str:
@@ -84,6 +87,7 @@ def run_spark_job(
     master: str = "local[*]",
     timeout: float | None = None,
     on_tasks: Callable[[dict], None] | None = None,
+    script: Path = JOB_SCRIPT,
 ) -> SparkRun:
     """Run the job to completion (killed after `timeout` seconds, as a step past its Task's
     TimeoutSeconds is cancelled); stream its batch progress (`on_progress`, per batch done) and
@@ -100,7 +104,11 @@ def run_spark_job(
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            submit_command(job_argv, master), stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(SPARK_DIR.parent)
+            submit_command(job_argv, master, script=script),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
+            cwd=str(SPARK_DIR.parent),
         )
         assert process.stdout is not None
         deadline = threading.Timer(timeout, process.kill) if timeout else None

@@ -64,6 +64,7 @@ done
 echo "3/4 Spark job -> s3://${ARTIFACTS}/spark/"
 .venv/bin/python -m iotpipe.spark_package build/iotpipe_spark.zip >/dev/null
 aws s3 cp spark/job.py "s3://${ARTIFACTS}/spark/job.py"
+aws s3 cp spark/compact.py "s3://${ARTIFACTS}/spark/compact.py"
 aws s3 cp build/iotpipe_spark.zip "s3://${ARTIFACTS}/spark/iotpipe_spark.zip"
 
 echo "4/4 done. Start a run:"

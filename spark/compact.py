@@ -21,9 +21,11 @@ from typing import List
 
 from pyspark.sql import SparkSession
 
-from iotpipe.compaction import COMPACTION_FOLDER, Merge, compact
+from iotpipe.compaction import COMPACTION_FOLDER, Merge, compact, summary_uri
 from iotpipe.sink_log import logged_uri, query_checkpoint, read_checkpoint
 from iotpipe.storage import join, storage_for
+from spark.heartbeat import LeaseLost
+from spark.job import start_heartbeat
 
 PARTITION_COLUMNS = ["date", "location_city"]
 
@@ -34,11 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="the streaming job's checkpoint root")
     parser.add_argument("--run-id", required=True, help="the run this compaction follows")
     parser.add_argument("--region", default=None, help="AWS region of the job's own S3 calls on EMR")
+    parser.add_argument("--lease", default=None, help="the checkpoint lease's store (as the streaming job's)")
+    parser.add_argument("--lease-key", default="bronze-to-gold")
+    parser.add_argument("--lease-holder", default=None, help="the run holding the lease")
+    parser.add_argument("--lease-seconds", type=float, default=300.0)
+    parser.add_argument("--fault", default=None, help="unused: the streaming job's fault injection")
     return parser
-
-
-def summary_uri(checkpoint: str, run_id: str) -> str:
-    return join(checkpoint, "compactions", f"{run_id}.json")
 
 
 class SparkMerger:
@@ -85,13 +88,48 @@ def configure(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.parquet.compression.codec", "snappy")
 
 
+class LeaseCheckedStorage:
+    """The storage the compaction writes through: each write first checks that the lease is still
+    provably held (a driver of the next run waits out this one's claim before it writes, so a
+    write made while the claim is proven cannot meet it)."""
+
+    def __init__(self, storage, heartbeat) -> None:
+        self.storage, self.heartbeat = storage, heartbeat
+
+    def _check(self) -> None:
+        if self.heartbeat is not None and self.heartbeat.lost.is_set():
+            raise LeaseLost(f"stopped compacting: {self.heartbeat.lost_reason}")
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        self._check()
+        self.storage.write_bytes(uri, data)
+
+    def move(self, source_uri: str, target_uri: str) -> None:
+        self._check()
+        self.storage.move(source_uri, target_uri)
+
+    def delete(self, uri: str) -> None:
+        self._check()
+        self.storage.delete(uri)
+
+    def __getattr__(self, name: str):
+        return getattr(self.storage, name)
+
+
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
-    storage = storage_for(args.gold, region=args.region)
-    state = read_checkpoint(storage, query_checkpoint(args.checkpoint))
-    if state.has_uncommitted_batch:
-        outcome = {"skipped": f"batch {state.last_planned} is planned and not committed: the next run replays it"}
-    else:
-        outcome = compact(storage, args.gold, state.last_committed, SparkMerger(spark, storage, args.gold)).to_json()
+    heartbeat = start_heartbeat(args, f"{args.run_id}-compaction", on_lost=lambda reason: None)
+    try:
+        storage = LeaseCheckedStorage(storage_for(args.gold, region=args.region), heartbeat)
+        state = read_checkpoint(storage, query_checkpoint(args.checkpoint))
+        if state.has_uncommitted_batch:
+            outcome = {"skipped": f"batch {state.last_planned} is planned and not committed: the next run replays it"}
+        else:
+            merger = SparkMerger(spark, storage, args.gold)
+            outcome = compact(storage, args.gold, state.last_committed, merger).to_json()
+    finally:
+        if heartbeat:
+            heartbeat.stop()
+            heartbeat.end_claim()
     outcome["run_id"] = args.run_id
     storage.write_bytes(summary_uri(args.checkpoint, args.run_id), json.dumps(outcome, sort_keys=True).encode())
     return outcome

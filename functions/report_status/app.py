@@ -42,6 +42,7 @@ class ReportEvent(BaseModel):
     work: bool = True
     verify_error: Optional[dict] = None
     drain: dict = {}
+    compaction: Optional[dict] = None
 
 
 def publish(event: ReportEvent, report: RunReport, settings, storage) -> dict:
@@ -80,6 +81,7 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         if event.deferred
         else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id, event.plan.lake.checkpoint),
     )
+    report.compaction = (event.compaction or {}).get("report", event.compaction)
     write_manifest(report, event.verification, storage)  # from here on a retry counts nothing again
     catalog = publish(event, report, settings, storage)
     metrics.add_metric(name="CatalogErrors", unit=MetricUnit.Count, value=catalog.get("errors", 0))

@@ -25,7 +25,7 @@ from typing import Callable
 from generator.shards import GENERATOR_PROGRESS_ENV, GENERATOR_PROGRESS_PREFIX
 from iotpipe.local.bindings import Bindings, bound
 from iotpipe.settings import Settings
-from iotpipe.spark_submit import run_spark_job
+from iotpipe.spark_submit import SPARK_DIR, run_spark_job
 from iotpipe.storage import LocalStorage, join
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -36,6 +36,7 @@ FUNCTIONS = {
     "PlanRunFunctionArn": "plan_run",
     "AssessStepFailureFunctionArn": "assess_step_failure",
     "VerifyGoldFunctionArn": "verify_gold",
+    "PublishCompactionFunctionArn": "publish_compaction",
     "ReportStatusFunctionArn": "report_status",
     "AcquireLeaseFunctionArn": "acquire_lease",
     "ReleaseLeaseFunctionArn": "release_lease",
@@ -78,6 +79,7 @@ def lambda_handlers() -> dict[str, Callable]:
     from functions.acquire_lease.app import lambda_handler as acquire
     from functions.assess_step_failure.app import lambda_handler as assess
     from functions.plan_run.app import lambda_handler as plan
+    from functions.publish_compaction.app import lambda_handler as publish_compaction
     from functions.release_lease.app import lambda_handler as release
     from functions.report_status.app import lambda_handler as report
     from functions.verify_gold.app import lambda_handler as verify
@@ -86,6 +88,7 @@ def lambda_handlers() -> dict[str, Callable]:
         "plan_run": plan,
         "assess_step_failure": assess,
         "verify_gold": verify,
+        "publish_compaction": publish_compaction,
         "report_status": report,
         "acquire_lease": acquire,
         "release_lease": release,
@@ -228,13 +231,14 @@ class LocalEngine:
         return code
 
     def _run_spark_step(self, args: list[str], step_id: str) -> tuple[bool, dict]:
-        script = next(i for i, arg in enumerate(args) if arg.endswith("job.py"))
+        script = next(i for i, arg in enumerate(args) if arg.endswith(("job.py", "compact.py")))
         run_id = args[args.index("--run-id") + 1]
         log_path = join(self.lake, "artifacts", "logs", f"{run_id}-{step_id}.log")
         self.emit("spark", {"step_id": step_id, "log": log_path})
         result = run_spark_job(args[script + 1 :], log_path, on_progress=lambda p: self.emit("batch", p),
                                master=self.spark_master, timeout=self.bindings.task_timeout(),
-                               on_tasks=lambda t: self.emit("spark-tasks", {**t, "step_id": step_id}))  # fmt: skip
+                               on_tasks=lambda t: self.emit("spark-tasks", {**t, "step_id": step_id}),
+                               script=SPARK_DIR / Path(args[script]).name)  # fmt: skip
         self.emit("spark-done", {"step_id": step_id, "exit_code": result.exit_code})
         # EMR's failure details are often no more than this; the assessment must not rely on them.
         return result.succeeded, {"Reason": "Unknown Error.", "LogFile": log_path}

@@ -17,7 +17,7 @@ from iotpipe import catalog
 from iotpipe.glue_registration import SINKS
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
-from iotpipe.manifests import listed_files, manifest_folder
+from iotpipe.manifests import listed_files, manifest_folder_now
 from iotpipe.settings import Settings
 from iotpipe.sink_log import committed_files
 from iotpipe.storage import LocalStorage
@@ -84,15 +84,16 @@ def plain_glob_gold(lake: Path) -> tuple[int, int]:
 def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
     """What Athena reads is what Spark reads through the sink logs: the local Glue catalog (kept by
     the engine) has a partition for exactly the directories holding a committed file, each at its
-    manifests' folder, and those manifests list exactly the partition's committed files: none of
-    a crashed attempt's, none twice."""
+    manifests' folder (a compaction's once it moved the partition), and those manifests list
+    exactly the partition's committed files: none of a crashed attempt's, none twice."""
     kept = json.loads((lake / "catalog" / "glue.json").read_text())
     for table, sink in (("gold", lake / "gold" / "iot_transformed"), ("quarantine", lake / "gold" / "quarantine")):
         committed: dict[str, list[str]] = defaultdict(list)
         for file in committed_files(LocalStorage(), str(sink)):
             committed[str(Path(file.uri).parent.relative_to(sink))].append(file.uri)
         registered = sorted(p["Location"] for p in kept[f"iotpipe.{table}"])
-        assert registered == sorted(manifest_folder(str(sink), p) + "/" for p in committed) and committed, table
+        folders = [manifest_folder_now(LocalStorage(), str(sink), p) + "/" for p in committed]
+        assert registered == sorted(folders) and committed, table
         for partition in kept[f"iotpipe.{table}"]:  # each is read as manifests, with the table's columns
             described = partition["StorageDescriptor"]
             assert {k: described[k] for k in catalog.SYMLINK_STORAGE} == catalog.SYMLINK_STORAGE, partition

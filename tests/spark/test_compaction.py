@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from iotpipe import compaction, query
-from iotpipe.manifests import listed_files, manifest_folder_now, write_manifests
+from iotpipe.manifests import listed_files, manifest_folder, manifest_folder_now, write_manifests
 from iotpipe.settings import Settings
 from iotpipe.sink_log import BatchFiles, committed_files, logged_uri
 from iotpipe.storage import LocalStorage
@@ -73,11 +73,30 @@ def small_files_lake(spark, tmp_path) -> Path:
     return lake
 
 
+class Crash(RuntimeError):
+    pass
+
+
+class Catalog:
+    """The catalog's side of a relocation, recorded (Glue's own API is tested in tests/unit/test_catalog.py)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.locations: dict = {}
+        self.fail_after = fail_after
+
+    def __call__(self, moves: dict) -> None:
+        for partition, folder in sorted(moves.items()):
+            if self.fail_after is not None and len(self.locations) >= self.fail_after:
+                raise Crash("the catalog call failed")
+            self.locations[partition] = folder
+
+
 class Readers:
     """The rows each reader of Gold sees, as comparable multisets."""
 
-    def __init__(self, spark, lake: Path) -> None:
+    def __init__(self, spark, lake: Path, catalog: Catalog | None = None) -> None:
         self.spark, self.lake = spark, lake
+        self.catalog = catalog or Catalog()
         self.settings = Settings.for_local_lake(str(lake))
         self.storage = LocalStorage()
 
@@ -101,9 +120,15 @@ class Readers:
         return Counter(tuple(row) for row in rows)
 
     def athena_rows(self) -> Counter:
-        """What Athena reads: the files its partitions' manifests list (their rows read by Spark)."""
-        partitions = {f.uri[len(self.settings.gold_uri) + 1 :].rsplit("/", 1)[0] for f in self.committed()}
-        listed = [uri for p in sorted(partitions) for uri in listed_files(self.storage, self.settings.gold_uri, p)]
+        """What Athena reads: the files listed in the manifests of the folder the catalog names for
+        each partition (its usual one until a compaction moved it), their rows read by Spark."""
+        gold = self.settings.gold_uri
+        partitions = {f.uri[len(gold) + 1 :].rsplit("/", 1)[0] for f in self.committed()}
+        listed = []
+        for partition in sorted(partitions):
+            folder = self.catalog.locations.get(partition) or manifest_folder(gold, partition)
+            for info in self.storage.list(folder.rstrip("/") + "/"):
+                listed += [line for line in Path(info.uri).read_text().split("\n") if line]
         with self.cities_as_strings():
             rows = self.spark.read.option("basePath", self.settings.gold_uri).parquet(*listed).collect()
         return Counter((r.event_id, str(r.date), r.location_city) for r in rows)
@@ -115,16 +140,6 @@ class Readers:
         assert self.spark_rows() == expected
         assert self.duckdb_rows() == expected
         assert self.athena_rows() == expected
-
-
-class Catalog:
-    """The catalog's side of a relocation, recorded (Glue's own API is tested in tests/unit/test_catalog.py)."""
-
-    def __init__(self) -> None:
-        self.locations: dict = {}
-
-    def __call__(self, partition: str, folder: str) -> None:
-        self.locations[partition] = folder
 
 
 def compact_args(settings: Settings, run_id: str = "run-1") -> list:
@@ -152,10 +167,10 @@ def test_compaction_merges_each_partition_into_one_file_and_every_reader_sees_th
     # Spark and DuckDB read the merged files; Athena still reads the small ones, which stay.
     readers.all_agree(before)
     assert all(Path(f.uri).exists() for f in files_before)
-    summary = json.loads(Path(compact.summary_uri(settings.checkpoint_uri, "run-1")).read_text())
+    summary = json.loads(Path(compaction.summary_uri(settings.checkpoint_uri, "run-1")).read_text())
     assert summary["files_replaced"] == 32
 
-    catalog = Catalog()
+    catalog = readers.catalog
     published = compaction.publish_pending(storage, settings.gold_uri, catalog, now=1000.0, grace=60)
     assert published.resumed == [3] and len(catalog.locations) == 8
     for partition, folder in catalog.locations.items():
@@ -178,10 +193,6 @@ def test_compaction_merges_each_partition_into_one_file_and_every_reader_sees_th
     assert sum(grown.values()) == 5 * 4 * 3 and max(grown.values()) == 1 and set(before) < set(grown)
     readers.all_agree(grown)
     assert len(readers.committed()) == 16
-
-
-class Crash(RuntimeError):
-    pass
 
 
 def crash_at(monkeypatch, target, name: str, after: int = 0) -> None:
@@ -233,7 +244,7 @@ def test_a_compaction_cut_short_on_the_spark_side_loses_and_doubles_no_row(
         assert again["partitions"] == 8
     leftovers = [p for p in Path(settings.gold_uri).rglob("part-compacted-*")]
     assert len(leftovers) == 8, leftovers
-    compaction.publish_pending(storage, settings.gold_uri, Catalog(), grace=0)
+    compaction.publish_pending(storage, settings.gold_uri, readers.catalog, grace=0)
     readers.all_agree(before)
     assert not list(Path(settings.gold_uri, compaction.COMPACTION_FOLDER).rglob("journal/*.json"))
 
@@ -247,16 +258,12 @@ def test_a_publication_cut_short_is_finished_by_the_next_and_readers_agree_throu
     settings, storage = readers.settings, readers.storage
     before = readers.spark_rows()
     compact.run(spark, compact_args(settings))
-    catalog = Catalog()
-
-    def relocate(partition: str, folder: str) -> None:
-        if len(catalog.locations) >= after:
-            raise Crash("the catalog call failed")
-        catalog(partition, folder)
-
+    catalog = readers.catalog
+    catalog.fail_after = after
     with pytest.raises(Crash):
-        compaction.publish_pending(storage, settings.gold_uri, relocate, now=1000.0, grace=0)
+        compaction.publish_pending(storage, settings.gold_uri, catalog, now=1000.0, grace=0)
     readers.all_agree(before)
+    catalog.fail_after = None
     # A later batch's manifests go where VerifyGold's pointer says, which the catalog names too.
     finished = compaction.publish_pending(storage, settings.gold_uri, catalog, now=1000.0, grace=0)
     assert finished.resumed == [3] and finished.cleaned == [3] and len(catalog.locations) == 8

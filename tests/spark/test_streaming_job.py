@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from iotpipe.sink_log import BatchFiles
+from iotpipe.storage import LocalStorage
 from spark import job
 
 pytestmark = pytest.mark.spark
@@ -109,11 +111,12 @@ def test_a_batch_writes_at_most_one_file_per_gold_partition(spark, tmp_path):
     write_objects(tmp_path / "bronze", [lines[:200], lines[200:]])
     run_job(spark, tmp_path, shuffle_partitions=3)
     batches_with_files = 0
-    for batch_log in sorted((tmp_path / "gold" / "_spark_metadata").glob("[0-9]*")):
-        entries = [json.loads(line) for line in batch_log.read_text().splitlines()[1:]]
-        per_partition = Counter(str(Path(e["path"]).parent) for e in entries)
+    logged = BatchFiles(LocalStorage(), str(tmp_path / "gold"))  # each batch's own files, not the compact's all
+    for batch in range(2):
+        files = logged.files(batch) or []
+        per_partition = Counter(str(Path(path).parent) for path, _ in files)
         assert max(per_partition.values(), default=1) == 1
-        batches_with_files += bool(entries)
+        batches_with_files += bool(files)
     assert batches_with_files == 2
     assert {r.location_city for r in gold_rows(spark, tmp_path)} == set(cities)
 

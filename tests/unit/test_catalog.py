@@ -12,6 +12,7 @@ from moto import mock_aws
 
 from iotpipe import catalog, glue_registration
 from iotpipe.catalog import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, TABLES
+from iotpipe.glue_registration import register_run, relocate_partitions
 from iotpipe.local.api_shapes import BoundsCheckedClient
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
 from iotpipe.manifests import MANIFEST_FOLDER
@@ -201,3 +202,24 @@ def test_only_report_status_may_register_partitions_and_only_in_the_stacks_table
             authorized.batch_create_partition(DatabaseName="iotpipe", TableName="runs", PartitionInputList=inputs)
     with iam.acting_as("VerifyGoldFunction"), pytest.raises(ClientError, match="AccessDenied"):
         authorized.batch_create_partition(DatabaseName="iotpipe", TableName="gold", PartitionInputList=inputs)
+
+
+def test_a_compaction_moves_registered_partitions_and_registers_new_ones_at_their_new_folder(glue, tmp_path):
+    sink = "s3://gold/iot_transformed"
+    document = verification_document(tmp_path, 150)
+    register_run(glue, "iotpipe", LocalStorage(), document, {"gold": sink, "quarantine": "s3://gold/quarantine"})
+    registered = [f"date=2024-05-0{1 + i % 3}/location_city=City {i}%27s" for i in range(0, 150, 2)]
+    new = ["date=2024-05-09/location_city=St. John%27s"]
+    moves = {p: f"{sink}/_symlink_format_manifest/compacted-7/{p}/" for p in registered + new}
+    assert relocate_partitions(glue, "iotpipe", GOLD, sink, moves) == 76
+    located = dict(all_partitions(glue, "gold"))
+    assert located[("2024-05-09", "St. John's")] == moves[new[0]]
+    assert located[("2024-05-01", "City 0's")] == moves["date=2024-05-01/location_city=City 0%27s"]
+    assert (
+        located[("2024-05-02", "City 1's")]
+        == f"{sink}/_symlink_format_manifest/date=2024-05-02/location_city=City 1%27s/"
+    )
+    assert len(located) == 151
+    # What ReportStatus registers afterwards leaves a moved partition where it is.
+    register_run(glue, "iotpipe", LocalStorage(), document, {"gold": sink, "quarantine": "s3://gold/quarantine"})
+    assert dict(all_partitions(glue, "gold"))[("2024-05-01", "City 0's")] == located[("2024-05-01", "City 0's")]

@@ -271,10 +271,11 @@ class AuthorizedStepFunctions:
         raise AttributeError(f"stepfunctions.{name} has no IAM mapping: add it to AuthorizedStepFunctions")
 
 
-# ---------------------------------------------------------------- Glue (ReportStatus's partitions)
+# ---------------------------------------------------------------- Glue (ReportStatus's and PublishCompaction's partitions)
 class AuthorizedGlue:
-    """ReportStatus's Glue client: BatchCreatePartition needs glue:BatchCreatePartition on the
-    catalog, the database and the table (Glue's Data Catalog ARNs)."""
+    """The Lambdas' Glue client: each partition call needs its own action (glue:BatchCreatePartition,
+    glue:BatchUpdatePartition, glue:UpdatePartition) on the catalog, the database and the table
+    (Glue's Data Catalog ARNs)."""
 
     def __init__(self, inner, authorizer: Authorizer) -> None:
         self._inner, self._authorizer = inner, authorizer
@@ -284,12 +285,23 @@ class AuthorizedGlue:
         w = self._authorizer.stack.world
         return f"arn:{w.partition}:glue:{w.region}:{w.account}:{resource}"
 
-    def batch_create_partition(self, **kwargs):
+    def _require(self, action: str, kwargs: dict) -> None:
         database, table = kwargs["DatabaseName"], kwargs["TableName"]
         resources = ("catalog", f"database/{database}", f"table/{database}/{table}")
-        requests = [Request("glue:BatchCreatePartition", self._arn(r)) for r in resources]
-        self._authorizer.require(requests, "BatchCreatePartition", "AccessDeniedException")
+        requests = [Request(f"glue:{action}", self._arn(r)) for r in resources]
+        self._authorizer.require(requests, action, "AccessDeniedException")
+
+    def batch_create_partition(self, **kwargs):
+        self._require("BatchCreatePartition", kwargs)
         return self._inner.batch_create_partition(**kwargs)
+
+    def batch_update_partition(self, **kwargs):
+        self._require("BatchUpdatePartition", kwargs)
+        return self._inner.batch_update_partition(**kwargs)
+
+    def update_partition(self, **kwargs):
+        self._require("UpdatePartition", kwargs)
+        return self._inner.update_partition(**kwargs)
 
     def __getattr__(self, name: str):
         raise AttributeError(f"glue.{name} has no IAM mapping: add it to AuthorizedGlue")
