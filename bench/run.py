@@ -25,7 +25,7 @@ from generator.shards import DatasetPlan, summarise, write_dataset
 from iotpipe.sink_log import committed_files
 from iotpipe.sizes import parse_size
 from iotpipe.spark_args import SparkJobArgs
-from iotpipe.spark_submit import JOB_SCRIPT, local_submit_options
+from iotpipe.spark_submit import JOB_SCRIPT, SPARK_DIR, local_submit_options
 from iotpipe.storage import LocalStorage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,6 +103,8 @@ BEFORE_ROW = f"iotpipe Spark job before ({BEFORE_COMMIT}: two queries, RocksDB)"
 
 
 FLOOR_ROW = "Spark floor (Gold write only)"
+COMPACTION_ROW = "Gold compaction after our job (spark/compact.py)"
+COMPACT_SCRIPT = SPARK_DIR / "compact.py"
 STREAMING_FLOOR_ROW = "Spark floor in our batches (streaming, Gold write only)"
 
 
@@ -147,6 +149,16 @@ def full_run(bronze: Path, out: Path, driver_memory: str, truth: dict, env: dict
     committed = [(f.uri, f.size) for f in committed_files(LocalStorage(), str(out / "gold"))]
     batch_ms = [entry["ms"] for entry in ledger_entries(out / "checkpoint", "gold")]
     return {**result, **file_stats(committed), "batches": summary["batches"], "gold_batch_ms": batch_ms}
+
+
+def compact_gold(lake: Path, env: dict) -> dict:
+    """Gold compaction (spark/compact.py) as its EMR step runs it after the job, on the job's lake:
+    its time, and Gold's committed files afterwards."""
+    args = ["--gold", str(lake / "gold"), "--checkpoint", str(lake / "checkpoint"), "--run-id", "bench"]
+    result = measure([*local_submit_options(master="local[2]", driver_memory="2g"), str(COMPACT_SCRIPT), *args], env)
+    outcome = json.loads((lake / "checkpoint" / "compactions" / "bench.json").read_text())
+    committed = [(f.uri, f.size) for f in committed_files(LocalStorage(), str(lake / "gold"))]
+    return {**result, **file_stats(committed), "files_replaced": outcome.get("files_replaced", 0)}
 
 
 def ledger_entries(checkpoint: Path, query: str) -> list[dict]:
@@ -223,6 +235,9 @@ def bench_size(size_text: str, work: Path) -> dict:
             f"[{size_text}] {name} {results[name]['seconds']:.1f} s, gold batch ms {results[name]['gold_batch_ms']}",
             flush=True,
         )
+        if script == JOB_SCRIPT and driver_memory == "2g":
+            results[COMPACTION_ROW] = compact_gold(lake, env)
+            print(f"[{size_text}] {COMPACTION_ROW} {results[COMPACTION_ROW]}", flush=True)
         if driver_memory == "2g":
             small[script] = small_run_seconds(lake, small_bronze, work, env, script)
             print(f"[{size_text}] {name}: one new object on this lake / on an empty lake {small[script]}", flush=True)
@@ -289,6 +304,10 @@ def bench_size(size_text: str, work: Path) -> dict:
             ),
             "iotpipe Spark / before time": round(
                 results["iotpipe Spark job"]["seconds"] / results[BEFORE_ROW]["seconds"], 2
+            ),
+            "median Gold file MiB after compaction, iotpipe": results[COMPACTION_ROW]["median_file_mib"],
+            "Gold files after / before compaction, iotpipe": round(
+                results[COMPACTION_ROW]["files"] / results["iotpipe Spark job"]["files"], 2
             ),
             **batch_growth(results["iotpipe Spark job"]["gold_batch_ms"], "iotpipe"),
             **batch_growth(results[BEFORE_ROW]["gold_batch_ms"], "before"),
@@ -366,6 +385,8 @@ side by side on it:
   1 GiB heap: memory is bounded by the batch, not by the input;
 - the job before one parse and de-duplication without state (commit `5a9d253`, extracted from
   this repository's history: two queries, RocksDB), the same way;
+- Gold compaction (`spark/compact.py`, as its EMR step runs it after VerifyGold) on our job's
+  lake: its time, and Gold's committed files and their median size after it;
 - for our job and the one before: one new 128 MiB object on the lake the full run left (which
   remembers every id it took) against the same object on an empty lake, and each full run's
   last / second batch time from its ledger;

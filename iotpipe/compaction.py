@@ -76,27 +76,25 @@ class Journal:
     batch: int
     merges: List[Merge]
     written: bool = False
+    swapped: bool = False
+    # Each merged partition's files (real keys) as the sink log lists them after `files_as_of`'s
+    # batch: what its Athena manifest lists. Kept by the Spark side, which reads the log anyway,
+    # so the catalog side never reads a compact log file (it holds the whole history).
+    files_after: Dict[str, List[str]] = field(default_factory=dict)
+    files_as_of: Optional[int] = None
     published_at: Optional[float] = None
     previous_folders: Dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {
-            "batch": self.batch,
-            "merges": [m.to_json() for m in self.merges],
-            "written": self.written,
-            "published_at": self.published_at,
-            "previous_folders": self.previous_folders,
-        }
+        document = dict(self.__dict__)
+        document["merges"] = [m.to_json() for m in self.merges]
+        return document
 
     @classmethod
     def from_json(cls, document: dict) -> Journal:
-        return cls(
-            document["batch"],
-            [Merge.from_json(m) for m in document["merges"]],
-            document.get("written", False),
-            document.get("published_at"),
-            document.get("previous_folders") or {},
-        )
+        fields = dict(document)
+        fields["merges"] = [Merge.from_json(m) for m in document["merges"]]
+        return cls(**fields)
 
 
 def journal_folder(sink_uri: str) -> str:
@@ -244,34 +242,15 @@ def swap_in(storage: Storage, log_uri: str, merges: List[Merge]) -> bool:
     return True
 
 
-def is_swapped(storage: Storage, sink_uri: str, journal: Journal) -> Tuple[bool, Optional[str]]:
-    """Whether the newest log lists the journal's merged files (so the swap happened), and the
-    newest log's URI if it is still the journal's batch (the swap may still be done)."""
-    newest = newest_log(storage, sink_uri)
-    if newest is None:
-        return False, None
-    batch, uri, _ = newest
-    _, lines = read_log(storage, uri)
-    listed = {json.loads(line)["path"] for line in lines}
-    merged = {m.merged["path"] for m in journal.merges if m.merged}
-    if merged and merged <= listed:
-        return True, uri if batch == journal.batch else None
-    return False, uri if batch == journal.batch else None
-
-
-def partition_files(storage: Storage, sink_uri: str, partitions: List[str]) -> Dict[str, List[str]]:
-    """Each partition's files in the newest sink-log file (a compact: all files so far), by real key."""
-    newest = newest_log(storage, sink_uri)
+def partition_files(lines: List[str], sink_uri: str, partitions: List[str]) -> Dict[str, List[str]]:
+    """Each partition's files in a compact sink-log file's lines (all files so far), by real key."""
     files: Dict[str, List[str]] = {p: [] for p in partitions}
-    if newest is None:
-        return files
-    _, lines = read_log(storage, newest[1])
     for line in lines:
         entry = json.loads(line)
         partition = partition_of(entry, sink_uri)
         if partition in files and not entry.get("isDir"):
             files[partition].append(logged_uri(entry["path"], sink_uri))
-    return files
+    return {p: sorted(uris) for p, uris in files.items()}
 
 
 # Moves catalog partitions (relative dir -> manifest folder), each at once for Athena.
@@ -280,11 +259,10 @@ Relocate = Callable[[Dict[str, str]], None]
 
 def publish(storage: Storage, sink_uri: str, journal: Journal, relocate: Relocate, now: float) -> None:
     """Athena's side of a swapped compaction: for each partition, a new manifest folder listing
-    its files as the newest log has them, the catalog moved to it, then VerifyGold's pointer.
-    Redone whole if cut short: the folder is rewritten from the newest log (which may hold later
-    batches by then: VerifyGold wrote their manifests to the old folder, the pointer not written)."""
+    its files as the sink log had them after `files_as_of` (the newest batch: the caller checks),
+    the catalog moved to it, then VerifyGold's pointer. Redone whole if cut short."""
     partitions = [m.partition for m in journal.merges]
-    files = partition_files(storage, sink_uri, partitions)
+    files = journal.files_after
     for partition in partitions:
         folder = compacted_folder(sink_uri, journal.batch, partition)
         previous = journal.previous_folders.get(partition) or manifest_folder_now(storage, sink_uri, partition)
@@ -343,6 +321,7 @@ class Outcome:
     bytes_merged: int = 0
     resumed: List[int] = field(default_factory=list)
     undone: List[int] = field(default_factory=list)
+    waiting: List[int] = field(default_factory=list)
     cleaned: List[int] = field(default_factory=list)
     deleted: int = 0
     skipped: Optional[str] = None
@@ -352,20 +331,29 @@ class Outcome:
 
 
 def finish_or_undo(storage: Storage, sink_uri: str, outcome: Outcome) -> None:
-    """The Spark side of journals an earlier compaction left unswapped: swap them in if the sink
-    log is still theirs, or undo them (their merged files are in no log)."""
+    """The Spark side of journals an earlier compaction left unpublished: swap them in if the
+    sink log is still theirs, or undo them (their merged files are in no log); and bring the
+    files their catalog side will list up to the newest batch (later batches added files)."""
+    newest = newest_log(storage, sink_uri)
+    lines = read_log(storage, newest[1])[1] if newest else []
+    listed = {json.loads(line)["path"] for line in lines}
     for journal in pending_journals(storage, sink_uri):
         if journal.published_at is not None:
             continue
-        swapped, log_uri = is_swapped(storage, sink_uri, journal)
-        if swapped:
-            continue
-        if log_uri is None or not journal.written:
-            outcome.deleted += undo(storage, sink_uri, journal)
-            outcome.undone.append(journal.batch)
-        else:
-            swap_in(storage, log_uri, journal.merges)
+        merged = {m.merged["path"] for m in journal.merges if m.merged}
+        if not journal.swapped and not (merged and merged <= listed):
+            if newest is None or newest[0] != journal.batch or not journal.written:
+                outcome.deleted += undo(storage, sink_uri, journal)
+                outcome.undone.append(journal.batch)
+                continue
+            swap_in(storage, newest[1], journal.merges)
+            lines = read_log(storage, newest[1])[1]
+            listed = {json.loads(line)["path"] for line in lines}
             outcome.resumed.append(journal.batch)
+        journal.swapped = True
+        journal.files_after = partition_files(lines, sink_uri, [m.partition for m in journal.merges])
+        journal.files_as_of = newest[0] if newest else None
+        save(storage, sink_uri, journal)
 
 
 def publish_pending(
@@ -373,12 +361,15 @@ def publish_pending(
 ) -> Outcome:
     """The catalog's side, after the Spark side: publish every swapped journal, and delete what a
     published one replaced once its grace period is over. A journal not swapped yet is left to
-    the Spark side (it is swapped or undone by the next compaction)."""
+    the Spark side (it is swapped or undone by the next compaction), as is one whose files are
+    older than the newest batch (its partitions' later files are in no list it holds)."""
     now = time.time() if now is None else now
     outcome = Outcome()
+    newest = newest_log(storage, sink_uri)  # a listing of the log's few files, not a read
     for journal in pending_journals(storage, sink_uri):
         if journal.published_at is None:
-            if not is_swapped(storage, sink_uri, journal)[0]:
+            if not journal.swapped or newest is None or journal.files_as_of != newest[0]:
+                outcome.waiting.append(journal.batch)  # the next compaction step brings it up to date
                 continue
             publish(storage, sink_uri, journal, relocate, now)
             outcome.resumed.append(journal.batch)
@@ -431,6 +422,10 @@ def compact(storage: Storage, sink_uri: str, last_committed: Optional[int], merg
     journal.written = True
     save(storage, sink_uri, journal)
     swap_in(storage, log_uri, merges)
+    journal.swapped = True
+    journal.files_after = partition_files(read_log(storage, log_uri)[1], sink_uri, [m.partition for m in merges])
+    journal.files_as_of = batch
+    save(storage, sink_uri, journal)
     outcome.partitions = len(merges)
     outcome.files_replaced = sum(len(m.replaced) for m in merges)
     outcome.bytes_merged = sum(int(e["size"]) for m in merges for e in m.replaced)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from iotpipe.local import iam
-from iotpipe.planning import spark_attempt
+from iotpipe.planning import compaction_step_args, spark_attempt
 from iotpipe.settings import Settings
 from iotpipe.storage import join, split_s3
 
@@ -60,6 +60,32 @@ def what_the_job_does(step: dict, stack) -> list[iam.Request]:
     return found
 
 
+def test_the_instance_role_allows_everything_the_compaction_step_does(stack):
+    """spark/compact.py, with the arguments PlanRun gives its EMR step: it reads the sink log and
+    the checkpoint, writes merged files through a staging folder, rewrites the newest compact log
+    file, keeps its journal and its summary, and claims the lease as a driver."""
+    environment = stack.resolve(stack.resources["PlanRunFunction"]["Properties"]["Environment"]["Variables"])
+    settings = Settings.from_env({k: str(v) for k, v in environment.items()})
+    args = compaction_step_args("run-1", settings)
+    script = next(i for i, a in enumerate(args) if a.endswith("compact.py"))
+    step = dict(zip(args[script + 1 :: 2], args[script + 2 :: 2]))
+    gold, checkpoint = step["--gold"], step["--checkpoint"]
+    partition = "date=2024-01-01/location_city=St. John%27s"
+    found = [s3("s3:GetObject", args[script]), s3("s3:GetObject", args[args.index("--py-files") + 1])]
+    found += [listing(gold + "/"), listing(join(gold, "_spark_metadata") + "/"), listing(checkpoint + "/")]
+    keys = (f"{partition}/part-00000.parquet", f"{partition}/part-compacted-9-x.c000.snappy.parquet",
+            "_compaction/staging/x/date=2024-01-01/part-0.parquet", "_compaction/journal/9.json",
+            "_spark_metadata/9.compact")  # fmt: skip
+    for key in keys:
+        found += [s3(a, join(gold, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
+    found += [s3("s3:GetObject", join(checkpoint, "transform", "commits", "9"))]
+    found += [s3(a, join(checkpoint, "compactions", "run-1.json")) for a in ("s3:PutObject", "s3:GetObject")]
+    assert step["--lease"].removeprefix("dynamodb://").split("?", 1)[0] == stack.physical_name("LeaseTable")
+    found.append(iam.Request("dynamodb:UpdateItem", stack.get_att("LeaseTable", "Arn")))
+    denied = [r for r in found if not stack.decide(ROLE, r).allowed]
+    assert denied == []
+
+
 def test_the_instance_role_allows_everything_the_spark_job_does(step, stack):
     denied = [r for r in what_the_job_does(step, stack) if not stack.decide(ROLE, r).allowed]
     assert denied == []
@@ -86,4 +112,4 @@ def test_no_function_may_write_or_delete_the_jobs_code(stack):
     functions = [k for k, r in stack.resources.items() if r["Type"] == "AWS::Lambda::Function"]
     writers = [(f, a) for f in functions for a in ("s3:PutObject", "s3:DeleteObject")
                if stack.decide(f, iam.Request(a, code, {"aws:SecureTransport": "true"})).allowed]  # fmt: skip
-    assert len(functions) == 8 and writers == []
+    assert len(functions) == 9 and writers == []

@@ -67,7 +67,9 @@ def test_an_sns_subject_aws_refuses_fails_the_publish():
 
 def test_a_spark_submit_past_its_timeout_is_killed(tmp_path, monkeypatch):
     monkeypatch.setattr(
-        spark_submit, "submit_command", lambda argv, master: [sys.executable, "-c", "import time; time.sleep(60)"]
+        spark_submit,
+        "submit_command",
+        lambda argv, master, script: [sys.executable, "-c", "import time; time.sleep(60)"],
     )
     started = time.monotonic()
     result = spark_submit.run_spark_job(

@@ -18,7 +18,7 @@ from iotpipe.storage import LocalStorage, S3Storage
 
 EVENTS = Path(__file__).parent.parent / "events"
 ROOT = Path(__file__).resolve().parent.parent.parent
-ARTIFACTS = ("spark/job.py", "spark/iotpipe_spark.zip")
+ARTIFACTS = ("spark/job.py", "spark/compact.py", "spark/iotpipe_spark.zip")
 
 
 @pytest.fixture

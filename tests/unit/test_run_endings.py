@@ -27,6 +27,7 @@ QUERIES = ("gold", "quarantine")
 def lake(tmp_path) -> Path:
     (tmp_path / "artifacts" / "spark").mkdir(parents=True)
     (tmp_path / "artifacts" / "spark" / "job.py").write_text("# the job\n")
+    (tmp_path / "artifacts" / "spark" / "compact.py").write_text("# the compaction\n")
     return tmp_path
 
 
