@@ -13,13 +13,13 @@ from pathlib import Path
 import duckdb
 
 from generator.shards import read_manifests, summarise
-from iotpipe import catalog
+from iotpipe import catalog, compaction
 from iotpipe.glue_registration import SINKS
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
 from iotpipe.manifests import listed_files, manifest_folder_now
 from iotpipe.settings import Settings
-from iotpipe.sink_log import committed_files
+from iotpipe.sink_log import committed_files, logged_uri
 from iotpipe.storage import LocalStorage
 from iotpipe.trigger import decide
 
@@ -74,10 +74,19 @@ def engine(lake: Path, settings: Settings | None = None, **kwargs) -> LocalEngin
 
 
 def plain_glob_gold(lake: Path) -> tuple[int, int]:
-    """What Athena or a crawler would see: every Parquet file under the Gold prefix."""
+    """What a crawler would see: every Parquet file under the Gold prefix, but the small files a
+    compaction replaced and keeps for its grace period, which its journal names (readers that
+    listed them before the swap may still be reading them; iotpipe.compaction)."""
+    gold = lake / "gold" / "iot_transformed"
+    replaced = {
+        logged_uri(entry["path"], str(gold))
+        for journal in compaction.pending_journals(LocalStorage(), str(gold))
+        for merge in journal.merges
+        for entry in merge.replaced
+    }
+    files = [str(p) for p in sorted(gold.glob("*/*/*.parquet")) if str(p) not in replaced]
     return duckdb.execute(
-        f"select count(*), count(distinct event_id) from read_parquet('{lake}/gold/iot_transformed/*/*/*.parquet', "
-        "hive_partitioning = true)"
+        "select count(*), count(distinct event_id) from read_parquet(?, hive_partitioning = true)", [files]
     ).fetchone()
 
 
@@ -85,12 +94,20 @@ def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
     """What Athena reads is what Spark reads through the sink logs: the local Glue catalog (kept by
     the engine) has a partition for exactly the directories holding a committed file, each at its
     manifests' folder (a compaction's once it moved the partition), and those manifests list
-    exactly the partition's committed files: none of a crashed attempt's, none twice."""
+    exactly the partition's committed files: none of a crashed attempt's, none twice. A compaction
+    swapped into the sink log but not published to Athena yet (PublishCompaction failed) leaves
+    Athena the small files its merged file replaced, with the same rows."""
     kept = json.loads((lake / "catalog" / "glue.json").read_text())
     for table, sink in (("gold", lake / "gold" / "iot_transformed"), ("quarantine", lake / "gold" / "quarantine")):
         committed: dict[str, list[str]] = defaultdict(list)
         for file in committed_files(LocalStorage(), str(sink)):
             committed[str(Path(file.uri).parent.relative_to(sink))].append(file.uri)
+        for journal in compaction.pending_journals(LocalStorage(), str(sink)):
+            for merge in journal.merges if journal.swapped and journal.published_at is None else []:
+                merged = logged_uri(merge.merged["path"], str(sink))
+                if merged in committed[merge.partition]:
+                    committed[merge.partition].remove(merged)
+                    committed[merge.partition] += [logged_uri(e["path"], str(sink)) for e in merge.replaced]
         registered = sorted(p["Location"] for p in kept[f"iotpipe.{table}"])
         folders = [manifest_folder_now(LocalStorage(), str(sink), p) + "/" for p in committed]
         assert registered == sorted(folders) and committed, table

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from generator.shards import read_manifests, summarise
+from iotpipe import compaction
 from iotpipe.cli import run_exit_status
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
@@ -59,6 +60,10 @@ def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
     assert report["quarantined_by_reason"] == {k: v for k, v in expected["quarantined"].items() if v}
     assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
     assert created(execution) == terminated(execution) and len(created(execution)) == 1
+    # Gold compaction ran after VerifyGold: fewer, larger files, for every reader at once.
+    compacted = report["compaction"]["spark"]
+    assert compacted["files_replaced"] > compacted["partitions"] > 0 and report["compaction"]["published"]
+    assert_catalog_holds_the_committed_partitions(tmp_path)
     manifest = json.loads(Path(report["manifest"]).read_text())
     assert manifest["report"]["status"] == "SUCCEEDED" and manifest["verification"]["ok"] is True
     assert [what for what, _ in execution.bindings.calls].count("sns") == 1
@@ -427,3 +432,44 @@ def test_a_wave_with_awkward_keys_is_processed_once_and_ignored_objects_start_no
     # An object the job does not read starts no run.
     (tmp_path / "bronze" / "raw" / "wave" / "later.csv").write_text("a,b\n")
     assert watch_until_idle(tmp_path) == []
+
+
+def test_a_compaction_whose_step_ends_failed_and_whose_publication_crashes_is_finished_by_the_next_run(tmp_path):
+    """EMR reports the compaction step FAILED after it swapped its files in, and PublishCompaction
+    crashes: the run's data stands (SUCCEEDED, the compaction's failure reported), every reader
+    sees the same rows, and the next run publishes what the first swapped."""
+
+    def compaction_step_false_failed_and_publication_crashes(bindings):
+        run_step = bindings.run_spark_step
+
+        def false_failed(args, step_id):
+            succeeded, details = run_step(args, step_id)
+            return (False, details) if any(a.endswith("compact.py") for a in args) else (succeeded, details)
+
+        def publication_crashes(event, context):
+            raise RuntimeError("the catalog side crashed")
+
+        bindings.run_spark_step = false_failed
+        bindings.lambda_handlers["publish_compaction"] = publication_crashes
+
+    first = run(
+        tmp_path,
+        {"size": "4MiB", "shards": 2, "seed": 3},
+        customise=compaction_step_false_failed_and_publication_crashes,
+    )
+    assert first.status == "SUCCEEDED" and first.report["status"] == "SUCCEEDED"
+    assert first.report["compaction"]["Error"] == "RuntimeError"
+    assert {"CompactGold", "PublishCompaction", "ReleaseLease"} <= set(first.entered_states())
+    expected = truth(tmp_path)
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert_catalog_holds_the_committed_partitions(tmp_path)  # Athena still reads the small files
+    gold = str(tmp_path / "gold" / "iot_transformed")
+    (swapped,) = compaction.pending_journals(LocalStorage(), gold)
+    assert swapped.swapped and swapped.published_at is None
+
+    second = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 4})
+    assert second.report["status"] == "SUCCEEDED"
+    assert swapped.batch in second.report["compaction"]["published"]
+    expected = truth(tmp_path)
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert_catalog_holds_the_committed_partitions(tmp_path)
