@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import quote
 
-from iotpipe.manifests import COMPACTION_FOLDER, MANIFEST_FOLDER, location_pointer, manifest_folder_now
+from iotpipe.manifests import COMPACTION_FOLDER, MANIFEST_FOLDER, Location, manifest_folder_now, write_location
 from iotpipe.sink_log import METADATA_DIR, _batch_files, logged_uri
 from iotpipe.storage import Storage, join
 
@@ -43,6 +43,9 @@ SMALL_FILE_BYTES = 32 * 1024 * 1024
 MERGED_FILE_BYTES = 256 * 1024 * 1024
 # A merge waits until the files it adds make up 1/GROWTH of the largest it rewrites.
 GROWTH = 4
+# At most this many partitions per compaction (its catalog side moves them in one Lambda call);
+# a lake's first compaction leaves the rest to the next runs.
+MAX_PARTITIONS = 2000
 # A Spark job, a DuckDB query or an Athena query that listed the files before the swap reads them
 # for at most this long; the replaced files are deleted after it.
 GRACE_SECONDS = 6 * 3600
@@ -82,6 +85,8 @@ class Journal:
     # so the catalog side never reads a compact log file (it holds the whole history).
     files_after: Dict[str, List[str]] = field(default_factory=dict)
     files_as_of: Optional[int] = None
+    # Set when publication begins: `files_after` is frozen at this batch from then on.
+    pointed_as_of: Optional[int] = None
     published_at: Optional[float] = None
     previous_folders: Dict[str, str] = field(default_factory=dict)
 
@@ -188,7 +193,7 @@ def plan(entries: List[dict], sink_uri: str, batch: int) -> List[Merge]:
     merges = []
     for partition, files in sorted(small.items()):
         chosen = files_to_merge(files)
-        if chosen:
+        if chosen and len(merges) < MAX_PARTITIONS:
             target = join(sink_uri, partition, merged_name(batch))
             merges.append(Merge(partition, sorted(chosen, key=lambda e: e["path"]), target))
     return merges
@@ -258,24 +263,32 @@ Relocate = Callable[[Dict[str, str]], None]
 
 
 def publish(storage: Storage, sink_uri: str, journal: Journal, relocate: Relocate, now: float) -> None:
-    """Athena's side of a swapped compaction: for each partition, a new manifest folder listing
-    its files as the sink log had them after `files_as_of` (the newest batch: the caller checks),
-    the catalog moved to it, then VerifyGold's pointer. Redone whole if cut short."""
+    """Athena's side of a swapped compaction, each step safe to redo:
+
+    1. for each partition a new folder whose manifest lists its files as of `files_as_of`, the
+       newest batch when publication began (frozen from then on: later batches get manifests of
+       their own);
+    2. pointers naming the new folder and the old one: from here VerifyGold writes a later batch's
+       manifest to both, so Athena sees it whichever folder the catalog names;
+    3. the catalog moved (one BatchUpdatePartition per 100 partitions);
+    4. pointers naming the new folder alone, then the journal marked published."""
     partitions = [m.partition for m in journal.merges]
-    files = journal.files_after
+    if journal.pointed_as_of is None:
+        for partition in partitions:
+            journal.previous_folders[partition] = manifest_folder_now(storage, sink_uri, partition)
+        journal.pointed_as_of = journal.files_as_of
+        save(storage, sink_uri, journal)  # the old folders and the frozen lists, before anything moves
+    folders = {p: compacted_folder(sink_uri, journal.batch, p) for p in partitions}
     for partition in partitions:
-        folder = compacted_folder(sink_uri, journal.batch, partition)
-        previous = journal.previous_folders.get(partition) or manifest_folder_now(storage, sink_uri, partition)
-        if previous != folder:
-            journal.previous_folders[partition] = previous
-        listed = "".join(f"{uri}\n" for uri in sorted(files[partition]))
-        storage.write_bytes(join(folder, f"compacted-{journal.batch}"), listed.encode())
-    save(storage, sink_uri, journal)  # the previous folders, before any pointer moves
-    relocate({p: compacted_folder(sink_uri, journal.batch, p) + "/" for p in partitions})
+        listed = "".join(f"{uri}\n" for uri in sorted(journal.files_after[partition]))
+        storage.write_bytes(join(folders[partition], f"compacted-{journal.batch}"), listed.encode())
+    as_of = int(journal.pointed_as_of)
     for partition in partitions:
-        storage.write_bytes(
-            location_pointer(sink_uri, partition), compacted_folder(sink_uri, journal.batch, partition).encode()
-        )
+        moving = Location(folders[partition], as_of, journal.previous_folders[partition])
+        write_location(storage, sink_uri, partition, moving)
+    relocate({p: folders[p] + "/" for p in partitions})
+    for partition in partitions:
+        write_location(storage, sink_uri, partition, Location(folders[partition], as_of))
     journal.published_at = now
     save(storage, sink_uri, journal)
 
@@ -330,29 +343,42 @@ class Outcome:
         return dict(self.__dict__)
 
 
+def logged_lines(storage: Storage, sink_uri: str) -> Tuple[Optional[int], List[str]]:
+    """The newest batch and the entry lines of every file the sink log lists: the newest compact
+    file's and the deltas' after it (a sink written with Spark's default interval has deltas)."""
+    batches = _batch_files(storage, join(sink_uri, METADATA_DIR))
+    if not batches:
+        return None, []
+    compacts = [b for b, (_, compact) in batches.items() if compact]
+    start = max(compacts) if compacts else 0
+    lines: List[str] = []
+    for batch in sorted(b for b in batches if b >= start):
+        lines += read_log(storage, batches[batch][0])[1]
+    return max(batches), lines
+
+
 def finish_or_undo(storage: Storage, sink_uri: str, outcome: Outcome) -> None:
     """The Spark side of journals an earlier compaction left unpublished: swap them in if the
-    sink log is still theirs, or undo them (their merged files are in no log); and bring the
-    files their catalog side will list up to the newest batch (later batches added files)."""
-    newest = newest_log(storage, sink_uri)
-    lines = read_log(storage, newest[1])[1] if newest else []
-    listed = {json.loads(line)["path"] for line in lines}
+    sink log is still theirs, or undo them (their merged files are in no log); and, until their
+    publication begins, bring the files their catalog side will list up to the newest batch."""
+    newest, lines = logged_lines(storage, sink_uri)
     for journal in pending_journals(storage, sink_uri):
-        if journal.published_at is not None:
+        if journal.published_at is not None or journal.pointed_as_of is not None:
             continue
+        listed = {json.loads(line)["path"] for line in lines}
         merged = {m.merged["path"] for m in journal.merges if m.merged}
         if not journal.swapped and not (merged and merged <= listed):
-            if newest is None or newest[0] != journal.batch or not journal.written:
+            if newest != journal.batch or not journal.written:
                 outcome.deleted += undo(storage, sink_uri, journal)
                 outcome.undone.append(journal.batch)
                 continue
-            swap_in(storage, newest[1], journal.merges)
-            lines = read_log(storage, newest[1])[1]
-            listed = {json.loads(line)["path"] for line in lines}
+            swap_in(storage, newest_log(storage, sink_uri)[1], journal.merges)
+            newest, lines = logged_lines(storage, sink_uri)
+        if not journal.swapped:
             outcome.resumed.append(journal.batch)
         journal.swapped = True
         journal.files_after = partition_files(lines, sink_uri, [m.partition for m in journal.merges])
-        journal.files_as_of = newest[0] if newest else None
+        journal.files_as_of = newest
         save(storage, sink_uri, journal)
 
 
@@ -368,7 +394,8 @@ def publish_pending(
     newest = newest_log(storage, sink_uri)  # a listing of the log's few files, not a read
     for journal in pending_journals(storage, sink_uri):
         if journal.published_at is None:
-            if not journal.swapped or newest is None or journal.files_as_of != newest[0]:
+            up_to_date = newest is not None and journal.files_as_of == newest[0]
+            if not journal.swapped or not (up_to_date or journal.pointed_as_of is not None):
                 outcome.waiting.append(journal.batch)  # the next compaction step brings it up to date
                 continue
             publish(storage, sink_uri, journal, relocate, now)

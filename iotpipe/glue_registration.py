@@ -164,21 +164,28 @@ def relocate_partitions(glue, database: str, table: Table, table_uri: str, moves
     return len(entries)
 
 
-def publish_compactions(storage: Storage, plan, database: str, glue_client: Callable[[], Any], step_error=None) -> dict:
+def publish_compactions(
+    storage: Storage,
+    plan,
+    database: str,
+    glue_client: Callable[[], Any],
+    step_error=None,
+    no_driver_writes: Callable[[], bool] = lambda: True,
+) -> dict:
     """PublishCompaction's one call: publish what the compaction's Spark step swapped in (and
     what an earlier one left), then report both sides. Without a catalog database only the
-    manifests and VerifyGold's pointers move (Athena is not set up)."""
+    manifests and VerifyGold's pointers move (Athena is not set up). Nothing moves unless
+    `no_driver_writes` proves that no driver (a compaction step EMR reported FAILED while it
+    still runs, say) holds the lease: the next run publishes instead."""
+    spark = spark_summary(storage, plan.lake.checkpoint, plan.run_id)
+    report = {"spark": spark, "step_failed": bool(step_error), "step_error": (step_error or {}).get("Error")}
+    if not no_driver_writes():
+        return {**report, "published": [], "cleaned": [], "deleted": 0, "waiting": ["a driver may still run"]}
 
     def relocate(moves: dict[str, str]) -> None:
         if database:
             relocate_partitions(glue_client(), database, GOLD, plan.lake.gold, moves)
 
     outcome = publish_pending(storage, plan.lake.gold, relocate)
-    return {
-        "spark": spark_summary(storage, plan.lake.checkpoint, plan.run_id),
-        "step_failed": bool(step_error),
-        "step_error": (step_error or {}).get("Error"),
-        "published": outcome.resumed,
-        "cleaned": outcome.cleaned,
-        "deleted": outcome.deleted,
-    }
+    published = {"published": outcome.resumed, "cleaned": outcome.cleaned, "deleted": outcome.deleted}
+    return {**report, **published, "waiting": outcome.waiting}

@@ -18,7 +18,9 @@ what it is given.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+import json
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Optional
 
 from iotpipe.storage import Storage, join
 
@@ -32,28 +34,55 @@ def manifest_folder(sink_uri: str, partition: str) -> str:
     return join(sink_uri, MANIFEST_FOLDER, partition)
 
 
-# Where VerifyGold writes a partition's manifests once a compaction moved it (absent: the usual folder).
+# A compaction's record of where a partition's manifests go (absent: the usual folder).
 def location_pointer(sink_uri: str, partition: str) -> str:
     return join(sink_uri, COMPACTION_FOLDER, "locations", partition)
 
 
-def manifest_folder_now(storage: Storage, sink_uri: str, partition: str) -> str:
-    """The folder the catalog names for a partition: the usual one, or the last compaction's."""
+@dataclass(frozen=True)
+class Location:
+    """Where a partition's manifests are: `folder`, whose compaction manifest lists its files up to
+    batch `as_of`; and, while the compaction is being published, `previous`, the folder the
+    catalog may still name."""
+
+    folder: str
+    as_of: int = -1
+    previous: Optional[str] = None
+
+    def folders_for(self, batch: int) -> list[str]:
+        """The folders a batch's manifest goes to: a batch the compaction manifest lists is not
+        listed again beside it; until the catalog has moved, the old folder gets it too."""
+        folders = [self.folder] if batch > self.as_of else []
+        return folders + ([self.previous] if self.previous else [])
+
+
+def location_now(storage: Storage, sink_uri: str, partition: str) -> Location:
     pointer = location_pointer(sink_uri, partition)
-    if storage.stat(pointer) is not None:
-        return storage.read_bytes(pointer).decode("utf-8").strip()
-    return manifest_folder(sink_uri, partition)
+    if storage.stat(pointer) is None:
+        return Location(manifest_folder(sink_uri, partition))
+    return Location(**json.loads(storage.read_bytes(pointer)))
+
+
+def write_location(storage: Storage, sink_uri: str, partition: str, location: Location) -> None:
+    storage.write_bytes(location_pointer(sink_uri, partition), json.dumps(location.__dict__).encode())
+
+
+def manifest_folder_now(storage: Storage, sink_uri: str, partition: str) -> str:
+    """The folder the catalog names for a partition once its compaction is published: the usual
+    one, or the last compaction's."""
+    return location_now(storage, sink_uri, partition).folder
 
 
 def write_manifests(storage: Storage, sink_uri: str, files: Mapping[tuple[str, int], Iterable[str]]) -> int:
     """One manifest per (partition, batch), listing the files the batch committed there, in the
-    partition's folder now; the count."""
-    folders: dict[str, str] = {}
+    partition's folders (`Location.folders_for`); the count."""
+    locations: dict[str, Location] = {}
     for (partition, batch), uris in sorted(files.items()):
-        if partition not in folders:
-            folders[partition] = manifest_folder_now(storage, sink_uri, partition)
+        if partition not in locations:
+            locations[partition] = location_now(storage, sink_uri, partition)
         listed = "".join(f"{uri}\n" for uri in sorted(set(uris)))
-        storage.write_bytes(join(folders[partition], f"batch-{batch}"), listed.encode())
+        for folder in locations[partition].folders_for(batch):
+            storage.write_bytes(join(folder, f"batch-{batch}"), listed.encode())
     return len(files)
 
 

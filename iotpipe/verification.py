@@ -39,6 +39,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from iotpipe.compaction import pending_journals
 from iotpipe.ledger import read_entry
 from iotpipe.manifests import write_manifests
 from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
@@ -203,6 +204,9 @@ def _move_uncommitted(
                 continue
             if info.uri not in committed and planned.modified < info.modified <= replayed.modified:
                 orphans.append(info.uri)
+    if orphans:  # a compaction's merged files (a drain round's window began before it) are no orphans
+        merged = {m.target for journal in pending_journals(storage, sink_uri) for m in journal.merges}
+        orphans = [uri for uri in orphans if uri not in merged]
     if not orphans:
         return []
     if not may_move():

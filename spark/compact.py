@@ -40,7 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lease-key", default="bronze-to-gold")
     parser.add_argument("--lease-holder", default=None, help="the run holding the lease")
     parser.add_argument("--lease-seconds", type=float, default=300.0)
-    parser.add_argument("--fault", default=None, help="unused: the streaming job's fault injection")
     return parser
 
 
@@ -117,7 +116,8 @@ class LeaseCheckedStorage:
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
-    heartbeat = start_heartbeat(args, f"{args.run_id}-compaction", on_lost=lambda reason: None)
+    # A driver name of its own: a claim fences (and waits out) any other driver, even this run's.
+    heartbeat = start_heartbeat(args, f"{args.run_id}-compaction-{uuid.uuid4().hex[:8]}", on_lost=lambda reason: None)
     try:
         storage = LeaseCheckedStorage(storage_for(args.gold, region=args.region), heartbeat)
         state = read_checkpoint(storage, query_checkpoint(args.checkpoint))
@@ -126,12 +126,12 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
         else:
             merger = SparkMerger(spark, storage, args.gold)
             outcome = compact(storage, args.gold, state.last_committed, merger).to_json()
+        outcome["run_id"] = args.run_id
+        storage.write_bytes(summary_uri(args.checkpoint, args.run_id), json.dumps(outcome, sort_keys=True).encode())
     finally:
         if heartbeat:
             heartbeat.stop()
             heartbeat.end_claim()
-    outcome["run_id"] = args.run_id
-    storage.write_bytes(summary_uri(args.checkpoint, args.run_id), json.dumps(outcome, sort_keys=True).encode())
     return outcome
 
 

@@ -28,6 +28,14 @@ class PublishEvent(BaseModel):
 @event_parser(model=PublishEvent)
 def lambda_handler(event: PublishEvent, context: LambdaContext) -> dict:
     settings, storage = runtime.current()
-    report = publish_compactions(storage, event.plan, settings.catalog_database, runtime.glue_client, event.step_error)
+    lease, leases = event.plan.lease, runtime.current_leases()
+    report = publish_compactions(
+        storage,
+        event.plan,
+        settings.catalog_database,
+        runtime.glue_client,
+        event.step_error,
+        no_driver_writes=lambda: leases.hold_quiet(lease.key, event.plan.run_id, lease.initial_seconds),
+    )
     logger.info("compaction", extra={"compaction": report})
     return report

@@ -81,7 +81,8 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         if event.deferred
         else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id, event.plan.lake.checkpoint),
     )
-    report.compaction = (event.compaction or {}).get("report", event.compaction)
+    publication = (event.compaction or {}).get("publication") or {}
+    report.compaction = publication.get("outcome") or (publication if "Error" in publication else None)
     write_manifest(report, event.verification, storage)  # from here on a retry counts nothing again
     catalog = publish(event, report, settings, storage)
     metrics.add_metric(name="CatalogErrors", unit=MetricUnit.Count, value=catalog.get("errors", 0))

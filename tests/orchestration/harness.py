@@ -73,17 +73,24 @@ def engine(lake: Path, settings: Settings | None = None, **kwargs) -> LocalEngin
     return LocalEngine(str(lake), settings or local_settings(lake), spark_master="local[2]", **kwargs)
 
 
-def plain_glob_gold(lake: Path) -> tuple[int, int]:
-    """What a crawler would see: every Parquet file under the Gold prefix, but the small files a
-    compaction replaced and keeps for its grace period, which its journal names (readers that
-    listed them before the swap may still be reading them; iotpipe.compaction)."""
-    gold = lake / "gold" / "iot_transformed"
-    replaced = {
-        logged_uri(entry["path"], str(gold))
-        for journal in compaction.pending_journals(LocalStorage(), str(gold))
+def replaced_in_grace(sink: Path) -> set[str]:
+    """The small files a compaction swapped out of the sink log and keeps until its grace period is
+    over, which its journal names (readers that listed them before the swap may still be reading
+    them; iotpipe.compaction). A sink holds these and its committed files, nothing else."""
+    return {
+        logged_uri(entry["path"], str(sink))
+        for journal in compaction.pending_journals(LocalStorage(), str(sink))
+        if journal.swapped
         for merge in journal.merges
         for entry in merge.replaced
     }
+
+
+def plain_glob_gold(lake: Path) -> tuple[int, int]:
+    """What a crawler would see: every Parquet file under the Gold prefix, but the small files a
+    compaction replaced and keeps for its grace period (`replaced_in_grace`)."""
+    gold = lake / "gold" / "iot_transformed"
+    replaced = replaced_in_grace(gold)
     files = [str(p) for p in sorted(gold.glob("*/*/*.parquet")) if str(p) not in replaced]
     return duckdb.execute(
         "select count(*), count(distinct event_id) from read_parquet(?, hive_partitioning = true)", [files]

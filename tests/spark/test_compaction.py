@@ -129,6 +129,7 @@ class Readers:
             folder = self.catalog.locations.get(partition) or manifest_folder(gold, partition)
             for info in self.storage.list(folder.rstrip("/") + "/"):
                 listed += [line for line in Path(info.uri).read_text().split("\n") if line]
+        assert len(listed) == len(set(listed)), "Athena would read a file twice"
         with self.cities_as_strings():
             rows = self.spark.read.option("basePath", self.settings.gold_uri).parquet(*listed).collect()
         return Counter((r.event_id, str(r.date), r.location_city) for r in rows)
@@ -210,20 +211,24 @@ def crash_at(monkeypatch, target, name: str, after: int = 0) -> None:
 
 
 # Each step of a compaction, cut short; the next compaction (and catalog step) must finish or undo it.
+# (step, what raises, on its call number after + 1, the files Spark reads after the cut)
 SPARK_SIDE_CRASHES = [
-    ("before the merged files are written", compact.SparkMerger, "__call__", 0),
-    ("before the journal says they are written", compaction, "merged_entry", 3),
-    ("before the log is swapped", compaction, "swap_in", 0),
+    ("before the merged files are written", compact.SparkMerger, "__call__", 0, 32),
+    ("before the journal says they are written", compaction, "merged_entry", 3, 32),
+    ("before the log is swapped", compaction, "swap_in", 0, 32),
+    ("after the swap, before the journal records it", compaction, "partition_files", 0, 8),
 ]
+# (step, the catalog fails after this many moves, the pointer writes that succeed)
 CATALOG_SIDE_CRASHES = [
-    ("before the first relocation", 0),
-    ("after three relocations", 3),
+    ("before the first catalog move", 0, None),
+    ("after three catalog moves", 3, None),
+    ("after the catalog moved, before the pointers are final", None, 8),
 ]
 
 
-@pytest.mark.parametrize("step, target, name, after", SPARK_SIDE_CRASHES, ids=[c[0] for c in SPARK_SIDE_CRASHES])
+@pytest.mark.parametrize("step, target, name, after, files", SPARK_SIDE_CRASHES, ids=[c[0] for c in SPARK_SIDE_CRASHES])
 def test_a_compaction_cut_short_on_the_spark_side_loses_and_doubles_no_row(
-    spark, small_files_lake, tmp_path, monkeypatch, step, target, name, after
+    spark, small_files_lake, tmp_path, monkeypatch, step, target, name, after, files
 ):
     lake = small_files_lake
     readers = Readers(spark, lake)
@@ -234,7 +239,7 @@ def test_a_compaction_cut_short_on_the_spark_side_loses_and_doubles_no_row(
         with pytest.raises(Crash):
             compact.run(spark, compact_args(settings))
     readers.all_agree(before)
-    assert len(readers.committed()) == 32
+    assert len(readers.committed()) == files
 
     again = compact.run(spark, compact_args(settings, "run-2"))
     readers.all_agree(before)
@@ -249,27 +254,44 @@ def test_a_compaction_cut_short_on_the_spark_side_loses_and_doubles_no_row(
     assert not list(Path(settings.gold_uri, compaction.COMPACTION_FOLDER).rglob("journal/*.json"))
 
 
-@pytest.mark.parametrize("step, after", CATALOG_SIDE_CRASHES, ids=[c[0] for c in CATALOG_SIDE_CRASHES])
-def test_a_publication_cut_short_is_finished_by_the_next_and_readers_agree_throughout(
-    spark, small_files_lake, tmp_path, step, after
+@pytest.mark.parametrize("step, moves, pointers", CATALOG_SIDE_CRASHES, ids=[c[0] for c in CATALOG_SIDE_CRASHES])
+def test_a_publication_cut_short_is_finished_by_a_later_run_and_readers_agree_throughout(
+    spark, small_files_lake, tmp_path, monkeypatch, step, moves, pointers
 ):
+    """A batch lands and is verified between the cut and the next publication: its rows reach
+    every reader once, whichever folder the catalog names for its partitions meanwhile."""
     lake = small_files_lake
     readers = Readers(spark, lake)
     settings, storage = readers.settings, readers.storage
     before = readers.spark_rows()
     compact.run(spark, compact_args(settings))
     catalog = readers.catalog
-    catalog.fail_after = after
-    with pytest.raises(Crash):
-        compaction.publish_pending(storage, settings.gold_uri, catalog, now=1000.0, grace=0)
-    readers.all_agree(before)
+    catalog.fail_after = moves
+    with monkeypatch.context() as patch:
+        if pointers is not None:
+            crash_at(patch, compaction, "write_location", pointers)
+        with pytest.raises(Crash):
+            compaction.publish_pending(storage, settings.gold_uri, catalog, now=1000.0, grace=0)
     catalog.fail_after = None
-    # A later batch's manifests go where VerifyGold's pointer says, which the catalog names too.
-    finished = compaction.publish_pending(storage, settings.gold_uri, catalog, now=1000.0, grace=0)
-    assert finished.resumed == [3] and finished.cleaned == [3] and len(catalog.locations) == 8
     readers.all_agree(before)
+
+    write_bronze(Path(settings.bronze_uri), 4, 1)  # the next run: a batch, its VerifyGold, its compaction
+    assert stream(spark, settings)["batches"] == 1
+    publish_manifests(storage, settings.gold_uri, 4, 4)
+    grown = readers.spark_rows()
+    assert sum(grown.values()) == 5 * 4 * 3
+    readers.all_agree(grown)
+    with monkeypatch.context() as patch:  # the next run's compaction finds nothing more worth merging
+        patch.setattr(compaction, "plan", lambda *args: [])
+        compact.run(spark, compact_args(settings, "run-2"))
+    readers.all_agree(grown)
+    finished = compaction.publish_pending(storage, settings.gold_uri, catalog, now=2000.0, grace=0)
+    assert finished.resumed == [3] and finished.cleaned == [3]
+    readers.all_agree(grown)
     for partition, folder in catalog.locations.items():
         assert folder.rstrip("/") == manifest_folder_now(storage, settings.gold_uri, partition)
+    publish_manifests(storage, settings.gold_uri, 0, 4)  # a drain round's VerifyGold re-verifies the run
+    readers.all_agree(grown)
 
 
 def test_compaction_refuses_a_sink_with_a_batch_not_committed(spark, small_files_lake, tmp_path):

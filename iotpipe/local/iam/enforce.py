@@ -271,11 +271,11 @@ class AuthorizedStepFunctions:
         raise AttributeError(f"stepfunctions.{name} has no IAM mapping: add it to AuthorizedStepFunctions")
 
 
-# ---------------------------------------------------------------- Glue (ReportStatus's and PublishCompaction's partitions)
+# ---------------------------------------------------------------- Glue (partitions: ReportStatus, PublishCompaction)
 class AuthorizedGlue:
-    """The Lambdas' Glue client: each partition call needs its own action (glue:BatchCreatePartition,
-    glue:BatchUpdatePartition, glue:UpdatePartition) on the catalog, the database and the table
-    (Glue's Data Catalog ARNs)."""
+    """The Lambdas' Glue client: each partition call needs its own action
+    (glue:BatchCreatePartition, glue:BatchUpdatePartition, glue:UpdatePartition) on the catalog,
+    the database and the table (Glue's Data Catalog ARNs)."""
 
     def __init__(self, inner, authorizer: Authorizer) -> None:
         self._inner, self._authorizer = inner, authorizer
