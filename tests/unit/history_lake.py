@@ -199,6 +199,8 @@ class HistoryLake:
             return []  # the two-query job's checkpoints, which PlanRun refuses: this lake has none
         if prefix == f"{LAKE}/artifacts/runs/orphans-withheld":  # notes of runs that found a live driver
             return [self.stat_quietly(u) for u in sorted(self.written) if u.startswith(prefix + "/")]
+        if prefix == f"{GOLD}/_compaction/journal":  # compactions not yet past their grace period: none here
+            return [self.stat_quietly(u) for u in sorted(self.written) if u.startswith(prefix + "/")]
         match = re.fullmatch(re.escape(GOLD) + r"/date=([\d-]+)/location_city=([^/]+)", prefix)
         if match:
             day = (date.fromisoformat(match.group(1)) - date(2020, 1, 1)).days
