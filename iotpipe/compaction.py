@@ -127,7 +127,7 @@ def compacted_folder(sink_uri: str, batch: int, partition: str) -> str:
 
 def newest_log(storage: Storage, sink_uri: str) -> Optional[Tuple[int, str, bool]]:
     """(batch, uri, is_compact) of the newest sink-log file, or None for a sink with no batch."""
-    batches = _batch_files(storage, join(sink_uri, METADATA_DIR))
+    batches = _batch_files(storage, join(sink_uri, METADATA_DIR) + "/")
     if not batches:
         return None
     batch = max(batches)
@@ -346,7 +346,7 @@ class Outcome:
 def logged_lines(storage: Storage, sink_uri: str) -> Tuple[Optional[int], List[str]]:
     """The newest batch and the entry lines of every file the sink log lists: the newest compact
     file's and the deltas' after it (a sink written with Spark's default interval has deltas)."""
-    batches = _batch_files(storage, join(sink_uri, METADATA_DIR))
+    batches = _batch_files(storage, join(sink_uri, METADATA_DIR) + "/")
     if not batches:
         return None, []
     compacts = [b for b, (_, compact) in batches.items() if compact]
