@@ -351,6 +351,47 @@ def test_watch_processes_three_waves_of_uploads(tmp_path):
     print(f"\nwatch: {len(summary.runs)} runs, seconds per run {[r.seconds for r in summary.runs]}")
 
 
+def test_a_compaction_whose_step_ends_failed_and_whose_publication_crashes_is_finished_by_the_next_run(tmp_path):
+    """EMR reports the compaction step FAILED after it swapped its files in, and PublishCompaction
+    crashes: the run's data stands (SUCCEEDED, the compaction's failure reported), every reader
+    sees the same rows, and the next run publishes what the first swapped."""
+
+    def compaction_step_false_failed_and_publication_crashes(bindings):
+        run_step = bindings.run_spark_step
+
+        def false_failed(args, step_id):
+            succeeded, details = run_step(args, step_id)
+            return (False, details) if any(a.endswith("compact.py") for a in args) else (succeeded, details)
+
+        def publication_crashes(event, context):
+            raise RuntimeError("the catalog side crashed")
+
+        bindings.run_spark_step = false_failed
+        bindings.lambda_handlers["publish_compaction"] = publication_crashes
+
+    first = run(
+        tmp_path,
+        {"size": "4MiB", "shards": 2, "seed": 3},
+        customise=compaction_step_false_failed_and_publication_crashes,
+    )
+    assert first.status == "SUCCEEDED" and first.report["status"] == "SUCCEEDED"
+    assert first.report["compaction"]["Error"] == "RuntimeError"
+    assert {"CompactGold", "PublishCompaction", "ReleaseLease"} <= set(first.entered_states())
+    expected = truth(tmp_path)
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert_catalog_holds_the_committed_partitions(tmp_path)  # Athena still reads the small files
+    gold = str(tmp_path / "gold" / "iot_transformed")
+    (swapped,) = compaction.pending_journals(LocalStorage(), gold)
+    assert swapped.swapped and swapped.published_at is None
+
+    second = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 4})
+    assert second.report["status"] == "SUCCEEDED"
+    assert swapped.batch in second.report["compaction"]["published"]
+    expected = truth(tmp_path)
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert_catalog_holds_the_committed_partitions(tmp_path)
+
+
 def test_zz_every_state_choice_branch_and_catch_was_exercised():
     machine = definition()
     states = set(machine["States"]) | set(machine["States"]["GenerateShards"]["ItemProcessor"]["States"])
@@ -436,44 +477,3 @@ def test_a_wave_with_awkward_keys_is_processed_once_and_ignored_objects_start_no
     # An object the job does not read starts no run.
     (tmp_path / "bronze" / "raw" / "wave" / "later.csv").write_text("a,b\n")
     assert watch_until_idle(tmp_path) == []
-
-
-def test_a_compaction_whose_step_ends_failed_and_whose_publication_crashes_is_finished_by_the_next_run(tmp_path):
-    """EMR reports the compaction step FAILED after it swapped its files in, and PublishCompaction
-    crashes: the run's data stands (SUCCEEDED, the compaction's failure reported), every reader
-    sees the same rows, and the next run publishes what the first swapped."""
-
-    def compaction_step_false_failed_and_publication_crashes(bindings):
-        run_step = bindings.run_spark_step
-
-        def false_failed(args, step_id):
-            succeeded, details = run_step(args, step_id)
-            return (False, details) if any(a.endswith("compact.py") for a in args) else (succeeded, details)
-
-        def publication_crashes(event, context):
-            raise RuntimeError("the catalog side crashed")
-
-        bindings.run_spark_step = false_failed
-        bindings.lambda_handlers["publish_compaction"] = publication_crashes
-
-    first = run(
-        tmp_path,
-        {"size": "4MiB", "shards": 2, "seed": 3},
-        customise=compaction_step_false_failed_and_publication_crashes,
-    )
-    assert first.status == "SUCCEEDED" and first.report["status"] == "SUCCEEDED"
-    assert first.report["compaction"]["Error"] == "RuntimeError"
-    assert {"CompactGold", "PublishCompaction", "ReleaseLease"} <= set(first.entered_states())
-    expected = truth(tmp_path)
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
-    assert_catalog_holds_the_committed_partitions(tmp_path)  # Athena still reads the small files
-    gold = str(tmp_path / "gold" / "iot_transformed")
-    (swapped,) = compaction.pending_journals(LocalStorage(), gold)
-    assert swapped.swapped and swapped.published_at is None
-
-    second = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 4})
-    assert second.report["status"] == "SUCCEEDED"
-    assert swapped.batch in second.report["compaction"]["published"]
-    expected = truth(tmp_path)
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
-    assert_catalog_holds_the_committed_partitions(tmp_path)
