@@ -571,14 +571,17 @@ def compaction_line(compaction: dict) -> str:
     if "Error" in compaction:
         return f"FAILED ({compaction['Error']}): {str(compaction.get('Cause'))[:200]}"
     spark = compaction.get("spark") or {}
-    if compaction.get("step_failed"):
-        done = f"step FAILED ({compaction.get('step_error')})"
-    elif spark.get("files_replaced"):
+    if spark.get("files_replaced"):
         done = f"{spark['files_replaced']:,} small files merged into {spark['partitions']:,}"
     else:
-        done = f"nothing merged: {spark.get('skipped') or 'no summary'}"
-    cleaned = f"; {compaction['deleted']:,} replaced objects deleted" if compaction.get("deleted") else ""
-    return done + cleaned
+        done = f"nothing merged: {spark.get('skipped') or 'no summary from the step'}"
+    if compaction.get("step_failed"):
+        done += f" (its EMR step ended {compaction.get('step_error')})"
+    notes = [f"earlier compactions undone: {spark['undone']}"] if spark.get("undone") else []
+    notes += [f"published to Athena: {compaction['published']}"] if compaction.get("published") else []
+    notes += [f"waiting: {compaction['waiting']}"] if compaction.get("waiting") else []
+    notes += [f"{compaction['deleted']:,} replaced objects deleted"] if compaction.get("deleted") else []
+    return "; ".join([done, *notes])
 
 
 def format_report(report: dict) -> str:

@@ -268,10 +268,10 @@ def publish(storage: Storage, sink_uri: str, journal: Journal, relocate: Relocat
     1. for each partition a new folder whose manifest lists its files as of `files_as_of`, the
        newest batch when publication began (frozen from then on: later batches get manifests of
        their own);
-    2. pointers naming the new folder and the old one: from here VerifyGold writes a later batch's
-       manifest to both, so Athena sees it whichever folder the catalog names;
-    3. the catalog moved (one BatchUpdatePartition per 100 partitions);
-    4. pointers naming the new folder alone, then the journal marked published."""
+       from the journal's save on, VerifyGold writes a later batch's manifest to the new folder and
+       the old one (`moving_locations`), so Athena sees it whichever folder the catalog names;
+    2. the catalog moved (one BatchUpdatePartition per 100 partitions);
+    3. pointers naming the new folder, then the journal marked published."""
     partitions = [m.partition for m in journal.merges]
     if journal.pointed_as_of is None:
         for partition in partitions:
@@ -282,15 +282,26 @@ def publish(storage: Storage, sink_uri: str, journal: Journal, relocate: Relocat
     for partition in partitions:
         listed = "".join(f"{uri}\n" for uri in sorted(journal.files_after[partition]))
         storage.write_bytes(join(folders[partition], f"compacted-{journal.batch}"), listed.encode())
-    as_of = int(journal.pointed_as_of)
-    for partition in partitions:
-        moving = Location(folders[partition], as_of, journal.previous_folders[partition])
-        write_location(storage, sink_uri, partition, moving)
     relocate({p: folders[p] + "/" for p in partitions})
     for partition in partitions:
-        write_location(storage, sink_uri, partition, Location(folders[partition], as_of))
+        write_location(storage, sink_uri, partition, Location(folders[partition], int(journal.pointed_as_of)))
     journal.published_at = now
     save(storage, sink_uri, journal)
+
+
+def moving_locations(storage: Storage, sink_uri: str) -> Dict[str, Location]:
+    """Where VerifyGold writes the manifests of partitions whose compaction is being published:
+    the new folder (batches after the frozen list) and the old one, until the journal is marked
+    published (the pointers name the new folder from then on)."""
+    moving: Dict[str, Location] = {}
+    for journal in pending_journals(storage, sink_uri):
+        if journal.pointed_as_of is None or journal.published_at is not None:
+            continue
+        for merge in journal.merges:
+            folder = compacted_folder(sink_uri, journal.batch, merge.partition)
+            previous = journal.previous_folders[merge.partition]
+            moving[merge.partition] = Location(folder, int(journal.pointed_as_of), previous)
+    return moving
 
 
 def _delete_folder(storage: Storage, folder: str) -> int:
@@ -439,7 +450,7 @@ def compact(storage: Storage, sink_uri: str, last_committed: Optional[int], merg
     merges = plan([json.loads(line) for line in lines], sink_uri, batch)
     outcome.batch = batch
     if not merges:
-        outcome.skipped = "no partition holds two small files"
+        outcome.skipped = "no partition's small files are worth merging yet"
         return outcome
     journal = Journal(batch, merges)
     save(storage, sink_uri, journal)  # first: a crash from here on is undone or finished by the next

@@ -73,10 +73,16 @@ def manifest_folder_now(storage: Storage, sink_uri: str, partition: str) -> str:
     return location_now(storage, sink_uri, partition).folder
 
 
-def write_manifests(storage: Storage, sink_uri: str, files: Mapping[tuple[str, int], Iterable[str]]) -> int:
+def write_manifests(
+    storage: Storage,
+    sink_uri: str,
+    files: Mapping[tuple[str, int], Iterable[str]],
+    moving: Optional[Mapping[str, Location]] = None,
+) -> int:
     """One manifest per (partition, batch), listing the files the batch committed there, in the
-    partition's folders (`Location.folders_for`); the count."""
-    locations: dict[str, Location] = {}
+    partition's folders (`Location.folders_for`): those of a compaction being published
+    (`moving`, iotpipe.compaction.moving_locations), else its pointer's; the count."""
+    locations: dict[str, Location] = dict(moving or {})
     for (partition, batch), uris in sorted(files.items()):
         if partition not in locations:
             locations[partition] = location_now(storage, sink_uri, partition)

@@ -39,7 +39,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from iotpipe.compaction import pending_journals
+from iotpipe.compaction import moving_locations, pending_journals
 from iotpipe.ledger import read_entry
 from iotpipe.manifests import write_manifests
 from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
@@ -385,7 +385,8 @@ def verify_gold(
     infer_quarantine_input(storage, plan.lake.checkpoint, quarantine)
     # Athena's view, before the window counts as verified: a crash here repeats the window.
     for query, detail in details.items():
-        detail.manifests_written = write_manifests(storage, sinks[query], detail.files_by_partition_and_batch)
+        moving = moving_locations(storage, sinks[query])  # partitions a compaction is moving
+        detail.manifests_written = write_manifests(storage, sinks[query], detail.files_by_partition_and_batch, moving)
     ledger = _ledger_totals(gold, quarantine)
     window = {query: committed_before.get(query, -1) for query in details}
     before = carried_in(storage, plan.lake.runs, plan.run_id, window)

@@ -57,7 +57,7 @@ def publish_manifests(storage, gold: str, first: int, last: int) -> None:
             uri = logged_uri(path, gold)
             partition = uri[len(gold) + 1 :].rsplit("/", 1)[0]
             by_partition_and_batch.setdefault((partition, batch), []).append(uri)
-    write_manifests(storage, gold, by_partition_and_batch)
+    write_manifests(storage, gold, by_partition_and_batch, compaction.moving_locations(storage, gold))
 
 
 @pytest.fixture
@@ -218,11 +218,12 @@ SPARK_SIDE_CRASHES = [
     ("before the log is swapped", compaction, "swap_in", 0, 32),
     ("after the swap, before the journal records it", compaction, "partition_files", 0, 8),
 ]
-# (step, the catalog fails after this many moves, the pointer writes that succeed)
+# (step, the catalog fails after this many moves, or what raises on its call number after + 1)
 CATALOG_SIDE_CRASHES = [
-    ("before the first catalog move", 0, None),
-    ("after three catalog moves", 3, None),
-    ("after the catalog moved, before the pointers are final", None, 8),
+    ("after the lists froze, before any folder is written", None, "compacted_folder", 0),
+    ("before the first catalog move", 0, None, None),
+    ("after three catalog moves", 3, None, None),
+    ("after the catalog moved and three pointers", None, "write_location", 3),
 ]
 
 
@@ -254,9 +255,9 @@ def test_a_compaction_cut_short_on_the_spark_side_loses_and_doubles_no_row(
     assert not list(Path(settings.gold_uri, compaction.COMPACTION_FOLDER).rglob("journal/*.json"))
 
 
-@pytest.mark.parametrize("step, moves, pointers", CATALOG_SIDE_CRASHES, ids=[c[0] for c in CATALOG_SIDE_CRASHES])
+@pytest.mark.parametrize("step, moves, name, after", CATALOG_SIDE_CRASHES, ids=[c[0] for c in CATALOG_SIDE_CRASHES])
 def test_a_publication_cut_short_is_finished_by_a_later_run_and_readers_agree_throughout(
-    spark, small_files_lake, tmp_path, monkeypatch, step, moves, pointers
+    spark, small_files_lake, tmp_path, monkeypatch, step, moves, name, after
 ):
     """A batch lands and is verified between the cut and the next publication: its rows reach
     every reader once, whichever folder the catalog names for its partitions meanwhile."""
@@ -268,8 +269,8 @@ def test_a_publication_cut_short_is_finished_by_a_later_run_and_readers_agree_th
     catalog = readers.catalog
     catalog.fail_after = moves
     with monkeypatch.context() as patch:
-        if pointers is not None:
-            crash_at(patch, compaction, "write_location", pointers)
+        if name is not None:
+            crash_at(patch, compaction, name, after)
         with pytest.raises(Crash):
             compaction.publish_pending(storage, settings.gold_uri, catalog, now=1000.0, grace=0)
     catalog.fail_after = None
