@@ -385,7 +385,8 @@ def verify_gold(
     infer_quarantine_input(storage, plan.lake.checkpoint, quarantine)
     # Athena's view, before the window counts as verified: a crash here repeats the window.
     for query, detail in details.items():
-        moving = moving_locations(storage, sinks[query])  # partitions a compaction is moving
+        # Gold's partitions a compaction is moving (the quarantine is not compacted).
+        moving = moving_locations(storage, sinks[query]) if query == "gold" else {}
         detail.manifests_written = write_manifests(storage, sinks[query], detail.files_by_partition_and_batch, moving)
     ledger = _ledger_totals(gold, quarantine)
     window = {query: committed_before.get(query, -1) for query in details}
