@@ -298,8 +298,11 @@ def test_two_racing_runs_never_run_two_spark_steps_at_once(tmp_path):
     for execution in executions:
         record_coverage(execution)
     assert [e.report["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
-    # Each run's job step, then its Gold compaction step (both write under the lease): never two at once.
-    assert len(intervals) == 4
+    # Each run's job step, then its Gold compaction step if it committed batches (both write under
+    # the lease): never two at once. Which run wins the lease, and so which one finds Bronze left to
+    # process, depends on timing.
+    compacting = [e for e in executions if "CompactGold" in e.entered_states()]
+    assert compacting and len(intervals) == len(executions) + len(compacting)
     ordered = sorted(intervals)
     assert all(end <= next_start for (_, end), (next_start, _) in zip(ordered, ordered[1:]))
     assert any("WaitForLease" in e.entered_states() for e in executions)
