@@ -21,7 +21,9 @@ SAM_PATH := $(if $(PY313_BIN),$(PY313_BIN):,)$(PATH)
 
 .PHONY: install run test test-spark4 test-fast lint format bench bench-5g deploy sam-build sam-validate checkov static-checks clean chromium
 
-install: $(INSTALLED) $(FAULTS_JAR)
+# SAM CLI's venv is part of the install: the local run reads the template's IAM with its
+# aws-sam-translator (it pins a pydantic other than this project's).
+install: $(INSTALLED) $(FAULTS_JAR) $(SAM)
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,25 +61,23 @@ chromium:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
-# The local run and the fast tests read the template's IAM with aws-sam-translator, from SAM CLI's venv
-# (it pins a pydantic other than this project's).
-run: install $(SAM)
+run: install
 	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
 
-test: install $(SAM) $(CHECKOV) chromium test-spark4
+test: install $(CHECKOV) chromium test-spark4
 	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
 
 test-spark4: $(SPARK4_INSTALLED)
 	$(SPARK4_VENV)/bin/pytest tests/spark
 
-test-fast: install $(SAM) chromium
+test-fast: install chromium
 	IOTPIPE_SAM="$(abspath $(SAM))" $(BIN)/pytest -m "not spark"
 
-lint: install
+lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: install
+format: $(INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 

@@ -55,6 +55,10 @@ class CompactionRefused(RuntimeError):
     """The sink is not in a state a compaction may change: said why, and nothing was changed."""
 
 
+class UnreadableJournal(RuntimeError):
+    """A compaction journal that does not parse: which one, and what stops until it is repaired."""
+
+
 @dataclass
 class Merge:
     """One partition's small files (their sink-log entries) and the file that replaces them."""
@@ -117,8 +121,21 @@ def save(storage: Storage, sink_uri: str, journal: Journal) -> None:
 def pending_journals(storage: Storage, sink_uri: str) -> List[Journal]:
     """Journals not finished yet, oldest first (each is deleted once its grace period is over)."""
     found = [info.uri for info in storage.list(journal_folder(sink_uri) + "/") if info.uri.endswith(".json")]
-    journals = [Journal.from_json(json.loads(storage.read_bytes(uri))) for uri in found]
-    return sorted(journals, key=lambda j: j.batch)
+    return sorted((read_journal(storage, uri) for uri in found), key=lambda j: j.batch)
+
+
+def read_journal(storage: Storage, uri: str) -> Journal:
+    try:
+        journal = Journal.from_json(json.loads(storage.read_bytes(uri)))
+        if not isinstance(journal.batch, int) or not isinstance(journal.merges, list):
+            raise TypeError("batch must be a number and merges a list")
+        return journal
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise UnreadableJournal(
+            f"compaction journal {uri} cannot be read ({type(error).__name__}: {error}). Spark and DuckDB "
+            "readers are unaffected, but VerifyGold fails (Athena sees no new batch) and Gold compaction "
+            "stops until it is restored: the deployed Gold bucket keeps its earlier versions."
+        ) from error
 
 
 def compacted_folder(sink_uri: str, batch: int, partition: str) -> str:

@@ -28,6 +28,7 @@ MAX_PARTITIONS_PER_CALL = 100
 ALREADY_EXISTS = "AlreadyExistsException"
 SINKS = {"gold": GOLD, "quarantine": QUARANTINE}
 MAX_ERRORS = 5
+NO_COMPACTION_STEP = "no compaction step: the run has no new batches, or one without its ledger entry"
 
 
 @dataclass
@@ -170,14 +171,16 @@ def publish_compactions(
     database: str,
     glue_client: Callable[[], Any],
     step_error=None,
+    compacted: bool = True,
     no_driver_writes: Callable[[], bool] = lambda: True,
 ) -> dict:
     """PublishCompaction's one call: publish what the compaction's Spark step swapped in (and
     what an earlier one left), then report both sides. Without a catalog database only the
     manifests and VerifyGold's pointers move (Athena is not set up). Nothing moves unless
     `no_driver_writes` proves that no driver (a compaction step EMR reported FAILED while it
-    still runs, say) holds the lease: the next run publishes instead."""
-    spark = spark_summary(storage, plan.lake.checkpoint, plan.run_id)
+    still runs, say) holds the lease: the next run publishes instead. A verified run that runs no
+    compaction step (`compacted` false) still finishes what earlier ones began."""
+    spark = spark_summary(storage, plan.lake.checkpoint, plan.run_id) if compacted else {"skipped": NO_COMPACTION_STEP}
     report = {"spark": spark, "step_failed": bool(step_error), "step_error": (step_error or {}).get("Error")}
     if not no_driver_writes():
         return {**report, "published": [], "cleaned": [], "deleted": 0, "waiting": ["a driver may still run"]}

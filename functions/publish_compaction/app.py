@@ -1,4 +1,5 @@
-"""PublishCompaction: Athena's side of Gold compaction, after its Spark step, under the run's lease.
+"""PublishCompaction: Athena's side of Gold compaction, after its Spark step (or alone, in a
+verified run that compacts nothing), under the run's lease.
 
 Moves each compacted partition's manifests and catalog entry, deletes what an earlier compaction
 replaced once its grace period is over (iotpipe.compaction), and reports the compaction."""
@@ -21,6 +22,11 @@ class PublishEvent(BaseModel):
     execution_id: str
     plan: RunPlan
     step_error: Optional[dict] = None
+    step: Optional[dict] = None  # the compaction step's id; with no step_error either, no step ran
+
+    def compaction_step_ran(self) -> bool:
+        # A definition older than the `step` field always ran the step before this Lambda.
+        return self.step is not None or self.step_error is not None or "step" not in self.model_fields_set
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
@@ -35,6 +41,7 @@ def lambda_handler(event: PublishEvent, context: LambdaContext) -> dict:
         settings.catalog_database,
         runtime.glue_client,
         event.step_error,
+        compacted=event.compaction_step_ran(),
         no_driver_writes=lambda: leases.hold_quiet(lease.key, event.plan.run_id, lease.initial_seconds),
     )
     logger.info("compaction", extra={"compaction": report})

@@ -21,6 +21,7 @@ import pytest
 from generator.shards import read_manifests, summarise
 from iotpipe import compaction
 from iotpipe.cli import run_exit_status
+from iotpipe.glue_registration import NO_COMPACTION_STEP
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
 from iotpipe.local.watch import watch
@@ -387,12 +388,43 @@ def test_a_compaction_whose_step_ends_failed_and_whose_publication_crashes_is_fi
     (swapped,) = compaction.pending_journals(LocalStorage(), gold)
     assert swapped.swapped and swapped.published_at is None
 
-    second = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 4})
-    assert second.report["status"] == "SUCCEEDED"
+    # A console run with nothing new runs no compaction step but finishes the publication.
+    second = run(tmp_path, {"generate": False})
+    assert second.report["status"] == "SUCCEEDED" and second.report["records"]["input"] == 0
+    assert "CompactGold" not in second.entered_states()
     assert swapped.batch in second.report["compaction"]["published"]
+    assert second.report["compaction"]["spark"] == {"skipped": NO_COMPACTION_STEP}
+    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert_catalog_holds_the_committed_partitions(tmp_path)
+
+    third = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 4})
+    assert third.report["status"] == "SUCCEEDED" and "CompactGold" in third.entered_states()
     expected = truth(tmp_path)
     assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
     assert_catalog_holds_the_committed_partitions(tmp_path)
+
+
+def test_a_committed_gold_file_that_vanishes_fails_the_run_and_nothing_is_compacted(tmp_path):
+    """VerifyGold finds a file the sink log commits missing: the run FAILS, and Gold is left as it
+    is for an operator (no compaction rewrites the partitions around the hole, no publication or
+    deletion runs)."""
+
+    def job_step_loses_a_gold_file(bindings):
+        run_step = bindings.run_spark_step
+
+        def step(args, step_id):
+            result = run_step(args, step_id)
+            if not any(a.endswith("compact.py") for a in args):
+                min(Path(tmp_path, "gold", "iot_transformed").rglob("*.parquet")).unlink()
+            return result
+
+        bindings.run_spark_step = step
+
+    execution = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 5}, customise=job_step_loses_a_gold_file)
+    assert execution.report["status"] == "FAILED"
+    assert execution.state_output("VerifyGold")["verification"]["gold"]["missing_files"] == 1
+    assert not {"CompactGold", "PublishCompaction"} & set(execution.entered_states())
+    assert "ReleaseLease" in execution.entered_states()
 
 
 def test_zz_every_state_choice_branch_and_catch_was_exercised():

@@ -5,6 +5,7 @@ that is idempotent and within the API's bounds."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -12,7 +13,7 @@ from moto import mock_aws
 
 from iotpipe import catalog, glue_registration
 from iotpipe.catalog import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, TABLES
-from iotpipe.glue_registration import register_run, relocate_partitions
+from iotpipe.glue_registration import publish_compactions, register_run, relocate_partitions
 from iotpipe.local.api_shapes import BoundsCheckedClient
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
 from iotpipe.manifests import MANIFEST_FOLDER
@@ -223,3 +224,21 @@ def test_a_compaction_moves_registered_partitions_and_registers_new_ones_at_thei
     # What ReportStatus registers afterwards leaves a moved partition where it is.
     register_run(glue, "iotpipe", LocalStorage(), document, {"gold": sink, "quarantine": "s3://gold/quarantine"})
     assert dict(all_partitions(glue, "gold"))[("2024-05-01", "City 0's")] == located[("2024-05-01", "City 0's")]
+
+
+def test_publication_without_a_compaction_step_says_so_and_waits_out_a_live_driver(tmp_path):
+    plan = SimpleNamespace(run_id="r1", lake=SimpleNamespace(checkpoint=str(tmp_path / "cp"), gold=str(tmp_path / "g")))
+    alone = publish_compactions(LocalStorage(), plan, "", lambda: None, compacted=False)
+    assert alone["spark"] == {"skipped": glue_registration.NO_COMPACTION_STEP} and alone["published"] == []
+    held = publish_compactions(LocalStorage(), plan, "", lambda: None, compacted=False, no_driver_writes=lambda: False)
+    assert held["waiting"] == ["a driver may still run"]
+
+
+def test_publish_compaction_events_of_an_older_definition_count_as_after_a_compaction_step():
+    from functions.publish_compaction.app import PublishEvent
+
+    plan = {"run_id": "r1"}
+    assert PublishEvent.model_construct(plan=plan, step_error=None).compaction_step_ran()
+    assert not PublishEvent.model_construct(plan=plan, step_error=None, step=None).compaction_step_ran()
+    assert PublishEvent.model_construct(plan=plan, step_error=None, step={"step_id": "s-1"}).compaction_step_ran()
+    assert PublishEvent.model_construct(plan=plan, step_error={"Error": "x"}, step=None).compaction_step_ran()

@@ -9,6 +9,7 @@ import pytest
 
 from iotpipe import compaction
 from iotpipe.compaction import CompactionRefused, Merge, plan, swapped_lines, worth_merging
+from iotpipe.storage import LocalStorage
 
 SINK = "s3://gold/iot_transformed"
 MiB = 1024 * 1024
@@ -91,3 +92,12 @@ def test_a_log_listing_part_of_a_compaction_is_refused_not_guessed():
     merge.merged = entry(partition, "m.parquet", 20)
     with pytest.raises(CompactionRefused):
         swapped_lines(lines + [json.dumps(merge.merged)], [merge])
+
+
+@pytest.mark.parametrize("text", [b"", b"{not json", b'{"batch": 3}', b"[]", b'{"batch": "3", "merges": []}', b"7"])
+def test_an_unreadable_journal_is_named_in_the_error(tmp_path, text):
+    sink = str(tmp_path / "gold")
+    (tmp_path / "gold" / "_compaction" / "journal").mkdir(parents=True)
+    (tmp_path / "gold" / "_compaction" / "journal" / "3.json").write_bytes(text)
+    with pytest.raises(compaction.UnreadableJournal, match=r"journal .*3\.json cannot be read"):
+        compaction.pending_journals(LocalStorage(), sink)

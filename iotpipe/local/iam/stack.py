@@ -72,7 +72,7 @@ def sam_python() -> str:
         if candidate.exists():
             return str(candidate)
     raise TranslatorUnavailable(
-        "aws-sam-translator is needed to read the template's IAM: install SAM CLI with `make .venv-sam/bin/sam`"
+        "aws-sam-translator is needed to read the template's IAM: run `make install` (it installs SAM CLI in .venv-sam)"
     )
 
 
