@@ -581,6 +581,10 @@ def compaction_line(compaction: dict) -> str:
     notes += [f"published to Athena: {compaction['published']}"] if compaction.get("published") else []
     notes += [f"waiting: {compaction['waiting']}"] if compaction.get("waiting") else []
     notes += [f"{compaction['deleted']:,} replaced objects deleted"] if compaction.get("deleted") else []
+    notes += [
+        f"files replaced by compaction {batch} kept until {at}"
+        for batch, at in (compaction.get("deletions_due") or {}).items()
+    ]
     return "; ".join([done, *notes])
 
 

@@ -127,15 +127,52 @@ def pending_journals(storage: Storage, sink_uri: str) -> List[Journal]:
 def read_journal(storage: Storage, uri: str) -> Journal:
     try:
         journal = Journal.from_json(json.loads(storage.read_bytes(uri)))
-        if not isinstance(journal.batch, int) or not isinstance(journal.merges, list):
-            raise TypeError("batch must be a number and merges a list")
+        _check_fields(journal)
         return journal
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise UnreadableJournal(
             f"compaction journal {uri} cannot be read ({type(error).__name__}: {error}). Spark and DuckDB "
             "readers are unaffected, but VerifyGold fails (Athena sees no new batch) and Gold compaction "
-            "stops until it is restored: the deployed Gold bucket keeps its earlier versions."
+            "stops until it is restored to the last version iotpipe wrote (the deployed Gold bucket "
+            "keeps earlier versions; an older one would list files twice for Athena)."
         ) from error
+
+
+def _check_fields(journal: Journal) -> None:
+    def number(value, optional: bool = False) -> bool:
+        return (optional and value is None) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    checks = {
+        "batch": isinstance(journal.batch, int) and not isinstance(journal.batch, bool),
+        "merges": isinstance(journal.merges, list),
+        "written": isinstance(journal.written, bool),
+        "swapped": isinstance(journal.swapped, bool),
+        "files_after": isinstance(journal.files_after, dict)
+        and all(isinstance(files, list) for files in journal.files_after.values()),
+        "files_as_of": number(journal.files_as_of, optional=True),
+        "pointed_as_of": number(journal.pointed_as_of, optional=True),
+        "published_at": number(journal.published_at, optional=True),
+        "previous_folders": isinstance(journal.previous_folders, dict),
+    }
+    for merge in journal.merges:
+        checks["merges"] = checks["merges"] and (
+            isinstance(merge.partition, str)
+            and isinstance(merge.target, str)
+            and isinstance(merge.replaced, list)
+            and all(isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in merge.replaced)
+            and (merge.merged is None or isinstance(merge.merged, dict))
+        )
+    wrong = [name for name, ok in checks.items() if not ok]
+    if wrong:
+        raise TypeError(f"fields of the wrong type: {', '.join(wrong)}")
+
+
+def _inside(sink_uri: str, uri: str) -> str:
+    """`uri`, if it lies under the sink: a journal never deletes outside it (a lake copied with its
+    journals lists the original lake's absolute paths)."""
+    if not uri.startswith(sink_uri.rstrip("/") + "/"):
+        raise CompactionRefused(f"a compaction journal names {uri}, outside its sink {sink_uri}: nothing deleted")
+    return uri
 
 
 def compacted_folder(sink_uri: str, batch: int, partition: str) -> str:
@@ -331,14 +368,15 @@ def _delete_folder(storage: Storage, folder: str) -> int:
 def clean_up(storage: Storage, sink_uri: str, journal: Journal) -> int:
     """Delete what a published compaction replaced: its small files, and the manifest folders its
     partitions no longer use. Then the journal. The count of objects deleted."""
-    deleted = 0
-    for merge in journal.merges:
-        for entry in merge.replaced:
-            storage.delete(logged_uri(entry["path"], sink_uri))
-            deleted += 1
-        previous = journal.previous_folders.get(merge.partition)
-        if previous and previous != manifest_folder_now(storage, sink_uri, merge.partition):
-            deleted += _delete_folder(storage, previous)
+    replaced = [_inside(sink_uri, logged_uri(e["path"], sink_uri)) for m in journal.merges for e in m.replaced]
+    previous = {m.partition: _inside(sink_uri, journal.previous_folders[m.partition])
+                for m in journal.merges if journal.previous_folders.get(m.partition)}  # fmt: skip
+    for uri in replaced:
+        storage.delete(uri)
+    deleted = len(replaced)
+    for partition, folder in previous.items():
+        if folder != manifest_folder_now(storage, sink_uri, partition):
+            deleted += _delete_folder(storage, folder)
     storage.delete(journal_uri(sink_uri, journal.batch))
     return deleted
 
@@ -346,8 +384,8 @@ def clean_up(storage: Storage, sink_uri: str, journal: Journal) -> int:
 def undo(storage: Storage, sink_uri: str, journal: Journal) -> int:
     """A compaction whose swap never happened (and can no longer: later batches were logged): its
     merged files are in no log and no manifest; delete them and the journal."""
-    for merge in journal.merges:
-        storage.delete(merge.target)
+    for target in [_inside(sink_uri, merge.target) for merge in journal.merges]:
+        storage.delete(target)
     storage.delete(journal_uri(sink_uri, journal.batch))
     return len(journal.merges)
 
@@ -365,6 +403,8 @@ class Outcome:
     waiting: List[int] = field(default_factory=list)
     cleaned: List[int] = field(default_factory=list)
     deleted: int = 0
+    # Published compactions whose replaced files are kept until then (epoch seconds), by batch.
+    deletions_due: Dict[int, float] = field(default_factory=dict)
     skipped: Optional[str] = None
 
     def to_json(self) -> dict:
@@ -431,6 +471,8 @@ def publish_pending(
         if now - journal.published_at >= grace:
             outcome.deleted += clean_up(storage, sink_uri, journal)
             outcome.cleaned.append(journal.batch)
+        else:
+            outcome.deletions_due[journal.batch] = journal.published_at + grace
     return outcome
 
 

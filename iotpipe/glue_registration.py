@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable
 
 from iotpipe import catalog
@@ -191,4 +192,9 @@ def publish_compactions(
 
     outcome = publish_pending(storage, plan.lake.gold, relocate)
     published = {"published": outcome.resumed, "cleaned": outcome.cleaned, "deleted": outcome.deleted}
-    return {**report, **published, "waiting": outcome.waiting}
+    due = {str(batch): _utc(at) for batch, at in sorted(outcome.deletions_due.items())}
+    return {**report, **published, "waiting": outcome.waiting, "deletions_due": due}
+
+
+def _utc(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -394,6 +394,7 @@ def test_a_compaction_whose_step_ends_failed_and_whose_publication_crashes_is_fi
     assert "CompactGold" not in second.entered_states()
     assert swapped.batch in second.report["compaction"]["published"]
     assert second.report["compaction"]["spark"] == {"skipped": NO_COMPACTION_STEP}
+    assert str(swapped.batch) in second.report["compaction"]["deletions_due"]  # the replaced files' grace
     assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
     assert_catalog_holds_the_committed_partitions(tmp_path)
 

@@ -94,10 +94,59 @@ def test_a_log_listing_part_of_a_compaction_is_refused_not_guessed():
         swapped_lines(lines + [json.dumps(merge.merged)], [merge])
 
 
-@pytest.mark.parametrize("text", [b"", b"{not json", b'{"batch": 3}', b"[]", b'{"batch": "3", "merges": []}', b"7"])
+GOOD_JOURNAL = {"batch": 3, "merges": [], "written": True, "swapped": True, "files_after": {}, "files_as_of": 3,
+                "pointed_as_of": None, "published_at": None, "previous_folders": {}}  # fmt: skip
+CORRUPT_JOURNALS = [
+    b"", b"{not json", b"\xff\xfe", b'{"batch": 3}', b"[]", b"7", b"null",
+    *(json.dumps({**GOOD_JOURNAL, **change}).encode() for change in (
+        {"batch": "3"}, {"batch": True}, {"previous_folders": None}, {"files_after": {"p": None}},
+        {"published_at": "soon"}, {"merges": [1]}, {"merges": [{"partition": "p", "replaced": [{}], "target": "t"}]},
+        {"extra": 1},
+    )),
+]  # fmt: skip
+
+
+def test_a_good_journal_reads_back():
+    assert compaction.Journal.from_json(GOOD_JOURNAL).to_json() == GOOD_JOURNAL
+
+
+@pytest.mark.parametrize("text", CORRUPT_JOURNALS)
 def test_an_unreadable_journal_is_named_in_the_error(tmp_path, text):
     sink = str(tmp_path / "gold")
     (tmp_path / "gold" / "_compaction" / "journal").mkdir(parents=True)
     (tmp_path / "gold" / "_compaction" / "journal" / "3.json").write_bytes(text)
     with pytest.raises(compaction.UnreadableJournal, match=r"journal .*3\.json cannot be read"):
         compaction.pending_journals(LocalStorage(), sink)
+
+
+def published_journal(tmp_path, replaced_file, published_at: float) -> tuple[str, compaction.Journal]:
+    sink = str(tmp_path / "gold")
+    partition = "date=2024-05-01/location_city=Oslo"
+    merge = Merge(partition, [{"path": replaced_file.as_uri(), "size": 1}], f"{sink}/{partition}/merged.parquet")
+    journal = compaction.Journal(3, [merge], written=True, swapped=True, files_as_of=3, pointed_as_of=3,
+                                 published_at=published_at)  # fmt: skip
+    compaction.save(LocalStorage(), sink, journal)
+    return sink, journal
+
+
+def test_replaced_files_are_kept_for_the_grace_period_and_the_report_says_until_when(tmp_path):
+    small = tmp_path / "gold" / "date=2024-05-01" / "location_city=Oslo" / "part-0.parquet"
+    small.parent.mkdir(parents=True)
+    small.write_bytes(b"x")
+    sink, _ = published_journal(tmp_path, small, published_at=1000.0)
+    kept = compaction.publish_pending(LocalStorage(), sink, lambda moves: None, now=1000.0 + 60)
+    assert kept.deletions_due == {3: 1000.0 + compaction.GRACE_SECONDS} and small.exists()
+    done = compaction.publish_pending(LocalStorage(), sink, lambda moves: None, now=1000.0 + compaction.GRACE_SECONDS)
+    assert done.cleaned == [3] and done.deleted == 1 and not small.exists()
+    assert compaction.pending_journals(LocalStorage(), sink) == []
+
+
+def test_a_journal_naming_files_outside_its_sink_deletes_nothing(tmp_path):
+    # A lake copied with its journals: the sink log's absolute paths name the original lake.
+    original = tmp_path / "original" / "date=2024-05-01" / "location_city=Oslo" / "part-0.parquet"
+    original.parent.mkdir(parents=True)
+    original.write_bytes(b"x")
+    sink, _ = published_journal(tmp_path / "copy", original, published_at=1000.0)
+    with pytest.raises(CompactionRefused, match="outside its sink"):
+        compaction.publish_pending(LocalStorage(), sink, lambda moves: None, now=1000.0 + compaction.GRACE_SECONDS)
+    assert original.exists()
