@@ -588,6 +588,14 @@ def compaction_line(compaction: dict) -> str:
     return "; ".join([done, *notes])
 
 
+def reconciles_line(report: dict) -> str:
+    """Whether the counts add up; a run whose verification did not finish has no counts to add."""
+    if not report.get("reconciliation"):
+        return "not checked: the run has no verification" + (" (see error)" if report.get("error") else "")
+    records = report["records"]
+    return "yes" if records["input"] == records["gold"] + records["quarantined"] + records["duplicates"] else "NO"
+
+
 def format_report(report: dict) -> str:
     records = report["records"]
     rows = [
@@ -598,10 +606,7 @@ def format_report(report: dict) -> str:
         ("  quarantined", f"{records['quarantined']:,}"),
         *((f"    {reason}", f"{n:,}") for reason, n in report["quarantined_by_reason"].items()),
         ("  duplicates", f"{records['duplicates']:,}"),
-        (
-            "reconciles",
-            "yes" if records["input"] == records["gold"] + records["quarantined"] + records["duplicates"] else "NO",
-        ),
+        ("reconciles", reconciles_line(report)),
         ("gold partitions written", f"{report['gold_partitions']:,}"),
         ("spark attempts", str(report["attempts"])),
         ("seconds", f"{report['seconds']}"),

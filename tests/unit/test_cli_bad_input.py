@@ -200,3 +200,10 @@ def test_run_and_watch_show_a_failed_runs_error_alike():
         "spark log                logs/spark-r.log",  # where to read why a Spark attempt failed
     ]
     assert error_line(failed.failure) in shown[0]
+    # A run whose VerifyGold failed has counts of 0: they do not "reconcile", they were not checked.
+    reconciles = next(line for line in format_report(report).splitlines() if line.startswith("reconciles"))
+    assert reconciles.endswith("not checked: the run has no verification (see error)")
+    verified = {**report, "error": None, "reconciliation": {"reconciles": False}}
+    assert [line.split() for line in format_report(verified).splitlines() if line.startswith("reconciles")] == [
+        ["reconciles", "NO"]
+    ]
