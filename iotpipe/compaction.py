@@ -139,29 +139,30 @@ def read_journal(storage: Storage, uri: str) -> Journal:
 
 
 def _check_fields(journal: Journal) -> None:
-    def number(value, optional: bool = False) -> bool:
-        return (optional and value is None) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    def optional_number(value) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
-    checks = {
-        "batch": isinstance(journal.batch, int) and not isinstance(journal.batch, bool),
-        "merges": isinstance(journal.merges, list),
-        "written": isinstance(journal.written, bool),
-        "swapped": isinstance(journal.swapped, bool),
-        "files_after": isinstance(journal.files_after, dict)
-        and all(isinstance(files, list) for files in journal.files_after.values()),
-        "files_as_of": number(journal.files_as_of, optional=True),
-        "pointed_as_of": number(journal.pointed_as_of, optional=True),
-        "published_at": number(journal.published_at, optional=True),
-        "previous_folders": isinstance(journal.previous_folders, dict),
-    }
-    for merge in journal.merges:
-        checks["merges"] = checks["merges"] and (
+    def well_formed(merge: Merge) -> bool:
+        return (
             isinstance(merge.partition, str)
             and isinstance(merge.target, str)
             and isinstance(merge.replaced, list)
             and all(isinstance(entry, dict) and isinstance(entry.get("path"), str) for entry in merge.replaced)
             and (merge.merged is None or isinstance(merge.merged, dict))
         )
+
+    checks = {
+        "batch": isinstance(journal.batch, int) and not isinstance(journal.batch, bool),
+        "merges": all(well_formed(merge) for merge in journal.merges),  # a list: from_json builds it
+        "written": isinstance(journal.written, bool),
+        "swapped": isinstance(journal.swapped, bool),
+        "files_after": isinstance(journal.files_after, dict)
+        and all(isinstance(files, list) for files in journal.files_after.values()),
+        "files_as_of": optional_number(journal.files_as_of),
+        "pointed_as_of": optional_number(journal.pointed_as_of),
+        "published_at": optional_number(journal.published_at),
+        "previous_folders": isinstance(journal.previous_folders, dict),
+    }
     wrong = [name for name, ok in checks.items() if not ok]
     if wrong:
         raise TypeError(f"fields of the wrong type: {', '.join(wrong)}")
@@ -179,9 +180,15 @@ def compacted_folder(sink_uri: str, batch: int, partition: str) -> str:
     return join(sink_uri, MANIFEST_FOLDER, f"compacted-{batch}", partition)
 
 
+def _log_files(storage: Storage, sink_uri: str) -> Dict[int, Tuple[str, bool]]:
+    """Batch -> (uri, is_compact) of the sink log's files. Listed with the folder's trailing slash:
+    the prefix PublishCompaction's role may list."""
+    return _batch_files(storage, join(sink_uri, METADATA_DIR) + "/")
+
+
 def newest_log(storage: Storage, sink_uri: str) -> Optional[Tuple[int, str, bool]]:
     """(batch, uri, is_compact) of the newest sink-log file, or None for a sink with no batch."""
-    batches = _batch_files(storage, join(sink_uri, METADATA_DIR) + "/")
+    batches = _log_files(storage, sink_uri)
     if not batches:
         return None
     batch = max(batches)
@@ -414,7 +421,7 @@ class Outcome:
 def logged_lines(storage: Storage, sink_uri: str) -> Tuple[Optional[int], List[str]]:
     """The newest batch and the entry lines of every file the sink log lists: the newest compact
     file's and the deltas' after it (a sink written with Spark's default interval has deltas)."""
-    batches = _batch_files(storage, join(sink_uri, METADATA_DIR) + "/")
+    batches = _log_files(storage, sink_uri)
     if not batches:
         return None, []
     compacts = [b for b, (_, compact) in batches.items() if compact]
