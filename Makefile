@@ -10,6 +10,8 @@ CHECKOV := $(CHECKOV_VENV)/bin/checkov
 INSTALLED := $(VENV)/.installed
 SPARK4_VENV := .venv-spark4
 SPARK4_INSTALLED := $(SPARK4_VENV)/.installed
+# Iceberg's Spark runtimes and SQLite's JDBC driver, pinned with their checksums in iotpipe/local/jars.py.
+JARS := build/jars/.fetched
 FAULTS_JAR := build/iotpipe-faults.jar
 LAKE ?= lake
 SIZE ?= 256MiB
@@ -23,7 +25,7 @@ SAM_PATH := $(if $(PY313_BIN),$(PY313_BIN):,)$(PATH)
 
 # SAM CLI's venv is part of the install: the local run reads the template's IAM with its
 # aws-sam-translator (it pins a pydantic other than this project's).
-install: $(INSTALLED) $(FAULTS_JAR) $(SAM)
+install: $(INSTALLED) $(JARS) $(SAM)
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +40,14 @@ $(SPARK4_INSTALLED): pyproject.toml
 	$(SPARK4_VENV)/bin/pip install --quiet -e ".[spark4,local,dev]"
 	touch $@
 
-$(FAULTS_JAR): spark/faults/iotpipe/faults/CrashingCommitProtocol.java $(INSTALLED)
+$(JARS): iotpipe/local/jars.py $(INSTALLED)
+	$(BIN)/python -m iotpipe.local.jars
+	touch $@
+
+# Test-only: an Iceberg FileIO that halts the driver inside a commit (the fault matrix).
+$(FAULTS_JAR): spark/faults/iotpipe/faults/CrashingFileIO.java $(JARS)
 	mkdir -p build/classes
-	javac -nowarn --release 8 -cp "$$($(BIN)/python -c 'import pyspark,os;print(os.path.dirname(pyspark.__file__))')/jars/*" \
+	javac -nowarn --release 11 -cp "$$($(BIN)/python -c 'from iotpipe.local.jars import local_jars; print(":".join(local_jars("3")))'):$$($(BIN)/python -c 'import pyspark,os;print(os.path.dirname(pyspark.__file__))')/jars/*" \
 	  -d build/classes $<
 	jar cf $@ -C build/classes .
 
@@ -64,10 +71,10 @@ chromium:
 run: install
 	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
 
-test: install $(CHECKOV) chromium test-spark4
+test: install $(FAULTS_JAR) $(CHECKOV) chromium test-spark4
 	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
 
-test-spark4: $(SPARK4_INSTALLED)
+test-spark4: $(SPARK4_INSTALLED) $(JARS) $(FAULTS_JAR)
 	$(SPARK4_VENV)/bin/pytest tests/spark
 
 test-fast: install chromium

@@ -3,11 +3,11 @@
 An EMR step can end FAILED although Spark committed all its output (the driver failed after the
 last commit, YARN lost the application master, the step's wrapper timed out). The EMR failure
 details are often missing or 'Unknown Error', so the verdict rests on the checkpoint and the
-sinks' `_spark_metadata`, never on ignoring the error:
+tables' commits, never on ignoring the error:
 
-- complete: the attempt's run summary exists (the job writes it only after both availableNow
-  queries finished: everything present at the attempt's start was taken), no batch is planned
-  but uncommitted, and each sink's log has the last committed batch. Continue, flagged.
+- complete: the attempt's run summary exists (the job writes it only after its availableNow
+  query finished: everything present at the attempt's start was taken), no batch is planned
+  but uncommitted, and every table holds the last committed batch's commit. Continue, flagged.
   Bronze is never listed: data that lands later raises an S3 event that marks the lease
   pending, and ReleaseLease drains it.
 - partial: the attempt made progress (a batch committed, or a new batch planned, since it
@@ -23,10 +23,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from iotpipe.lake.checkpoint import STREAMING_QUERY, query_checkpoint, query_id, read_checkpoint
+from iotpipe.lake.iceberg import TableNotFound, read_metadata
+from iotpipe.lake.tables import ICEBERG_TABLES
 from iotpipe.models import RunPlan, SparkAttempt, StepAssessment
 from iotpipe.planning import committed_batches, planned_batches, spark_attempt
 from iotpipe.settings import Settings
-from iotpipe.sink_log import METADATA_DIR, SINKS, query_checkpoint, read_checkpoint
 from iotpipe.storage import Storage, join
 
 
@@ -59,25 +61,35 @@ def attempt_summary_uri(checkpoint_uri: str, attempt_run_id: str) -> str:
     return join(checkpoint_uri, "runs", f"{attempt_run_id}.json")
 
 
-def _sink_has_batch(storage: Storage, sink_uri: str, batch: int) -> bool:
-    directory = join(sink_uri, METADATA_DIR)
-    return any(storage.stat(join(directory, name)) is not None for name in (str(batch), f"{batch}.compact"))
+def tables_holding(storage: Storage, glue, database: str, query: str | None, batch: int) -> dict[str, bool]:
+    """Whether each table holds the batch's commit (the query commits a batch after all of them)."""
+    holding = {}
+    for table in ICEBERG_TABLES:
+        try:
+            holding[table.name] = batch in read_metadata(storage, glue, database, table.name).batches(query or "")
+        except TableNotFound:
+            holding[table.name] = False
+    return holding
 
 
-def gather_evidence(storage: Storage, plan: RunPlan, attempt: SparkAttempt) -> dict:
-    """What the checkpoint, the sink logs and the attempt's summary say, read by key: bounded
-    whatever the history (offsets/commits listings are bounded by Spark's retention)."""
+def gather_evidence(storage: Storage, plan: RunPlan, attempt: SparkAttempt, glue, database: str) -> dict:
+    """What the checkpoint, the tables and the attempt's summary say, read by key: bounded whatever
+    the history (offsets/commits listings are bounded by Spark's retention, metadata by expiry)."""
     summary = attempt_summary_uri(plan.lake.checkpoint, attempt.run_id)
     evidence: dict = {"attempt": attempt.run_id, "summary_written": storage.stat(summary) is not None, "queries": {}}
     state = read_checkpoint(storage, query_checkpoint(plan.lake.checkpoint))
-    for query, sink in zip(SINKS, (plan.lake.gold, plan.lake.quarantine)):
-        committed = state.last_committed
-        evidence["queries"][query] = {
-            "last_planned": state.last_planned,
-            "last_committed": committed,
-            "uncommitted_batch": state.has_uncommitted_batch,
-            "committed_in_sink_log": committed is None or _sink_has_batch(storage, sink, committed),
-        }
+    committed = state.last_committed
+    holding = (
+        {}
+        if committed is None
+        else tables_holding(storage, glue, database, query_id(storage, plan.lake.checkpoint), committed)
+    )
+    evidence["queries"][STREAMING_QUERY] = {
+        "last_planned": state.last_planned,
+        "last_committed": committed,
+        "uncommitted_batch": state.has_uncommitted_batch,
+        "tables_holding_last_commit": holding,
+    }
     return evidence
 
 
@@ -86,15 +98,15 @@ def _latest(batch: int | None) -> int:
 
 
 def _consistent(query: dict) -> bool:
-    """A committed batch must be in the sink log (Spark logs the sink before the commit)."""
-    return query["committed_in_sink_log"]
+    """A committed batch must be in every table (the job commits them before the query commits)."""
+    return all(query["tables_holding_last_commit"].values())
 
 
 def assess_step_failure(
-    error: Any, plan: RunPlan, attempt: SparkAttempt, settings: Settings, storage: Storage
+    error: Any, plan: RunPlan, attempt: SparkAttempt, settings: Settings, storage: Storage, glue
 ) -> StepAssessment:
     failure = parse_step_failure(error)
-    evidence = gather_evidence(storage, plan, attempt)
+    evidence = gather_evidence(storage, plan, attempt, glue, settings.catalog_database)
     queries = evidence["queries"].values()
     if not all(_consistent(q) for q in queries):
         return StepAssessment(
@@ -102,7 +114,7 @@ def assess_step_failure(
             resume=False,
             failure=failure,
             evidence=evidence,
-            reason="inconsistent evidence: a committed batch is missing from a sink log",
+            reason="inconsistent evidence: the query committed a batch that a table does not hold",
         )
     if evidence["summary_written"] and all(not q["uncommitted_batch"] for q in queries):
         return StepAssessment(
@@ -110,7 +122,7 @@ def assess_step_failure(
             resume=False,
             failure=failure,
             evidence=evidence,
-            reason="every Bronze file is committed in both sinks: the step failed after its output "
+            reason="every Bronze file is committed in every table: the step failed after its output "
             "(the query finished, nothing planned is uncommitted)",
         )
     progressed = any(
@@ -142,6 +154,7 @@ def assess_step_failure(
         plan.fault_injection,
         planned_batches(storage, plan.lake.checkpoint),
         committed_batches(storage, plan.lake.checkpoint),
+        plan.execution_id,
     )
     return StepAssessment(
         verdict="partial",

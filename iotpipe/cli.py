@@ -32,7 +32,8 @@ from iotpipe.planning import plan_run
 from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
 from iotpipe.quality import format_breach, parse_reason_ratios
 from iotpipe.run_history import DEFAULT_LAST_RUNS, MAX_LAST_RUNS
-from iotpipe.sink_log import CheckpointLayoutUnsupported, check_checkpoint_layout
+from iotpipe.lake.checkpoint import CheckpointLayoutUnsupported, check_lake_layout
+from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
@@ -275,6 +276,12 @@ def add_transform(sub) -> None:
     parser.add_argument("--gold", required=True)
     parser.add_argument("--quarantine", required=True)
     parser.add_argument("--checkpoint", required=True)
+    parser.add_argument(
+        "--catalog",
+        default=None,
+        help="the tables' Iceberg catalog: 'glue', or 'jdbc:sqlite:FILE' (default: a SQLite file beside the checkpoint)",
+    )
+    parser.add_argument("--catalog-database", default=DATABASE, help=f"the catalog's database (default {DATABASE})")
     parser.add_argument("--run-id", default=None)
     parser.add_argument("--max-files-per-trigger", type=_positive_int, default=8)
     parser.add_argument("--shuffle-partitions", type=_positive_int, default=4)
@@ -292,15 +299,18 @@ def cmd_transform(args) -> int:
     for option in ("bronze", "gold", "quarantine"):
         check_folder(getattr(args, option), f"--{option}")
     # The job's own refusal, here too: one line, not a Spark log to read, and nothing created.
-    check_checkpoint_layout(storage_for(args.checkpoint), args.checkpoint, (args.gold, args.quarantine))
+    check_lake_layout(storage_for(args.checkpoint), args.checkpoint, args.gold, args.quarantine)
     check_folder(args.checkpoint, "--checkpoint", create=True)
     run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    catalog = args.catalog or "jdbc:sqlite:" + str(Path(args.checkpoint).resolve() / LOCAL_CATALOG_FILE[-1])
     job = SparkJobArgs(
         bronze=args.bronze,
         gold=args.gold,
         quarantine=args.quarantine,
         checkpoint=args.checkpoint,
         run_id=run_id,
+        catalog=catalog,
+        catalog_database=args.catalog_database,
         max_files_per_trigger=args.max_files_per_trigger,
         shuffle_partitions=args.shuffle_partitions,
         dedup_horizon=args.dedup_horizon,
@@ -314,10 +324,7 @@ def cmd_transform(args) -> int:
     def show(progress: dict) -> None:
         if not args.json:
             board.finish("spark")
-            board.line(
-                f"  batch {progress['batch']} ({progress['query']}): {progress['input_rows']:,} rows, "
-                f"{progress['ms'] / 1000:.1f} s"
-            )
+            board.line(f"  {batch_line(progress)}")
 
     def show_tasks(detail: dict) -> None:
         if not args.json:
@@ -334,13 +341,21 @@ def cmd_transform(args) -> int:
     return result.exit_code
 
 
+def batch_line(progress: dict) -> str:
+    """One committed batch, as its commits recorded it."""
+    seconds = f" in {progress['ms'] / 1000:.1f} s" if progress.get("ms") else ""
+    return (
+        f"batch {progress['batch']} committed: {progress['input']:,} lines -> gold {progress['gold']:,}, "
+        f"quarantined {progress['quarantined']:,}, duplicates {progress['duplicates']:,}{seconds}"
+    )
+
+
 def format_summary(summary: dict) -> str:
     rows = [
         ("batches", summary["batches"]),
         ("input rows", summary["input_rows"]),
         ("gold rows", summary["gold_rows"]),
         ("quarantined rows", summary["quarantined_rows"]),
-        *((f"  {reason}", n) for reason, n in sorted(summary["quarantined_by_reason"].items())),
         ("duplicates", summary["duplicates"]),
         ("seconds", summary["seconds"]),
     ]
@@ -432,8 +447,7 @@ def progress_printer(out, started: float, tty: bool | None = None):
             board.finish(f"shard {detail['shard']}")
             line = f"  generator shard {detail['shard']} finished (exit {detail['exit_code']})"
         elif kind == "batch":
-            rows, seconds = detail["input_rows"], detail["ms"] / 1000
-            line = f"  spark {detail['query']} batch {detail['batch']}: {rows:,} rows in {seconds:.1f} s"
+            line = f"  spark {batch_line(detail)}"
         elif kind == "spark-done":
             board.finish("spark")
             line = f"  spark step {detail['step_id']} exited {detail['exit_code']}"
@@ -566,34 +580,32 @@ def cmd_query(args) -> int:
     return 0
 
 
-def compaction_line(compaction: dict) -> str:
-    """What Gold compaction did: files merged, or why it merged none, or its error."""
-    if "Error" in compaction:
-        return f"FAILED ({compaction['Error']}): {str(compaction.get('Cause'))[:200]}"
-    spark = compaction.get("spark") or {}
-    if spark.get("files_replaced"):
-        done = f"{spark['files_replaced']:,} small files merged into {spark['partitions']:,}"
-    else:
-        done = f"nothing merged: {spark.get('skipped') or 'no summary from the step'}"
-    if compaction.get("step_failed"):
-        done += f" (its EMR step ended {compaction.get('step_error')})"
-    notes = [f"earlier compactions undone: {spark['undone']}"] if spark.get("undone") else []
-    notes += [f"published to Athena: {compaction['published']}"] if compaction.get("published") else []
-    notes += [f"waiting: {compaction['waiting']}"] if compaction.get("waiting") else []
-    notes += [f"{compaction['deleted']:,} replaced objects deleted"] if compaction.get("deleted") else []
-    notes += [
-        f"files replaced by compaction {batch} kept until {at}"
-        for batch, at in (compaction.get("deletions_due") or {}).items()
-    ]
-    return "; ".join([done, *notes])
+def maintenance_line(maintenance: dict) -> str:
+    """What table maintenance did: files merged per table, or its error."""
+    if maintenance.get("error"):
+        return f"FAILED ({maintenance['error']}): {str(maintenance.get('cause'))[:200]}"
+    parts = []
+    for name, table in (maintenance.get("tables") or {}).items():
+        merged = f"{table.get('files_rewritten', 0):,} files merged into {table.get('files_written', 0):,}"
+        parts.append(f"{name}: {merged}, {table.get('files_before', 0):,} -> {table.get('files_after', 0):,} files")
+    if maintenance.get("expiry_skipped"):
+        parts.append(f"no snapshot expired: {maintenance['expiry_skipped']}")
+    if maintenance.get("seconds") is not None:
+        parts.append(f"in {maintenance['seconds']:.1f} s")
+    return "; ".join(parts) or "nothing to do"
 
 
 def reconciles_line(report: dict) -> str:
-    """Whether the counts add up; a run whose verification did not finish has no counts to add."""
-    if not report.get("reconciliation"):
+    """The report's own verdict on the counts (never a sum redone here); a run whose verification
+    did not finish has no verdict."""
+    reconciliation = report.get("reconciliation")
+    if not reconciliation:
         return "not checked: the run has no verification" + (" (see error)" if report.get("error") else "")
-    records = report["records"]
-    return "yes" if records["input"] == records["gold"] + records["quarantined"] + records["duplicates"] else "NO"
+    if reconciliation.get("reconciles"):
+        return "yes"
+    from iotpipe.reporting import reconciliation_problem
+
+    return f"NO: {reconciliation_problem(reconciliation)}"
 
 
 def format_report(report: dict) -> str:
@@ -618,8 +630,8 @@ def format_report(report: dict) -> str:
         rows.append(("step error", f"{report['step_error'].get('verdict')}: {report['step_error'].get('reason')}"))
     if report.get("error"):
         rows.append(("error", error_line(report["error"])))
-    if report.get("compaction"):
-        rows.append(("gold compaction", compaction_line(report["compaction"])))
+    if report.get("maintenance"):
+        rows.append(("table maintenance", maintenance_line(report["maintenance"])))
     if report.get("spark_logs"):
         rows.append(("spark log", report["spark_logs"]))
     width = max(len(name) for name, _ in rows)

@@ -59,12 +59,12 @@ def aws_client(service: str):
 
 
 def stepfunctions_client():
-    """Only the trigger function starts executions."""
+    """The trigger starts executions; ReportStatus asks whether a run that never reported has ended."""
     return aws_client("stepfunctions")
 
 
 def glue_client():
-    """Only ReportStatus registers partitions."""
+    """The catalog: where each table's current metadata is (AssessStepFailure, VerifyGold, ReportStatus)."""
     return aws_client("glue")
 
 

@@ -27,7 +27,6 @@ from iotpipe.models import DrainDecision, LeaseDecision, RunPlan
 from iotpipe.planning import committed_batches, planned_batches, spark_attempt
 from iotpipe.settings import Settings
 from iotpipe.storage import Storage, join
-from iotpipe.verification import verified_through
 
 
 def acquire_for_run(
@@ -35,9 +34,7 @@ def acquire_for_run(
 ) -> LeaseDecision:
     """Take the lease, or count down a wait, or (no waits left) mark it pending for its holder.
 
-    On success, record where this run's window starts: after the last batch a verification
-    covered (what an earlier run committed but could not verify is reported by this one), or,
-    on a lake never verified, the checkpoint's last commit; and whether there is work.
+    On success, say whether there is work.
     """
     now = time.time() if now is None else now
     if leases.acquire(plan.lease.key, plan.run_id, plan.lease.initial_seconds, now):
@@ -58,7 +55,6 @@ def _acquired(plan: RunPlan, waits_left: int, leases: LeaseStore, storage: Stora
         acquired=True,
         waits_left=waits_left,
         deferred=False,
-        committed_before=verified_through(storage, plan.lake.runs) or committed_batches(storage, plan.lake.checkpoint),
         work=work,
         work_reason=reason,
     )
@@ -157,7 +153,7 @@ def release_for_run(
         )  # fmt: skip
     attempt = spark_attempt(plan.run_id, next_attempt_number, settings, None,
                             planned_batches(storage, plan.lake.checkpoint),
-                            committed_batches(storage, plan.lake.checkpoint))  # fmt: skip
+                            committed_batches(storage, plan.lake.checkpoint), plan.execution_id)  # fmt: skip
     return DrainDecision(
         next="drain", released="held", round=drain_round + 1, unprocessed=1, reason=reason, next_attempt=attempt
     )

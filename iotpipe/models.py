@@ -13,8 +13,13 @@ from iotpipe.sizes import parse_size
 # cannot reach) hit every attempt; the others hit the first attempt only, as a crash or a flaky
 # failure would.
 FAULTS = (
+    "crash-before-gold:1",
     "crash-mid-batch:1",
     "crash-mid-batch:2",
+    "crash-after-gold:1",
+    "crash-inside-quarantine:1",
+    "crash-after-quarantine:1",
+    "crash-after-seen-ids:1",
     "fail-after-commit",
     "fail-at-start",
     "poison-batch:1",
@@ -139,7 +144,7 @@ class TaskTimeouts(BaseModel):
     create_cluster: int
     spark_step: int
     terminate_cluster: int
-    compaction_step: int = 3600
+    maintenance_step: int = 3600
 
 
 class Lake(BaseModel):
@@ -148,7 +153,6 @@ class Lake(BaseModel):
     quarantine: str
     checkpoint: str
     runs: str
-    uncommitted: str
 
 
 class SparkAttempt(BaseModel):
@@ -171,6 +175,9 @@ class LeasePlan(BaseModel):
 
 class RunPlan(BaseModel):
     run_id: str
+    execution_id: str = Field(
+        "", description="the Step Functions execution: a report made for a run that died names it"
+    )
     trigger: Literal["console", "s3-event", "trigger", "follow-up"]
     generate: bool
     generation: Optional[ShardPlan]
@@ -185,8 +192,8 @@ class RunPlan(BaseModel):
     fault_injection: Optional[str] = None
     attempt: SparkAttempt
     timeouts: TaskTimeouts
-    compaction_step_args: list[str] = Field(
-        default_factory=list, description="the EMR step that compacts Gold after VerifyGold (spark/compact.py)"
+    maintenance_step_args: list[str] = Field(
+        default_factory=list, description="the EMR step that maintains the tables after VerifyGold (spark/maintain.py)"
     )
     follow_up_name: str = Field(description="the name of the execution this one hands over to, if it must")
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
@@ -196,9 +203,6 @@ class LeaseDecision(BaseModel):
     acquired: bool
     waits_left: int
     deferred: bool
-    committed_before: dict[str, int] = Field(
-        default_factory=dict, description="last committed batch per query when the lease was taken: this run's start"
-    )
     work: bool = Field(True, description="False when the checkpoint already took every arrival (leasing.has_work)")
     work_reason: str = ""
 
@@ -232,31 +236,29 @@ MAX_REASONS = 64
 
 
 class SinkVerification(BaseModel):
-    """One sink, over the run's window of batches: totals only, plus at most MAX_EXAMPLES paths."""
+    """One table, over the run's batches: totals only, plus at most MAX_EXAMPLES paths."""
 
-    batches: int = Field(description="committed batches in the run's window")
+    batches: int = Field(description="the run's batches")
     first_batch: Optional[int] = None
     last_batch: Optional[int] = None
-    new_files: int
-    new_rows: int
+    new_files: int = Field(description="files the run's commits added that are there, with their size")
+    new_rows: int = Field(description="rows of those files")
+    committed_rows: int = Field(0, description="rows the commits added, whether their files are there or not")
     partitions: int = Field(description="partitions the run's files went to")
-    manifests_written: int = Field(0, description="manifests (what Athena reads) written: one per partition and batch")
     missing_files: int
     size_mismatches: int
-    moved_aside: int
-    slow_path_batches: int = Field(0, description="batches whose files were read from the sink log (no ledger entry)")
-    moves_withheld: str = Field("", description="why orphan files were left in place, if they were")
     examples: dict[str, list[str]] = Field(default_factory=dict, description="a few paths per problem kind")
 
 
 class Verification(BaseModel):
-    ok: bool
+    ok: bool = Field(description="every batch of the run has its commit in every table")
     gold: SinkVerification
     quarantine: SinkVerification
     quarantined_by_reason: dict[str, int] = Field(default_factory=dict)
-    ledger: dict
+    counts: dict = Field(description="batches, input rows (per table) and duplicates, as the commits recorded them")
     reconciliation: dict = Field(default_factory=dict)
-    document: Optional[str] = Field(None, description="URI of the full verification (per partition, per batch)")
+    problems: list[str] = Field(default_factory=list, description="a few batches whose commits are missing")
+    document: Optional[str] = Field(None, description="URI of the full verification (per batch, per partition)")
 
 
 RunStatus = Literal[
@@ -268,6 +270,7 @@ RunStatus = Literal[
     "FAILED",
     "SUCCEEDED_WITH_QUALITY_WARNING",
     "QUALITY_FAILED",
+    "INTERRUPTED",
 ]
 
 
@@ -291,4 +294,5 @@ class RunReport(BaseModel):
     manifest: str
     quality_breaches: list[QualityBreach] = Field(default_factory=list)
     quality_policy: Optional[QualityPolicy] = None
-    compaction: Optional[dict] = Field(None, description="what Gold compaction did after the run (PublishCompaction)")
+    maintenance: Optional[dict] = Field(None, description="what table maintenance did after the run (MaintainTables)")
+    reported_by: Optional[str] = Field(None, description="for a run that died before its report: the run that made it")

@@ -12,6 +12,7 @@ import zlib
 from pydantic import ValidationError
 
 from iotpipe.execution_names import bounded_execution_name
+from iotpipe.lake.checkpoint import STREAMING_QUERY, check_lake_layout, query_checkpoint, read_checkpoint
 from iotpipe.models import (
     PERSISTENT_FAULTS,
     ExecutionInput,
@@ -26,7 +27,6 @@ from iotpipe.models import (
 )
 from iotpipe.quality import resolve_policy
 from iotpipe.settings import Settings
-from iotpipe.sink_log import SINKS, check_checkpoint_layout, query_checkpoint, read_checkpoint
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.storage import Storage
@@ -43,13 +43,13 @@ class SparkArtifactsMissing(RuntimeError):
 
 
 def check_spark_artifacts(settings: Settings, storage: Storage) -> None:
-    scripts = (settings.spark_job_uri, compaction_script_uri(settings), settings.spark_py_files_uri)
+    scripts = (settings.spark_job_uri, maintenance_script_uri(settings), settings.spark_py_files_uri)
     missing = [uri for uri in scripts if uri and not storage.exists(uri)]
     if missing:
         raise SparkArtifactsMissing(
-            f"the Spark job is not deployed: {', '.join(missing)} not found. Upload spark/job.py, spark/compact.py and "
-            "iotpipe_spark.zip to the artifacts bucket's spark/ prefix (`make deploy` does it after "
-            "`sam deploy`, step 3 of scripts/deploy.sh), then start the run again"
+            f"the Spark job is not deployed: {', '.join(missing)} not found. Upload spark/job.py, "
+            "spark/maintain.py and iotpipe_spark.zip to the artifacts bucket's spark/ prefix (`make deploy` does "
+            "it after `sam deploy`, step 3 of scripts/deploy.sh), then start the run again"
         )
 
 
@@ -81,19 +81,18 @@ def _problems(error: ValidationError) -> str:
 
 
 def _latest_batches(storage: Storage, checkpoint_uri: str, position: str) -> dict[str, int]:
-    """`last_planned` or `last_committed` batch per sink (the query's, which writes both with the
-    same batch ids); -1 when the query has not run yet."""
+    """`last_planned` or `last_committed` batch of the query; -1 when it has not run yet."""
     batch = getattr(read_checkpoint(storage, query_checkpoint(checkpoint_uri)), position)
-    return {sink: batch if batch is not None else -1 for sink in SINKS}
+    return {STREAMING_QUERY: batch if batch is not None else -1}
 
 
 def planned_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
-    """Latest planned (offsets) batch per query."""
+    """The query's latest planned (offsets) batch."""
     return _latest_batches(storage, checkpoint_uri, "last_planned")
 
 
 def committed_batches(storage: Storage, checkpoint_uri: str) -> dict[str, int]:
-    """Latest committed batch per query."""
+    """The query's latest committed batch."""
     return _latest_batches(storage, checkpoint_uri, "last_committed")
 
 
@@ -104,20 +103,22 @@ def spark_submit(settings: Settings) -> list[str]:
     return submit
 
 
-def compaction_script_uri(settings: Settings) -> str:
-    """spark/compact.py, deployed beside spark/job.py."""
-    return settings.spark_job_uri.rsplit("/", 1)[0] + "/compact.py" if "/" in settings.spark_job_uri else "compact.py"
+def maintenance_script_uri(settings: Settings) -> str:
+    """spark/maintain.py, deployed beside spark/job.py."""
+    return settings.spark_job_uri.rsplit("/", 1)[0] + "/maintain.py" if "/" in settings.spark_job_uri else "maintain.py"
 
 
-def compaction_step_args(run_id: str, settings: Settings) -> list[str]:
-    """The EMR step that compacts Gold after the run's VerifyGold (spark/compact.py)."""
-    args = ["--gold", settings.gold_uri, "--checkpoint", settings.checkpoint_uri, "--run-id", run_id]
+def maintenance_step_args(run_id: str, settings: Settings) -> list[str]:
+    """The EMR step that maintains the tables after the run's VerifyGold (spark/maintain.py)."""
+    args = ["--gold", settings.gold_uri, "--checkpoint", settings.checkpoint_uri, "--runs", settings.runs_uri,
+            "--catalog", settings.catalog_uri, "--catalog-database", settings.catalog_database,
+            "--run-id", run_id]  # fmt: skip
     if settings.lease_store:
         args += ["--lease", settings.lease_store, "--lease-key", settings.lease_key, "--lease-holder", run_id,
                  "--lease-seconds", str(settings.lease_seconds)]  # fmt: skip
     if settings.aws_region:
         args += ["--region", settings.aws_region]
-    return [*spark_submit(settings), compaction_script_uri(settings), *args]
+    return [*spark_submit(settings), maintenance_script_uri(settings), *args]
 
 
 def spark_attempt(
@@ -127,6 +128,7 @@ def spark_attempt(
     fault: str | None,
     planned_before: dict,
     committed_before: dict | None = None,
+    execution_id: str = "",
 ) -> SparkAttempt:
     """The EMR step's spark-submit command for attempt `number` (a resume reruns the same job)."""
     run_id = f"{plan_run_id}-attempt-{number}"
@@ -137,6 +139,9 @@ def spark_attempt(
         quarantine=settings.quarantine_uri,
         checkpoint=settings.checkpoint_uri,
         run_id=run_id,
+        catalog=settings.catalog_uri,
+        catalog_database=settings.catalog_database,
+        execution=execution_id,
         max_files_per_trigger=settings.max_files_per_trigger,
         shuffle_partitions=settings.shuffle_partitions,
         dedup_horizon=settings.dedup_horizon,
@@ -156,7 +161,9 @@ def spark_attempt(
     )
 
 
-def plan_run(raw_input: object, execution_name: str, settings: Settings, storage: Storage) -> RunPlan:
+def plan_run(
+    raw_input: object, execution_name: str, settings: Settings, storage: Storage, execution_id: str = ""
+) -> RunPlan:
     request, trigger = parse_execution_input(raw_input)
     size = parse_size(request.size or settings.default_size)
     shard_count = request.shards or settings.default_shards
@@ -179,7 +186,7 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             "invalid execution input: fault_injection is for tests and local runs; this deployment does not accept it"
         )
     check_spark_artifacts(settings, storage)
-    check_checkpoint_layout(storage, settings.checkpoint_uri, (settings.gold_uri, settings.quarantine_uri))
+    check_lake_layout(storage, settings.checkpoint_uri, settings.gold_uri, settings.quarantine_uri)
     seed = request.seed if request.seed is not None else zlib.crc32(execution_name.encode())
     generation = (
         ShardPlan(
@@ -196,6 +203,7 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
     planned = planned_batches(storage, settings.checkpoint_uri)
     return RunPlan(
         run_id=execution_name,
+        execution_id=execution_id,
         trigger=trigger,
         generate=request.generate,
         generation=generation,
@@ -206,7 +214,6 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             quarantine=settings.quarantine_uri,
             checkpoint=settings.checkpoint_uri,
             runs=settings.runs_uri,
-            uncommitted=settings.uncommitted_uri,
         ),
         cluster_id=request.cluster_id,
         transient_cluster=request.cluster_id is None,
@@ -230,15 +237,16 @@ def plan_run(raw_input: object, execution_name: str, settings: Settings, storage
             request.fault_injection,
             planned,
             committed_batches(storage, settings.checkpoint_uri),
+            execution_id,
         ),  # fmt: skip
         timeouts=TaskTimeouts(
             generate_shard=settings.generator_timeout_seconds,
             create_cluster=settings.cluster_timeout_seconds,
             spark_step=settings.spark_step_timeout_seconds,
             terminate_cluster=settings.terminate_timeout_seconds,
-            compaction_step=settings.compaction_timeout_seconds,
+            maintenance_step=settings.maintenance_timeout_seconds,
         ),
-        compaction_step_args=compaction_step_args(execution_name, settings),
+        maintenance_step_args=maintenance_step_args(execution_name, settings),
         follow_up_name=follow_up_name(execution_name),
         quality=quality,
     )

@@ -1,10 +1,9 @@
 """`iotpipe query`: SQL over a local lake, with the tables Athena has on AWS.
 
-Each table of `iotpipe.catalog` becomes a DuckDB view of the same name and the same columns
-(names, types, order). Gold and the quarantine read only the files their sink committed (the
-`_spark_metadata` log, `iotpipe.sink_log`): a file a crashed attempt left behind is not part of
-the table, as a plain glob would make it. Partition values come from the directory names,
-unescaped as Spark escaped them, not from DuckDB's own Hive parsing.
+Each table of `iotpipe.lake.tables` becomes a DuckDB view of the same name and the same columns
+(names, types, order). Gold and the quarantine are Iceberg tables: their views read exactly the
+data files of the table's current snapshot, planned from its metadata (`iotpipe.lake.iceberg`, the
+same reader VerifyGold uses), so a file a crashed commit left behind is never part of the table.
 """
 
 from __future__ import annotations
@@ -12,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from iotpipe import catalog
-from iotpipe.catalog import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, Table
+from iotpipe.lake import tables
+from iotpipe.lake.iceberg import DATA, TableNotFound, live_files, read_metadata
+from iotpipe.lake.tables import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, Table, sqlite_path
+from iotpipe.local.catalog import LocalGlue
 from iotpipe.settings import Settings
-from iotpipe.sink_log import committed_files
 from iotpipe.storage import LocalStorage
 
 
@@ -30,42 +30,47 @@ def _quote(name: str) -> str:
 def _typed_columns(table: Table, source: str = "") -> str:
     prefix = f"{source}." if source else ""
     return ", ".join(
-        f"CAST({prefix}{_quote(c.name)} AS {catalog.duckdb_type(c.type)}) AS {_quote(c.name)}"
+        f"CAST({prefix}{_quote(c.name)} AS {tables.duckdb_type(table, c)}) AS {_quote(c.name)}"
         for c in table.all_columns
     )
 
 
 def _empty_view(connection, table: Table) -> None:
-    nulls = ", ".join(f"CAST(NULL AS {catalog.duckdb_type(c.type)}) AS {_quote(c.name)}" for c in table.all_columns)
+    nulls = ", ".join(f"CAST(NULL AS {tables.duckdb_type(table, c)}) AS {_quote(c.name)}" for c in table.all_columns)
     connection.execute(f"CREATE VIEW {_quote(table.name)} AS SELECT {nulls} WHERE false")
 
 
-def _sink_view(connection, table: Table, sink_uri: str) -> None:
-    """A view over the sink's committed Parquet files, partition values from their directories."""
-    files = committed_files(LocalStorage(), sink_uri)
+def table_files(settings: Settings, table: Table) -> list[str]:
+    """The data files of the table's current snapshot (none before the job created it)."""
+    storage = LocalStorage()
+    glue = LocalGlue(sqlite_path(settings.catalog_uri) or "")
+    try:
+        metadata = read_metadata(storage, glue, settings.catalog_database, table.name)
+    except TableNotFound:
+        return []
+    current = metadata.snapshots.get(metadata.current_snapshot_id) if metadata.current_snapshot_id else None
+    if current is None:
+        return []
+    files = live_files(storage, current)
+    deletes = [f.uri for f in files if f.content != DATA]
+    if deletes:
+        raise QueryError(
+            f"{table.name} has row-level delete files ({deletes[0]}, ...), which this reader does not apply: "
+            "query it with Spark, or rewrite them (CALL system.rewrite_data_files with delete-file-threshold 1)"
+        )
+    return sorted(f.uri for f in files)
+
+
+def _iceberg_view(connection, table: Table, settings: Settings) -> None:
+    """A view over the Iceberg table's current data files."""
+    files = table_files(settings, table)
     if not files:
         _empty_view(connection, table)
         return
-    root = sink_uri.rstrip("/") + "/"
-    keys = [k.name for k in table.partition_keys]
-    mapping = f"{table.name}__files"
+    paths = ", ".join("'" + uri.replace("'", "''") + "'" for uri in files)
     connection.execute(
-        f"CREATE TEMP TABLE {_quote(mapping)} (path VARCHAR, "
-        + ", ".join(f"{_quote(c.name)} {catalog.duckdb_type(c.type)}" for c in table.partition_keys)
-        + ")"
-    )
-    rows = []
-    for file in files:
-        relative_dir = file.uri[len(root) :].rsplit("/", 1)[0] if file.uri.startswith(root) else ""
-        rows.append([file.uri, *catalog.partition_values(table, relative_dir)])
-    connection.executemany(f"INSERT INTO {_quote(mapping)} VALUES ({', '.join('?' * (1 + len(keys)))})", rows)
-    paths = ", ".join("'" + f.uri.replace("'", "''") + "'" for f in files)
-    data = ", ".join(_quote(c.name) for c in table.columns)
-    connection.execute(
-        f"CREATE VIEW {_quote(table.name)} AS SELECT {_typed_columns(table, 's')} FROM ("
-        f"SELECT d.* EXCLUDE (filename), {', '.join('m.' + _quote(k) for k in keys)} "
-        f"FROM (SELECT {data}, filename FROM read_parquet([{paths}], filename = true, hive_partitioning = false)) d "
-        f"JOIN {_quote(mapping)} m ON d.filename = m.path) s"
+        f"CREATE VIEW {_quote(table.name)} AS SELECT {_typed_columns(table)} "
+        f"FROM read_parquet([{paths}], hive_partitioning = false, union_by_name = true)"
     )
 
 
@@ -74,7 +79,7 @@ def _json_view(connection, table: Table, folder: str) -> None:
     if not any(Path(folder).glob("*.json")):
         _empty_view(connection, table)
         return
-    columns = "{" + ", ".join(f"'{c.name}': '{catalog.duckdb_type(c.type)}'" for c in table.all_columns) + "}"
+    columns = "{" + ", ".join(f"'{c.name}': '{tables.duckdb_type(table, c)}'" for c in table.all_columns) + "}"
     pattern = str(Path(folder) / "*.json").replace("'", "''")
     connection.execute(
         f"CREATE VIEW {_quote(table.name)} AS SELECT {_typed_columns(table)} "
@@ -88,10 +93,11 @@ def connect(lake: str):
 
     settings = Settings.for_local_lake(str(Path(lake).resolve()))
     connection = duckdb.connect()
-    _sink_view(connection, GOLD, settings.gold_uri)
-    _sink_view(connection, QUARANTINE, settings.quarantine_uri)
+    connection.execute("SET TimeZone = 'UTC'")
+    for table in (GOLD, QUARANTINE):
+        _iceberg_view(connection, table, settings)
     for table in (RUNS, RUN_QUARANTINE):
-        _json_view(connection, table, catalog.run_rows_uri(settings.runs_uri, table))
+        _json_view(connection, table, tables.run_rows_uri(settings.runs_uri, table))
     return connection
 
 

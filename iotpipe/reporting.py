@@ -1,4 +1,6 @@
-"""ReportStatus: the run's final status, counts and timings, written as the run manifest."""
+"""ReportStatus: the run's final status, counts and timings, written as the run manifest and as
+rows of the run history tables; and the reports of earlier runs that died before theirs.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import json
 from datetime import datetime
 
 from iotpipe.bronze import IGNORED_NOTES_DIR
+from iotpipe.lake import tables
+from iotpipe.lake.tables import RUN_QUARANTINE, RUNS, run_manifest_uri
 from iotpipe.models import MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Verification
 from iotpipe.quality import JUDGED, evaluate, format_breach, status_with_quality
 from iotpipe.storage import Storage, join
@@ -35,7 +39,7 @@ def final_status(
     nothing_to_do: bool = False,
 ) -> str:
     """FAILED unless verified; a verified run that cannot account for every record (counts that
-    do not reconcile, or a batch without a ledger entry) is UNRECONCILED, never SUCCEEDED."""
+    do not reconcile, a file missing, a planted id) is UNRECONCILED, never SUCCEEDED."""
     if deferred and not error:
         return "DEFERRED"
     if nothing_to_do and not error:
@@ -60,11 +64,11 @@ def needs_attention(status: str) -> bool:
 
 
 def spark_batch_seconds(verification: Verification | None) -> float | None:
-    """Time the Spark job spent in the run's micro-batches (the ledger's sum of each Gold batch's
-    trigger execution), None when the run verified nothing."""
-    if verification is None or "batch_ms" not in verification.ledger:
+    """Time the Spark job spent in the run's micro-batches (from each batch's start to its last
+    commit), None when the run verified nothing."""
+    if verification is None or "batch_ms" not in verification.counts:
         return None
-    return round(int(verification.ledger["batch_ms"]) / 1000, 3)
+    return round(int(verification.counts["batch_ms"]) / 1000, 3)
 
 
 def build_report(
@@ -82,10 +86,10 @@ def build_report(
 ) -> RunReport:
     by_reason = dict(verification.quarantined_by_reason) if verification else {}
     records = {
-        "input": verification.ledger["input_rows"] if verification else 0,
+        "input": verification.counts["input_rows"] if verification else 0,
         "gold": verification.gold.new_rows if verification else 0,
         "quarantined": verification.quarantine.new_rows if verification else 0,
-        "duplicates": verification.ledger["duplicates"] if verification else 0,
+        "duplicates": verification.counts["duplicates"] if verification else 0,
     }
     status = final_status(error, assessment, verification, deferred, nothing_to_do)
     breaches = evaluate(records, by_reason, plan.quality) if status in JUDGED else []
@@ -140,7 +144,7 @@ def collect_ignored(storage: Storage, runs_uri: str, run_id: str, checkpoint_uri
 
 
 def manifest_uri(plan: RunPlan) -> str:
-    return join(plan.lake.runs, f"{plan.run_id}.json")
+    return run_manifest_uri(plan.lake.runs, plan.run_id)
 
 
 def written_report(plan: RunPlan, storage: Storage) -> RunReport | None:
@@ -171,9 +175,7 @@ def summary_line(report: RunReport, execution_arn: str | None = None) -> str:
         f"quarantined {r['quarantined']:,}, duplicates {r['duplicates']:,}"
     )
     if report.status == "UNRECONCILED":
-        rec = report.reconciliation
-        unaccounted = rec.get("left_open", {}).get("difference", rec.get("difference", 0))
-        line += f" (unaccounted {unaccounted:,}, ledger complete: {rec.get('ledger_complete')})"
+        line += f" ({reconciliation_problem(report.reconciliation)})"
     if report.ignored_objects.get("count"):
         line += f", ignored objects {report.ignored_objects['count']:,}"
     if report.quality_breaches:
@@ -184,6 +186,35 @@ def summary_line(report: RunReport, execution_arn: str | None = None) -> str:
     if link:
         line += f" - {link}"
     return line
+
+
+def reconciliation_problem(reconciliation: dict) -> str:
+    """Why a run does not reconcile, in a few words from its report."""
+    parts = []
+    if reconciliation.get("difference"):
+        parts.append(f"unaccounted {reconciliation['difference']:,}")
+    if reconciliation.get("quarantine_input_difference"):
+        parts.append(f"tables' inputs differ by {reconciliation['quarantine_input_difference']:,}")
+    if reconciliation.get("seen_ids_inconsistent"):
+        parts.append(f"seen-id store inconsistent in batches {reconciliation['seen_ids_inconsistent']}")
+    if reconciliation.get("foreign_seen_id_commits"):
+        parts.append(f"ids added to the seen-id store by commits {reconciliation['foreign_seen_id_commits']}")
+    if reconciliation.get("commits_complete") is False:
+        parts.append("a batch's commits are missing")
+    return "; ".join(parts) or "not reconciled"
+
+
+def write_run_rows(storage: Storage, runs_uri: str, report: dict) -> list[str]:
+    """The run's rows of RUNS and RUN_QUARANTINE, one JSON object per line, one file per run and
+    table (`<runs>/tables/<table>/<run_id>.json`): rewritten whole if the run reports again."""
+    written = []
+    for table in (RUNS, RUN_QUARANTINE):
+        rows = tables.run_rows(report)[table.name]
+        uri = join(tables.run_rows_uri(runs_uri, table), f"{report['run_id']}.json")
+        if rows:
+            storage.write_bytes(uri, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode())
+            written.append(uri)
+    return written
 
 
 def format_duration(seconds: float) -> str:

@@ -11,6 +11,7 @@ from typing import Mapping
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from iotpipe.horizon import DEFAULT_HORIZON, horizon_days
+from iotpipe.lake.tables import local_catalog_uri
 from iotpipe.models import QualityPolicy
 from iotpipe.quality import parse_reason_ratios
 from iotpipe.storage import join
@@ -24,7 +25,10 @@ class Settings(BaseModel):
     quarantine_uri: str
     checkpoint_uri: str
     runs_uri: str = Field(description="where run manifests are written")
-    uncommitted_uri: str = Field(description="where files the sinks never committed are moved aside")
+    catalog_uri: str = Field(
+        default="glue",
+        description="the tables' Iceberg catalog: 'glue' (the Glue Data Catalog) or 'jdbc:sqlite:<file>'",
+    )
     spark_job_uri: str = Field(description="the job's entry script (spark/job.py)")
     spark_py_files_uri: str = Field(description="zip of the `spark` package, for --py-files")
     emr_instance_type: str = "m5.xlarge"
@@ -61,9 +65,9 @@ class Settings(BaseModel):
     cluster_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's start")
     spark_step_timeout_seconds: int = Field(default=4 * 3600, ge=1, description="one Spark step, then cancelled")
     terminate_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's termination")
-    compaction_timeout_seconds: int = Field(default=3600, ge=1, description="Gold compaction's Spark step")
+    maintenance_timeout_seconds: int = Field(default=3600, ge=1, description="table maintenance's Spark step")
     max_files_per_trigger: int = 8
-    catalog_database: str = Field(default="", description="Glue database of the analysis tables; empty: none")
+    catalog_database: str = Field(default="iotpipe", description="the catalog's database holding the tables")
     shuffle_partitions: int = 8
     dedup_horizon: str = Field(default=DEFAULT_HORIZON, description="how long an event_id is remembered (spark.dedup)")
     # The deployment's quality policy (template parameters Quality*); the execution input may override it.
@@ -93,7 +97,7 @@ class Settings(BaseModel):
             quarantine_uri=join(lake, "gold", "quarantine"),
             checkpoint_uri=join(lake, "artifacts", "checkpoints", "bronze-to-gold"),
             runs_uri=join(lake, "artifacts", "runs"),
-            uncommitted_uri=join(lake, "gold", "_uncommitted"),
+            catalog_uri=local_catalog_uri(lake),
             lease_store=join(lake, "artifacts", "leases"),
             spark_job_uri="spark/job.py",
             spark_py_files_uri="",

@@ -16,6 +16,9 @@ class SparkJobArgs:
     quarantine: str
     checkpoint: str
     run_id: str
+    catalog: str = "glue"
+    catalog_database: str = "iotpipe"
+    execution: str = ""
     max_files_per_trigger: int = 8
     shuffle_partitions: int = 4
     dedup_horizon: str = DEFAULT_HORIZON
@@ -39,6 +42,10 @@ class SparkJobArgs:
             self.checkpoint,
             "--run-id",
             self.run_id,
+            "--catalog",
+            self.catalog,
+            "--catalog-database",
+            self.catalog_database,
             "--max-files-per-trigger",
             str(self.max_files_per_trigger),
             "--shuffle-partitions",
@@ -59,6 +66,8 @@ class SparkJobArgs:
             ]
         if self.region:
             argv += ["--region", self.region]
+        if self.execution:
+            argv += ["--execution", self.execution]
         if self.fault:
             argv += ["--fault", self.fault]
         return argv + list(self.extra)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import spark as spark_package
+from iotpipe.local.jars import local_jars
 from iotpipe.storage import join, storage_for
 from spark.progress import PROGRESS_SECONDS_CONF, TASKS_PREFIX
 
@@ -24,6 +25,8 @@ JOB_SCRIPT = SPARK_DIR / "job.py"
 LOG_CONFIG = SPARK_DIR / "log4j2.properties"
 FAULTS_JAR = Path(os.environ.get("IOTPIPE_FAULTS_JAR", SPARK_DIR.parent / "build" / "iotpipe-faults.jar"))
 PROGRESS_PREFIX = "IOTPIPE_PROGRESS "
+# Faults that halt the driver inside an Iceberg commit need the test-only FileIO (spark/faults/).
+INSIDE_COMMIT_FAULTS = ("crash-mid-batch", "crash-inside-quarantine")
 
 
 @dataclass
@@ -43,14 +46,17 @@ def _pyspark_home() -> str:
     return str(Path(pyspark.__file__).resolve().parent)
 
 
-def local_submit_options(master: str = "local[*]", driver_memory: str = "2g") -> list[str]:
-    """spark-submit and the options every local Spark application here runs with."""
+def local_submit_options(master: str = "local[*]", driver_memory: str = "2g", extra_jars: tuple = ()) -> list[str]:
+    """spark-submit and the options every local Spark application here runs with: Iceberg's
+    runtime and SQLite's JDBC driver are what EMR's own Iceberg and Glue are on AWS."""
     return [
         os.path.join(_pyspark_home(), "bin", "spark-submit"),
         "--master",
         master,
         "--driver-memory",
         driver_memory,
+        "--jars",
+        ",".join([*local_jars(), *extra_jars]),
         "--conf",
         "spark.ui.enabled=false",
         "--conf",
@@ -67,13 +73,15 @@ def submit_command(
 ) -> list[str]:
     """A local spark-submit for the job (or the compaction, spark/compact.py) with these arguments
     (those an EMR step passes)."""
-    command = local_submit_options(master, driver_memory)
     fault = job_argv[job_argv.index("--fault") + 1] if "--fault" in job_argv else ""
-    if fault.startswith(("crash-mid-batch", "poison-batch")):
+    extra: tuple = ()
+    if fault.split(":")[0] in INSIDE_COMMIT_FAULTS:
         if not FAULTS_JAR.exists():
-            raise FileNotFoundError(f"fault injection needs {FAULTS_JAR}: run `make install` first")
-        command += ["--jars", str(FAULTS_JAR)]
-    return command + [str(script), *job_argv]
+            raise FileNotFoundError(
+                f"fault injection needs {FAULTS_JAR}: `make test` builds it (make build/iotpipe-faults.jar)"
+            )
+        extra = (str(FAULTS_JAR),)
+    return local_submit_options(master, driver_memory, extra) + [str(script), *job_argv]
 
 
 def _argument(argv: list[str], name: str) -> str:

@@ -1,420 +1,267 @@
-"""VerifyGold: check the run's batches against the sinks, tidy what a crashed attempt left, count.
+"""VerifyGold: the run's batches as the tables committed them, every file present, every record
+accounted for by independent counts.
 
-The run's window is the query's batches committed since the run took the lease
-(`committed_before`, exclusive) up to the checkpoint's last commit. For each batch the job's
-ledger (`iotpipe.ledger`) lists the files it committed; every one must exist with its logged
-size, and its rows are counted from its Parquet footer. Work grows with the run, not with the
-lake's history: ledger entries and checkpoint files are read by key, the checkpoint's
-`offsets/`/`commits/` listings are bounded by Spark's retention, and no sink is listed whole.
+A batch belongs to the run whose attempt made its last commit, the seen-id store's (tagged with
+the run: spark/job.py), so every committed batch belongs to exactly one run, whatever crashed and
+when; a batch a run left half done belongs to the run that finishes it. For each of the run's
+batches, the three commits are looked up by their tags (query id, batch id) on each table's main
+line of history (iotpipe.lake.iceberg), and:
 
-Slow path: a batch without a ledger entry (its driver was killed right after the commit) is read
-from the sink log, a delta file directly; a compact file (every 10 batches, all files so far)
-is diffed against the files before it, which costs a read of the history, once.
+- every data file each commit added exists with its size (one HEAD per file); Gold's and the
+  quarantine's rows are the rows of the files found, as the commit recorded them (a lost file is
+  rows missing from Gold, and the run does not reconcile);
+- the batch's input rows and its duplicates are the counts the job recorded on the Gold commit,
+  the duplicates counted where de-duplication dropped them, never derived from Gold;
+- the seen-id store's commit added as many ids as the Gold commit, from that commit;
+- no commit added ids to the seen-id store since the run's previous batch but the batches'
+  own (an id planted there would make a new record pass for a duplicate).
 
-The window's committed files are listed for Athena (iotpipe.manifests, one manifest per
-partition and batch) before the window is recorded as verified. Files under a sink that the log
-never committed (a crashed attempt's) are moved aside, because Glue crawlers and plain globs
-ignore `_spark_metadata` and would read them as data. Only a replayed
-batch can leave such files, and its replay writes the same partitions, so only the partitions
-of replayed batches are listed. A file is moved only when nothing can commit it any more: it
-was written after the first replayed batch was planned and before the last one committed (a
-later file may belong to a batch still being written), and the run proves, first, that it holds
-the lease with no Spark driver that may still write (`may_move`: `LeaseStore.hold_quiet`). A
-driver still alive after its step ended FAILED withholds every move: the orphans are noted
-under `<runs>/orphans-withheld/`, and the next verification that proves the lease quiet moves
-them.
+A run reconciles when, batch by batch, input = Gold + quarantined + duplicates, both tables'
+commits name the same input, and the store is consistent. What a Lambda reads grows with the run
+(its commits and their files), not with the tables' history.
 
-The state carries totals (bounded whatever the data); the full detail (per partition, per
-batch, every moved or missing path) is written to `<runs>/<run_id>/verification.json`.
+The state carries totals (bounded whatever the data); the detail (per batch, per partition, every
+missing path) is written to `<runs>/<run_id>/verification.json`.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from iotpipe.compaction import moving_locations, pending_journals
-from iotpipe.ledger import read_entry
-from iotpipe.manifests import write_manifests
+from iotpipe.lake.checkpoint import query_id
+from iotpipe.lake.iceberg import (
+    BATCH_STARTED_MS,
+    DUPLICATES,
+    GOLD_SNAPSHOT,
+    INPUT_ROWS,
+    RUN_ID,
+    DataFile,
+    Snapshot,
+    TableMetadata,
+    TableNotFound,
+    added_files,
+    read_metadata,
+)
+from iotpipe.lake.tables import GOLD, QUARANTINE, SEEN_IDS
 from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
-from iotpipe.sink_log import BatchFiles, logged_uri, query_checkpoint, read_checkpoint
 from iotpipe.storage import Storage, join
-
-FOOTER_TRAILER = 8
-FOOTER_GUESS = 64 * 1024
-QUERIES = {"gold": "iot_transformed", "quarantine": "quarantine"}
-
-
-def parquet_row_count(storage: Storage, uri: str) -> int:
-    """Rows in a Parquet file, read from its footer alone (one ranged read, two for a large footer)."""
-    tail = storage.read_tail(uri, FOOTER_GUESS)
-    if tail[-4:] != b"PAR1":
-        raise ValueError(f"not a Parquet file: {uri}")
-    footer_length = struct.unpack("<I", tail[-8:-4])[0]
-    if footer_length + FOOTER_TRAILER > len(tail):
-        tail = storage.read_tail(uri, footer_length + FOOTER_TRAILER)
-    footer = tail[-(footer_length + FOOTER_TRAILER) :]
-    return pq.read_metadata(pa.BufferReader(b"PAR1" + footer)).num_rows
-
-
-def _partition_of(uri: str, sink_uri: str) -> str:
-    relative = uri[len(sink_uri.rstrip("/")) + 1 :]
-    return relative.rsplit("/", 1)[0] if "/" in relative else ""
 
 
 @dataclass
-class SinkDetail:
-    """What VerifyGold found in one sink over the window: the document's part, unbounded."""
+class TableDetail:
+    """What VerifyGold found in one table over the run's batches: the document's part, unbounded."""
 
     batches: list[int] = field(default_factory=list)
-    slow_path_batches: list[int] = field(default_factory=list)
-    replayed_batches: list[int] = field(default_factory=list)
-    entries: dict[int, dict] = field(default_factory=dict)
+    committed_rows: int = 0
     rows_by_partition: Counter = field(default_factory=Counter)
-    files_by_partition_and_batch: dict[tuple[str, int], list[str]] = field(default_factory=dict)
-    manifests_written: int = 0
-    new_files: int = 0
+    files: int = 0
     missing: list[str] = field(default_factory=list)
     mismatched: list[str] = field(default_factory=list)
-    moved: list[str] = field(default_factory=list)
-    moves_withheld: str = ""
-    withheld: list[str] = field(default_factory=list)
-    moved_earlier_orphans: list[str] = field(default_factory=list)
-    inferred_input: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.rows_by_partition.values())
+
+    def add_files(self, storage: Storage, files: list[DataFile]) -> None:
+        for file in files:
+            self.committed_rows += file.records
+            found = storage.stat(file.uri)
+            if found is None:
+                self.missing.append(file.uri)
+            elif found.size != file.size:
+                self.mismatched.append(file.uri)
+            else:
+                self.files += 1
+                self.rows_by_partition[_partition_key(file.partition)] += file.records
 
     def summary(self) -> SinkVerification:
         return SinkVerification(
             batches=len(self.batches),
-            first_batch=self.batches[0] if self.batches else None,
-            last_batch=self.batches[-1] if self.batches else None,
-            new_files=self.new_files,
-            new_rows=sum(self.rows_by_partition.values()),
+            first_batch=min(self.batches) if self.batches else None,
+            last_batch=max(self.batches) if self.batches else None,
+            new_files=self.files,
+            new_rows=self.rows,
+            committed_rows=self.committed_rows,
             partitions=len(self.rows_by_partition),
-            manifests_written=self.manifests_written,
             missing_files=len(self.missing),
             size_mismatches=len(self.mismatched),
-            moved_aside=len(self.moved) + len(self.moved_earlier_orphans),
-            moves_withheld=self.moves_withheld,
-            slow_path_batches=len(self.slow_path_batches),
-            examples={kind: paths[:MAX_EXAMPLES] for kind, paths in self._problems() if paths},
-        )
-
-    def _problems(self) -> list[tuple[str, list[str]]]:
-        return [("missing", self.missing), ("size_mismatch", self.mismatched), ("moved", self.moved)]
+            examples={k: paths[:MAX_EXAMPLES] for k, paths in (("missing", self.missing),
+                                                                 ("size_mismatch", self.mismatched)) if paths},
+        )  # fmt: skip
 
     def document(self) -> dict:
         return {
             "batches": self.batches,
-            "slow_path_batches": self.slow_path_batches,
-            "replayed_batches": self.replayed_batches,
+            "committed_rows": self.committed_rows,
             "rows_by_partition": dict(sorted(self.rows_by_partition.items())),
-            "manifests_written": self.manifests_written,
             "missing_files": self.missing,
             "size_mismatches": self.mismatched,
-            "moved_aside": self.moved,
-            "moves_withheld": self.moves_withheld,
-            "withheld": self.withheld,
-            "moved_earlier_orphans": self.moved_earlier_orphans,
-            "input_rows_from_the_other_query": self.inferred_input,
         }
 
 
-def verify_sink(
-    storage: Storage,
-    sink_uri: str,
-    checkpoint_uri: str,
-    query: str,
-    committed_before: int,
-    aside_uri: str,
-    may_move: Callable[[], bool] = lambda: False,
-) -> SinkDetail:
-    state = read_checkpoint(storage, query_checkpoint(checkpoint_uri))
-    last = state.last_committed if state.last_committed is not None else -1
-    detail = SinkDetail(batches=list(range(committed_before + 1, last + 1)))
-    reader = BatchFiles(storage, sink_uri)
-    committed: dict[str, int] = {}
-    batch_of: dict[str, int] = {}
-    for batch in detail.batches:
-        entry = read_entry(storage, checkpoint_uri, query, batch)
-        if entry is not None and "files" in entry:
-            files = [(f["path"], int(f["size"])) for f in entry["files"]]
-            detail.entries[batch] = entry
-            if entry.get("replay"):
-                detail.replayed_batches.append(batch)
-        else:
-            files = reader.files(batch) or []
-            detail.slow_path_batches.append(batch)
-            # No record of whether it replayed a crashed attempt: look at its partitions to be safe.
-            detail.replayed_batches.append(batch)
-        for path, size in files:
-            uri = logged_uri(path, sink_uri)
-            committed[uri], batch_of[uri] = size, batch
-    for uri, size in sorted(committed.items()):
-        found = storage.stat(uri)
-        if found is None:
-            detail.missing.append(uri)
+def _partition_key(partition: dict) -> str:
+    return "/".join(f"{name}={value}" for name, value in partition.items())
+
+
+def run_batches(seen: TableMetadata, run_id: str) -> dict[int, Snapshot]:
+    """{batch: its seen-id commit} of the batches that belong to the run (their last commit is its)."""
+    return {s.batch: s for s in seen.main_line() if s.summary.get(RUN_ID) == run_id and s.batch is not None}
+
+
+def planted_ids(seen: TableMetadata, first_batch: int | None, query: str | None) -> list[Snapshot]:
+    """Commits that added ids to the seen-id store since the batch before `first_batch`, other than
+    the batches' own appends and maintenance's rewrites (which keep every id)."""
+    if first_batch is None:
+        return []
+    planted = []
+    for snapshot in seen.main_line():
+        if snapshot.query_id == query and snapshot.batch is not None:
+            if snapshot.batch < first_batch:
+                break
             continue
-        if found.size != size:
-            detail.mismatched.append(uri)
-            continue
-        detail.new_files += 1
-        partition = _partition_of(uri, sink_uri)
-        detail.rows_by_partition[partition] += parquet_row_count(storage, uri)
-        detail.files_by_partition_and_batch.setdefault((partition, batch_of[uri]), []).append(uri)
-    if detail.replayed_batches:
-        detail.moved = _move_uncommitted(
-            storage, sink_uri, query_checkpoint(checkpoint_uri), detail, committed, aside_uri, may_move
-        )
-    return detail
+        rewrite = snapshot.operation == "replace" and snapshot.added_records == snapshot.deleted_records
+        if snapshot.added_records and not rewrite:
+            planted.append(snapshot)
+    return planted
 
 
-def _move_uncommitted(
-    storage: Storage,
-    sink_uri: str,
-    checkpoint_of_query: str,
-    detail: SinkDetail,
-    committed: dict,
-    aside_uri: str,
-    may_move: Callable[[], bool],
-) -> list[str]:
-    """Move aside data files in the replayed batches' partitions that no batch committed and that
-    no batch can commit any more (see the module's docstring)."""
-    planned = storage.stat(join(checkpoint_of_query, "offsets", str(min(detail.replayed_batches))))
-    replayed = storage.stat(join(checkpoint_of_query, "commits", str(max(detail.replayed_batches))))
-    if planned is None or replayed is None:
-        detail.moves_withheld = "the checkpoint no longer dates the replayed batches (retention)"
-        return []
-    partitions: set[str] = set()
-    for batch in detail.replayed_batches:
-        entry = detail.entries.get(batch)
-        paths = [f["path"] for f in entry["files"]] if entry else []
-        partitions.update(_partition_of(logged_uri(p, sink_uri), sink_uri) for p in paths)
-    orphans = []
-    for partition in sorted(partitions):
-        directory = join(sink_uri, partition) if partition else sink_uri
-        for info in storage.list(directory):
-            name = info.uri[len(directory.rstrip("/")) + 1 :]
-            if "/" in name or name.startswith(("_", ".")) or not name.endswith(".parquet"):
-                continue
-            if info.uri not in committed and planned.modified < info.modified <= replayed.modified:
-                orphans.append(info.uri)
-    if orphans:  # a compaction's merged files (a drain round's window began before it) are no orphans
-        merged = {m.target for journal in pending_journals(storage, sink_uri) for m in journal.merges}
-        orphans = [uri for uri in orphans if uri not in merged]
-    if not orphans:
-        return []
-    if not may_move():
-        detail.moves_withheld = "a Spark driver may still be writing, or the lease is not held: nothing moved"
-        detail.withheld = orphans
-        return []
-    return _move_aside(storage, sink_uri, aside_uri, orphans)
+@dataclass
+class BatchCounts:
+    batch: int
+    input_rows: int
+    quarantine_input_rows: int
+    gold_rows: int
+    quarantined_rows: int
+    duplicates: int
+    seen_ids: int
+    gold_committed_rows: int
+    store_consistent: bool
+    ms: int
+
+    @property
+    def difference(self) -> int:
+        return self.input_rows - (self.gold_rows + self.quarantined_rows + self.duplicates)
 
 
-def _move_aside(storage: Storage, sink_uri: str, aside_uri: str, uris: list[str]) -> list[str]:
-    moved = []
-    for uri in uris:
-        target = join(aside_uri, uri[len(sink_uri.rstrip("/")) + 1 :])
-        storage.move(uri, target)
-        moved.append(target)
-    return moved
-
-
-WITHHELD_DIR = "orphans-withheld"
-
-
-def note_withheld(storage: Storage, runs_uri: str, run_id: str, query: str, sink_uri: str, aside_uri: str,
-                  uris: list[str]) -> None:  # fmt: skip
-    note = {"sink": sink_uri, "aside": aside_uri, "files": uris}
-    storage.write_bytes(join(runs_uri, WITHHELD_DIR, f"{run_id}-{query}.json"), json.dumps(note).encode())
-
-
-def move_withheld(storage: Storage, runs_uri: str, may_move: Callable[[], bool]) -> list[str]:
-    """Move the orphans earlier runs had to leave, once the lease is proven quiet (the listing
-    holds only notes of runs that found a live driver: almost always empty)."""
-    notes = [info.uri for info in storage.list(join(runs_uri, WITHHELD_DIR) + "/") if info.uri.endswith(".json")]
-    if not notes or not may_move():
-        return []
-    moved = []
-    for uri in notes:
-        note = json.loads(storage.read_bytes(uri))
-        present = [f for f in note["files"] if storage.stat(f) is not None]
-        moved += _move_aside(storage, note["sink"], note["aside"], present)
-        storage.delete(uri)
-    return moved
-
-
-def _reasons(detail: SinkDetail) -> dict[str, int]:
-    """Quarantined rows per reason (the `reason=` partition), at most MAX_REASONS keys."""
-    by_reason: Counter = Counter()
-    for partition, rows in detail.rows_by_partition.items():
-        by_reason[partition.split("=", 1)[1] if "=" in partition else partition] += rows
-    top = dict(by_reason.most_common(MAX_REASONS - 1))
-    rest = sum(by_reason.values()) - sum(top.values())
-    return dict(sorted({**top, **({"other": rest} if rest else {})}.items()))
-
-
-def infer_quarantine_input(storage: Storage, checkpoint_uri: str, quarantine: SinkDetail) -> None:
-    """A quarantine batch without a ledger entry (its driver stopped right after the commit) is
-    the same batch of the same query as the gold batch with its id: that entry gives its input
-    rows. Gold's own missing entries stay missing (its valid rows are not derivable)."""
-    for batch in quarantine.slow_path_batches:
-        entry = read_entry(storage, checkpoint_uri, "gold", batch)
-        if entry is not None:
-            quarantine.inferred_input[batch] = int(entry.get("input_rows", 0))
-
-
-def _ledger_totals(gold: SinkDetail, quarantine: SinkDetail) -> dict:
-    input_rows = sum(int(e.get("input_rows", 0)) for e in gold.entries.values())
-    quarantine_input = sum(int(e.get("input_rows", 0)) for e in quarantine.entries.values())
-    quarantine_input += sum(quarantine.inferred_input.values())
-    unknown = [b for b in quarantine.slow_path_batches if b not in quarantine.inferred_input]
-    valid_rows = sum(int((e.get("observed") or {}).get("valid", {}).get("rows", 0)) for e in gold.entries.values())
-    gold_rows = sum(gold.rows_by_partition.values())
+def reconcile(batches: list[BatchCounts], planted: list[Snapshot], complete: bool) -> dict:
+    """Every input record of every batch in Gold, in the quarantine or a duplicate (each count from
+    its own evidence), both tables' commits naming the same input, the store holding Gold's ids."""
+    difference = sum(b.difference for b in batches)
+    queries_differ = sum(b.input_rows - b.quarantine_input_rows for b in batches)
+    inconsistent = [b.batch for b in batches if not b.store_consistent]
+    open_batches = [b.batch for b in batches if b.difference or b.input_rows != b.quarantine_input_rows]
     return {
-        "batches": len(gold.batches),
-        "complete": not gold.slow_path_batches and not unknown,
-        "missing_entries": len(gold.slow_path_batches) + len(quarantine.slow_path_batches),
-        "input_rows": input_rows,
-        "quarantine_input_rows": quarantine_input,
-        "valid_rows": valid_rows,
-        "duplicates": valid_rows - gold_rows,
-        "batch_ms": sum(int(e.get("ms") or 0) for e in gold.entries.values()),
-    }
-
-
-def reconcile(ledger: dict, gold_rows: int, quarantined_rows: int, carried: dict | None = None) -> dict:
-    """Every input record is in Gold, in the quarantine or a duplicate, and both sinks' entries
-    name the same input: over the run's window, plus what earlier windows left open.
-
-    One query writes both sinks before it commits a batch, so their inputs agree batch by batch.
-    A difference a window still leaves open is carried (`runs/reconciliation-carry.json`) to the
-    run that closes it; a run reconciles when nothing is left open at its end."""
-    carried = carried or {}
-    accounted = gold_rows + quarantined_rows + ledger["duplicates"]
-    difference = ledger["input_rows"] - accounted
-    queries_differ = ledger["input_rows"] - ledger["quarantine_input_rows"]
-    open_difference = difference + int(carried.get("difference", 0))
-    open_queries_differ = queries_differ + int(carried.get("quarantine_input_difference", 0))
-    return {
-        "reconciles": ledger["complete"] and open_difference == 0 and open_queries_differ == 0,
-        "input": ledger["input_rows"],
-        "accounted": accounted,
+        "reconciles": complete and not open_batches and not inconsistent and not planted,
+        "input": sum(b.input_rows for b in batches),
+        "accounted": sum(b.gold_rows + b.quarantined_rows + b.duplicates for b in batches),
         "difference": difference,
         "quarantine_input_difference": queries_differ,
-        "carried_in": {k: int(carried.get(k, 0)) for k in ("difference", "quarantine_input_difference")},
-        "left_open": {"difference": open_difference, "quarantine_input_difference": open_queries_differ},
-        "ledger_complete": ledger["complete"],
+        "batches_not_reconciled": open_batches[:MAX_EXAMPLES],
+        "seen_ids_inconsistent": inconsistent[:MAX_EXAMPLES],
+        "foreign_seen_id_commits": [s.snapshot_id for s in planted][:MAX_EXAMPLES],
+        "commits_complete": complete,
     }
-
-
-CARRY = "reconciliation-carry.json"
-VERIFIED_THROUGH = "verified-through.json"
-
-
-def verified_through(storage: Storage, runs_uri: str) -> dict[str, int] | None:
-    """The last batch per query a verification covered: where the next run's window starts, so
-    batches whose verification failed (VerifyGold crashed) are reported by the next run."""
-    uri = join(runs_uri, VERIFIED_THROUGH)
-    return json.loads(storage.read_bytes(uri)) if storage.stat(uri) is not None else None
-
-
-def carried_in(storage: Storage, runs_uri: str, run_id: str, window: dict | None = None) -> dict:
-    """What earlier windows left open. Runs verify one at a time (under the lease); a verification
-    of a window already carried (a retry of the same run, or the next run's after one that died
-    before recording its window as verified: the window starts where it did) reads what was open
-    before it, not that verification's result."""
-    uri = join(runs_uri, CARRY)
-    if storage.stat(uri) is None:
-        return {}
-    carry = json.loads(storage.read_bytes(uri))
-    again = carry.get("run_id") == run_id or (window is not None and carry.get("window") == window)
-    return carry["before"] if again else carry["left_open"]
-
-
-def carry_forward(
-    storage: Storage, runs_uri: str, run_id: str, before: dict, reconciliation: dict, window: dict | None = None
-) -> None:
-    document = {"run_id": run_id, "window": window, "before": before, "left_open": reconciliation["left_open"]}
-    storage.write_bytes(join(runs_uri, CARRY), json.dumps(document).encode())
 
 
 def verification_document_uri(plan: RunPlan) -> str:
     return join(plan.lake.runs, plan.run_id, "verification.json")
 
 
-def verify_gold(
-    plan: RunPlan, committed_before: dict[str, int], storage: Storage, may_move: Callable[[], bool] = lambda: False
-) -> Verification:
-    """Verify the run's window; `may_move` proves, once, that orphan files may be moved aside."""
-    proven: list[bool] = []
+def _reasons(detail: TableDetail) -> dict[str, int]:
+    """Quarantined rows per reason (the partition's `reason=`), at most MAX_REASONS keys."""
+    by_reason: Counter = Counter()
+    for partition, rows in detail.rows_by_partition.items():
+        fields = dict(part.split("=", 1) for part in partition.split("/") if "=" in part)
+        by_reason[fields.get("reason", "other")] += rows
+    top = dict(by_reason.most_common(MAX_REASONS - 1))
+    rest = sum(by_reason.values()) - sum(top.values())
+    return dict(sorted({**top, **({"other": rest} if rest else {})}.items()))
 
-    def move_once_proven() -> bool:
-        if not proven:
-            proven.append(bool(may_move()))
-        return proven[0]
 
-    aside = join(plan.lake.uncommitted, plan.run_id)
-    sinks = {"gold": plan.lake.gold, "quarantine": plan.lake.quarantine}
-    details = {
-        query: verify_sink(
-            storage,
-            sink,
-            plan.lake.checkpoint,
-            query,
-            committed_before.get(query, -1),
-            join(aside, QUERIES[query]),
-            move_once_proven,
-        )
-        for query, sink in sinks.items()
+def read_tables(storage: Storage, glue, database: str) -> dict[str, TableMetadata] | None:
+    """The three tables' current metadata; None before the job first created them."""
+    try:
+        return {t.name: read_metadata(storage, glue, database, t.name) for t in (GOLD, QUARANTINE, SEEN_IDS)}
+    except TableNotFound:
+        return None
+
+
+def verify_run(plan: RunPlan, run_id: str, storage: Storage, glue, database: str) -> tuple[Verification, dict]:
+    """Verify what run `run_id` committed (the plan names the lake); the verification and its document."""
+    gold, quarantine = TableDetail(), TableDetail()
+    counts: list[BatchCounts] = []
+    planted: list[Snapshot] = []
+    missing_commits: list[str] = []
+    tables = read_tables(storage, glue, database)
+    query = query_id(storage, plan.lake.checkpoint)
+    if tables is not None and query is not None:
+        owned = run_batches(tables[SEEN_IDS.name], run_id)
+        gold_commits = tables[GOLD.name].batches(query)
+        quarantine_commits = tables[QUARANTINE.name].batches(query)
+        for batch, seen in sorted(owned.items()):
+            gold_commit, quarantine_commit = gold_commits.get(batch), quarantine_commits.get(batch)
+            if gold_commit is None or quarantine_commit is None:
+                missing_commits.append(
+                    f"batch {batch}: "
+                    + ", ".join(
+                        name for name, c in (("gold", gold_commit), ("quarantine", quarantine_commit)) if c is None
+                    )
+                )
+                continue  # fmt: skip
+            gold.batches.append(batch)
+            quarantine.batches.append(batch)
+            rows_before = (gold.rows, quarantine.rows)
+            gold.add_files(storage, added_files(storage, gold_commit))
+            quarantine.add_files(storage, added_files(storage, quarantine_commit))
+            counts.append(
+                BatchCounts(
+                    batch=batch,
+                    input_rows=gold_commit.count(INPUT_ROWS),
+                    quarantine_input_rows=quarantine_commit.count(INPUT_ROWS),
+                    gold_rows=gold.rows - rows_before[0],
+                    quarantined_rows=quarantine.rows - rows_before[1],
+                    duplicates=gold_commit.count(DUPLICATES),
+                    seen_ids=seen.added_records,
+                    gold_committed_rows=gold_commit.added_records,
+                    store_consistent=seen.added_records == gold_commit.added_records
+                    and seen.summary.get(GOLD_SNAPSHOT) == str(gold_commit.snapshot_id),
+                    ms=max(0, seen.timestamp_ms - gold_commit.count(BATCH_STARTED_MS)),
+                )
+            )
+        planted = planted_ids(tables[SEEN_IDS.name], min(owned) if owned else None, query)
+    reconciliation = reconcile(counts, planted, complete=not missing_commits)
+    totals = {
+        "batches": len(counts),
+        "input_rows": sum(b.input_rows for b in counts),
+        "quarantine_input_rows": sum(b.quarantine_input_rows for b in counts),
+        "duplicates": sum(b.duplicates for b in counts),
+        "batch_ms": sum(b.ms for b in counts),
     }
-    for query, detail in details.items():
-        if detail.withheld:
-            note_withheld(storage, plan.lake.runs, plan.run_id, query, sinks[query], join(aside, QUERIES[query]),
-                          detail.withheld)  # fmt: skip
-    earlier = (
-        [] if any(d.withheld for d in details.values()) else move_withheld(storage, plan.lake.runs, move_once_proven)
-    )
-    gold, quarantine = details["gold"], details["quarantine"]
-    gold.moved_earlier_orphans = earlier
-    infer_quarantine_input(storage, plan.lake.checkpoint, quarantine)
-    # Athena's view, before the window counts as verified: a crash here repeats the window.
-    for query, detail in details.items():
-        # Gold's partitions a compaction is moving (the quarantine is not compacted).
-        moving = moving_locations(storage, sinks[query]) if query == "gold" else {}
-        detail.manifests_written = write_manifests(storage, sinks[query], detail.files_by_partition_and_batch, moving)
-    ledger = _ledger_totals(gold, quarantine)
-    window = {query: committed_before.get(query, -1) for query in details}
-    before = carried_in(storage, plan.lake.runs, plan.run_id, window)
-    gold_rows, quarantined_rows = sum(gold.rows_by_partition.values()), sum(quarantine.rows_by_partition.values())
-    reconciliation = reconcile(ledger, gold_rows, quarantined_rows, before)
-    ok = not (gold.missing or gold.mismatched or quarantine.missing or quarantine.mismatched)
-    document = verification_document_uri(plan)
     verification = Verification(
-        ok=ok,
+        ok=not missing_commits,
         gold=gold.summary(),
         quarantine=quarantine.summary(),
         quarantined_by_reason=_reasons(quarantine),
-        ledger=ledger,
+        counts=totals,
         reconciliation=reconciliation,
-        document=document,
+        problems=missing_commits[:MAX_EXAMPLES],
+        document=join(plan.lake.runs, run_id, "verification.json"),
     )
-    storage.write_bytes(
-        document,
-        json.dumps(
-            {"summary": verification.model_dump(mode="json"), **{q: d.document() for q, d in details.items()}},
-            indent=1,
-            sort_keys=True,
-        ).encode(),
-    )
-    # Last: once the window counts as verified, no later run covers it, so its document (which
-    # ReportStatus registers the partitions from) and its carry must exist already.
-    carry_forward(storage, plan.lake.runs, plan.run_id, before, reconciliation, window)
-    through = {query: detail.batches[-1] if detail.batches else window[query] for query, detail in details.items()}
-    storage.write_bytes(join(plan.lake.runs, VERIFIED_THROUGH), json.dumps(through).encode())
+    document = {
+        "summary": verification.model_dump(mode="json"),
+        "gold": gold.document(),
+        "quarantine": quarantine.document(),
+        "batches": [b.__dict__ for b in counts],
+        "commits_missing": missing_commits,
+        "foreign_seen_id_commits": [{"snapshot": s.snapshot_id, "summary": s.summary} for s in planted],
+    }
+    return verification, document
+
+
+def verify_gold(plan: RunPlan, storage: Storage, glue, database: str) -> Verification:
+    """VerifyGold: verify the run's batches and write the detail beside its manifest."""
+    verification, document = verify_run(plan, plan.run_id, storage, glue, database)
+    storage.write_bytes(verification.document, json.dumps(document, indent=1, sort_keys=True, default=str).encode())
     return verification

@@ -2,14 +2,16 @@
 
 Run with spark-submit (locally through `iotpipe transform`, on EMR as a step):
 
-    spark-submit spark/job.py --bronze URI --gold URI --quarantine URI --checkpoint URI
+    spark-submit spark/job.py --bronze URI --gold URI --quarantine URI --checkpoint URI \
+        --catalog glue|jdbc:sqlite:FILE --catalog-database NAME
 
 One streaming query reads and parses each Bronze line once (checkpoint `<checkpoint>/transform`)
-and writes each micro-batch to two sinks from foreachBatch: valid, de-duplicated rows to Gold
-(spark.dedup: no streaming state), rejected rows with their reasons to the quarantine. Both are
-Spark's file sink, whose `_spark_metadata` log, with the checkpoint, makes every batch
-exactly-once; both get the query's batch ids. The run summary is written beside the checkpoint.
-Python 3.9 syntax; ends by returning from main (never sys.exit).
+and hands each micro-batch to foreachBatch, which commits it to three Iceberg tables (spark.tables):
+valid, de-duplicated rows to Gold (spark.dedup: no streaming state), rejected rows with their
+reasons to the quarantine, then the keys of the ids Gold took to the seen-id store. Each commit is
+tagged with the query's id and the batch id, and a replayed batch skips every table that holds its
+tag already: with the checkpoint, every batch lands exactly once in every table. The run summary is
+written beside the checkpoint. Python 3.9 syntax; ends by returning from main (never sys.exit).
 """
 
 from __future__ import annotations
@@ -28,31 +30,47 @@ from pyspark.sql import DataFrame, SparkSession
 
 from iotpipe.bronze import SPARK_GLOB, classify, write_note
 from iotpipe.horizon import DEFAULT_HORIZON, horizon_argument
-from iotpipe.sink_log import (
-    SINKS,
+from iotpipe.lake.checkpoint import (
     STREAMING_QUERY,
+    CheckpointLayoutUnsupported,
     batch_source_files,
-    check_checkpoint_layout,
+    check_lake_layout,
+    has_started,
     logged_uri,
     query_checkpoint,
+    query_id,
 )
+from iotpipe.lake.iceberg import (
+    BATCH_ID,
+    BATCH_STARTED_MS,
+    DUPLICATES,
+    EXECUTION,
+    GOLD_SNAPSHOT,
+    INPUT_ROWS,
+    QUERY_ID,
+    RUN_ID,
+    VALID_ROWS,
+)
+from iotpipe.lake.tables import DATABASE, GOLD, QUARANTINE, TableLocations, seen_ids_location
 from iotpipe.storage import join, storage_for
 from spark.dedup import SeenIds, first_arrivals, utc_today
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progress, emit_line, task_counts
-from spark.transforms import (
-    REASON_CODES,
-    cluster_by_partition,
-    for_both_sinks,
-    parse_lines,
-    to_gold,
-    to_quarantine,
-    with_reasons,
-)
+from spark.tables import IcebergTable, configure_catalog, ensure_tables, session_extensions, warehouse_of
+from spark.transforms import for_both_sinks, parse_lines, to_gold, to_quarantine, with_reasons
 
 FAULT_ENV = "IOTPIPE_FAULT"
+# Where a crash fault halts the driver in its batch: around and inside each table's commit.
+CRASH_POINTS = {
+    "crash-before-gold": "before the Gold commit, nothing written",
+    "crash-mid-batch": "inside the Gold commit: data files and manifests written, the commit not",
+    "crash-after-gold": "after the Gold commit, before the quarantine's",
+    "crash-inside-quarantine": "inside the quarantine commit",
+    "crash-after-quarantine": "after the quarantine commit, before the seen-id store's",
+    "crash-after-seen-ids": "after every table's commit, before the query commits the batch",
+}
 FAULTS = (
-    "crash-mid-batch",
+    *CRASH_POINTS,
     "fail-after-commit",
     "fail-at-start",
     "poison-batch",
@@ -60,7 +78,10 @@ FAULTS = (
     "lease-renewal-fails",
     "fail-between-sinks",
 )
-CRASH_PROTOCOL_CLASS = "iotpipe.faults.CrashingCommitProtocol"
+INSIDE_COMMIT = {"crash-mid-batch": GOLD.name, "crash-inside-quarantine": QUARANTINE.name}
+CRASHING_FILE_IO = "iotpipe.faults.CrashingFileIO"
+CRASH_ARMED_PROPERTY = "iotpipe.fault.crashInsideCommitOf"
+HALT_STATUS = 137
 
 
 class InjectedFailure(RuntimeError):
@@ -70,9 +91,13 @@ class InjectedFailure(RuntimeError):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="iotpipe Bronze -> Gold Spark Structured Streaming job")
     parser.add_argument("--bronze", required=True, help="Bronze JSON Lines prefix (path or s3:// URI)")
-    parser.add_argument("--gold", required=True, help="Gold Parquet prefix")
-    parser.add_argument("--quarantine", required=True, help="quarantine Parquet prefix")
+    parser.add_argument("--gold", required=True, help="the Gold table's location")
+    parser.add_argument("--quarantine", required=True, help="the quarantine table's location")
     parser.add_argument("--checkpoint", required=True, help="checkpoint root; the run summary is written here too")
+    parser.add_argument(
+        "--catalog", default="glue", help="the tables' Iceberg catalog: 'glue' (AWS) or 'jdbc:sqlite:<file>' (local)"
+    )
+    parser.add_argument("--catalog-database", default=DATABASE, help="the catalog's database (namespace)")
     parser.add_argument(
         "--trigger",
         default="available-now",
@@ -94,11 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lease-key", default="bronze-to-gold")
     parser.add_argument("--lease-holder", default=None, help="the execution holding the lease")
     parser.add_argument("--lease-seconds", type=float, default=300.0, help="each renewal extends the lease this long")
-    parser.add_argument("--region", default=None, help="AWS region of the job's own S3 calls (the ledger) on EMR")
+    parser.add_argument("--region", default=None, help="AWS region of the job's own S3 calls on EMR")
+    parser.add_argument("--execution", default="", help="the Step Functions execution of the run (its report's key)")
     parser.add_argument(
         "--fault",
         default=os.environ.get(FAULT_ENV),
-        help=f"fault injection for tests: {', '.join(FAULTS)} (crash-mid-batch:N picks the batch, default 1)",
+        help=f"fault injection for tests: {', '.join(FAULTS)} (':N' picks the batch, default 1)",
     )
     return parser
 
@@ -118,20 +144,24 @@ def configure(spark: SparkSession, args: argparse.Namespace) -> None:
     spark.conf.set("spark.sql.legacy.timeParserPolicy", "CORRECTED")
     spark.conf.set("spark.sql.parquet.compression.codec", "snappy")
     spark.conf.set("spark.sql.streaming.numRecentProgressUpdates", "100000")
-    # Every batch's sink-log file is a compact one, listing all files: the one file Gold
-    # compaction rewrites to swap merged files in (iotpipe.compaction).
-    spark.conf.set("spark.sql.streaming.fileSink.log.compactInterval", "1")
     # Only spark.dedup decides what is broadcast (small key sets): a whole batch's keys, broadcast
     # on a size estimate, could exhaust a small driver heap.
     spark.conf.set("spark.sql.autoBroadcastJoinThreshold", "-1")
-    if spark.sparkContext.master.startswith("local"):
-        # Each batch reads back the Gold files it committed, a few hundred named paths: Spark
-        # lists more than 32 in a job of one task per path, 1.5 s of a 1 GiB batch on one
-        # machine, where a few tasks of many paths each take a tenth of that. Session-wide (it
-        # bounds every listing job); a cluster keeps Spark's default, one task per path, its
-        # executors not known yet when the session starts.
-        listing_tasks = 2 * spark.sparkContext.defaultParallelism
-        spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism", str(listing_tasks))
+    fault, _ = parse_fault(args.fault)
+    configure_catalog(
+        spark, args.catalog, warehouse_of(args.gold), CRASHING_FILE_IO if fault in INSIDE_COMMIT else None
+    )
+
+
+def table_locations(args: argparse.Namespace) -> TableLocations:
+    def absolute(uri: str) -> str:
+        return uri if "://" in uri else os.path.abspath(uri)
+
+    return TableLocations(
+        gold=absolute(args.gold),
+        quarantine=absolute(args.quarantine),
+        seen_ids=absolute(seen_ids_location(args.checkpoint)),
+    )
 
 
 # Spark's file source skips a file more than `maxFileAge` (default 7 days) older than the newest
@@ -221,72 +251,138 @@ def note_unreadable(storage, checkpoint: str, bronze: str, name: str, problems: 
         emit_line("IOTPIPE_UNREADABLE_OBJECTS " + json.dumps(note, sort_keys=True))
 
 
-def file_sink(spark: SparkSession, path: str, partition_by: list):
-    """Spark's own streaming Parquet sink (its `_spark_metadata` log; a batch id it already holds
-    is skipped: exactly-once), written to from foreachBatch."""
-    jvm = spark.sparkContext._jvm
-    utils = jvm.org.apache.spark.api.python.PythonUtils
-    columns = jvm.java.util.ArrayList()
-    for name in partition_by:
-        columns.add(name)
-    return jvm.org.apache.spark.sql.execution.streaming.FileStreamSink(
-        spark._jsparkSession,
-        path,
-        jvm.org.apache.spark.sql.execution.datasources.parquet.ParquetFileFormat(),
-        utils.toSeq(columns),
-        utils.toScalaMap(jvm.java.util.HashMap()),
-    )
-
-
 def reason_counts(batch: DataFrame) -> dict:
     """{reason code: rows} of a batch, valid rows under None."""
     return {row["reason"]: row["count"] for row in batch.groupBy("reason").count().collect()}
 
 
-class BatchWriter:
-    """The query's foreachBatch: one parse of the batch (kept in memory) feeds both sinks.
+def halt_driver(spark: SparkSession, where: str) -> None:
+    """Fault injection: stop the driver's JVM at once, as a killed driver stops (no clean-up)."""
+    emit_line(f"IOTPIPE_FAULT halting the driver {where}")
+    spark.sparkContext._jvm.java.lang.Runtime.getRuntime().halt(HALT_STATUS)
 
-    Gold gets the first arrival of each id (spark.dedup), clustered so a batch writes at most
-    one file per partition; the quarantine gets the rejected rows. Each goes through Spark's
-    file sink with the query's batch id, then the batch's ids are remembered, all before the
-    query commits the batch: a replay skips what a sink already holds. `observed[batch]` holds
-    each sink's counts for the ledger.
+
+class BatchWriter:
+    """The query's foreachBatch: one parse of the batch (kept in memory) feeds every table.
+
+    In order, each only if the table has no commit of this batch yet: Gold gets the first arrival
+    of each id (spark.dedup), the quarantine the rejected rows, the seen-id store the keys of the
+    ids that Gold commit added. Every commit is tagged with the query and the batch and carries the
+    batch's counts: input rows (both tables) and, on Gold's, valid rows and the duplicates dropped,
+    counted where they were dropped. `committed[batch]` holds what each table committed, for the
+    progress lines and the run summary.
     """
 
     def __init__(self, spark: SparkSession, args: argparse.Namespace, storage) -> None:
-        self.args = args
-        # Made before the query starts: a Spark without these classes fails before any batch is planned.
-        self.sinks = {
-            "gold": file_sink(spark, args.gold, ["date", "location_city"]),
-            "quarantine": file_sink(spark, args.quarantine, ["reason"]),
-        }
-        self.seen = SeenIds(spark, storage, args.checkpoint, args.gold, args.dedup_horizon)
-        self.observed: dict = {}
-        fault, fault_batch = parse_fault(args.fault)
-        self.fail_between_sinks_at = fault_batch if fault == "fail-between-sinks" else None
+        self.spark, self.storage, self.checkpoint = spark, storage, args.checkpoint
+        self.database, self.horizon = args.catalog_database, args.dedup_horizon
+        self.bind(spark)
+        self.locations = table_locations(args)
+        self.committed: dict = {}
+        self.fault, self.fault_batch = parse_fault(args.fault)
+        self._query_id = None
+        # The run a batch belongs to, for its report: the one whose attempt commits it last (its
+        # seen-id commit), so a batch a run left half done belongs to the run that finishes it.
+        self.owner = {RUN_ID: args.lease_holder or args.run_id, EXECUTION: args.execution}
+
+    def bind(self, spark: SparkSession) -> None:
+        """Work through `spark`'s catalog. A streaming query runs its batches in a session of its
+        own, with its own catalog: every commit and look-up of a batch goes through that one."""
+        self.spark = spark
+        self.gold = IcebergTable(spark, self.database, GOLD)
+        self.quarantine = IcebergTable(spark, self.database, QUARANTINE)
+        self.seen = SeenIds(spark, self.database, self.horizon)
+
+    def query_id(self) -> str:
+        """The query's id, from its checkpoint (written when the query starts, before any batch)."""
+        if self._query_id is None:
+            self._query_id = query_id(self.storage, self.checkpoint)
+        return self._query_id
+
+    def _fault_at(self, point: str, batch_id: int) -> None:
+        if self.fault == point and batch_id == self.fault_batch:
+            if point == "fail-between-sinks":
+                raise InjectedFailure(f"injected failure after batch {batch_id}'s Gold commit, before the quarantine's")
+            if point == "poison-batch":
+                raise InjectedFailure(f"injected: batch {batch_id} fails on every attempt (a poison batch)")
+            halt_driver(self.spark, f"in batch {batch_id}: {CRASH_POINTS[point]}")
+
+    def _arm_inside_commit(self, table: str, batch_id: int) -> None:
+        """Arm the test FileIO to halt inside `table`'s next commit (fault crash-mid-batch)."""
+        if INSIDE_COMMIT.get(self.fault or "") == table and batch_id == self.fault_batch:
+            location = getattr(self.locations, table)
+            self.spark.sparkContext._jvm.java.lang.System.setProperty(CRASH_ARMED_PROPERTY, location.rstrip("/"))
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started_ms = int(time.time() * 1000)
+        if batch.sparkSession is not self.spark:
+            self.bind(batch.sparkSession)
+        query = self.query_id()
+        tags = {QUERY_ID: query, BATCH_ID: str(batch_id)}
+        gold_commit = self.gold.committed(query, batch_id)
+        quarantine_done = self.quarantine.committed(query, batch_id) is not None
+        seen_done = self.seen.table.committed(query, batch_id) is not None
+        self._fault_at("poison-batch", batch_id)
         today = utc_today()
-        stored = self.seen.listing()
-        self.seen.expire(today, stored)
-        if self.seen.merge(batch_id, today, stored):
-            stored = self.seen.listing()
-        batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            counts = reason_counts(batch)
-            unique = first_arrivals(to_gold(batch), self.seen.before(batch_id, today, stored), counts.get(None, 0))
-            self.sinks["gold"].addBatch(batch_id, cluster_by_partition(unique, self.args.shuffle_partitions)._jdf)
-            if batch_id == self.fail_between_sinks_at:
-                raise InjectedFailure(f"injected failure after batch {batch_id}'s Gold write, before the quarantine's")
-            # repartition, not coalesce: coalesce(1) would pull the batch's rows into one task.
-            self.sinks["quarantine"].addBatch(batch_id, to_quarantine(batch).repartition(1)._jdf)
-        finally:
-            batch.unpersist()
-        gold_rows = self.seen.remember(batch_id, today)
-        self.observed[batch_id] = {
-            "gold": {"valid": {"rows": counts.get(None, 0)}, "gold": {"rows": gold_rows}},
-            "quarantine": {"quarantine": {code: counts.get(code, 0) for code in REASON_CODES}},
+        if gold_commit is None or not quarantine_done:
+            batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                counts = reason_counts(batch)
+                batch_tags = {**tags, INPUT_ROWS: str(sum(counts.values())), BATCH_STARTED_MS: str(started_ms)}
+                if gold_commit is None:
+                    gold_commit = self._commit_gold(batch, batch_id, counts, batch_tags, today)
+                if not quarantine_done:
+                    self._fault_at("fail-between-sinks", batch_id)
+                    self._arm_inside_commit(QUARANTINE.name, batch_id)
+                    taken = datetime.fromtimestamp(started_ms / 1000, timezone.utc)
+                    self.quarantine.append(to_quarantine(batch, taken), batch_tags)
+                    self._fault_at("crash-after-quarantine", batch_id)
+            finally:
+                batch.unpersist()
+        if not seen_done:
+            owner = {**tags, **self.owner, GOLD_SNAPSHOT: str(gold_commit.snapshotId())}
+            self.seen.remember(self.gold, gold_commit, today, owner)
+            self._fault_at("crash-after-seen-ids", batch_id)
+        self.committed[batch_id] = self._what_committed(query, batch_id)
+
+    def _commit_gold(self, batch: DataFrame, batch_id: int, counts: dict, batch_tags: dict, today):
+        """De-duplicate the batch's valid rows and commit them to Gold; return the Gold commit."""
+        days = self.seen.stored_days()
+        if self.seen.expire(today, days):
+            days = self.seen.stored_days()
+        valid = counts.get(None, 0)
+        unique, dropped = first_arrivals(to_gold(batch), self.seen.before(today, days), valid)
+        self._fault_at("crash-before-gold", batch_id)
+        self._arm_inside_commit(GOLD.name, batch_id)
+        self.gold.append(unique, {**batch_tags, VALID_ROWS: str(valid), DUPLICATES: str(dropped.total)})
+        self._fault_at("crash-after-gold", batch_id)
+        return self.gold.committed(batch_tags[QUERY_ID], batch_id)
+
+    def _what_committed(self, query: str, batch_id: int) -> dict:
+        """The batch's counts as its commits record them (a replay reports what the first attempt committed)."""
+        gold = self.gold.committed(query, batch_id).summary()
+        quarantine = self.quarantine.committed(query, batch_id).summary()
+        return {
+            "input": int(gold.get(INPUT_ROWS) or 0),
+            "gold": int(gold.get("added-records") or 0),
+            "quarantined": int(quarantine.get("added-records") or 0),
+            "duplicates": int(gold.get(DUPLICATES) or 0),
         }
+
+
+def check_tables_belong_to_the_checkpoint(writer: BatchWriter, storage, checkpoint: str) -> None:
+    """A query checkpoint that is gone while the tables hold batches is refused: a new query numbers
+    its batches from 0 again and reads all of Bronze, and the seen-id store would take its rows for
+    duplicates of the ones Gold holds."""
+    if has_started(storage, checkpoint):
+        return
+    holding = [t.name for t in (writer.gold, writer.quarantine, writer.seen.table) if t.has_tagged_commits()]
+    if holding:
+        raise CheckpointLayoutUnsupported(
+            f"{', '.join(holding)} hold batches but the checkpoint {checkpoint} has none: a new query would read "
+            "Bronze again from the start. Restore the checkpoint, or drop the tables (and move their folders "
+            "aside) so the job rebuilds them from Bronze"
+        )
 
 
 def start_query(frame: DataFrame, writer: BatchWriter, checkpoint: str, trigger: dict):
@@ -303,63 +399,32 @@ def trigger_of(text: str) -> dict:
     return {"availableNow": True} if text == "available-now" else {"processingTime": text}
 
 
-def progress_by_sink(progress: list, observed: dict) -> dict:
-    """The query's batch progress as each sink's: the same batches, each with that sink's counts.
-    A batch with no counts here (a replay whose sinks held it already) keeps none."""
-    by_sink: dict = {sink: [] for sink in SINKS}
-    for batch in progress:
-        counts = observed.get(batch.get("batchId"), {})
-        for sink in SINKS:
-            by_sink[sink].append(dict(batch, observedMetrics=counts.get(sink, {})))
-    return by_sink
+class CommittedBatches:
+    """Each batch the query committed, seen once: the objects it read are checked, a progress line
+    says what every table took, and its counts go into the run summary."""
+
+    def __init__(self, storage, checkpoint: str, on_committed) -> None:
+        self.storage, self.checkpoint, self.on_committed = storage, checkpoint, on_committed
+        self.seen: dict = {}
+
+    def record(self, query, writer: BatchWriter) -> None:
+        for progress in query.recentProgress:
+            batch = progress.get("batchId")
+            if batch in self.seen or batch not in writer.committed:
+                continue
+            if self.storage.stat(join(query_checkpoint(self.checkpoint), "commits", str(batch))) is None:
+                continue  # its commit is not written yet
+            counts = writer.committed[batch]
+            ms = (progress.get("durationMs") or {}).get("triggerExecution")
+            self.seen[batch] = {"batch": batch, **counts, "ms": ms}
+            if counts["input"] > 0:
+                self.on_committed(batch)
+                emit_line("IOTPIPE_PROGRESS " + json.dumps(self.seen[batch], sort_keys=True))
 
 
-def record_batches(ledger, query, observed: dict, on_recorded=None) -> None:
-    """Record each committed micro-batch, as soon as it is seen.
-
-    Writes `<checkpoint>/ledger/<sink>/<batch>.json` (input rows, counts and the files the batch
-    committed to that sink, see iotpipe.ledger), so the counts of batches committed by an
-    attempt that later crashed are not lost and no reader has to open a compact sink-log file;
-    prints one progress line per sink and batch with input (read by `iotpipe transform`).
-    """
-    recent = query.recentProgress
-    for sink, progress in progress_by_sink(recent, observed).items():
-        for batch in progress:
-            entry = ledger.record(sink, batch)
-            if entry and on_recorded:
-                on_recorded(entry)
-            if entry and entry["input_rows"] > 0:
-                line = {k: entry[k] for k in ("query", "batch", "input_rows", "observed", "ms")}
-                emit_line("IOTPIPE_PROGRESS " + json.dumps(line, sort_keys=True))
-    # Counts of batches Spark no longer reports are never read again (a long processing-time run).
-    if recent:
-        oldest = min(batch["batchId"] for batch in recent)
-        for batch_id in [b for b in observed if b < oldest]:
-            del observed[batch_id]
-
-
-def open_ledger(args: argparse.Namespace):
-    """The ledger writer, over the storage layer (local folders or S3), created before the query starts."""
-    from iotpipe.ledger import LedgerWriter
-
-    sinks = {"gold": args.gold, "quarantine": args.quarantine}
-    return LedgerWriter(storage_for(args.checkpoint, region=args.region), args.checkpoint, sinks)
-
-
-def summarise(progress: dict, run_id: str, started: float, args: argparse.Namespace) -> dict:
-    """Add up this run's batches, per sink, into one summary."""
-    gold_batches = [p for p in progress["gold"] if p.get("numInputRows", 0) > 0]
-    quarantine_batches = [p for p in progress["quarantine"] if p.get("numInputRows", 0) > 0]
-
-    def observed(batch: dict, name: str) -> dict:
-        return batch.get("observedMetrics", {}).get(name, {}) or {}
-
-    valid = sum(int(observed(b, "valid").get("rows", 0)) for b in gold_batches)
-    gold = sum(int(observed(b, "gold").get("rows", 0)) for b in gold_batches)
-    quarantined = {code: 0 for code in REASON_CODES}
-    for batch in quarantine_batches:
-        for code, count in observed(batch, "quarantine").items():
-            quarantined[code] += int(count or 0)
+def summarise(batches: dict, run_id: str, started: float, args: argparse.Namespace) -> dict:
+    """Add up this run's batches (as their commits record them) into one summary."""
+    with_input = [b for b in batches.values() if b["input"] > 0]
     return {
         "run_id": run_id,
         "status": "SUCCEEDED",
@@ -369,14 +434,12 @@ def summarise(progress: dict, run_id: str, started: float, args: argparse.Namesp
         "checkpoint": args.checkpoint,
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
-        "batches": len(gold_batches),
-        "batch_ids": sorted({b["batchId"] for b in gold_batches}),
-        "input_rows": sum(b["numInputRows"] for b in gold_batches),
-        "quarantine_input_rows": sum(b["numInputRows"] for b in quarantine_batches),
-        "gold_rows": gold,
-        "quarantined_rows": sum(quarantined.values()),
-        "quarantined_by_reason": {code: n for code, n in quarantined.items() if n},
-        "duplicates": valid - gold,
+        "batches": len(with_input),
+        "batch_ids": sorted(b["batch"] for b in with_input),
+        "input_rows": sum(b["input"] for b in with_input),
+        "gold_rows": sum(b["gold"] for b in with_input),
+        "quarantined_rows": sum(b["quarantined"] for b in with_input),
+        "duplicates": sum(b["duplicates"] for b in with_input),
     }
 
 
@@ -438,12 +501,14 @@ def _stop_quietly(query) -> None:
 
 
 def run_query(spark: SparkSession, args: argparse.Namespace, run_id: str, started: float, heartbeat, running: list):
-    """Start the query, record each committed batch in the ledger, and return once it stopped."""
-    ledger = open_ledger(args)  # reads the checkpoint only
-    check_checkpoint_layout(ledger.storage, args.checkpoint, (args.gold, args.quarantine))
-    note_ignored_objects(ledger.storage, args.bronze, args.checkpoint, run_id)
+    """Create the tables if needed, start the query, follow its committed batches, return once it stopped."""
+    storage = storage_for(args.checkpoint, region=args.region)
+    check_lake_layout(storage, args.checkpoint, args.gold, args.quarantine)
+    ensure_tables(spark, args.catalog_database, table_locations(args), local=args.catalog != "glue")
+    writer = BatchWriter(spark, args, storage)
+    check_tables_belong_to_the_checkpoint(writer, storage, args.checkpoint)
+    note_ignored_objects(storage, args.bronze, args.checkpoint, run_id)
     validated = with_reasons(parse_lines(read_bronze(spark, args.bronze, args.max_files_per_trigger)))
-    writer = BatchWriter(spark, args, ledger.storage)
     query = start_query(for_both_sinks(validated), writer, args.checkpoint, trigger_of(args.trigger))
     running.append(query)
     tracker = spark.sparkContext.statusTracker()
@@ -453,56 +518,46 @@ def run_query(spark: SparkSession, args: argparse.Namespace, run_id: str, starte
     )
     progress.start()
 
-    def check_batch(entry: dict) -> None:
-        """Check the objects of each committed batch once (both sinks' entries name the same batch)."""
-        if entry["query"] != "gold" or not entry["input_rows"]:
-            return
-        paths = batch_source_files(ledger.storage, query_checkpoint(args.checkpoint), entry["batch"])
-        problems = check_objects(spark, paths)
-        note_unreadable(ledger.storage, args.checkpoint, args.bronze, f"gold-{entry['batch']}", problems)
+    def check_batch(batch: int) -> None:
+        """Check the objects of each committed batch once."""
+        paths = batch_source_files(storage, query_checkpoint(args.checkpoint), batch)
+        note_unreadable(storage, args.checkpoint, args.bronze, f"batch-{batch}", check_objects(spark, paths))
 
+    committed = CommittedBatches(storage, args.checkpoint, check_batch)
     if heartbeat and heartbeat.lost.is_set():  # lost while the query was starting
         query.stop()
     deadline = started + args.timeout_seconds if args.timeout_seconds else None
     try:
         while query.isActive:
             # awaitTermination raises a failed query's exception: it is raised below, once the
-            # batches committed before the failure are recorded.
+            # batches committed before the failure are followed up.
             with contextlib.suppress(StreamingQueryException):
                 query.awaitTermination(0.5)
-            record_batches(ledger, query, writer.observed, check_batch)
+            committed.record(query, writer)
             if deadline and time.time() > deadline:
                 query.stop()
     finally:
         progress.stop()
-    record_batches(ledger, query, writer.observed, check_batch)
+    committed.record(query, writer)
     if query.exception() is not None:
         raise query.exception()
-    return query, writer.observed
+    return committed.seen
 
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     """Run the query to completion (or timeout) and write the summary; return it."""
-    fault, fault_batch = parse_fault(args.fault)
+    fault, _ = parse_fault(args.fault)
     started = time.time()
     run_id = args.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+    args.run_id = run_id
     configure(spark, args)
     if fault == "fail-at-start":
         raise InjectedFailure("injected failure before any batch started")
-    if fault == "crash-mid-batch":
-        spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
-        spark.conf.set("spark.iotpipe.fault.crashBatch", str(fault_batch))
-        # The crash models a driver killed mid-batch, not the separate case of a batch committed
-        # but never recorded (tested on its own): it waits until the batches before are recorded.
-        spark.conf.set("spark.iotpipe.fault.ledger", f"{args.checkpoint.rstrip('/')}/ledger")
-    if fault == "poison-batch":
-        spark.conf.set("spark.sql.streaming.commitProtocolClass", CRASH_PROTOCOL_CLASS)
-        spark.conf.set("spark.iotpipe.fault.failBatch", str(fault_batch))
 
     running: list = []
     heartbeat = start_heartbeat(args, run_id, on_lost=lambda reason: [query.stop() for query in running], fault=fault)
     try:
-        query, observed = run_query(spark, args, run_id, started, heartbeat, running)
+        batches = run_query(spark, args, run_id, started, heartbeat, running)
     finally:
         for query in running:
             _stop_quietly(query)
@@ -512,7 +567,7 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     if heartbeat and heartbeat.lost.is_set():
         raise LeaseLost(f"stopped writing: {heartbeat.lost_reason}")
 
-    summary = summarise(progress_by_sink(query.recentProgress, observed), run_id, started, args)
+    summary = summarise(batches, run_id, started, args)
     text = json.dumps(summary, indent=2, sort_keys=True)
     checkpoint = args.checkpoint.rstrip("/")
     write_text(spark, f"{checkpoint}/runs/{run_id}.json", text)
@@ -523,11 +578,18 @@ def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     return summary
 
 
+def session(app_name: str) -> SparkSession:
+    """The job's SparkSession, with Iceberg's SQL extensions (table maintenance's procedures)."""
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in session_extensions().items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     parse_fault(args.fault)
-    spark = SparkSession.builder.appName("iotpipe-bronze-to-gold").getOrCreate()
-    return run(spark, args)
+    return run(session("iotpipe-bronze-to-gold"), args)
 
 
 if __name__ == "__main__":

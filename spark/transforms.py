@@ -8,6 +8,9 @@ checked before the write, so no record can fail a batch. Python 3.9 syntax (EMR 
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Optional
+
 import pyspark
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -46,7 +49,7 @@ GOLD_COLUMNS = (
     "date",
     "location_city",
 )
-QUARANTINE_COLUMNS = ("reason", "reasons", "event_id", "raw_line", "raw_bytes", "source_file")
+QUARANTINE_COLUMNS = ("reasons", "event_id", "raw_line", "raw_bytes", "source_file", "reason", "quarantined_at")
 
 _WHITESPACE = r"[\s\u00A0]+"
 _TRIMMED = " \t\n\r\f\u000b\u00a0"
@@ -238,13 +241,18 @@ def to_gold(validated: DataFrame) -> DataFrame:
     )
 
 
-def to_quarantine(validated: DataFrame) -> DataFrame:
-    """Rejected records with their primary reason, all reasons and the raw line, nothing lost."""
-    return validated.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
+def to_quarantine(validated: DataFrame, quarantined_at: Optional[datetime] = None) -> DataFrame:
+    """Rejected records with their primary reason, all reasons and the raw line, nothing lost, and
+    when the pipeline took them (the batch's time; now, by default)."""
+    taken = F.lit(quarantined_at).cast("timestamp") if quarantined_at else F.current_timestamp()
+    return validated.where(F.col("reason").isNotNull()).select(
+        *[F.col(c) for c in QUARANTINE_COLUMNS if c != "quarantined_at"], taken.alias("quarantined_at")
+    )
 
 
 def cluster_by_partition(gold: DataFrame, partitions: int) -> DataFrame:
-    """Route each (date, city) to one task, so a batch writes at most one file per Gold partition."""
+    """Route each (date, city) to one task, so a batch writes at most one file per Gold partition
+    (the benchmark's plain Parquet floor; the Iceberg table asks Spark for the same itself)."""
     return gold.repartition(partitions, "date", "location_city")
 
 

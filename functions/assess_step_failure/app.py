@@ -24,6 +24,8 @@ class AssessEvent(BaseModel):
 @event_parser(model=AssessEvent)
 def lambda_handler(event: AssessEvent, context: LambdaContext) -> dict:
     settings, storage = runtime.current()
-    assessment = assess_step_failure(event.step_error, event.plan, event.attempt, settings, storage)
+    assessment = assess_step_failure(
+        event.step_error, event.plan, event.attempt, settings, storage, runtime.glue_client()
+    )
     logger.info("step failure assessed", extra={"verdict": assessment.verdict, "reason": assessment.reason})
     return assessment.model_dump()

@@ -22,4 +22,4 @@ class PlanRunEvent(BaseModel):
 @event_parser(model=PlanRunEvent)
 def lambda_handler(event: PlanRunEvent, context: LambdaContext) -> dict:
     settings, storage = runtime.current()
-    return plan_run(event.input, event.execution_name, settings, storage).model_dump()
+    return plan_run(event.input, event.execution_name, settings, storage, event.execution_id).model_dump()

@@ -3,6 +3,7 @@ run history page (the last runs) beside the manifest."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -12,7 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from iotpipe import lambda_runtime as runtime
-from iotpipe.glue_registration import catalog_run
+from iotpipe.lake.tables import maintenance_outcome_uri
 from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
 from iotpipe.models import RunPlan, RunReport, StepAssessment, Verification
 from iotpipe.report_page import write_history_page
@@ -24,9 +25,11 @@ from iotpipe.reporting import (
     spark_batch_seconds,
     summary_line,
     write_manifest,
+    write_run_rows,
     written_report,
 )
 from iotpipe.run_history import record_run
+from iotpipe.unreported import report_dead_runs
 
 
 class ReportEvent(BaseModel):
@@ -42,17 +45,28 @@ class ReportEvent(BaseModel):
     work: bool = True
     verify_error: Optional[dict] = None
     drain: dict = {}
-    compaction: Optional[dict] = None
+    maintenance: Optional[dict] = None
 
 
-def publish(event: ReportEvent, report: RunReport, settings, storage) -> dict:
-    """What follows the manifest, each step safe to repeat: catalog rows and partitions, the history
-    entry and its page."""
-    document = event.verification.document if event.verification else None
-    catalog = catalog_run(runtime.glue_client, settings.catalog_database, storage, event.plan.lake, report, document)
+def publish(event: ReportEvent, report: RunReport, settings, storage) -> list[str]:
+    """What follows the manifest, each step safe to repeat: the run's rows, the history entry, the
+    reports of runs that died before theirs, and the history page. Returns those runs."""
+    write_run_rows(storage, event.plan.lake.runs, report.model_dump())
     record_run(storage, event.plan.lake.runs, report)
+    recovered = report_dead_runs(event.plan, storage, runtime.glue_client(), settings.catalog_database,
+                                 runtime.stepfunctions_client(), datetime.now(timezone.utc))  # fmt: skip
     write_history_page(storage, event.plan.lake.runs, report.run_id)
-    return catalog
+    return recovered
+
+
+def maintenance_outcome(event: ReportEvent, storage) -> Optional[dict]:
+    """What table maintenance did after this round (its outcome file), or its step's error."""
+    if not event.maintenance:
+        return None
+    if "Error" in event.maintenance:
+        return {"error": event.maintenance.get("Error"), "cause": str(event.maintenance.get("Cause", ""))[:1000]}
+    uri = maintenance_outcome_uri(event.plan.lake.runs, event.plan.run_id)
+    return json.loads(storage.read_bytes(uri)) if storage.stat(uri) is not None else None
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
@@ -64,8 +78,8 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
     already = written_report(event.plan, storage)
     if already is not None:  # a retry after the work was done: finish it, count nothing again
         logger.info("report already written by an earlier invocation: no metric counted twice")
-        catalog = publish(event, already, settings, storage)
-        return {**already.model_dump(), "catalog": catalog, "message": summary_line(already, event.execution_id)}
+        recovered = publish(event, already, settings, storage)
+        return {**already.model_dump(), "reported_for": recovered, "message": summary_line(already, event.execution_id)}
     report = build_report(
         event.plan,
         event.verification,
@@ -81,11 +95,10 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         if event.deferred
         else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id, event.plan.lake.checkpoint),
     )
-    publication = (event.compaction or {}).get("publication") or {}
-    report.compaction = publication.get("outcome") or (publication if "Error" in publication else None)
+    report.maintenance = maintenance_outcome(event, storage)
     write_manifest(report, event.verification, storage)  # from here on a retry counts nothing again
-    catalog = publish(event, report, settings, storage)
-    metrics.add_metric(name="CatalogErrors", unit=MetricUnit.Count, value=catalog.get("errors", 0))
+    recovered = publish(event, report, settings, storage)
+    metrics.add_metric(name="InterruptedRunsReported", unit=MetricUnit.Count, value=len(recovered))
     for name, value in report.records.items():
         metrics.add_metric(name=f"{name.capitalize()}Records", unit=MetricUnit.Count, value=value)
     metrics.add_metric(name="RunFailed", unit=MetricUnit.Count, value=int(report.status == "FAILED"))
@@ -115,4 +128,4 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
             metric.add_dimension(name="reason", value=reason)
     message = summary_line(report, event.execution_id)
     logger.info(message)
-    return {**report.model_dump(), "catalog": catalog, "message": message}
+    return {**report.model_dump(), "reported_for": recovered, "message": message}

@@ -1,4 +1,4 @@
-"""VerifyGold: committed files exist with their sizes; orphan files moved aside once provably dead; counts.
+"""VerifyGold: the run's batches as the tables committed them; every file there, every record accounted for.
 
 Runs on the failure path too: a failed run still reports what it committed."""
 
@@ -17,19 +17,13 @@ from iotpipe.verification import verify_gold
 class VerifyEvent(BaseModel):
     execution_id: str
     plan: RunPlan
-    committed_before: dict[str, int]
 
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_ID_PATH)
 @tracer.capture_lambda_handler
 @event_parser(model=VerifyEvent)
 def lambda_handler(event: VerifyEvent, context: LambdaContext) -> dict:
-    _, storage = runtime.current()
-    lease, leases = event.plan.lease, runtime.current_leases()
-    verification = verify_gold(
-        event.plan,
-        event.committed_before,
-        storage,
-        may_move=lambda: leases.hold_quiet(lease.key, event.plan.run_id, lease.initial_seconds),
-    )
+    settings, storage = runtime.current()
+    verification = verify_gold(event.plan, storage, runtime.glue_client(), settings.catalog_database)
+    logger.info("verified", extra={"reconciliation": verification.reconciliation})
     return verification.model_dump(mode="json")

@@ -36,7 +36,6 @@ FUNCTIONS = {
     "PlanRunFunctionArn": "plan_run",
     "AssessStepFailureFunctionArn": "assess_step_failure",
     "VerifyGoldFunctionArn": "verify_gold",
-    "PublishCompactionFunctionArn": "publish_compaction",
     "ReportStatusFunctionArn": "report_status",
     "AcquireLeaseFunctionArn": "acquire_lease",
     "ReleaseLeaseFunctionArn": "release_lease",
@@ -79,7 +78,6 @@ def lambda_handlers() -> dict[str, Callable]:
     from functions.acquire_lease.app import lambda_handler as acquire
     from functions.assess_step_failure.app import lambda_handler as assess
     from functions.plan_run.app import lambda_handler as plan
-    from functions.publish_compaction.app import lambda_handler as publish_compaction
     from functions.release_lease.app import lambda_handler as release
     from functions.report_status.app import lambda_handler as report
     from functions.verify_gold.app import lambda_handler as verify
@@ -88,7 +86,6 @@ def lambda_handlers() -> dict[str, Callable]:
         "plan_run": plan,
         "assess_step_failure": assess,
         "verify_gold": verify,
-        "publish_compaction": publish_compaction,
         "report_status": report,
         "acquire_lease": acquire,
         "release_lease": release,
@@ -188,28 +185,27 @@ class LocalEngine:
         self._stack.enter_context(bound(self.bindings))
         import boto3
 
-        self._deploy_catalog(stack, boto3.client("glue", region_name=REGION), authorizer)
-
         self.client = boto3.client("stepfunctions", region_name=REGION)
+        self._lambda_clients(authorizer)
         definition = substitute(DEFINITION.read_text(), local_substitutions())
         self.machine = self.client.create_state_machine(
             name="iotpipe-pipeline", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/iotpipe-local"
         )["stateMachineArn"]
         return self
 
-    def _deploy_catalog(self, stack, glue, authorizer) -> None:
-        """The template's Glue tables in moto, the lake's earlier partitions, and ReportStatus's
-        client: its role and the API's bounds enforced. Saved again when the engine closes."""
+    def _lambda_clients(self, authorizer) -> None:
+        """The Lambdas' AWS clients, each call checked against the function's role: the catalog
+        (GetTable, answered from the local Iceberg catalog) and Step Functions (moto's)."""
         from iotpipe import lambda_runtime
-        from iotpipe.local import glue_catalog, iam
-        from iotpipe.local.api_shapes import BoundsCheckedClient
+        from iotpipe.lake.tables import sqlite_path
+        from iotpipe.local import iam
+        from iotpipe.local.catalog import LocalGlue
 
-        tables = glue_catalog.deploy(stack, glue)
-        glue_catalog.restore(glue, self.lake)
-        lambda_runtime.clients["glue"] = iam.AuthorizedGlue(BoundsCheckedClient(glue), authorizer)
-        self._stack.callback(lambda: lambda_runtime.clients.pop("glue", None))
-        self._stack.callback(glue_catalog.save, glue, self.lake, tables)
-        self.glue = glue
+        glue = LocalGlue(sqlite_path(self.settings.catalog_uri) or "")
+        lambda_runtime.clients["glue"] = iam.AuthorizedGlue(glue, authorizer)
+        lambda_runtime.clients["stepfunctions"] = iam.AuthorizedStepFunctions(self.client, authorizer)
+        for service in ("glue", "stepfunctions"):
+            self._stack.callback(lambda_runtime.clients.pop, service, None)
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
@@ -231,7 +227,7 @@ class LocalEngine:
         return code
 
     def _run_spark_step(self, args: list[str], step_id: str) -> tuple[bool, dict]:
-        script = next(i for i, arg in enumerate(args) if arg.endswith(("job.py", "compact.py")))
+        script = next(i for i, arg in enumerate(args) if arg.endswith(("job.py", "maintain.py")))
         run_id = args[args.index("--run-id") + 1]
         log_path = join(self.lake, "artifacts", "logs", f"{run_id}-{step_id}.log")
         self.emit("spark", {"step_id": step_id, "log": log_path})

@@ -20,7 +20,7 @@ from iotpipe.bronze import classify
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import LocalEngine
 from iotpipe.settings import Settings
-from iotpipe.sink_log import logged_uri, query_checkpoint, source_files
+from iotpipe.lake.checkpoint import logged_uri, query_checkpoint, source_files
 from iotpipe.storage import LocalStorage, Storage
 from iotpipe.trigger import RUN_INPUT, decide
 

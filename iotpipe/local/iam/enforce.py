@@ -254,9 +254,11 @@ class AuthorizedLeaseStore:
         raise AttributeError(f"LeaseStore.{name} has no IAM mapping: add it to AuthorizedLeaseStore")
 
 
-# ---------------------------------------------------------------- Step Functions (the trigger)
+# ---------------------------------------------------------------- Step Functions (the trigger, ReportStatus)
 class AuthorizedStepFunctions:
-    """The trigger's Step Functions client: StartExecution needs states:StartExecution on the machine."""
+    """The Lambdas' Step Functions client: StartExecution needs states:StartExecution on the
+    machine (the trigger), DescribeExecution states:DescribeExecution on the execution (ReportStatus
+    asks whether a run that never reported has ended)."""
 
     def __init__(self, inner, authorizer: Authorizer) -> None:
         self._inner, self._authorizer = inner, authorizer
@@ -267,15 +269,19 @@ class AuthorizedStepFunctions:
         self._authorizer.require([request], "StartExecution", "AccessDeniedException")
         return self._inner.start_execution(**kwargs)
 
+    def describe_execution(self, **kwargs):
+        request = Request("states:DescribeExecution", kwargs["executionArn"])
+        self._authorizer.require([request], "DescribeExecution", "AccessDeniedException")
+        return self._inner.describe_execution(**kwargs)
+
     def __getattr__(self, name: str):
         raise AttributeError(f"stepfunctions.{name} has no IAM mapping: add it to AuthorizedStepFunctions")
 
 
-# ---------------------------------------------------------------- Glue (partitions: ReportStatus, PublishCompaction)
+# ---------------------------------------------------------------- Glue (the tables' metadata: the evidence Lambdas)
 class AuthorizedGlue:
-    """The Lambdas' Glue client: each partition call needs its own action
-    (glue:BatchCreatePartition, glue:BatchUpdatePartition, glue:UpdatePartition) on the catalog,
-    the database and the table (Glue's Data Catalog ARNs)."""
+    """The Lambdas' Glue client: glue:GetTable on the catalog, the database and the table (Glue's
+    Data Catalog ARNs), as Glue authorizes a read of an Iceberg table's pointer."""
 
     def __init__(self, inner, authorizer: Authorizer) -> None:
         self._inner, self._authorizer = inner, authorizer
@@ -285,23 +291,14 @@ class AuthorizedGlue:
         w = self._authorizer.stack.world
         return f"arn:{w.partition}:glue:{w.region}:{w.account}:{resource}"
 
-    def _require(self, action: str, kwargs: dict) -> None:
-        database, table = kwargs["DatabaseName"], kwargs["TableName"]
+    def _require(self, action: str, database: str, table: str) -> None:
         resources = ("catalog", f"database/{database}", f"table/{database}/{table}")
         requests = [Request(f"glue:{action}", self._arn(r)) for r in resources]
         self._authorizer.require(requests, action, "AccessDeniedException")
 
-    def batch_create_partition(self, **kwargs):
-        self._require("BatchCreatePartition", kwargs)
-        return self._inner.batch_create_partition(**kwargs)
-
-    def batch_update_partition(self, **kwargs):
-        self._require("BatchUpdatePartition", kwargs)
-        return self._inner.batch_update_partition(**kwargs)
-
-    def update_partition(self, **kwargs):
-        self._require("UpdatePartition", kwargs)
-        return self._inner.update_partition(**kwargs)
+    def get_table(self, **kwargs):
+        self._require("GetTable", kwargs["DatabaseName"], kwargs["Name"])
+        return self._inner.get_table(**kwargs)
 
     def __getattr__(self, name: str):
         raise AttributeError(f"glue.{name} has no IAM mapping: add it to AuthorizedGlue")
