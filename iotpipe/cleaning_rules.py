@@ -21,10 +21,10 @@ LONGITUDE_RANGE = (-180.0, 180.0)
 # is the batch's time, kept in the offset log, so a replayed batch judges the same way.
 EARLIEST_EVENT_TIME = "2001-01-01 00:00:00"
 LATEST_EVENT_TIME_AHEAD = "INTERVAL 1 DAY"
-# A city is a partition directory `location_city=<city>`, where Spark escapes some characters
-# as %XX (3 bytes each). Local file systems allow 255 bytes per name and S3 1,024 per key: the
-# escaped city may take at most 200 bytes.
-CITY_MAX_ESCAPED_BYTES = 200
+# A city is a partition directory `location_city=<city>`, where Iceberg URL-encodes it (%XX, 3
+# bytes for each byte but letters, digits and .-*_). Local file systems allow 255 bytes per name
+# (`location_city=` takes 14) and S3 1,024 per key: the escaped city may take at most 240 bytes.
+CITY_MAX_ESCAPED_BYTES = 240
 
 
 def _range(bounds: tuple, unit: str = "") -> str:

@@ -95,10 +95,14 @@ def first_arrivals(rows: DataFrame, seen: Optional[StoredKeys], rows_in_batch: i
     counts = keyed.groupBy(*ID_KEY).count()
     seen_before = 0
     if seen is not None:
-        known, _, seen_before = _small(_written_before(seen, counts, rows_in_batch))
+        known, _ = _small(_written_before(seen, counts.select(*ID_KEY), rows_in_batch).distinct())
+        seen_before = counts.join(known, list(ID_KEY), "left_semi").agg(F.coalesce(F.sum("count"), F.lit(0))).first()[0]
         keyed = keyed.join(known, list(ID_KEY), "left_anti")
         counts = counts.join(known, list(ID_KEY), "left_anti")
-    repeated, keys, copies = _small(counts.where(F.col("count") > 1))
+    repeated_counts = counts.where(F.col("count") > 1).localCheckpoint()
+    keys, copies = repeated_counts.agg(F.count(F.lit(1)), F.coalesce(F.sum("count"), F.lit(0))).first()
+    repeated = repeated_counts.select(*ID_KEY)
+    repeated = F.broadcast(repeated) if keys <= BROADCAST_KEYS else repeated
     once = keyed.join(repeated, list(ID_KEY), "left_anti")
     # The earliest copy, then its file; the other columns only break exact ties, so that which
     # copy is kept never depends on how the rows happen to be ordered.
@@ -110,38 +114,33 @@ def first_arrivals(rows: DataFrame, seen: Optional[StoredKeys], rows_in_batch: i
         .where(F.col("_copy") == 1)
         .drop("_copy")
     )
-    return once.unionByName(first_of_repeated).drop(*ID_KEY), Dropped(seen_before, copies - keys)
+    return once.unionByName(first_of_repeated).drop(*ID_KEY), Dropped(int(seen_before), int(copies - keys))
 
 
-def _written_before(seen: StoredKeys, counts: DataFrame, rows_in_batch: int) -> DataFrame:
-    """The batch's keys (with their count of rows) an earlier batch wrote. A batch of few rows has
-    its keys broadcast and the store read once, with no shuffle. A large batch and the store are
-    shuffled alike (a broadcast of a whole large batch's keys could exhaust the heap), and each
-    partition of the batch's keys is hashed for the store's to probe: the store, the side that
-    grows, is never sorted (the sort-merge join took twice as long at 18 M stored ids). The hash
-    table cannot spill, so there are enough partitions for each to hold at most
-    HASH_BYTES_PER_PARTITION."""
+def _written_before(seen: StoredKeys, keys: DataFrame, rows_in_batch: int) -> DataFrame:
+    """The batch's keys an earlier batch wrote. A batch of few rows has its keys broadcast and
+    the store read once, with no shuffle. A large batch and the store are shuffled alike (a
+    broadcast of a whole large batch's keys could exhaust the heap), and each partition of the
+    batch's keys is hashed for the store's to probe: the store, the side that grows, is never
+    sorted (the sort-merge join took twice as long at 18 M stored ids). The hash table cannot
+    spill, so there are enough partitions for each to hold at most HASH_BYTES_PER_PARTITION."""
     if rows_in_batch <= BROADCAST_KEYS:
-        stored = seen.keys.join(F.broadcast(counts.select(*ID_KEY)), list(ID_KEY), "left_semi").distinct()
-        return counts.join(F.broadcast(stored), list(ID_KEY), "left_semi")
+        return seen.keys.join(F.broadcast(keys), list(ID_KEY), "left_semi")
     hashed = _ceil_div(rows_in_batch * HASHED_KEY_BYTES, HASH_BYTES_PER_PARTITION)
     by_key = [max(seen.partitions, hashed), *ID_KEY]
-    batch_counts = counts.repartition(*by_key).hint("shuffle_hash")
-    stored = seen.keys.repartition(*by_key).join(batch_counts.select(*ID_KEY), list(ID_KEY), "left_semi")
-    return batch_counts.join(stored.distinct(), list(ID_KEY), "left_semi")
+    batch_keys = keys.repartition(*by_key).hint("shuffle_hash")
+    return seen.keys.repartition(*by_key).join(batch_keys, list(ID_KEY), "left_semi")
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
-def _small(counted: DataFrame) -> Tuple[DataFrame, int, int]:
-    """`counted` (keys with their `count` of rows) computed once (eagerly), marked for broadcast if
-    small enough, with its number of keys and of rows."""
-    counted = counted.localCheckpoint()
-    keys, rows = counted.agg(F.count(F.lit(1)), F.coalesce(F.sum("count"), F.lit(0))).first()
-    keys_only = counted.select(*ID_KEY)
-    return (F.broadcast(keys_only) if keys <= BROADCAST_KEYS else keys_only), int(keys), int(rows)
+def _small(keys: DataFrame) -> Tuple[DataFrame, int]:
+    """`keys` computed once (eagerly), marked for broadcast if small enough, and how many there are."""
+    keys = keys.localCheckpoint()
+    count = keys.count()
+    return (F.broadcast(keys) if count <= BROADCAST_KEYS else keys), count
 
 
 class SeenIds:

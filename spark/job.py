@@ -420,6 +420,11 @@ class CommittedBatches:
             if counts["input"] > 0:
                 self.on_committed(batch)
                 emit_line("IOTPIPE_PROGRESS " + json.dumps(self.seen[batch], sort_keys=True))
+        # Counts of batches Spark no longer reports are never read again (a long processing-time run).
+        if query.recentProgress:
+            oldest = min(progress["batchId"] for progress in query.recentProgress)
+            for batch in [b for b in writer.committed if b < oldest]:
+                del writer.committed[batch]
 
 
 def summarise(batches: dict, run_id: str, started: float, args: argparse.Namespace) -> dict:

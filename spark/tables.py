@@ -35,7 +35,10 @@ def session_extensions() -> Dict[str, str]:
 def catalog_conf(catalog: str, warehouse: str) -> Dict[str, str]:
     """Spark settings of the job's catalog: `glue`, or `jdbc:sqlite:<file>` for a local lake."""
     prefix = f"spark.sql.catalog.{SPARK_CATALOG}"
-    conf = {prefix: "org.apache.iceberg.spark.SparkCatalog", f"{prefix}.warehouse": warehouse}
+    # No cached tables: the query's batches commit through a session (and catalog) of their own,
+    # and every reader must see those commits at once.
+    conf = {prefix: "org.apache.iceberg.spark.SparkCatalog", f"{prefix}.warehouse": warehouse,
+            f"{prefix}.cache-enabled": "false"}  # fmt: skip
     if catalog == GLUE:
         conf[f"{prefix}.type"] = "glue"
     elif sqlite_path(catalog):

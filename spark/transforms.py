@@ -29,9 +29,7 @@ from iotpipe.cleaning_rules import REASON_CODES as REASON_CODES  # the job and t
 from spark.schema import CORRUPT_RECORD_COLUMN, EVENT_SCHEMA, EVENT_TIME_FORMATS
 
 # Reason codes (in priority order), their thresholds and descriptions: iotpipe.cleaning_rules.
-# A city is a partition directory `location_city=<city>`, where Spark escapes these characters
-# as %XX (3 bytes each); control characters (NUL is not escaped) and path separators are never a city.
-_ESCAPED_IN_PATHS = r"[\x01-\x1F\x7F\"#%'*/:=?\[\]\\^{]"
+# Control characters and path separators are never a city.
 _NOT_A_CITY = r"[\p{Cc}/\\]"
 
 GOLD_COLUMNS = (
@@ -201,10 +199,9 @@ def source_file() -> Column:
 
 def unusable_city(city: Column) -> Column:
     """A city that cannot be a Gold partition value: a control character or a path separator in
-    it, or more than CITY_MAX_ESCAPED_BYTES bytes once Spark has escaped it for the path."""
-    escaped_chars = F.length(city) - F.length(F.regexp_replace(city, _ESCAPED_IN_PATHS, ""))
-    escaped_bytes = F.octet_length(city) + 2 * escaped_chars
-    return city.rlike(_NOT_A_CITY) | (escaped_bytes > CITY_MAX_ESCAPED_BYTES)
+    it, or more than CITY_MAX_ESCAPED_BYTES bytes once Iceberg has escaped it for the path (it
+    URL-encodes a partition value: every byte but letters, digits and `.-*_` as `%XX`)."""
+    return city.rlike(_NOT_A_CITY) | (F.octet_length(F.url_encode(city)) > CITY_MAX_ESCAPED_BYTES)
 
 
 def for_both_sinks(validated: DataFrame) -> DataFrame:

@@ -1,11 +1,16 @@
-"""Shared fixtures: one SparkSession for the whole run, small generated lakes."""
+"""Shared fixtures: one SparkSession for the whole run, with Iceberg and one local catalog."""
 
 from __future__ import annotations
 
 import os
 import sys
+import tempfile
 
 import pytest
+
+# Every Spark test's tables live in this one catalog file, each test in a database of its own
+# (Spark keeps a catalog once made, so the session has one, whatever lake a test builds).
+SESSION_CATALOG = "jdbc:sqlite:" + os.path.join(tempfile.mkdtemp(prefix="iotpipe-catalog-"), "iceberg.db")
 
 
 @pytest.fixture(scope="session")
@@ -14,7 +19,10 @@ def spark():
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
-    session = (
+    from iotpipe.local.jars import local_jars
+    from spark.tables import catalog_conf, session_extensions
+
+    builder = (
         SparkSession.builder.master("local[2]")
         .appName("iotpipe-tests")
         .config("spark.ui.enabled", "false")
@@ -22,8 +30,11 @@ def spark():
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.memory", "2g")
         .config("spark.sql.legacy.timeParserPolicy", "CORRECTED")
-        .getOrCreate()
+        .config("spark.jars", ",".join(local_jars()))
     )
+    for key, value in {**session_extensions(), **catalog_conf(SESSION_CATALOG, "file:/tmp")}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

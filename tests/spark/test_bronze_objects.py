@@ -13,7 +13,7 @@ import pytest
 from iotpipe.bronze import ignored_reason
 from iotpipe.storage import LocalStorage
 from spark import job
-from tests.spark.lake_readers import parquet_files
+from tests.spark.test_streaming_job import job_argv, table_of
 
 pytestmark = pytest.mark.spark
 
@@ -76,9 +76,7 @@ def write_object(bronze: Path, key: str, lines: list[str], mtime: float = 1_700_
 
 
 def run_job(spark, lake: Path) -> dict:
-    argv = ["--bronze", str(lake / "bronze"), "--gold", str(lake / "gold"), "--quarantine", str(lake / "quarantine")]
-    argv += ["--checkpoint", str(lake / "checkpoint"), "--max-files-per-trigger", "64", "--shuffle-partitions", "2"]
-    return job.run(spark, job.build_parser().parse_args(argv))
+    return job.run(spark, job.build_parser().parse_args(job_argv(lake, max_files_per_trigger=64)))
 
 
 def local_path(uri: str) -> str:
@@ -93,9 +91,7 @@ def keys_read(spark, lake: Path) -> dict[str, set]:
     bronze = (lake / "bronze").resolve()
     read: dict[str, set] = {}
     for table in ("gold", "quarantine"):
-        if not parquet_files(lake / table):
-            continue
-        for row in spark.read.parquet(str(lake / table)).select("source_file", "event_id").collect():
+        for row in spark.table(table_of(lake, table)).select("source_file", "event_id").collect():
             path = Path(local_path(row.source_file))
             read.setdefault(str(path.relative_to(bronze)), set()).add(row.event_id)
     return read

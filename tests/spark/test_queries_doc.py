@@ -1,6 +1,6 @@
-"""docs/queries.md, run by `iotpipe query` on a lake built by one small Spark run, against
-counts Spark computes itself (its reader honours the sink logs). The SQL is read from the
-markdown, so the documented queries are the tested ones."""
+"""docs/queries.md, run by `iotpipe query` on a lake built by one small Spark run (spark-submit,
+the lake's own catalog), against counts Spark computes itself from the same Iceberg snapshot. The
+SQL is read from the markdown, so the documented queries are the tested ones."""
 
 from __future__ import annotations
 
@@ -8,20 +8,22 @@ import re
 import shutil
 import subprocess
 import sys
-from datetime import date
+from datetime import date, timezone
 from pathlib import Path
 
 import pytest
 from pyspark.sql import Window
 from pyspark.sql import functions as F
 
-from iotpipe import glue_registration
 from iotpipe.cli import main
-from iotpipe.query import QueryError, run_query
+from iotpipe.lake.tables import GOLD
+from iotpipe.query import QueryError, run_query, table_files
+from iotpipe.reporting import write_run_rows
 from iotpipe.settings import Settings
-from iotpipe.sink_log import committed_files
+from iotpipe.spark_args import SparkJobArgs
+from iotpipe.spark_submit import run_spark_job
 from iotpipe.storage import LocalStorage
-from spark import job
+from tests.spark.lake_readers import read_lake_table
 
 pytestmark = pytest.mark.spark
 
@@ -65,16 +67,17 @@ def lake(spark, tmp_path_factory) -> Path:
     subprocess.run([sys.executable, "-m", "iotpipe.cli", "generate", "--out", settings.bronze_uri, "--size", "1MiB",
                     "--shards", "1", "--seed", "21", "--devices", "200"],
                    check=True, capture_output=True)  # fmt: skip
-    args = ["--bronze", settings.bronze_uri, "--gold", settings.gold_uri, "--quarantine", settings.quarantine_uri,
-            "--checkpoint", settings.checkpoint_uri, "--shuffle-partitions", "2"]  # fmt: skip
-    job.run(spark, job.build_parser().parse_args(args))
+    args = SparkJobArgs(bronze=settings.bronze_uri, gold=settings.gold_uri, quarantine=settings.quarantine_uri,
+                        checkpoint=settings.checkpoint_uri, run_id="query-lake", catalog=settings.catalog_uri,
+                        catalog_database=settings.catalog_database, shuffle_partitions=2)  # fmt: skip
+    assert run_spark_job(args.to_argv(), str(root / "spark.log"), master="local[2]").succeeded
     for one in REPORTS:
-        glue_registration.write_run_rows(LocalStorage(), settings.runs_uri, one)
+        write_run_rows(LocalStorage(), settings.runs_uri, one)
     return root
 
 
 def gold(spark, lake: Path):
-    return spark.read.parquet(str(lake / "gold" / "iot_transformed"))
+    return read_lake_table(spark, lake, "gold")
 
 
 def query(lake: Path, name: str):
@@ -113,12 +116,12 @@ def test_documented_devices_with_low_battery(spark, lake):
     rows = query(lake, "devices_with_low_battery")
     assert expected
     assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
-        (e.device_id, e.location_city, e.battery_pct, e.event_time.replace(tzinfo=None)) for e in expected
+        (e.device_id, e.location_city, e.battery_pct, e.event_time.astimezone(timezone.utc)) for e in expected
     ]
 
 
 def test_documented_quarantine_by_reason(spark, lake):
-    quarantine = spark.read.parquet(str(lake / "gold" / "quarantine"))
+    quarantine = read_lake_table(spark, lake, "quarantine")
     expected = sorted(((r.reason, r["count"]) for r in quarantine.groupBy("reason").count().collect()),
                       key=lambda pair: (-pair[1], pair[0]))  # fmt: skip
     assert expected and query(lake, "quarantine_by_reason") == expected
@@ -148,9 +151,9 @@ def test_documented_runs_not_succeeded(lake):
 def test_orphan_parquet_files_in_gold_are_invisible_to_queries(spark, lake):
     table = lake / "gold" / "iot_transformed"
     (expected,) = run_query(str(lake), "select count(*) from gold")[1]
-    committed = Path(committed_files(LocalStorage(), str(table))[0].uri)
-    orphans = [committed.parent / "part-99999-orphan.c000.snappy.parquet",
-               table / "date=2099-01-01" / "location_city=Nowhere" / "part-0-orphan.parquet"]  # fmt: skip
+    committed = Path(table_files(Settings.for_local_lake(str(lake)), GOLD)[0])
+    orphans = [committed.parent / "00000-99999-orphan.parquet",
+               table / "data" / "date=2099-01-01" / "location_city=Nowhere" / "00000-0-orphan.parquet"]  # fmt: skip
     try:
         for orphan in orphans:  # what a crashed attempt leaves: in a known partition and in a new one
             orphan.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +163,7 @@ def test_orphan_parquet_files_in_gold_are_invisible_to_queries(spark, lake):
     finally:
         for orphan in orphans:
             orphan.unlink(missing_ok=True)
-        shutil.rmtree(table / "date=2099-01-01", ignore_errors=True)
+        shutil.rmtree(table / "data" / "date=2099-01-01", ignore_errors=True)
 
 
 def test_bad_sql_is_a_clear_error_with_a_non_zero_exit_and_no_traceback(lake, capsys):
