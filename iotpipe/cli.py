@@ -27,13 +27,13 @@ from generator.shards import (
 )
 from iotpipe.execution_names import execution_name_problem
 from iotpipe.horizon import DEFAULT_HORIZON, horizon_argument
+from iotpipe.lake.checkpoint import CheckpointLayoutUnsupported, check_lake_layout
+from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE
 from iotpipe.models import QualityBreach
 from iotpipe.planning import plan_run
 from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
 from iotpipe.quality import format_breach, parse_reason_ratios
 from iotpipe.run_history import DEFAULT_LAST_RUNS, MAX_LAST_RUNS
-from iotpipe.lake.checkpoint import CheckpointLayoutUnsupported, check_lake_layout
-from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
 from iotpipe.spark_submit import run_spark_job
@@ -279,7 +279,8 @@ def add_transform(sub) -> None:
     parser.add_argument(
         "--catalog",
         default=None,
-        help="the tables' Iceberg catalog: 'glue', or 'jdbc:sqlite:FILE' (default: a SQLite file beside the checkpoint)",
+        help="the tables' Iceberg catalog: 'glue', or 'jdbc:sqlite:FILE' "
+        "(default: a SQLite file beside the checkpoint)",
     )
     parser.add_argument("--catalog-database", default=DATABASE, help=f"the catalog's database (default {DATABASE})")
     parser.add_argument("--run-id", default=None)

@@ -25,7 +25,10 @@ FAULTS = (
     "poison-batch:1",
     "lease-renewal-flaky",
     "lease-renewal-fails",
+    "crash-inside-maintenance",
 )
+# Faults of the table maintenance step (spark/maintain.py), not of the job's.
+MAINTENANCE_FAULTS = ("crash-inside-maintenance",)
 PERSISTENT_FAULTS = ("fail-at-start", "poison-batch:1", "lease-renewal-fails")
 
 

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from iotpipe.execution_names import bounded_execution_name
 from iotpipe.lake.checkpoint import STREAMING_QUERY, check_lake_layout, query_checkpoint, read_checkpoint
 from iotpipe.models import (
+    MAINTENANCE_FAULTS,
     PERSISTENT_FAULTS,
     ExecutionInput,
     InvalidExecutionInput,
@@ -108,7 +109,7 @@ def maintenance_script_uri(settings: Settings) -> str:
     return settings.spark_job_uri.rsplit("/", 1)[0] + "/maintain.py" if "/" in settings.spark_job_uri else "maintain.py"
 
 
-def maintenance_step_args(run_id: str, settings: Settings) -> list[str]:
+def maintenance_step_args(run_id: str, settings: Settings, fault: str | None = None) -> list[str]:
     """The EMR step that maintains the tables after the run's VerifyGold (spark/maintain.py)."""
     args = ["--gold", settings.gold_uri, "--checkpoint", settings.checkpoint_uri, "--runs", settings.runs_uri,
             "--catalog", settings.catalog_uri, "--catalog-database", settings.catalog_database,
@@ -118,6 +119,8 @@ def maintenance_step_args(run_id: str, settings: Settings) -> list[str]:
                  "--lease-seconds", str(settings.lease_seconds)]  # fmt: skip
     if settings.aws_region:
         args += ["--region", settings.aws_region]
+    if fault in MAINTENANCE_FAULTS:
+        args += ["--fault", fault]
     return [*spark_submit(settings), maintenance_script_uri(settings), *args]
 
 
@@ -132,7 +135,7 @@ def spark_attempt(
 ) -> SparkAttempt:
     """The EMR step's spark-submit command for attempt `number` (a resume reruns the same job)."""
     run_id = f"{plan_run_id}-attempt-{number}"
-    applies = fault is not None and (number == 1 or fault in PERSISTENT_FAULTS)
+    applies = fault not in (None, *MAINTENANCE_FAULTS) and (number == 1 or fault in PERSISTENT_FAULTS)
     job = SparkJobArgs(
         bronze=settings.bronze_uri,
         gold=settings.gold_uri,
@@ -246,7 +249,7 @@ def plan_run(
             terminate_cluster=settings.terminate_timeout_seconds,
             maintenance_step=settings.maintenance_timeout_seconds,
         ),
-        maintenance_step_args=maintenance_step_args(execution_name, settings),
+        maintenance_step_args=maintenance_step_args(execution_name, settings, request.fault_injection),
         follow_up_name=follow_up_name(execution_name),
         quality=quality,
     )

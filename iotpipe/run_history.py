@@ -13,6 +13,7 @@ import json
 import re
 from datetime import datetime
 from typing import Optional
+from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
@@ -62,11 +63,12 @@ def record_run(storage: Storage, runs_uri: str, report: RunReport) -> str:
 
 
 def gold_by_date_city(rows_by_partition: dict[str, int]) -> dict[str, dict[str, int]]:
-    """`date=D/location_city=C` partitions (their values as Gold holds them) as {D: {C: rows}}."""
+    """`date=D/location_city=C` partitions as {D: {C: rows}}: the values percent-escaped as VerifyGold
+    writes them (iotpipe.verification), or as Spark named the folders in older documents."""
     found: dict[str, dict[str, int]] = {}
     for partition, rows in rows_by_partition.items():
         values = dict(part.split("=", 1) for part in partition.split("/") if "=" in part)
-        date, city = values.get("date", "?"), values.get("location_city", "?")
+        date, city = unquote(values.get("date", "?")), unquote(values.get("location_city", "?"))
         found.setdefault(date, {})
         found[date][city] = found[date].get(city, 0) + int(rows)
     return {date: dict(sorted(cities.items())) for date, cities in sorted(found.items())}

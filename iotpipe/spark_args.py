@@ -54,16 +54,10 @@ class SparkJobArgs:
             self.dedup_horizon,
         ]
         if self.lease:
-            argv += [
-                "--lease",
-                self.lease,
-                "--lease-key",
-                self.lease_key,
-                "--lease-holder",
-                str(self.lease_holder),
-                "--lease-seconds",
-                str(self.lease_seconds),
-            ]
+            argv += ["--lease", self.lease, "--lease-key", self.lease_key, "--lease-seconds", str(self.lease_seconds)]
+        # The run each batch belongs to (its last commit's tag, spark/job.py), with or without a lease.
+        if self.lease_holder:
+            argv += ["--lease-holder", self.lease_holder]
         if self.region:
             argv += ["--region", self.region]
         if self.execution:

@@ -26,7 +26,7 @@ LOG_CONFIG = SPARK_DIR / "log4j2.properties"
 FAULTS_JAR = Path(os.environ.get("IOTPIPE_FAULTS_JAR", SPARK_DIR.parent / "build" / "iotpipe-faults.jar"))
 PROGRESS_PREFIX = "IOTPIPE_PROGRESS "
 # Faults that halt the driver inside an Iceberg commit need the test-only FileIO (spark/faults/).
-INSIDE_COMMIT_FAULTS = ("crash-mid-batch", "crash-inside-quarantine")
+INSIDE_COMMIT_FAULTS = ("crash-mid-batch", "crash-inside-quarantine", "crash-inside-maintenance")
 
 
 @dataclass
@@ -71,7 +71,7 @@ def local_submit_options(master: str = "local[*]", driver_memory: str = "2g", ex
 def submit_command(
     job_argv: list[str], master: str = "local[*]", driver_memory: str = "2g", script: Path = JOB_SCRIPT
 ) -> list[str]:
-    """A local spark-submit for the job (or the compaction, spark/compact.py) with these arguments
+    """A local spark-submit for the job (or table maintenance, spark/maintain.py) with these arguments
     (those an EMR step passes)."""
     fault = job_argv[job_argv.index("--fault") + 1] if "--fault" in job_argv else ""
     extra: tuple = ()

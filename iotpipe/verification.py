@@ -102,7 +102,13 @@ class TableDetail:
 
 
 def _partition_key(partition: dict) -> str:
-    return "/".join(f"{name}={value}" for name, value in partition.items())
+    """`name=value/...`, each value with `%`, `/` and `=` percent-escaped, so that a value holding
+    them (a city named `a/b=c`) reads back whole (iotpipe.run_history unquotes it)."""
+    return "/".join(f"{name}={_escape(value)}" for name, value in partition.items())
+
+
+def _escape(value: object) -> str:
+    return str(value).replace("%", "%25").replace("/", "%2F").replace("=", "%3D")
 
 
 def run_batches(seen: TableMetadata, run_id: str) -> dict[int, Snapshot]:
@@ -110,16 +116,23 @@ def run_batches(seen: TableMetadata, run_id: str) -> dict[int, Snapshot]:
     return {s.batch: s for s in seen.main_line() if s.summary.get(RUN_ID) == run_id and s.batch is not None}
 
 
-def planted_ids(seen: TableMetadata, first_batch: int | None, query: str | None) -> list[Snapshot]:
-    """Commits that added ids to the seen-id store since the batch before `first_batch`, other than
-    the batches' own appends and maintenance's rewrites (which keep every id)."""
+def planted_ids(
+    seen: TableMetadata, first_batch: int | None, query: str | None, last_batch: int | None = None
+) -> list[Snapshot]:
+    """Commits that added ids to the seen-id store between the batch before `first_batch` and
+    `last_batch` (without it: until now), other than the batches' own appends and maintenance's
+    rewrites (which keep every id). One made after the run's last batch could only touch later
+    batches: it is the next run's to answer for, so each such commit is in one run's report."""
     if first_batch is None:
         return []
-    planted = []
+    planted, reached = [], last_batch is None
     for snapshot in seen.main_line():
         if snapshot.query_id == query and snapshot.batch is not None:
             if snapshot.batch < first_batch:
                 break
+            reached = reached or snapshot.batch <= last_batch
+            continue
+        if not reached:
             continue
         rewrite = snapshot.operation == "replace" and snapshot.added_records == snapshot.deleted_records
         if snapshot.added_records and not rewrite:
@@ -230,7 +243,7 @@ def verify_run(plan: RunPlan, run_id: str, storage: Storage, glue, database: str
                     ms=max(0, seen.timestamp_ms - gold_commit.count(BATCH_STARTED_MS)),
                 )
             )
-        planted = planted_ids(tables[SEEN_IDS.name], min(owned) if owned else None, query)
+        planted = planted_ids(tables[SEEN_IDS.name], min(owned, default=None), query, max(owned, default=None))
     reconciliation = reconcile(counts, planted, complete=not missing_commits)
     totals = {
         "batches": len(counts),

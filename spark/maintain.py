@@ -37,11 +37,19 @@ from typing import Dict, Optional
 from pyspark.sql import SparkSession
 
 from iotpipe.lake.checkpoint import query_checkpoint, read_checkpoint
-from iotpipe.lake.iceberg import MAINTENANCE, RUN_ID
-from iotpipe.lake.tables import DATABASE, ICEBERG_TABLES, SEEN_IDS, Table, maintenance_outcome_uri, run_manifest_uri
+from iotpipe.lake.iceberg import MAINTENANCE, RUN_ID, storage_uri
+from iotpipe.lake.tables import (
+    DATABASE,
+    GOLD,
+    ICEBERG_TABLES,
+    SEEN_IDS,
+    Table,
+    maintenance_outcome_uri,
+    run_manifest_uri,
+)
 from iotpipe.storage import join, storage_for
 from spark.heartbeat import LeaseLost
-from spark.job import session, start_heartbeat
+from spark.job import CRASH_ARMED_PROPERTY, CRASHING_FILE_IO, session, start_heartbeat
 from spark.tables import IcebergTable, configure_catalog, warehouse_of
 
 TARGET_FILE_BYTES = 64 * 2**20
@@ -66,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lease-key", default="bronze-to-gold")
     parser.add_argument("--lease-holder", default=None, help="the run holding the lease")
     parser.add_argument("--lease-seconds", type=float, default=300.0)
+    parser.add_argument(
+        "--fault", default=None, choices=("crash-inside-maintenance",),
+        help="tests only: halt the driver inside the commit of Gold's rewrite",
+    )  # fmt: skip
     return parser
 
 
@@ -85,6 +97,9 @@ class Maintenance:
         before = _totals(java)
         outcome: Dict[str, object] = {"files_before": before["files"], "bytes_before": before["bytes"]}
         self._check_lease()
+        if self.args.fault == "crash-inside-maintenance" and table.name == GOLD.name:
+            jvm = self.spark.sparkContext._jvm
+            jvm.java.lang.System.setProperty(CRASH_ARMED_PROPERTY, storage_uri(java.location()).rstrip("/"))
         rewrite = (
             self.actions.rewriteDataFiles(java)
             .option("min-input-files", str(MIN_INPUT_FILES))
@@ -157,7 +172,7 @@ def _totals(java) -> dict:
 
 def run(spark: SparkSession, args: argparse.Namespace) -> dict:
     started = time.time()
-    configure_catalog(spark, args.catalog, warehouse_of(args.gold))
+    configure_catalog(spark, args.catalog, warehouse_of(args.gold), CRASHING_FILE_IO if args.fault else None)
     # A driver name of its own: a claim fences (and waits out) any other driver, even this run's.
     heartbeat = start_heartbeat(args, f"{args.run_id}-maintenance-{uuid.uuid4().hex[:8]}", on_lost=lambda reason: None)
     storage = storage_for(args.checkpoint, region=args.region)

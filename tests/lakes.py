@@ -132,7 +132,8 @@ class JobCommits:
                 values = {"event_id": f"b{batch}-{day}-{city}-{i}", "device_id": "dev-000001", "event_time": moment,
                           "temperature_c": 20.0, "humidity_pct": 50.0, "battery_pct": 90, "firmware": "1.0",
                           "location_country": "CZ", "location_lat": 50.0, "location_lon": 14.0,
-                          "source_file": "bronze/part.jsonl", "date": date.fromisoformat(day), "location_city": city}  # fmt: skip
+                          "source_file": "bronze/part.jsonl", "date": date.fromisoformat(day),
+                          "location_city": city}  # fmt: skip
                 for name in schema.names:
                     columns[name].append(values[name])
         return pa.table(columns, schema=schema)
@@ -171,17 +172,18 @@ class JobCommits:
         (self.checkpoint / "offsets" / str(batch)).write_text("v1\n{}\n")
         if "gold" in tables:
             valid = sum(gold.values()) + duplicates
-            self.table(GOLD).append(self.gold_rows(gold, batch),
-                                    snapshot_properties={**counted, VALID_ROWS: str(valid), DUPLICATES: str(duplicates)})  # fmt: skip
+            properties = {**counted, VALID_ROWS: str(valid), DUPLICATES: str(duplicates)}
+            self.table(GOLD).append(self.gold_rows(gold, batch), snapshot_properties=properties)
         if "quarantine" in tables:
             self.table(QUARANTINE).append(self.quarantine_rows(quarantined, batch), snapshot_properties=counted)
         if "seen_ids" in tables:
             gold_commit = self.table(GOLD).current_snapshot()
             ids = sum(gold.values()) if seen_ids_added is None else seen_ids_added
             keys = pa.table({"id_key_a": list(range(ids)), "id_key_b": [batch] * ids,
-                             "arrival_date": [date(2026, 1, 2)] * ids}, schema=self.table(SEEN_IDS).schema().as_arrow())  # fmt: skip
-            self.table(SEEN_IDS).append(keys, snapshot_properties={**tags, RUN_ID: run_id, EXECUTION: execution,
-                                                                   GOLD_SNAPSHOT: str(gold_commit.snapshot_id)})  # fmt: skip
+                             "arrival_date": [date(2026, 1, 2)] * ids},
+                            schema=self.table(SEEN_IDS).schema().as_arrow())  # fmt: skip
+            owner = {RUN_ID: run_id, EXECUTION: execution, GOLD_SNAPSHOT: str(gold_commit.snapshot_id)}
+            self.table(SEEN_IDS).append(keys, snapshot_properties={**tags, **owner})
         if query_commit:
             (self.checkpoint / "commits").mkdir(parents=True, exist_ok=True)
             (self.checkpoint / "commits" / str(batch)).write_text("v1\n{}\n")

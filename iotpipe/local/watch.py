@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from iotpipe.bronze import classify
+from iotpipe.lake.checkpoint import logged_uri, query_checkpoint, source_files
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import LocalEngine
 from iotpipe.settings import Settings
-from iotpipe.lake.checkpoint import logged_uri, query_checkpoint, source_files
 from iotpipe.storage import LocalStorage, Storage
 from iotpipe.trigger import RUN_INPUT, decide
 

@@ -1,5 +1,7 @@
 """The data path end to end, as a user runs it: `iotpipe generate`, then `iotpipe transform`
-(a real spark-submit), checked against the generator's ground truth with an independent reader."""
+(a real spark-submit), checked against the generator's ground truth with independent readers:
+PyIceberg plans each table's current snapshot from the catalog `iotpipe transform` keeps beside
+its checkpoint, DuckDB reads the files."""
 
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import duckdb
 import pytest
 
 from generator.shards import read_manifests, summarise
-from iotpipe.sink_log import committed_files, data_files
-from iotpipe.storage import LocalStorage
+from iotpipe.lake.iceberg import BATCH_ID, metadata_location
+from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE
+from iotpipe.local.catalog import LocalGlue
 
 pytestmark = pytest.mark.spark
 
@@ -47,22 +50,37 @@ def transform(lake: Path, bronze: Path, *extra: str, check: bool = True) -> tupl
     return report["exit_code"], report["summary"]
 
 
-def gold_table(lake: Path) -> str:
-    return f"read_parquet('{lake}/gold/*/*/*.parquet', hive_partitioning = true)"
+def table(lake: Path, name: str):
+    """The table as its catalog (`iotpipe transform`'s default, beside the checkpoint) points to it."""
+    from pyiceberg.table import StaticTable
+
+    pointer = metadata_location(LocalGlue(str(lake / "checkpoint" / LOCAL_CATALOG_FILE[-1])), DATABASE, name)
+    assert pointer, f"no table {name} in {lake}'s catalog"
+    return StaticTable.from_metadata(pointer)
 
 
-def committed_table(sink: Path) -> str:
-    """The sink's committed files only, as Spark itself reads them (via _spark_metadata)."""
-    files = [f.uri for f in committed_files(LocalStorage(), str(sink))]
-    return f"read_parquet({files!r}, hive_partitioning = true)"
+def rows(lake: Path, name: str):
+    """The table's rows (an Arrow table), from the data files of its current snapshot."""
+    return table(lake, name).scan().to_arrow()
+
+
+def committed_files(lake: Path, name: str) -> set[str]:
+    return {
+        task.file.file_path.removeprefix("file:").removeprefix("//") for task in table(lake, name).scan().plan_files()
+    }
+
+
+def files_on_disk(lake: Path, name: str) -> set[str]:
+    return {str(path) for path in (lake / name / "data").rglob("*.parquet")}
+
+
+def committed_batches(lake: Path, name: str) -> set[int]:
+    return {int(s.summary[BATCH_ID]) for s in table(lake, name).snapshots() if s.summary.get(BATCH_ID) is not None}
 
 
 def quarantine_counts(lake: Path) -> dict:
-    rows = duckdb.execute(
-        f"select reason, count(*) from read_parquet('{lake}/quarantine/*/*.parquet', "
-        "hive_partitioning = true) group by reason"
-    ).fetchall()
-    return dict(rows)
+    quarantined = rows(lake, "quarantine")  # noqa: F841 - DuckDB reads the local variable
+    return dict(duckdb.sql("select reason, count(*) from quarantined group by reason").fetchall())
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +111,11 @@ def uninterrupted(bronze, tmp_path_factory) -> tuple[Path, dict]:
 
 
 def test_ground_truth_equals_gold_plus_quarantine_plus_duplicates(bronze, uninterrupted):
-    _, summary = uninterrupted
+    lake, summary = uninterrupted
     truth = summarise(read_manifests(str(bronze)))
     assert summary["input_rows"] == truth["records"]
     assert summary["gold_rows"] == truth["gold"]
-    assert summary["quarantined_by_reason"] == {k: v for k, v in truth["quarantined"].items() if v}
+    assert summary["quarantined_rows"] == sum(truth["quarantined"].values())
     assert summary["duplicates"] == truth["duplicates"]
     assert summary["gold_rows"] + summary["quarantined_rows"] + summary["duplicates"] == truth["records"]
 
@@ -105,18 +123,18 @@ def test_ground_truth_equals_gold_plus_quarantine_plus_duplicates(bronze, uninte
 def test_an_independent_reader_finds_exactly_the_expected_gold_rows_and_no_duplicate_ids(bronze, uninterrupted):
     lake, _ = uninterrupted
     truth = summarise(read_manifests(str(bronze)))
-    rows, ids = duckdb.execute(f"select count(*), count(distinct event_id) from {gold_table(lake)}").fetchone()
-    assert rows == ids == truth["gold"]
+    gold = rows(lake, "gold")  # noqa: F841 - DuckDB reads the local variable
+    assert duckdb.sql("select count(*), count(distinct event_id) from gold").fetchall()[0] == (truth["gold"],) * 2
     assert quarantine_counts(lake) == {k: v for k, v in truth["quarantined"].items() if v}
 
 
 def test_gold_is_snappy_parquet_partitioned_by_date_and_city(uninterrupted):
     lake, _ = uninterrupted
-    files = list((lake / "gold").glob("date=*/location_city=*/*.snappy.parquet"))
-    assert files
-    cities = {p.parent.name.split("=", 1)[1] for p in files}
-    assert {"São Paulo", "Zürich", "Kraków"} <= cities
-    codec = duckdb.execute(f"select distinct compression from parquet_metadata('{files[0]}')").fetchall()
+    assert [field.name for field in table(lake, "gold").spec().fields] == ["date", "location_city"]
+    files = sorted(committed_files(lake, "gold"))
+    assert files and all("/data/date=" in f and "/location_city=" in f for f in files)
+    assert {"São Paulo", "Zürich", "Kraków"} <= set(rows(lake, "gold").column("location_city").to_pylist())
+    codec = duckdb.execute("select distinct compression from parquet_metadata(?)", [files[0]]).fetchall()
     assert codec == [("SNAPPY",)]
 
 
@@ -124,29 +142,22 @@ def test_a_crash_mid_batch_then_a_rerun_gives_the_same_gold_as_an_uninterrupted_
     reference, _ = uninterrupted
     exit_code, _ = transform(tmp_path, bronze, "--fault", "crash-mid-batch:2", check=False)
     assert exit_code != 0
-    gold_log = tmp_path / "gold" / "_spark_metadata"
-    assert not (gold_log / "2").exists()
+    assert 2 not in committed_batches(tmp_path, "gold")
     exit_code, _ = transform(tmp_path, bronze)
     assert exit_code == 0
-    for sink in ("gold", "quarantine"):
-        recovered, expected = committed_table(tmp_path / sink), committed_table(reference / sink)
-        assert duckdb.execute(f"select * from {recovered} except all select * from {expected}").fetchall() == []
-        assert duckdb.execute(f"select * from {expected} except all select * from {recovered}").fetchall() == []
-    rows, ids = duckdb.execute(
-        f"select count(*), count(distinct event_id) from {committed_table(tmp_path / 'gold')}"
-    ).fetchone()
-    assert rows == ids
+    for name in ("gold", "quarantine"):
+        recovered, expected = rows(tmp_path, name), rows(reference, name)  # noqa: F841 - DuckDB reads them
+        assert duckdb.sql("select * from recovered except all select * from expected").fetchall() == []
+        assert duckdb.sql("select * from expected except all select * from recovered").fetchall() == []
+    gold = rows(tmp_path, "gold")  # noqa: F841
+    count, ids = duckdb.sql("select count(*), count(distinct event_id) from gold").fetchall()[0]
+    assert count == ids
 
 
-def test_files_left_by_the_crashed_attempt_are_told_apart_by_the_sink_log(bronze, tmp_path):
+def test_files_left_by_the_crashed_attempt_are_told_apart_by_the_tables_snapshots(bronze, tmp_path):
     transform(tmp_path, bronze, "--fault", "crash-mid-batch:1", check=False)
-    storage = LocalStorage()
-    leftovers = {
-        sink: set(data_files(storage, str(tmp_path / sink)))
-        - {f.uri for f in committed_files(storage, str(tmp_path / sink))}
-        for sink in ("gold", "quarantine")
-    }
-    assert any(leftovers.values())
+    leftovers = files_on_disk(tmp_path, "gold") - committed_files(tmp_path, "gold")
+    assert leftovers and 1 not in committed_batches(tmp_path, "gold")
 
 
 def test_a_rerun_after_success_writes_nothing(bronze, tmp_path):
@@ -164,4 +175,4 @@ def test_fail_after_commit_exits_non_zero_with_complete_output(bronze, tmp_path)
     assert exit_code != 0
     truth = summarise(read_manifests(str(bronze)))
     assert summary["gold_rows"] == truth["gold"]
-    assert duckdb.execute(f"select count(*) from {gold_table(tmp_path)}").fetchone()[0] == truth["gold"]
+    assert rows(tmp_path, "gold").num_rows == truth["gold"]

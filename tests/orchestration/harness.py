@@ -1,6 +1,6 @@
 """What the orchestration tests share: the local engine on a lake folder, the generator's truth,
-and the coverage of the state machine's states, branches and catches across modules (the last
-test of test_state_machine.py checks it)."""
+the readers of the lake's tables, and the coverage of the state machine's states, branches and
+catches across modules (the last test of test_state_machine.py checks it)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import duckdb
-
 from generator.shards import read_manifests, summarise
-from iotpipe import catalog, compaction
-from iotpipe.glue_registration import SINKS
+from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE, SPARK_CATALOG
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
-from iotpipe.manifests import listed_files, manifest_folder_now
+from iotpipe.query import run_query
 from iotpipe.settings import Settings
-from iotpipe.sink_log import committed_files, logged_uri
-from iotpipe.storage import LocalStorage
 from iotpipe.trigger import decide
 
 COVERAGE: dict[str, set] = defaultdict(set)
@@ -73,57 +68,36 @@ def engine(lake: Path, settings: Settings | None = None, **kwargs) -> LocalEngin
     return LocalEngine(str(lake), settings or local_settings(lake), spark_master="local[2]", **kwargs)
 
 
-def replaced_in_grace(sink: Path) -> set[str]:
-    """The small files a compaction swapped out of the sink log and keeps until its grace period is
-    over, which its journal names (readers that listed them before the swap may still be reading
-    them; iotpipe.compaction). A sink holds these and its committed files, nothing else."""
-    return {
-        logged_uri(entry["path"], str(sink))
-        for journal in compaction.pending_journals(LocalStorage(), str(sink))
-        if journal.swapped
-        for merge in journal.merges
-        for entry in merge.replaced
-    }
+def iceberg_table(lake: Path, name: str):
+    """A table of the lake as PyIceberg, an independent Iceberg reader, loads it from the catalog."""
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    catalog = SqlCatalog(SPARK_CATALOG, uri=f"sqlite:///{lake.joinpath(*LOCAL_CATALOG_FILE)}")
+    return catalog.load_table(f"{DATABASE}.{name}")
 
 
-def plain_glob_gold(lake: Path) -> tuple[int, int]:
-    """What a crawler would see: every Parquet file under the Gold prefix, but the small files a
-    compaction replaced and keeps for its grace period (`replaced_in_grace`)."""
-    gold = lake / "gold" / "iot_transformed"
-    replaced = replaced_in_grace(gold)
-    files = [str(p) for p in sorted(gold.glob("*/*/*.parquet")) if str(p) not in replaced]
-    return duckdb.execute(
-        "select count(*), count(distinct event_id) from read_parquet(?, hive_partitioning = true)", [files]
-    ).fetchone()
+def gold_counts(lake: Path) -> tuple[int, int]:
+    """Gold's rows and distinct event ids, as a plain Iceberg reader (PyIceberg) reads the table."""
+    import pyarrow.compute as pc
+
+    ids = iceberg_table(lake, "gold").scan(selected_fields=("event_id",)).to_arrow()["event_id"]
+    return len(ids), len(pc.unique(ids))
 
 
-def assert_catalog_holds_the_committed_partitions(lake: Path) -> None:
-    """What Athena reads is what Spark reads through the sink logs: the local Glue catalog (kept by
-    the engine) has a partition for exactly the directories holding a committed file, each at its
-    manifests' folder (a compaction's once it moved the partition), and those manifests list
-    exactly the partition's committed files: none of a crashed attempt's, none twice. A compaction
-    swapped into the sink log but not published to Athena yet (PublishCompaction failed) leaves
-    Athena the small files its merged file replaced, with the same rows."""
-    kept = json.loads((lake / "catalog" / "glue.json").read_text())
-    for table, sink in (("gold", lake / "gold" / "iot_transformed"), ("quarantine", lake / "gold" / "quarantine")):
-        committed: dict[str, list[str]] = defaultdict(list)
-        for file in committed_files(LocalStorage(), str(sink)):
-            committed[str(Path(file.uri).parent.relative_to(sink))].append(file.uri)
-        for journal in compaction.pending_journals(LocalStorage(), str(sink)):
-            for merge in journal.merges if journal.swapped and journal.published_at is None else []:
-                merged = logged_uri(merge.merged["path"], str(sink))
-                if merged in committed[merge.partition]:
-                    committed[merge.partition].remove(merged)
-                    committed[merge.partition] += [logged_uri(e["path"], str(sink)) for e in merge.replaced]
-        registered = sorted(p["Location"] for p in kept[f"iotpipe.{table}"])
-        folders = [manifest_folder_now(LocalStorage(), str(sink), p) + "/" for p in committed]
-        assert registered == sorted(folders) and committed, table
-        for partition in kept[f"iotpipe.{table}"]:  # each is read as manifests, with the table's columns
-            described = partition["StorageDescriptor"]
-            assert {k: described[k] for k in catalog.SYMLINK_STORAGE} == catalog.SYMLINK_STORAGE, partition
-            assert [c["Name"] for c in described["Columns"]] == [c.name for c in SINKS[table].columns]
-        for partition, uris in committed.items():
-            assert listed_files(LocalStorage(), str(sink), partition) == sorted(uris), (table, partition)
+def assert_readers_agree(lake: Path) -> dict:
+    """`iotpipe query` (Athena's tables, locally) and PyIceberg read the same rows of Gold and the
+    quarantine: the same count, the same ids, none twice in Gold. Returns the counts."""
+    import pyarrow.compute as pc
+
+    counts = {}
+    for table in ("gold", "quarantine"):
+        plain = iceberg_table(lake, table).scan(selected_fields=("event_id",)).to_arrow()["event_id"]
+        rows = run_query(str(lake), f"select event_id from {table}")[1]
+        assert sorted(r[0] or "" for r in rows) == sorted(v or "" for v in plain.to_pylist()), table
+        counts[table] = len(rows)
+        if table == "gold":
+            assert len(pc.unique(plain)) == len(plain), "an event id twice in Gold"
+    return counts
 
 
 def truth(lake: Path) -> dict:
@@ -138,25 +112,12 @@ def created(execution) -> list[str]:
     return [detail for what, detail in execution.bindings.calls if what == "emr.create"]
 
 
-def generate_into(lake: Path, seed: int, size: str = "2MiB", shards: int = 2) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "iotpipe.cli",
-            "generate",
-            "--out",
-            str(lake / "bronze" / "raw"),
-            "--size",
-            size,
-            "--shards",
-            str(shards),
-            "--seed",
-            str(seed),
-        ],
-        check=True,
-        capture_output=True,
-    )
+def generate_into(lake: Path, seed: int, size: str = "2MiB", shards: int = 2, days: int | None = None) -> None:
+    """Bronze objects as the generator writes them; `days` narrows the events to fewer dates (fewer
+    Gold partitions, so fewer files per batch: a quicker test)."""
+    command = [sys.executable, "-m", "iotpipe.cli", "generate", "--out", str(lake / "bronze" / "raw"),
+               "--size", size, "--shards", str(shards), "--seed", str(seed)]  # fmt: skip
+    subprocess.run(command + (["--days", str(days)] if days else []), check=True, capture_output=True)
 
 
 def object_created_events(lake: Path, folder: Path) -> None:

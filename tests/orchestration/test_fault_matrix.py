@@ -2,11 +2,11 @@
 injected faults. Every case asserts the same outcomes:
 
 - the faulted run's final status;
-- what every run on the lake reported adds up to an independent read of the committed files (the
-  sinks' `_spark_metadata` logs parsed here, the files read by DuckDB), and to the generator's
-  own truth: no record lost, none in Gold twice;
+- what every run on the lake reported (the `runs` table) adds up to independent reads of the
+  tables (PyIceberg, a plain Iceberg reader; `iotpipe query`, Athena's tables locally) and to the
+  generator's own truth: no record lost, none in Gold twice;
 - the lease is free, or held by a live run, when the faulted run ends;
-- the next run on the same lake succeeds, after which Gold holds no file the sink did not commit.
+- the next run on the same lake succeeds.
 
 The matrix is printed as a table at the end of the module, and docs/design.md carries the same
 table (checked).
@@ -21,21 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import duckdb
 import pytest
 
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
+from iotpipe.query import run_query
 from iotpipe.settings import Settings
 from tests.orchestration.harness import (
-    assert_catalog_holds_the_committed_partitions,
+    assert_readers_agree,
     created,
     engine,
     generate_into,
+    gold_counts,
+    iceberg_table,
     local_settings,
-    plain_glob_gold,
     record_coverage,
-    replaced_in_grace,
     truth,
     upload_after_first_step,
 )
@@ -46,30 +46,16 @@ RESULTS: list[tuple[str, str, str, str]] = []
 
 
 # ---------------------------------------------------------------- an independent read of the lake
-def committed_files(sink: Path) -> list[Path]:
-    """The files a sink committed, from its `_spark_metadata` log alone: the latest compact file
-    holds every file up to its batch, each later batch file adds its own."""
-    log = sink / "_spark_metadata"
-    if not log.is_dir():
-        return []
-    batches = sorted((int(p.name.split(".")[0]), p) for p in log.iterdir() if p.name.split(".")[0].isdigit())
-    files: dict[str, bool] = {}
-    for _, path in batches:
-        lines = path.read_text().splitlines()[1:]
-        if path.name.endswith(".compact"):
-            files = {}
-        for line in lines:
-            entry = json.loads(line)
-            files[entry["path"]] = entry["action"] == "add"
-    return [Path(p.removeprefix("file:").replace("%20", " ")) for p, added in files.items() if added]
+def committed_rows(lake: Path, table: str) -> int:
+    """The table's rows as PyIceberg reads its current snapshot."""
+    return iceberg_table(lake, table).scan(selected_fields=("event_id",)).to_arrow().num_rows
 
 
-def committed_rows(sink: Path, distinct: str | None = None) -> tuple[int, int]:
-    files = [str(p) for p in committed_files(sink)]
-    if not files:
-        return 0, 0
-    key = f"count(distinct {distinct})" if distinct else "count(*)"
-    return duckdb.execute(f"select count(*), {key} from read_parquet(?)", [files]).fetchone()
+def runs_table(lake: Path) -> dict:
+    """The `runs` table, summed over every run (what Athena's `runs` holds, locally)."""
+    (row,) = run_query(str(lake), "select count(*), sum(input_records), sum(gold_records), sum(quarantined_records), "
+                                  "sum(duplicate_records) from runs")[1]  # fmt: skip
+    return dict(zip(("runs", "input", "gold", "quarantined", "duplicates"), (int(v or 0) for v in row)))
 
 
 def lease_of(settings: Settings):
@@ -156,7 +142,7 @@ def steal_the_lease_after_the_first_batch(lake, settings):
         stolen = threading.Event()
 
         def steal():
-            entry = Path(settings.checkpoint_uri) / "ledger" / "gold" / "0.json"
+            entry = Path(settings.checkpoint_uri) / "transform" / "commits" / "0"
             deadline = time.time() + 120
             while not entry.exists() and time.time() < deadline:
                 time.sleep(0.05)
@@ -234,14 +220,10 @@ def wait_for_expiry(lake, settings):
 
 
 # ---------------------------------------------------------------- case-specific checks
-def resumed_and_cleaned(executions, lake, settings):
+def resumed(executions, lake, settings):
     report = executions[-1].report
     assert report["attempts"] == 2 and executions[-1].entered_states().count("RunSparkStep") == 2
-    moved = list((lake / "gold" / "_uncommitted").rglob("*.parquet"))
-    verification = json.loads(Path(report["manifest"]).read_text())["verification"]
-    assert len(moved) == verification["gold"]["moved_aside"] + verification["quarantine"]["moved_aside"] > 0
-    assert_catalog_holds_the_committed_partitions(lake)  # not the moved-aside files' partitions
-    assert report["catalog"]["errors"] == 0
+    assert report["reconciliation"]["reconciles"]
 
 
 def complete_output_flagged(executions, lake, settings):
@@ -261,8 +243,8 @@ def poison_costs_one_resume_and_reports_its_commits(executions, lake, settings):
     report = executions[-1].report
     assert report["attempts"] == 2, "the second attempt made no progress: no third"
     # A failed run reports what it committed (here the lake was empty before it).
-    assert report["records"]["gold"] == committed_rows(lake / "gold" / "iot_transformed")[0]
-    assert report["records"]["quarantined"] == committed_rows(lake / "gold" / "quarantine")[0]
+    assert report["records"]["gold"] == committed_rows(lake, "gold")
+    assert report["records"]["quarantined"] == committed_rows(lake, "quarantine")
     assert "no progress" in report["error"]["Cause"]
 
 
@@ -277,15 +259,21 @@ def stopped_writing(executions, lake, settings):
     assert any("LeaseLost" in log for log in logs), "the job stopped on a lease it could not prove"
 
 
-def verification_withheld_its_moves(executions, lake, settings):
-    verification = json.loads(Path(executions[-1].report["manifest"]).read_text())["verification"]
-    withheld = [verification[sink]["moves_withheld"] for sink in ("gold", "quarantine")]
-    assert any("may still be writing" in reason for reason in withheld), withheld
-    orphans = []
-    for sink in (lake / "gold" / "iot_transformed", lake / "gold" / "quarantine"):
-        on_disk = {p for p in sink.rglob("*.parquet") if "_spark_metadata" not in p.parts}
-        orphans += on_disk - set(committed_files(sink))
-    assert orphans, "the orphans are still there: nothing was moved"
+def maintenance_waited_for_the_live_driver(executions, lake, settings):
+    """The tables are only read by VerifyGold (a live writer can change no committed snapshot); the
+    maintenance step, which commits, waits out the driver's claim before it starts."""
+    report = executions[-1].report
+    assert report["reconciliation"]["reconciles"] and report["maintenance"]["tables"]["gold"]
+    logs = [p.read_text(errors="replace") for p in (lake / "artifacts" / "logs").glob("*-maintenance-*.log")]
+    logs += [p.read_text(errors="replace") for p in (lake / "artifacts" / "logs").glob("*.log")]
+    assert any("IOTPIPE_WAITED_FOR_PREVIOUS_DRIVER" in log for log in logs)
+
+
+def maintenance_failure_reported(executions, lake, settings):
+    report = executions[-1].report
+    assert report["maintenance"]["error"] == "States.TaskFailed" and report["reconciliation"]["reconciles"]
+    assert not any("iotpipe.maintenance" in s.summary.additional_properties
+                   for s in iceberg_table(lake, "gold").snapshots())  # fmt: skip
 
 
 def report_answer_lost_once_with_metrics_counted(lake, settings):
@@ -319,17 +307,20 @@ def retried_report_counts_once(executions, lake, settings):
     assert execution.report["ignored_objects"]["count"] == 1, "the retry reports the notes the first call filed"
 
 
-def compaction_inside_the_run(executions, lake, settings):
-    compacts = [p.name for p in (lake / "gold" / "iot_transformed" / "_spark_metadata").glob("*.compact")]
-    assert "9.compact" in compacts
-    report = executions[-1].report
-    assert report["status"] == "SUCCEEDED" and report["reconciliation"]["reconciles"]
-
-
 def nothing_to_do_costs_no_cluster(executions, lake, settings):
     execution = executions[-1]
     assert [w for w, _ in execution.bindings.calls if w.startswith("emr")] == []
     assert "AcquireLease" in execution.entered_states() and "RunSparkStep" not in execution.entered_states()
+
+
+def a_small_lake(seed: int):
+    """Two objects of one day's events: two batches of few partitions."""
+
+    def before(lake, settings):
+        generate_into(lake, seed, size="2MiB", shards=2, days=1)
+        return []
+
+    return before
 
 
 def data_and_a_running_run(lake, settings):
@@ -350,9 +341,25 @@ def an_ignored_object(lake, settings):
     return []
 
 
+def crash(name: str, fault: str, injected: str, seed: int) -> Case:
+    """A driver halted at one point of batch 1's commits: the run resumes from the checkpoint."""
+    return Case(name, injected, "SUCCEEDED", {"generate": False, "fault_injection": fault},
+                before=a_small_lake(seed), check=resumed)  # fmt: skip
+
+
 CASES = [
-    Case("crash mid-batch", "driver halted after writing batch 1's files", "SUCCEEDED",
-         {"size": "2MiB", "shards": 2, "seed": 51, "fault_injection": "crash-mid-batch:1"}, check=resumed_and_cleaned),
+    Case("crash mid-batch", "driver halted inside batch 1's Gold commit (files written, not committed)", "SUCCEEDED",
+         {"generate": False, "fault_injection": "crash-mid-batch:1"}, before=a_small_lake(51), check=resumed),
+    crash("crash before the Gold commit", "crash-before-gold:1",
+          "driver halted in batch 1 before its Gold commit", 71),
+    crash("crash after the Gold commit", "crash-after-gold:1",
+          "driver halted between batch 1's Gold and quarantine commits", 72),
+    crash("crash inside the quarantine commit", "crash-inside-quarantine:1",
+          "driver halted inside batch 1's quarantine commit", 73),
+    crash("crash after the quarantine commit", "crash-after-quarantine:1",
+          "driver halted before batch 1's seen-id commit", 74),
+    crash("crash after the last commit of a batch", "crash-after-seen-ids:1",
+          "driver halted after batch 1's commits, before the query's", 75),
     Case("failure after the last commit", "step FAILED after both queries finished", "SUCCEEDED_WITH_STEP_ERROR",
          {"size": "2MiB", "shards": 2, "seed": 52, "fault_injection": "fail-after-commit"},
          check=complete_output_flagged),
@@ -377,17 +384,17 @@ CASES = [
          before=data_and_a_running_run,
          lease_at_end=held_by("the-running-run"), after=other_run_finishes),
     Case("VerifyGold racing a live writer", "a driver's claim still live at VerifyGold", "SUCCEEDED",
-         {"size": "2MiB", "shards": 2, "seed": 59, "fault_injection": "crash-mid-batch:1"},
-         customise=a_driver_still_alive_during_verification, check=verification_withheld_its_moves),
+         {"generate": False}, before=a_small_lake(59),
+         customise=a_driver_still_alive_during_verification, check=maintenance_waited_for_the_live_driver),
     Case("ReleaseLease failing", "ReleaseLease raises on every call", "FAILED",
          {"size": "2MiB", "shards": 2, "seed": 60}, settings={"lease_initial_seconds": 6.0, "lease_seconds": 6.0},
          customise=release_lease_always_fails, lease_at_end=expiring, after=wait_for_expiry),
     Case("Lambda retried after its work", "ReportStatus's answer lost once", "SUCCEEDED",
          {"generate": False}, before=an_ignored_object, customise=report_answer_lost_once_with_metrics_counted,
          check=retried_report_counts_once),
-    Case("sink-log compaction inside the run", "batches 7 to 12 cross 9.compact", "SUCCEEDED",
-         {"size": "6MiB", "shards": 6, "seed": 62}, before=generate_and_take(63, shards=7),
-         check=compaction_inside_the_run),
+    Case("maintenance crash", "driver halted inside the commit of Gold's rewrite", "SUCCEEDED",
+         {"generate": False, "fault_injection": "crash-inside-maintenance"}, before=a_small_lake(76),
+         check=maintenance_failure_reported),
     Case("nothing new to do", "a trigger run for data already taken", "NOTHING_TO_DO",
          {"generate": False, "started_by": "trigger"}, settings={"arrival_clock_margin_seconds": 0.0},
          before=data_taken_and_its_arrival_recorded,
@@ -425,8 +432,8 @@ def test_fault(case: Case, tmp_path):
     executions += faulted + following
 
     expected = truth(lake)
-    gold, distinct = committed_rows(lake / "gold" / "iot_transformed", distinct="event_id")
-    quarantined, _ = committed_rows(lake / "gold" / "quarantine")
+    gold, distinct = gold_counts(lake)
+    quarantined = committed_rows(lake, "quarantine")
     assert gold == distinct == expected["gold"], "no record lost, none in Gold twice"
     assert quarantined == sum(expected["quarantined"].values())
     reported = {
@@ -434,15 +441,8 @@ def test_fault(case: Case, tmp_path):
     }
     assert reported == {"input": expected["records"], "gold": gold, "quarantined": quarantined,
                         "duplicates": expected["duplicates"]}  # fmt: skip
-    for sink in (lake / "gold" / "iot_transformed", lake / "gold" / "quarantine"):
-        on_disk = {p for p in sink.rglob("*.parquet") if "_spark_metadata" not in p.parts}
-        awaiting = {Path(uri) for uri in replaced_in_grace(sink)}  # a compaction's, until its grace is over
-        assert not awaiting & set(committed_files(sink)) and awaiting <= on_disk
-        assert on_disk - awaiting == set(committed_files(sink)), (
-            f"{sink.name} holds only committed files after the next run"
-        )
-    assert plain_glob_gold(lake) == (gold, gold)
-    assert_catalog_holds_the_committed_partitions(lake)  # Athena's files are Spark's, whatever the fault
+    assert {k: v for k, v in runs_table(lake).items() if k != "runs"} == reported, "the runs table holds every record"
+    assert assert_readers_agree(lake) == {"gold": gold, "quarantine": quarantined}  # Athena's tables read the same
     assert lease_of(settings).holder is None
     RESULTS.append((case.name, case.fault, case.expected, lease_state))
 
@@ -456,9 +456,55 @@ def matrix_table() -> str:
 def test_zz_the_matrix_is_printed_and_documented(capsys):
     assert len(RESULTS) == len(CASES), "every case above passed"
     with capsys.disabled():
-        print("\nfault matrix (each row: counts reconciled against the committed files and the generator's truth, "
-              "no duplicate in Gold, Athena's manifests list exactly the committed files, next run SUCCEEDED)\n"
+        print("\nfault matrix (each row: the runs table reconciled against the tables as read by PyIceberg and "
+              "`iotpipe query`, and the generator's truth; no duplicate in Gold; next run SUCCEEDED)\n"
               + matrix_table())  # fmt: skip
     design = (ROOT / "docs" / "design.md").read_text()
     for name, fault, status, _ in RESULTS:
         assert f"| {name} | {fault} | {status} |" in design, f"docs/design.md lacks the matrix row for {name}"
+
+
+# ---------------------------------------------------------------- executions that die between states
+def killed_at(state: str):
+    """The execution dies as it reaches `state`: an error no Catch takes (as an execution stopped,
+    timed out or cut off would leave things), so nothing after it runs and the lease stays held
+    until it expires."""
+
+    def apply(bindings):
+        def die(*args, **kwargs):
+            raise TaskError("States.DataLimitExceeded", f"injected: the execution ends at {state}")
+
+        if state == "PublishReport":
+            bindings.publish_report = die
+        else:
+            wrap_lambda(bindings, {"VerifyGold": "verify_gold", "ReportStatus": "report_status"}[state],
+                        lambda real, parameters: die())  # fmt: skip
+
+    return apply
+
+
+def test_runs_killed_between_states_are_reported_by_the_next_run_exactly_once(tmp_path):
+    """The first run on a fresh lake dies before VerifyGold, the second after VerifyGold and before
+    ReportStatus, the third after its report and before it is published; a fourth runs clean.
+    Every batch is reported by exactly one run: the dead runs' by the next run that reports, as
+    INTERRUPTED, with the counts of the batches they committed."""
+    settings = local_settings(tmp_path, lease_initial_seconds=15.0, lease_seconds=6.0, lease_wait_rounds=60)
+    executions = []
+    for seed, state in ((81, "VerifyGold"), (82, "ReportStatus"), (83, "PublishReport"), (84, None)):
+        generate_into(tmp_path, seed, size="1MiB", shards=1, days=1)
+        with engine(tmp_path, settings, customise=killed_at(state) if state else None) as local:
+            (execution,) = local.run({"generate": False})
+        record_coverage(execution)
+        assert execution.status == ("FAILED" if state else "SUCCEEDED"), state
+        executions.append(execution)
+    first, second, third, fourth = executions
+    assert first.report is None and second.report is None  # they died before their reports
+    assert third.report["status"] == fourth.report["status"] == "SUCCEEDED"
+    history = {row[0]: row[1:] for row in run_query(str(tmp_path), "select run_id, status, input_records from runs")[1]}
+    assert len(history) == 4 and sorted(status for status, _ in history.values()) == [
+        "INTERRUPTED", "INTERRUPTED", "SUCCEEDED", "SUCCEEDED"]  # fmt: skip
+    assert all(inputs > 0 for _, inputs in history.values()), history
+    expected = truth(tmp_path)
+    assert runs_table(tmp_path)["input"] == expected["records"], "every line of Bronze in exactly one run's report"
+    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
+    assert assert_readers_agree(tmp_path)["gold"] == expected["gold"]

@@ -19,9 +19,7 @@ from pathlib import Path
 import pytest
 
 from generator.shards import read_manifests, summarise
-from iotpipe import compaction
 from iotpipe.cli import run_exit_status
-from iotpipe.glue_registration import NO_COMPACTION_STEP
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
 from iotpipe.local.watch import watch
@@ -29,13 +27,14 @@ from iotpipe.run_history import read_history
 from iotpipe.storage import LocalStorage
 from tests.orchestration.harness import (
     COVERAGE,
-    assert_catalog_holds_the_committed_partitions,
+    assert_readers_agree,
     created,
     definition,
     engine,
     generate_into,
+    gold_counts,
+    iceberg_table,
     local_settings,
-    plain_glob_gold,
     record_coverage,
     run,
     terminated,
@@ -59,12 +58,13 @@ def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
         "duplicates": expected["duplicates"],
     }
     assert report["quarantined_by_reason"] == {k: v for k, v in expected["quarantined"].items() if v}
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
     assert created(execution) == terminated(execution) and len(created(execution)) == 1
-    # Gold compaction ran after VerifyGold: fewer, larger files, for every reader at once.
-    compacted = report["compaction"]["spark"]
-    assert compacted["files_replaced"] > compacted["partitions"] > 0 and report["compaction"]["published"]
-    assert_catalog_holds_the_committed_partitions(tmp_path)
+    # Table maintenance ran after VerifyGold: two batches' small files merged, for every reader at once.
+    gold = report["maintenance"]["tables"]["gold"]
+    assert gold["files_rewritten"] > gold["files_written"] > 0 and gold["files_after"] < gold["files_before"]
+    assert "iotpipe.maintenance" in iceberg_table(tmp_path, "gold").current_snapshot().summary.additional_properties
+    assert assert_readers_agree(tmp_path)["gold"] == expected["gold"]
     manifest = json.loads(Path(report["manifest"]).read_text())
     assert manifest["report"]["status"] == "SUCCEEDED" and manifest["verification"]["ok"] is True
     assert [what for what, _ in execution.bindings.calls].count("sns") == 1
@@ -104,7 +104,7 @@ def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_ef
 def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_path):
     first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 7})
     assert first.report["status"] == "SUCCEEDED"
-    assert_catalog_holds_the_committed_partitions(tmp_path)
+    assert_readers_agree(tmp_path)
     # An existing cluster must carry this stack's tag, or the state machine role may not use it.
     # A strict quality policy in the execution input: the run breaks it, and the user chose "fail".
     strict = {"min_gold_rows": 10**9, "on_breach": "fail"}
@@ -123,9 +123,7 @@ def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_p
     assert json.loads(Path(second.report["manifest"]).read_text())["report"]["quality_policy"]["min_gold_rows"] == 10**9
     assert ("sns", "iotpipe run QUALITY_FAILED") in second.bindings.calls
     assert "UseExistingCluster" in second.entered_states() and terminated(second) == []
-    # The second run wrote again to dates and cities the first registered: idempotent, no error.
-    assert_catalog_holds_the_committed_partitions(tmp_path)
-    assert second.report["catalog"]["errors"] == 0 and second.report["catalog"]["already_registered"]["gold"] > 0
+    assert assert_readers_agree(tmp_path)["gold"] == truth(tmp_path)["gold"]
     event = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
     third = run(tmp_path, event)
     assert third.status == "SUCCEEDED" and third.report["trigger"] == "s3-event"
@@ -205,10 +203,10 @@ def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
     assert execution.report["status"] == "SUCCEEDED" and execution.report["drain_rounds"] == 1
     assert "PrepareDrain" in execution.entered_states()
     assert execution.report["records"]["input"] == expected["records"]
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
-    # Each round compacted; the second round's verification re-read the first round's batches.
-    assert execution.entered_states().count("CompactGold") == 2
-    assert_catalog_holds_the_committed_partitions(tmp_path)
+    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
+    # Each round maintained the tables; the second round's verification counted the first round's batches too.
+    assert execution.entered_states().count("MaintainTables") == 2
+    assert_readers_agree(tmp_path)
 
 
 def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
@@ -236,7 +234,7 @@ def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
     assert tasks and all(set(detail["batches"]) == {"transform"} for detail in tasks)
     expected = truth(tmp_path)
     assert first.report["records"]["input"] + follow_up.report["records"]["input"] == expected["records"]
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
     # The run history (`iotpipe report`, and the page ReportStatus writes) shows both runs, newest first.
     history = read_history(LocalStorage(), str(tmp_path / "artifacts" / "runs"))
     assert [(r.run_id, r.records) for r in history] == [
@@ -299,17 +297,17 @@ def test_two_racing_runs_never_run_two_spark_steps_at_once(tmp_path):
     for execution in executions:
         record_coverage(execution)
     assert [e.report["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
-    # Each run's job step, then its Gold compaction step if it committed batches (both write under
-    # the lease): never two at once. Which run wins the lease, and so which one finds Bronze left to
+    # Each run's job step, then its maintenance step if it committed batches (both write under the
+    # lease): never two at once. Which run wins the lease, and so which one finds Bronze left to
     # process, depends on timing.
-    compacting = [e for e in executions if "CompactGold" in e.entered_states()]
-    assert compacting and len(intervals) == len(executions) + len(compacting)
+    maintaining = [e for e in executions if "MaintainTables" in e.entered_states()]
+    assert maintaining and len(intervals) == len(executions) + len(maintaining)
     ordered = sorted(intervals)
     assert all(end <= next_start for (_, end), (next_start, _) in zip(ordered, ordered[1:]))
     assert any("WaitForLease" in e.entered_states() for e in executions)
     expected = truth(tmp_path)
     assert sum(e.report["records"]["input"] for e in executions) == expected["records"]
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
 
 
 def test_crashes_of_the_lease_functions_are_caught(tmp_path):
@@ -351,80 +349,60 @@ def test_watch_processes_three_waves_of_uploads(tmp_path):
     assert [r.status for r in summary.runs] == ["SUCCEEDED"] * 3
     expected = truth(tmp_path)
     assert sum(r.records["input"] for r in summary.runs) == expected["records"]
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
+    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
     print(f"\nwatch: {len(summary.runs)} runs, seconds per run {[r.seconds for r in summary.runs]}")
 
 
-def test_a_compaction_whose_step_ends_failed_and_whose_publication_crashes_is_finished_by_the_next_run(tmp_path):
-    """EMR reports the compaction step FAILED after it swapped its files in, and PublishCompaction
-    crashes: the run's data stands (SUCCEEDED, the compaction's failure reported), every reader
-    sees the same rows, and the next run publishes what the first swapped."""
-
-    def compaction_step_false_failed_and_publication_crashes(bindings):
-        run_step = bindings.run_spark_step
-
-        def false_failed(args, step_id):
-            succeeded, details = run_step(args, step_id)
-            return (False, details) if any(a.endswith("compact.py") for a in args) else (succeeded, details)
-
-        def publication_crashes(event, context):
-            raise RuntimeError("the catalog side crashed")
-
-        bindings.run_spark_step = false_failed
-        bindings.lambda_handlers["publish_compaction"] = publication_crashes
-
-    first = run(
-        tmp_path,
-        {"size": "4MiB", "shards": 2, "seed": 3},
-        customise=compaction_step_false_failed_and_publication_crashes,
-    )
+def test_a_maintenance_step_that_dies_inside_its_commit_leaves_every_reader_whole(tmp_path):
+    """The maintenance driver halts inside the commit of Gold's rewrite (merged files written, the
+    table's metadata not): the run's data stands (SUCCEEDED, the maintenance's failure reported),
+    every reader sees the same rows, none twice, and the next run's maintenance merges them."""
+    first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 3, "fault_injection": "crash-inside-maintenance"})
     assert first.status == "SUCCEEDED" and first.report["status"] == "SUCCEEDED"
-    assert first.report["compaction"]["Error"] == "RuntimeError"
-    assert {"CompactGold", "PublishCompaction", "ReleaseLease"} <= set(first.entered_states())
+    assert first.report["maintenance"]["error"] == "States.TaskFailed"
+    assert {"MaintainTables", "ReleaseLease"} <= set(first.entered_states())
     expected = truth(tmp_path)
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
-    assert_catalog_holds_the_committed_partitions(tmp_path)  # Athena still reads the small files
-    gold = str(tmp_path / "gold" / "iot_transformed")
-    (swapped,) = compaction.pending_journals(LocalStorage(), gold)
-    assert swapped.swapped and swapped.published_at is None
+    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
+    assert assert_readers_agree(tmp_path)["gold"] == expected["gold"]
+    assert not any(
+        "iotpipe.maintenance" in s.summary.additional_properties for s in iceberg_table(tmp_path, "gold").snapshots()
+    )
 
-    # A console run with nothing new runs no compaction step but finishes the publication.
-    second = run(tmp_path, {"generate": False})
-    assert second.report["status"] == "SUCCEEDED" and second.report["records"]["input"] == 0
-    assert "CompactGold" not in second.entered_states()
-    assert swapped.batch in second.report["compaction"]["published"]
-    assert second.report["compaction"]["spark"] == {"skipped": NO_COMPACTION_STEP}
-    assert str(swapped.batch) in second.report["compaction"]["deletions_due"]  # the replaced files' grace
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
-    assert_catalog_holds_the_committed_partitions(tmp_path)
-
-    third = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 4})
-    assert third.report["status"] == "SUCCEEDED" and "CompactGold" in third.entered_states()
+    second = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 4})
+    assert (
+        second.report["status"] == "SUCCEEDED" and second.report["maintenance"]["tables"]["gold"]["files_rewritten"] > 0
+    )
     expected = truth(tmp_path)
-    assert plain_glob_gold(tmp_path) == (expected["gold"], expected["gold"])
-    assert_catalog_holds_the_committed_partitions(tmp_path)
+    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
+    assert assert_readers_agree(tmp_path)["gold"] == expected["gold"]
 
 
-def test_a_committed_gold_file_that_vanishes_fails_the_run_and_nothing_is_compacted(tmp_path):
-    """VerifyGold finds a file the sink log commits missing: the run FAILS, and Gold is left as it
-    is for an operator (no compaction rewrites the partitions around the hole, no publication or
-    deletion runs)."""
+def test_a_committed_gold_file_that_vanishes_is_unreconciled_and_nothing_is_maintained(tmp_path):
+    """VerifyGold finds a file Gold's commit added missing: its rows are not in Gold, so the run
+    does not reconcile (UNRECONCILED, the file named), and the tables are left as they are for an
+    operator (no maintenance rewrites the partitions around the hole)."""
 
     def job_step_loses_a_gold_file(bindings):
         run_step = bindings.run_spark_step
 
         def step(args, step_id):
             result = run_step(args, step_id)
-            if not any(a.endswith("compact.py") for a in args):
-                min(Path(tmp_path, "gold", "iot_transformed").rglob("*.parquet")).unlink()
+            if not any(a.endswith("maintain.py") for a in args):
+                min(Path(tmp_path, "gold", "iot_transformed", "data").rglob("*.parquet")).unlink()
             return result
 
         bindings.run_spark_step = step
 
     execution = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 5}, customise=job_step_loses_a_gold_file)
-    assert execution.report["status"] == "FAILED"
-    assert execution.state_output("VerifyGold")["verification"]["gold"]["missing_files"] == 1
-    assert not {"CompactGold", "PublishCompaction"} & set(execution.entered_states())
+    assert execution.report["status"] == "UNRECONCILED"
+    verification = execution.state_output("VerifyGold")["verification"]
+    assert verification["gold"]["missing_files"] == 1 and verification["gold"]["examples"]["missing"]
+    assert (
+        execution.report["reconciliation"]["difference"]
+        == verification["gold"]["committed_rows"] - verification["gold"]["new_rows"]
+        > 0
+    )
+    assert "MaintainTables" not in execution.entered_states()
     assert "ReleaseLease" in execution.entered_states()
 
 

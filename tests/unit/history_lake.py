@@ -1,216 +1,211 @@
-"""A stand-in for S3 holding a lake with a long history, synthesised on demand, counting requests.
+"""A local lake with a history of real Iceberg commits, behind a stand-in for S3 that counts requests.
 
-Gold has `history` batches of FILES_PER_BATCH files before the run and `run` batches after; the
-quarantine's batch ids drift (half as many batches). The sink logs compact every 10 batches (a
-compact file lists every file so far, built only if someone reads it), the checkpoint keeps the
-last 100 offsets/commits as Spark does, and the ledger has an entry per batch. Cities have a
-space and a non-ASCII letter, so the logged paths are URL-encoded as Spark writes them.
+`HistoryLake(root, history, run)` commits `history` batches by three earlier runs, each reported
+as its ReportStatus reports (`verify_gold`, `build_report`, `write_manifest`, `record_run`, then
+`report_dead_runs`), and then `run` batches by the run under test, "run-1", all as the Spark job
+commits them (tests/lakes.py: Gold, the quarantine and the seen-id store, tagged, and the query's
+checkpoint). Cities have a space, a quote and a non-ASCII letter.
 
-Listing a prefix whose size grows with the history (a whole sink, the ledger, Bronze, the
-quarantine's reason partition) fails the test: that is the mistake the scale test exists to catch.
+`CountingStorage` serves the lake's files to the code under test and counts every request by the
+function making it and its kind (HEAD, GET, PUT, LIST, DELETE); it refuses to list any prefix
+under a table's location (such a listing grows with the table's history: that is the mistake the
+scale test exists to catch), and keeps the Avro files read (manifest lists and manifests) and the
+metadata files read, so a test can check they are the run's own. `CountingGlue` counts GetTable.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import math
-import re
+import contextlib
 from collections import Counter
-from datetime import date, timedelta
-from urllib.parse import quote
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from iotpipe.lake.iceberg import BATCH_ID, storage_uri
+from iotpipe.lake.tables import GOLD, QUARANTINE, SEEN_IDS, seen_ids_location, sqlite_path
+from iotpipe.local.catalog import LocalGlue
+from iotpipe.models import RunPlan
+from iotpipe.planning import plan_run
+from iotpipe.reporting import build_report, write_manifest
+from iotpipe.run_history import record_run
+from iotpipe.settings import Settings
+from iotpipe.storage import LocalStorage
+from iotpipe.unreported import report_dead_runs
+from iotpipe.verification import verify_gold
+from tests.lakes import JobCommits
 
-from iotpipe.storage import ObjectInfo, join
-
-LAKE = "s3://lake"
-GOLD = f"{LAKE}/gold/iot_transformed"
-QUARANTINE = f"{LAKE}/gold/quarantine"
-CHECKPOINT = f"{LAKE}/artifacts/checkpoints/bronze-to-gold"
-FILES_PER_BATCH = 10
-BATCHES_PER_DAY = 100
-RETAINED = 100
-COMPACT_INTERVAL = 10
-ROWS_PER_FILE = 3
-EPOCH = 1_700_000_000.0
+ROOT = Path(__file__).resolve().parents[2]
+EXECUTIONS = "arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline"
+RUN = "run-1"
+OLDER_RUNS = ("run-old-a", "run-old-b", "run-old-c")
+CITIES = ("St. John's", "Zürich", "Oslo")
+ROWS = 3  # Gold rows per city and batch; a batch also quarantines one row and drops one duplicate
+NOW = datetime(2026, 1, 2, 12, 0, tzinfo=timezone.utc)
 
 
-def _parquet(rows: int) -> bytes:
-    sink = io.BytesIO()
-    pq.write_table(pa.table({"event_id": [f"e{i}" for i in range(rows)]}), sink)
-    return sink.getvalue()
+class EndedExecutions:
+    """Step Functions as ReportStatus asks it: every execution but the run's own has ended."""
+
+    class exceptions:  # noqa: N801 - boto3's shape
+        class ExecutionDoesNotExist(Exception):
+            pass
+
+    def __init__(self) -> None:
+        self.described: list[str] = []
+
+    def describe_execution(self, executionArn: str) -> dict:  # noqa: N803 - boto3's shape
+        self.described.append(executionArn)
+        return {"status": "RUNNING" if executionArn.endswith(f":{RUN}") else "SUCCEEDED"}
 
 
-PARQUET = _parquet(ROWS_PER_FILE)
+class CountingStorage:
+    """The Storage protocol over the local lake, counting requests as S3 would bill them."""
+
+    def __init__(self, table_locations: list[str]) -> None:
+        self.inner = LocalStorage()
+        self.tables = [location.rstrip("/") + "/" for location in table_locations]
+        self.function = "setup"
+        self.requests: Counter = Counter()
+        self.avro_read: list[str] = []
+        self.metadata_read: list[str] = []
+
+    @contextlib.contextmanager
+    def acting_as(self, function: str):
+        self.function = function
+        try:
+            yield
+        finally:
+            self.function = "setup"
+
+    def _count(self, kind: str, uri: str = "") -> None:
+        self.requests[(self.function, kind)] += 1
+        if kind == "GET" and uri.endswith(".avro"):
+            self.avro_read.append(uri)
+        elif kind == "GET" and uri.endswith(".metadata.json"):
+            self.metadata_read.append(uri)
+
+    def _listing(self, prefix_uri: str) -> None:
+        under = [t for t in self.tables if (prefix_uri.rstrip("/") + "/").startswith(t)]
+        assert not under, f"listed {prefix_uri}, under the table at {under[0]}: it grows with the table's history"
+        self._count("LIST")
+
+    def list(self, prefix_uri: str):
+        self._listing(prefix_uri)
+        return self.inner.list(prefix_uri)
+
+    def list_first(self, prefix_uri: str, limit: int):
+        self._listing(prefix_uri)
+        return self.inner.list_first(prefix_uri, limit)
+
+    def exists(self, uri: str) -> bool:
+        self._listing(uri)  # S3Storage.exists lists with the key as prefix
+        return self.inner.exists(uri)
+
+    def stat(self, uri: str):
+        self._count("HEAD")
+        return self.inner.stat(uri)
+
+    def read_bytes(self, uri: str) -> bytes:
+        self._count("GET", uri)
+        return self.inner.read_bytes(uri)
+
+    def read_tail(self, uri: str, length: int) -> bytes:
+        self._count("GET", uri)
+        return self.inner.read_tail(uri, length)
+
+    def write_bytes(self, uri: str, data: bytes) -> None:
+        self._count("PUT")
+        self.inner.write_bytes(uri, data)
+
+    def delete(self, uri: str) -> None:
+        self._count("DELETE")
+        self.inner.delete(uri)
+
+    def move(self, source_uri: str, target_uri: str) -> None:
+        self._count("COPY")
+        self._count("DELETE")
+        self.inner.move(source_uri, target_uri)
+
+    def open_writer(self, uri: str):
+        self._count("PUT")
+        return self.inner.open_writer(uri)
+
+
+class CountingGlue:
+    """The catalog's GetTable, counted against the function making it."""
+
+    def __init__(self, inner: LocalGlue, storage: CountingStorage) -> None:
+        self.inner, self.storage, self.exceptions = inner, storage, inner.exceptions
+
+    def get_table(self, **params) -> dict:
+        self.storage._count("GetTable")
+        return self.inner.get_table(**params)
+
+
+def gold_rows(cities: int = len(CITIES), day: str = "2026-01-01") -> dict[tuple[str, str], int]:
+    names = [CITIES[i] if i < len(CITIES) else f"City {i} ü" for i in range(cities)]
+    return {(day, city): ROWS for city in names}
 
 
 class HistoryLake:
-    def __init__(self, history: int, run: int, missing_ledger: tuple = (), replayed: tuple = ()) -> None:
-        # One query writes both sinks with the same batch ids.
-        self.total = {"gold": history + run, "quarantine": history + run}
-        self.run = run
-        self.missing_ledger = set(missing_ledger)
-        self.replayed = set(replayed)
-        self.requests: Counter = Counter()
-        self.written: dict[str, bytes] = {}
-        self.moved: list[tuple[str, str]] = []
-        self.leftovers: dict[str, float] = {}
-        self.summaries: dict[str, dict] = {}
-        self.gone: set[str] = set()  # committed files that have disappeared from storage
+    def __init__(self, root: Path, history: int, run: int, cities: int = len(CITIES)) -> None:
+        self.settings = Settings.for_local_lake(
+            str(root), spark_job_uri=str(ROOT / "spark" / "job.py"), lease_store=str(root / "leases"),
+            quality_max_quarantine_ratio=1.0, quality_max_duplicate_ratio=1.0,
+        )  # fmt: skip
+        self.history, self.run = history, run
+        self.storage = CountingStorage(
+            [self.settings.gold_uri, self.settings.quarantine_uri, seen_ids_location(self.settings.checkpoint_uri)]
+        )
+        self.glue = CountingGlue(LocalGlue(sqlite_path(self.settings.catalog_uri)), self.storage)
+        self.commits = JobCommits(self.settings)
+        self.sfn = EndedExecutions()
+        for batch in range(history):
+            run_id = OLDER_RUNS[batch * len(OLDER_RUNS) // history]
+            self._commit(batch, run_id)
+            last_of_run = batch == history - 1 or OLDER_RUNS[(batch + 1) * len(OLDER_RUNS) // history] != run_id
+            if last_of_run:
+                self._report(run_id)
+        self.plan = self.plan_of(RUN)  # PlanRun, before the run's batches
+        for batch in range(history, history + run):
+            self._commit(batch, RUN, cities)
 
-    # --- the synthetic history -------------------------------------------------------------
-    def last(self, query: str) -> int:
-        return self.total[query] - 1
+    def _commit(self, batch: int, run_id: str, cities: int = len(CITIES)) -> None:
+        self.commits.commit_batch(batch, run_id, gold=gold_rows(cities), quarantined={"malformed_json": 1},
+                                  duplicates=1, execution=f"{EXECUTIONS}:{run_id}")  # fmt: skip
 
-    def before(self, query: str) -> int:
-        return self.last(query) - self.run
+    def plan_of(self, run_id: str) -> RunPlan:
+        return plan_run({"generate": False}, run_id, self.settings, self.storage.inner,
+                        execution_id=f"{EXECUTIONS}:{run_id}")  # fmt: skip
 
-    def batch_time(self, batch: int) -> float:
-        return EPOCH + batch * 60
+    def _report(self, run_id: str) -> None:
+        """What the run's VerifyGold and ReportStatus write (its manifest, its history entry), and
+        the dead-run search ReportStatus makes afterwards, which moves the all-reported marker."""
+        plan, storage = self.plan_of(run_id), self.storage.inner
+        verification = verify_gold(plan, storage, self.glue.inner, self.settings.catalog_database)
+        report = build_report(plan, verification, None, None, 1, (NOW - timedelta(minutes=5)).isoformat(), NOW)
+        write_manifest(report, verification, storage)
+        record_run(storage, plan.lake.runs, report)
+        report_dead_runs(plan, storage, self.glue.inner, self.settings.catalog_database, self.sfn, NOW)
 
-    def files(self, query: str, batch: int) -> list[str]:
-        if query == "quarantine":
-            return [f"{QUARANTINE}/reason=bad_json/part-{batch:06d}-0.c000.snappy.parquet"]
-        day = date(2020, 1, 1) + timedelta(days=batch // BATCHES_PER_DAY)
-        return [
-            f"{GOLD}/date={day}/location_city=City {i} ü/part-{batch:06d}-{i}.c000.snappy.parquet"
-            for i in range(FILES_PER_BATCH)
-        ]
+    def run_batches(self) -> range:
+        return range(self.history, self.history + self.run)
 
-    @staticmethod
-    def logged(uri: str) -> str:
-        return "s3://" + quote(uri[len("s3://") :], safe="/=")
+    def runs_own_avro_files(self) -> set[str]:
+        """The manifest lists of the run's commits and the manifests those commits wrote, in every
+        table, as PyIceberg (an independent reader) finds them."""
+        own = set()
+        for table in (GOLD, QUARANTINE, SEEN_IDS):
+            iceberg = self.commits.table(table)
+            for snapshot in iceberg.snapshots():
+                if int(snapshot.summary.get(BATCH_ID, -1)) not in self.run_batches():
+                    continue
+                own.add(storage_uri(snapshot.manifest_list))
+                own.update(storage_uri(m.manifest_path) for m in snapshot.manifests(iceberg.io)
+                           if m.added_snapshot_id == snapshot.snapshot_id)  # fmt: skip
+        return own
 
-    def _entries(self, query: str, batch: int) -> list[dict]:
-        return [{"path": self.logged(f), "size": len(PARQUET), "action": "add"} for f in self.files(query, batch)]
+    def current_metadata_files(self) -> set[str]:
+        return {storage_uri(self.commits.table(t).metadata_location) for t in (GOLD, QUARANTINE, SEEN_IDS)}
 
-    def _log(self, entries: list[dict]) -> bytes:
-        return ("v1\n" + "\n".join(json.dumps(e) for e in entries)).encode()
-
-    def _object(self, uri: str) -> tuple[int, float, callable] | None:
-        """(size, modified, content) of a synthesised object, or None."""
-        if uri in self.gone:
-            return None
-        if uri in self.written:
-            data = self.written[uri]
-            return len(data), EPOCH, lambda: data
-        if uri in (f"{LAKE}/artifacts/spark/job.py", f"{LAKE}/artifacts/spark/compact.py"):  # PlanRun checks for them
-            return 1, EPOCH, lambda: b"#"
-        if uri in self.leftovers:
-            return len(PARQUET), self.leftovers[uri], lambda: PARQUET
-        if uri in self.written:
-            return len(self.written[uri]), EPOCH, lambda: self.written[uri]
-        for query, sink in (("gold", GOLD), ("quarantine", QUARANTINE)):
-            last = self.last(query)
-            match = re.fullmatch(re.escape(f"{CHECKPOINT}/transform/") + r"(offsets|commits)/(\d+)", uri)
-            if match and last - RETAINED <= int(match.group(2)) <= last:
-                n = int(match.group(2))
-                return 20, self.batch_time(n) - (30 if match.group(1) == "offsets" else -30), lambda: b"v1\n{}"
-            match = re.fullmatch(re.escape(f"{sink}/_spark_metadata/") + r"(\d+)(\.compact)?", uri)
-            if match and int(match.group(1)) <= last:
-                n, compact = int(match.group(1)), bool(match.group(2))
-                if compact != ((n + 1) % COMPACT_INTERVAL == 0):
-                    return None
-                if compact:
-                    return (
-                        1,
-                        self.batch_time(n),
-                        lambda n=n, q=query: self._log([e for b in range(n + 1) for e in self._entries(q, b)]),
-                    )
-                return 1, self.batch_time(n), lambda n=n, q=query: self._log(self._entries(q, n))
-            match = re.fullmatch(re.escape(f"{CHECKPOINT}/ledger/{query}/") + r"(\d+)\.json", uri)
-            if match and int(match.group(1)) <= last and (query, int(match.group(1))) not in self.missing_ledger:
-                n = int(match.group(1))
-                entry = {
-                    "query": query,
-                    "batch": n,
-                    # every batch: its Gold rows are valid, one quarantined file's rows are not
-                    "input_rows": (FILES_PER_BATCH + 1) * ROWS_PER_FILE,
-                    "observed": {"valid": {"rows": FILES_PER_BATCH * ROWS_PER_FILE}},
-                    "replay": (query, n) in self.replayed,
-                    "files": [{"path": e["path"], "size": e["size"]} for e in self._entries(query, n)],
-                }
-                return 1, self.batch_time(n), lambda entry=entry: json.dumps(entry).encode()
-            match = re.fullmatch(re.escape(sink) + r"/.*part-(\d+)-(\d+)\.c000\.snappy\.parquet", uri)
-            if match and int(match.group(1)) <= last and uri in self.files(query, int(match.group(1))):
-                return len(PARQUET), self.batch_time(int(match.group(1))), lambda: PARQUET
-        match = re.fullmatch(re.escape(f"{CHECKPOINT}/runs/") + r"(.+)\.json", uri)
-        if match and match.group(1) in self.summaries:
-            return 1, EPOCH, lambda: json.dumps(self.summaries[match.group(1)]).encode()
-        return None
-
-    # --- the Storage protocol, counting requests ------------------------------------------------
-    def stat(self, uri: str) -> ObjectInfo | None:
-        self.requests["HEAD"] += 1
-        found = self._object(uri)
-        return ObjectInfo(uri, found[0], found[1]) if found else None
-
-    def exists(self, uri: str) -> bool:
-        return self.stat(uri) is not None
-
-    def read_bytes(self, uri: str) -> bytes:
-        self.requests["GET"] += 1
-        found = self._object(uri)
-        if found is None:
-            raise FileNotFoundError(uri)
-        return found[2]()
-
-    def read_tail(self, uri: str, length: int) -> bytes:
-        return self.read_bytes(uri)[-length:]
-
-    def write_bytes(self, uri: str, data: bytes) -> None:
-        self.requests["PUT"] += 1
-        self.written[uri] = bytes(data)
-
-    def move(self, source_uri: str, target_uri: str) -> None:
-        self.requests["COPY"] += 1
-        self.requests["DELETE"] += 1
-        self.moved.append((source_uri, target_uri))
-        self.leftovers.pop(source_uri, None)
-
-    def delete(self, uri: str) -> None:
-        self.requests["DELETE"] += 1
-        self.written.pop(uri, None)
-
-    def open_writer(self, uri: str):
-        raise NotImplementedError
-
-    def list(self, prefix_uri: str) -> list[ObjectInfo]:
-        found = self._list(prefix_uri.rstrip("/"))
-        self.requests["LIST"] += max(1, math.ceil(len(found) / 1000))
-        return found
-
-    def list_first(self, prefix_uri: str, limit: int) -> list[ObjectInfo]:
-        self.requests["LIST"] += 1
-        return self._list(prefix_uri.rstrip("/"))[:limit]
-
-    def _list(self, prefix: str) -> list[ObjectInfo]:
-        for query in ("gold", "quarantine"):
-            last = self.last(query)
-            for kind in ("offsets", "commits"):
-                if prefix == f"{CHECKPOINT}/transform/{kind}":
-                    uris = [join(prefix, str(n)) for n in range(max(0, last - RETAINED), last + 1)]
-                    return [self.stat_quietly(u) for u in uris]
-            if prefix == f"{CHECKPOINT}/transform/sources/0":
-                return []
-        if prefix in (f"{CHECKPOINT}/gold/offsets", f"{CHECKPOINT}/quarantine/offsets"):
-            return []  # the two-query job's checkpoints, which PlanRun refuses: this lake has none
-        if prefix == f"{LAKE}/artifacts/runs/orphans-withheld":  # notes of runs that found a live driver
-            return [self.stat_quietly(u) for u in sorted(self.written) if u.startswith(prefix + "/")]
-        if prefix == f"{GOLD}/_compaction/journal":  # compactions not yet past their grace period: none here
-            return [self.stat_quietly(u) for u in sorted(self.written) if u.startswith(prefix + "/")]
-        match = re.fullmatch(re.escape(GOLD) + r"/date=([\d-]+)/location_city=([^/]+)", prefix)
-        if match:
-            day = (date.fromisoformat(match.group(1)) - date(2020, 1, 1)).days
-            batches = range(day * BATCHES_PER_DAY, min((day + 1) * BATCHES_PER_DAY, self.total["gold"]))
-            uris = [f for b in batches for f in self.files("gold", b) if f.startswith(prefix + "/")]
-            uris = [f for f in uris if f not in self.gone]
-            uris += [u for u in self.leftovers if u.startswith(prefix + "/")]
-            return [self.stat_quietly(u) for u in sorted(uris)]
-        raise AssertionError(f"listed a prefix that grows with the lake's history: {prefix}")
-
-    def stat_quietly(self, uri: str) -> ObjectInfo:
-        found = self._object(uri)
-        return ObjectInfo(uri, found[0], found[1])
+    def data_files(self, table) -> list[str]:
+        return [storage_uri(task.file.file_path) for task in self.commits.table(table).scan().plan_files()]

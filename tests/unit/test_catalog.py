@@ -1,29 +1,28 @@
-"""The analysis tables: one definition (iotpipe.catalog) that the template's Glue tables, the
-Spark job's columns, the run rows and the local views all agree with; partition registration
-that is idempotent and within the API's bounds."""
+"""The lake's tables, defined once (iotpipe.lake.tables): the template's Glue tables of the run
+history, the Spark job's columns, the run rows and the local views all agree with it; and the
+local catalog the Lambdas read (iotpipe.local.catalog) answers as Glue's GetTable does."""
 
 from __future__ import annotations
 
-import json
-from types import SimpleNamespace
+from datetime import date
 
-import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
+from botocore.exceptions import ClientError, ParamValidationError
 
-from iotpipe import catalog, glue_registration
-from iotpipe.catalog import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, TABLES
-from iotpipe.glue_registration import publish_compactions, register_run, relocate_partitions
-from iotpipe.local.api_shapes import BoundsCheckedClient
+from iotpipe.lake import tables
+from iotpipe.lake.tables import GOLD, ICEBERG_TABLES, QUARANTINE, RUN_QUARANTINE, RUNS, SEEN_IDS, TABLES, sqlite_path
+from iotpipe.local import iam
+from iotpipe.local.catalog import LocalGlue
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
-from iotpipe.manifests import MANIFEST_FOLDER
 from iotpipe.query import connect
+from iotpipe.reporting import write_run_rows
+from iotpipe.settings import Settings
 from iotpipe.storage import LocalStorage
+from tests.lakes import JobCommits
 
-FORMATS = {
-    "parquet": ("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe", "parquet"),
-    "json": ("org.openx.data.jsonserde.JsonSerDe", "json"),
-}
+JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"
 
 
 def template_tables() -> dict[str, dict]:
@@ -33,42 +32,102 @@ def template_tables() -> dict[str, dict]:
 
 
 def as_pairs(columns) -> list[tuple[str, str]]:
-    return [(c.name, c.type) if isinstance(c, catalog.Column) else (c["Name"], c["Type"]) for c in columns]
+    return [(c.name, c.type) if isinstance(c, tables.Column) else (c["Name"], c["Type"]) for c in columns]
 
 
-def test_the_templates_glue_tables_are_the_catalogs_tables():
-    tables = template_tables()
-    assert sorted(tables) == sorted(t.name for t in TABLES)
-    for table in TABLES:
-        glue = tables[table.name]
+# ---------------------------------------------------------------- the template and the job
+def test_the_templates_glue_tables_are_the_run_history_tables_and_the_job_creates_the_others():
+    found = template_tables()
+    assert sorted(found) == sorted(t.name for t in TABLES if not t.is_iceberg) == ["run_quarantine", "runs"]
+    for table in (RUNS, RUN_QUARANTINE):
+        glue = found[table.name]
         assert as_pairs(glue["StorageDescriptor"]["Columns"]) == as_pairs(table.columns), table.name
-        assert as_pairs(glue.get("PartitionKeys", [])) == as_pairs(table.partition_keys), table.name
-        serde, classification = FORMATS[table.data_format]
-        assert glue["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == serde
-        assert glue["Parameters"]["classification"] == classification
-        location = glue["StorageDescriptor"]["Location"]
-        reads_manifests = location.get("Fn::Sub", "").endswith(f"/{MANIFEST_FOLDER}/")
-        assert reads_manifests == table.reads_manifests, table.name
-        if table.reads_manifests:
-            assert {k: glue["StorageDescriptor"][k] for k in catalog.SYMLINK_STORAGE} == catalog.SYMLINK_STORAGE
+        assert glue.get("PartitionKeys", []) == []
+        assert glue["StorageDescriptor"]["SerdeInfo"]["SerializationLibrary"] == JSON_SERDE
+        assert glue["Parameters"]["classification"] == "json"
+        location = glue["StorageDescriptor"]["Location"]["Fn::Sub"]
+        assert location == tables.run_rows_uri("s3://${ArtifactsBucket}/runs", table) + "/", table.name
+    assert {t.name for t in ICEBERG_TABLES} == {"gold", "quarantine", "seen_ids"}
+    assert all(t.is_iceberg for t in ICEBERG_TABLES) and not (set(found) & {t.name for t in ICEBERG_TABLES})
 
 
-def test_the_catalogs_sink_tables_have_the_spark_jobs_columns():
+def test_the_lambdas_read_the_glue_catalog_and_the_database_the_tables_are_in():
+    stack = iam.load_stack()
+    environment = stack.resolve(stack.resources["VerifyGoldFunction"]["Properties"]["Environment"]["Variables"])
+    settings = Settings.from_env({k: str(v) for k, v in environment.items()})
+    database = stack.resolve(stack.resources["RunsTable"]["Properties"]["DatabaseName"])
+    assert settings.catalog_uri == "glue" and settings.catalog_database == str(database)
+
+
+def test_the_tables_have_the_spark_jobs_columns_in_its_order():
     from spark.transforms import GOLD_COLUMNS, QUARANTINE_COLUMNS
 
     assert [c.name for c in GOLD.all_columns] == list(GOLD_COLUMNS)
-    assert sorted(c.name for c in QUARANTINE.all_columns) == sorted(QUARANTINE_COLUMNS)
+    assert [c.name for c in QUARANTINE.all_columns] == list(QUARANTINE_COLUMNS)
 
 
-def test_the_local_views_have_the_catalogs_names_columns_and_types(tmp_path):
+def test_every_partition_column_is_a_column_of_its_table():
+    for table in ICEBERG_TABLES:
+        names = {c.name for c in table.columns}
+        sources = [term[4:-1] if term.startswith("day(") else term for term in table.partitioning]
+        assert sources and set(sources) <= names, table.name
+    assert QUARANTINE.partitioning == ("reason", "day(quarantined_at)")
+    assert SEEN_IDS.partitioning == ("arrival_date",)
+
+
+# ---------------------------------------------------------------- the local views (`iotpipe query`)
+def described(connection, table) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in connection.execute(f'DESCRIBE "{table.name}"').fetchall()]
+
+
+def expected(connection, table) -> list[tuple[str, str]]:
+    """Each column with its DuckDB type, as DuckDB itself spells it in DESCRIBE."""
+    spelled = lambda t: connection.execute(f"SELECT typeof(CAST(NULL AS {t}))").fetchone()[0]  # noqa: E731
+    return [(c.name, spelled(tables.duckdb_type(table, c))) for c in table.all_columns]
+
+
+@pytest.fixture(scope="module")
+def committed_lake(tmp_path_factory):
+    """A lake with one batch of every table, as the job commits it."""
+    root = tmp_path_factory.mktemp("lake")
+    settings = Settings.for_local_lake(str(root))
+    JobCommits(settings).commit_batch(0, "run-1", gold={("2026-01-01", "Oslo"): 3, ("2026-01-02", "Lyon"): 2},
+                                      quarantined={"malformed_json": 2}, duplicates=1)  # fmt: skip
+    return root
+
+
+def test_the_local_views_of_an_empty_lake_have_every_tables_columns_and_types(tmp_path):
     connection = connect(str(tmp_path))
     for table in TABLES:
-        described = connection.execute(f'DESCRIBE "{table.name}"').fetchall()
-        assert [(row[0], row[1]) for row in described] == [
-            (c.name, catalog.duckdb_type(c.type)) for c in table.all_columns
-        ], table.name
+        assert described(connection, table) == expected(connection, table), table.name
+        assert connection.execute(f'SELECT count(*) FROM "{table.name}"').fetchone() == (0,)
 
 
+def test_the_local_views_read_the_iceberg_tables_with_their_columns_and_types(committed_lake):
+    connection = connect(str(committed_lake))
+    for table in TABLES:
+        assert described(connection, table) == expected(connection, table), table.name
+    assert connection.execute("SELECT date, location_city, count(*) FROM gold GROUP BY ALL ORDER BY 1").fetchall() == [
+        (date(2026, 1, 1), "Oslo", 3),
+        (date(2026, 1, 2), "Lyon", 2),
+    ]
+    assert connection.execute("SELECT reason, reasons, count(*) FROM quarantine GROUP BY ALL").fetchall() == [
+        ("malformed_json", ["malformed_json"], 2)
+    ]
+
+
+def test_a_data_file_no_snapshot_references_is_not_part_of_the_local_view(committed_lake):
+    """What a crashed commit leaves in the table's folder is no row of the table."""
+    folder = next(p for p in (committed_lake / "gold" / "iot_transformed" / "data").rglob("*.parquet")).parent
+    stray = folder / "00000-0-crashed-attempt.parquet"
+    pq.write_table(pa.table({"event_id": ["stray"]}), stray)
+    try:
+        assert connect(str(committed_lake)).execute("SELECT count(*) FROM gold").fetchone() == (5,)
+    finally:
+        stray.unlink()
+
+
+# ---------------------------------------------------------------- the run rows
 def report(**overrides) -> dict:
     values = {
         "run_id": "run-1",
@@ -88,7 +147,7 @@ def report(**overrides) -> dict:
 
 
 def test_run_rows_have_exactly_the_run_tables_columns():
-    rows = catalog.run_rows(report())
+    rows = tables.run_rows(report())
     assert [sorted(row) for row in rows[RUNS.name]] == [sorted(c.name for c in RUNS.columns)]
     assert all(sorted(row) == sorted(c.name for c in RUN_QUARANTINE.columns) for row in rows[RUN_QUARANTINE.name])
     assert rows[RUNS.name][0]["started_at"] == "2024-05-01 10:00:00.000"
@@ -97,9 +156,10 @@ def test_run_rows_have_exactly_the_run_tables_columns():
 
 def test_run_rows_written_by_report_status_are_read_back_by_the_local_views(tmp_path):
     runs = tmp_path / "artifacts" / "runs"
-    glue_registration.write_run_rows(LocalStorage(), str(runs), report())
-    glue_registration.write_run_rows(LocalStorage(), str(runs), report(run_id="run-2", status="FAILED",
-                                                                      error={"Error": "SparkStepFailed"}))  # fmt: skip
+    write_run_rows(LocalStorage(), str(runs), report())
+    write_run_rows(
+        LocalStorage(), str(runs), report(run_id="run-2", status="FAILED", error={"Error": "SparkStepFailed"})
+    )
     connection = connect(str(tmp_path))
     assert connection.execute("select run_id, status, error, input_records from runs order by run_id").fetchall() == [
         ("run-1", "SUCCEEDED", None, 10),
@@ -108,137 +168,49 @@ def test_run_rows_written_by_report_status_are_read_back_by_the_local_views(tmp_
     assert connection.execute("select sum(records) from run_quarantine").fetchone() == (4,)
 
 
-@pytest.mark.parametrize(
-    "city,directory",
-    [
-        ("Berlin", "Berlin"),
-        ("São Paulo", "São Paulo"),
-        ("St. John's", "St. John%27s"),
-        ("A:B=C?#%", "A%3AB%3DC%3F%23%25"),
-        ('[x]^{y}*"z\\', "%5Bx%5D%5E%7By}%2A%22z%5C"),
-    ],
-)
-def test_city_names_escape_and_unescape_as_spark_writes_them(city, directory):
-    assert catalog.escape_path_name(city) == directory
-    assert catalog.partition_values(GOLD, f"date=2024-05-01/location_city={directory}") == ["2024-05-01", city]
+# ---------------------------------------------------------------- the local catalog, as Glue's GetTable
+@pytest.fixture(scope="module")
+def local_glue(committed_lake) -> LocalGlue:
+    return LocalGlue(sqlite_path(Settings.for_local_lake(str(committed_lake)).catalog_uri))
 
 
-def test_a_directory_that_is_not_a_partition_of_the_table_is_refused():
-    with pytest.raises(ValueError, match="not a partition directory"):
-        catalog.partition_values(GOLD, "location_city=Berlin/date=2024-05-01")
+def test_get_table_answers_with_the_tables_current_metadata_as_glue_does(local_glue, committed_lake):
+    answer = local_glue.get_table(DatabaseName="iotpipe", Name="gold")["Table"]
+    location = answer["Parameters"]["metadata_location"]
+    assert answer["Name"] == "gold" and answer["Parameters"]["table_type"] == "ICEBERG"
+    assert location.endswith(".metadata.json") and str(committed_lake / "gold" / "iot_transformed") in location
+    current = JobCommits(Settings.for_local_lake(str(committed_lake))).table(GOLD).metadata_location
+    assert location == current
 
 
-@pytest.fixture
-def glue():
-    with mock_aws():
-        client = boto3.client("glue", region_name="us-east-1")
-        client.create_database(DatabaseInput={"Name": "iotpipe"})
-        for table in (GOLD, QUARANTINE):
-            client.create_table(
-                DatabaseName="iotpipe",
-                TableInput={
-                    "Name": table.name,
-                    "StorageDescriptor": {"Columns": [{"Name": c.name, "Type": c.type} for c in table.columns]},
-                    "PartitionKeys": [{"Name": c.name, "Type": c.type} for c in table.partition_keys],
-                },
-            )
-        yield BoundsCheckedClient(client)
+@pytest.mark.parametrize(("database", "name"), [("iotpipe", "not_a_table"), ("another_database", "gold")])
+def test_a_table_the_catalog_does_not_have_raises_the_exception_glues_client_names(local_glue, database, name):
+    with pytest.raises(local_glue.exceptions.EntityNotFoundException) as raised:
+        local_glue.get_table(DatabaseName=database, Name=name)
+    assert isinstance(raised.value, ClientError) and raised.value.response["Error"]["Code"] == "EntityNotFoundException"
 
 
-def verification_document(tmp_path, cities: int) -> str:
-    gold = {f"date=2024-05-0{1 + i % 3}/location_city=City {i}%27s": 10 for i in range(cities)}
-    document = {"gold": {"rows_by_partition": gold}, "quarantine": {"rows_by_partition": {"reason=bad_json": 2}}}
-    path = tmp_path / "verification.json"
-    path.write_text(json.dumps(document))
-    return str(path)
+def test_a_lake_without_a_catalog_file_has_no_tables(tmp_path):
+    glue = LocalGlue(str(tmp_path / "catalog" / "iceberg.db"))
+    with pytest.raises(glue.exceptions.EntityNotFoundException):
+        glue.get_table(DatabaseName="iotpipe", Name="gold")
+    assert not (tmp_path / "catalog").exists(), "reading the catalog never creates it"
 
 
-def all_partitions(glue, table: str) -> list[tuple]:
-    pages = glue.get_paginator("get_partitions").paginate(DatabaseName="iotpipe", TableName=table)
-    return sorted(
-        (tuple(p["Values"]), p["StorageDescriptor"]["Location"]) for page in pages for p in page["Partitions"]
-    )
+@pytest.mark.parametrize("request_", [{"DatabaseName": "iotpipe"}, {"DatabaseName": "iotpipe", "Name": 7},
+                                      {"DatabaseName": "iotpipe", "Name": "gold", "Unknown": 1}])  # fmt: skip
+def test_a_request_botocore_would_refuse_is_refused_before_the_catalog_is_read(local_glue, request_):
+    with pytest.raises(ParamValidationError):
+        local_glue.get_table(**request_)
 
 
-def test_registration_registers_every_committed_partition_in_calls_of_at_most_100(glue, tmp_path):
-    document = verification_document(tmp_path, cities=250)
-    sinks = {"gold": "s3://gold/iot_transformed", "quarantine": "s3://gold/quarantine"}
-    outcome = glue_registration.register_run(glue, "iotpipe", LocalStorage(), document, sinks)
-    assert outcome.summary()["errors"] == 0 and outcome.registered == {"gold": 250, "quarantine": 1}
-    registered = all_partitions(glue, "gold")
-    assert len(registered) == 250
-    location = "s3://gold/iot_transformed/_symlink_format_manifest/date=2024-05-02/location_city=City 1%27s/"
-    assert (("2024-05-02", "City 1's"), location) in registered
-
-
-def test_registering_the_same_run_again_changes_nothing_and_is_no_error(glue, tmp_path):
-    document = verification_document(tmp_path, cities=120)
-    sinks = {"gold": "s3://gold/iot_transformed", "quarantine": "s3://gold/quarantine"}
-    glue_registration.register_run(glue, "iotpipe", LocalStorage(), document, sinks)
-    before = all_partitions(glue, "gold")
-    again = glue_registration.register_run(glue, "iotpipe", LocalStorage(), document, sinks)
-    assert again.summary()["errors"] == 0 and again.registered == {"gold": 0, "quarantine": 0}
-    assert again.already_registered == {"gold": 120, "quarantine": 1}
-    assert all_partitions(glue, "gold") == before
-
-
-def test_the_local_glue_client_refuses_more_than_100_partitions_per_call_as_aws_does(glue):
-    from botocore.exceptions import ClientError
-
-    inputs = [{"Values": ["2024-05-01", f"c{i}"]} for i in range(101)]
-    with pytest.raises(ClientError, match="at most 100"):
-        glue.batch_create_partition(DatabaseName="iotpipe", TableName="gold", PartitionInputList=inputs)
-
-
-def test_only_report_status_may_register_partitions_and_only_in_the_stacks_tables(glue):
-    from botocore.exceptions import ClientError
-
-    from iotpipe.local import iam
-
-    authorized = iam.AuthorizedGlue(glue, iam.Authorizer(iam.load_stack()))
-    inputs = [{"Values": ["2024-05-01", "Berlin"]}]
-    with iam.acting_as("ReportStatusFunction"):
-        authorized.batch_create_partition(DatabaseName="iotpipe", TableName="gold", PartitionInputList=inputs)
-        with pytest.raises(ClientError, match="AccessDenied"):
-            authorized.batch_create_partition(DatabaseName="iotpipe", TableName="runs", PartitionInputList=inputs)
-    with iam.acting_as("VerifyGoldFunction"), pytest.raises(ClientError, match="AccessDenied"):
-        authorized.batch_create_partition(DatabaseName="iotpipe", TableName="gold", PartitionInputList=inputs)
-
-
-def test_a_compaction_moves_registered_partitions_and_registers_new_ones_at_their_new_folder(glue, tmp_path):
-    sink = "s3://gold/iot_transformed"
-    document = verification_document(tmp_path, 150)
-    register_run(glue, "iotpipe", LocalStorage(), document, {"gold": sink, "quarantine": "s3://gold/quarantine"})
-    registered = [f"date=2024-05-0{1 + i % 3}/location_city=City {i}%27s" for i in range(0, 150, 2)]
-    new = ["date=2024-05-09/location_city=St. John%27s"]
-    moves = {p: f"{sink}/_symlink_format_manifest/compacted-7/{p}/" for p in registered + new}
-    assert relocate_partitions(glue, "iotpipe", GOLD, sink, moves) == 76
-    located = dict(all_partitions(glue, "gold"))
-    assert located[("2024-05-09", "St. John's")] == moves[new[0]]
-    assert located[("2024-05-01", "City 0's")] == moves["date=2024-05-01/location_city=City 0%27s"]
-    assert (
-        located[("2024-05-02", "City 1's")]
-        == f"{sink}/_symlink_format_manifest/date=2024-05-02/location_city=City 1%27s/"
-    )
-    assert len(located) == 151
-    # What ReportStatus registers afterwards leaves a moved partition where it is.
-    register_run(glue, "iotpipe", LocalStorage(), document, {"gold": sink, "quarantine": "s3://gold/quarantine"})
-    assert dict(all_partitions(glue, "gold"))[("2024-05-01", "City 0's")] == located[("2024-05-01", "City 0's")]
-
-
-def test_publication_without_a_compaction_step_says_so_and_waits_out_a_live_driver(tmp_path):
-    plan = SimpleNamespace(run_id="r1", lake=SimpleNamespace(checkpoint=str(tmp_path / "cp"), gold=str(tmp_path / "g")))
-    alone = publish_compactions(LocalStorage(), plan, "", lambda: None, compacted=False)
-    assert alone["spark"] == {"skipped": glue_registration.NO_COMPACTION_STEP} and alone["published"] == []
-    held = publish_compactions(LocalStorage(), plan, "", lambda: None, compacted=False, no_driver_writes=lambda: False)
-    assert held["waiting"] == ["a driver may still run"]
-
-
-def test_publish_compaction_events_of_an_older_definition_count_as_after_a_compaction_step():
-    from functions.publish_compaction.app import PublishEvent
-
-    plan = {"run_id": "r1"}
-    assert PublishEvent.model_construct(plan=plan, step_error=None).compaction_step_ran()
-    assert not PublishEvent.model_construct(plan=plan, step_error=None, step=None).compaction_step_ran()
-    assert PublishEvent.model_construct(plan=plan, step_error=None, step={"step_id": "s-1"}).compaction_step_ran()
-    assert PublishEvent.model_construct(plan=plan, step_error={"Error": "x"}, step=None).compaction_step_ran()
+def test_the_rehearsal_allows_get_table_only_to_a_role_with_glue_get_table_on_the_table(local_glue):
+    glue = iam.AuthorizedGlue(local_glue, iam.Authorizer(iam.load_stack()))
+    with iam.acting_as("VerifyGoldFunction"):
+        assert glue.get_table(DatabaseName="iotpipe", Name="seen_ids")["Table"]["Name"] == "seen_ids"
+        with pytest.raises(ClientError, match="AccessDenied.*glue:GetTable.*table/iotpipe/runs"):
+            glue.get_table(DatabaseName="iotpipe", Name="runs")  # not a table whose evidence it reads
+    with iam.acting_as("PlanRunFunction"), pytest.raises(ClientError) as denied:
+        glue.get_table(DatabaseName="iotpipe", Name="gold")
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "PlanRunFunction is not authorized to perform: glue:GetTable" in str(denied.value)

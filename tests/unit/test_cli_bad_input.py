@@ -144,9 +144,9 @@ OLD_QUERY = "lake/artifacts/checkpoints/bronze-to-gold/gold/offsets/0"
     [
         (["run", "--lake", "lake", "--size", "2MiB", "--shards", "1"], [OLD_QUERY], "one query per sink"),
         (TRANSFORM + ["--checkpoint", "lake/artifacts/checkpoints/bronze-to-gold"], [OLD_QUERY], "one query per sink"),
-        (TRANSFORM + ["--checkpoint", "checkpoint"], ["gold/_spark_metadata/0"], "hold batches"),
+        (TRANSFORM + ["--checkpoint", "checkpoint"], ["gold/_spark_metadata/0"], "plain Parquet written by an earlier"),
     ],
-    ids=["run", "transform", "transform-without-its-checkpoint"],
+    ids=["run", "transform", "transform-over-plain-parquet-gold"],
 )
 def test_a_checkpoint_the_job_cannot_continue_is_one_line_and_nothing_is_written(tmp_path, args, existing, message):
     for folder in ("bronze", "gold", "quarantine"):
@@ -185,7 +185,7 @@ def test_run_and_watch_show_a_failed_runs_error_alike():
     from iotpipe.cli import error_line, format_report
     from iotpipe.local.runner import Execution
 
-    cause = json.dumps({"errorMessage": "Gold holds 3 rows\nthe ledger 4", "stackTrace": ["  File v.py, line 9\n"]})
+    cause = json.dumps({"errorMessage": "Gold holds 3 rows\nthe commit 4", "stackTrace": ["  File v.py, line 9\n"]})
     failed = Execution("FAILED", None, "GoldVerificationFailed", cause, [], None, 1.0)
     assert failed.failure == {"Error": "GoldVerificationFailed", "Cause": cause}
     assert Execution("SUCCEEDED", {}, None, None, [], None, 1.0).failure is None
@@ -196,14 +196,14 @@ def test_run_and_watch_show_a_failed_runs_error_alike():
     }  # fmt: skip
     shown = [line for line in format_report(report).splitlines() if line.startswith(("error", "spark log"))]
     assert shown == [
-        "error                    GoldVerificationFailed: Gold holds 3 rows the ledger 4",
+        "error                    GoldVerificationFailed: Gold holds 3 rows the commit 4",
         "spark log                logs/spark-r.log",  # where to read why a Spark attempt failed
     ]
     assert error_line(failed.failure) in shown[0]
     # A run whose VerifyGold failed has counts of 0: they do not "reconcile", they were not checked.
     reconciles = next(line for line in format_report(report).splitlines() if line.startswith("reconciles"))
     assert reconciles.endswith("not checked: the run has no verification (see error)")
-    verified = {**report, "error": None, "reconciliation": {"reconciles": False}}
+    verified = {**report, "error": None, "reconciliation": {"reconciles": False, "difference": 1}}
     assert [line.split() for line in format_report(verified).splitlines() if line.startswith("reconciles")] == [
-        ["reconciles", "NO"]
+        ["reconciles", "NO:", "unaccounted", "1"]
     ]

@@ -1,17 +1,25 @@
-"""The Spark job runs on EMR with the instance role; Hadoop's S3 client cannot be intercepted
-locally, so what the job touches is derived from a real plan's step arguments (with the
-deployed environment of the template) and evaluated against `EmrInstanceRole`."""
+"""The Spark job and table maintenance run on EMR with the instance role; Hadoop's and Iceberg's
+S3 and Glue clients cannot be intercepted locally, so what each touches is derived from a real
+plan's step arguments (with the deployed environment of the template) and evaluated against
+`EmrInstanceRole`: the Bronze it reads, the three Iceberg tables (data files, metadata, manifests,
+their expiry and orphan removal) and their entries in the Glue Data Catalog, the checkpoint beside
+the seen-id store, and maintenance's outcome for the run report."""
 
 from __future__ import annotations
 
 import pytest
 
+from iotpipe.lake.tables import ICEBERG_TABLES, maintenance_outcome_uri, run_manifest_uri, seen_ids_location
 from iotpipe.local import iam
-from iotpipe.planning import compaction_step_args, spark_attempt
+from iotpipe.planning import maintenance_step_args, spark_attempt
 from iotpipe.settings import Settings
 from iotpipe.storage import join, split_s3
 
 ROLE = "EmrInstanceRole"
+# The job's and maintenance's calls to the Glue Data Catalog through EMR's Iceberg (GlueCatalog):
+# CREATE TABLE IF NOT EXISTS looks the database and the table up and creates it; every commit
+# reads the table and swaps its metadata pointer.
+CATALOG_ACTIONS = ("glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable")
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +28,28 @@ def stack():
 
 
 @pytest.fixture(scope="module")
-def step(stack) -> dict:
-    """The job's arguments as PlanRun plans them on AWS (settings from a function's environment)."""
+def settings(stack) -> Settings:
+    """The deployment's settings, as PlanRun reads them from its environment."""
     environment = stack.resolve(stack.resources["PlanRunFunction"]["Properties"]["Environment"]["Variables"])
-    settings = Settings.from_env({k: str(v) for k, v in environment.items()})
-    args = spark_attempt("run-1", 1, settings, None, {}).step_args
-    script = next(i for i, a in enumerate(args) if a.endswith("job.py"))
-    options = dict(zip(args[script + 1 :: 2], args[script + 2 :: 2]))
-    return {"script": args[script], "py_files": args[args.index("--py-files") + 1], **options}
+    return Settings.from_env({k: str(v) for k, v in environment.items()})
+
+
+def options(args: list[str], script_name: str) -> dict:
+    script = next(i for i, a in enumerate(args) if a.endswith(script_name))
+    return {"script": args[script], "py_files": args[args.index("--py-files") + 1],
+            **dict(zip(args[script + 1 :: 2], args[script + 2 :: 2]))}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def step(settings) -> dict:
+    """The job's arguments as PlanRun plans them on AWS."""
+    return options(spark_attempt("run-1", 1, settings, None, {}).step_args, "job.py")
+
+
+@pytest.fixture(scope="module")
+def maintenance(settings) -> dict:
+    """Table maintenance's arguments as PlanRun plans its EMR step (spark/maintain.py)."""
+    return options(maintenance_step_args("run-1", settings), "maintain.py")
 
 
 def s3(action: str, uri: str) -> iam.Request:
@@ -40,50 +62,86 @@ def listing(uri: str) -> iam.Request:
     return iam.Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"aws:SecureTransport": "true", "s3:prefix": key})
 
 
+def glue(stack, actions, database: str, *tables: str) -> list[iam.Request]:
+    prefix = f"arn:aws:glue:{stack.world.region}:{stack.world.account}"
+    resources = [
+        f"{prefix}:catalog",
+        f"{prefix}:database/{database}",
+        *(f"{prefix}:table/{database}/{t}" for t in tables),
+    ]
+    return [iam.Request(action, resource) for action in actions for resource in resources]
+
+
+def tables_only(requests: list[iam.Request]) -> list[iam.Request]:
+    """The requests on a table (a table's actions are authorized on the catalog and its database too)."""
+    return [r for r in requests if ":table/" in r.resource]
+
+
+def table_locations(gold: str, quarantine: str, checkpoint: str) -> dict[str, str]:
+    return {"gold": gold, "quarantine": quarantine, "seen_ids": seen_ids_location(checkpoint)}
+
+
+DATA = {"gold": "data/date=2024-01-01/location_city=St. John%27s/00000-0-a1b2.parquet",
+        "quarantine": "data/reason=malformed_json/quarantined_at_day=2024-01-01/00000-0-a1b2.parquet",
+        "seen_ids": "data/arrival_date=2024-01-01/00000-0-a1b2.parquet"}  # fmt: skip
+METADATA = ("metadata/00003-5e1f.metadata.json", "metadata/snap-123-1-5e1f.avro", "metadata/5e1f-m0.avro")
+
+
+def commits(location: str, table: str) -> list[iam.Request]:
+    """A batch's commit to one table (S3FileIO: multipart uploads), and the old metadata files it deletes."""
+    found = []
+    for key in (DATA[table], *METADATA):
+        found += [s3(a, join(location, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:AbortMultipartUpload")]
+    return found + [s3("s3:DeleteObject", join(location, "metadata/00001-0a9c.metadata.json"))]
+
+
+def lease(stack, options: dict) -> iam.Request:
+    assert options["--lease"].removeprefix("dynamodb://").split("?", 1)[0] == stack.physical_name("LeaseTable")
+    return iam.Request("dynamodb:UpdateItem", stack.get_att("LeaseTable", "Arn"))
+
+
 def what_the_job_does(step: dict, stack) -> list[iam.Request]:
     gold, quarantine, checkpoint = step["--gold"], step["--quarantine"], step["--checkpoint"]
-    partition = "date=2024-01-01/location_city=Oslo/part-00000.parquet"
-    found = [listing(step["--bronze"]), s3("s3:GetObject", join(step["--bronze"], "seed-1/part-00001.jsonl")),
+    found = [listing(step["--bronze"] + "/"), s3("s3:GetObject", join(step["--bronze"], "seed-1/part-00001.jsonl")),
              s3("s3:GetObject", step["script"]), s3("s3:GetObject", step["py_files"])]  # fmt: skip
-    for sink in (gold, quarantine):
-        found.append(listing(sink + "/"))
-        for key in (partition, "_spark_metadata/0", "_spark_metadata/9.compact"):
-            found += [s3(a, join(sink, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
+    # The lake layout check: a file sink log of the plain-Parquet Gold is refused.
+    found += [listing(join(sink, "_spark_metadata") + "/") for sink in (gold, quarantine)]
+    for table, location in table_locations(gold, quarantine, checkpoint).items():
+        found += commits(location, table)
     found.append(listing(checkpoint + "/"))
-    keys = ("transform/offsets/0", "transform/commits/0", "transform/sources/0/0", "ledger/gold/0.json", "seen-ids/x")
-    keys += ("gold/sources/0/9.compact", "ignored/gold-0.json")  # a batch's objects, the note of unreadable ones
+    keys = ("transform/metadata", "transform/offsets/0", "transform/commits/0", "transform/sources/0/0",
+            "transform/sources/0/9.compact", "ignored/batch-0.json", "ignored-noted.json", "runs/run-1-attempt-1.json",
+            "last_run.json")  # fmt: skip
     for key in keys:
         found += [s3(a, join(checkpoint, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
-    table = step["--lease"].removeprefix("dynamodb://").split("?", 1)[0]
-    assert table == stack.physical_name("LeaseTable")
-    found.append(iam.Request("dynamodb:UpdateItem", stack.get_att("LeaseTable", "Arn")))
-    return found
+    found += glue(stack, CATALOG_ACTIONS, step["--catalog-database"], *(t.name for t in ICEBERG_TABLES))
+    return found + [lease(stack, step)]
 
 
-def test_the_instance_role_allows_everything_the_compaction_step_does(stack):
-    """spark/compact.py, with the arguments PlanRun gives its EMR step: it reads the sink log and
-    the checkpoint, writes merged files through a staging folder, rewrites the newest compact log
-    file, keeps its journal and its summary, and claims the lease as a driver."""
-    environment = stack.resolve(stack.resources["PlanRunFunction"]["Properties"]["Environment"]["Variables"])
-    settings = Settings.from_env({k: str(v) for k, v in environment.items()})
-    args = compaction_step_args("run-1", settings)
-    script = next(i for i, a in enumerate(args) if a.endswith("compact.py"))
-    step = dict(zip(args[script + 1 :: 2], args[script + 2 :: 2]))
-    gold, checkpoint = step["--gold"], step["--checkpoint"]
-    partition = "date=2024-01-01/location_city=St. John%27s"
-    found = [s3("s3:GetObject", args[script]), s3("s3:GetObject", args[args.index("--py-files") + 1])]
-    found += [listing(gold + "/"), listing(join(gold, "_spark_metadata") + "/"), listing(checkpoint + "/")]
-    keys = (f"{partition}/part-00000.parquet", f"{partition}/part-compacted-9-x.c000.snappy.parquet",
-            "_compaction/staging/x/date=2024-01-01/part-0.parquet", "_compaction/journal/9.json",
-            "_spark_metadata/9.compact")  # fmt: skip
-    for key in keys:
-        found += [s3(a, join(gold, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
-    found += [s3("s3:GetObject", join(checkpoint, "transform", "commits", "9"))]
-    found += [s3(a, join(checkpoint, "compactions", "run-1.json")) for a in ("s3:PutObject", "s3:GetObject")]
-    assert step["--lease"].removeprefix("dynamodb://").split("?", 1)[0] == stack.physical_name("LeaseTable")
-    found.append(iam.Request("dynamodb:UpdateItem", stack.get_att("LeaseTable", "Arn")))
-    denied = [r for r in found if not stack.decide(ROLE, r).allowed]
-    assert denied == []
+def what_maintenance_does(step: dict, quarantine: str, stack) -> list[iam.Request]:
+    """spark/maintain.py: per table, rewrite data files and manifests (new files, new metadata),
+    expire snapshots and remove orphans (list the table, delete data files, manifests, manifest
+    lists and metadata files); read the checkpoint; note when orphans were removed; look for the
+    manifests of unreported runs (a HEAD: 404 needs the listing); write its outcome for the report."""
+    gold, checkpoint, runs = step["--gold"], step["--checkpoint"], step["--runs"]
+    found = [s3("s3:GetObject", step["script"]), s3("s3:GetObject", step["py_files"])]
+    for table, location in table_locations(gold, quarantine, checkpoint).items():
+        found += commits(location, table)
+        found.append(listing(location + "/"))  # orphan removal lists the table's files
+        for key in (DATA[table], *METADATA):
+            found.append(s3("s3:DeleteObject", join(location, key)))  # expired or orphaned
+    found += [listing(join(checkpoint, "transform", "offsets") + "/"), s3("s3:GetObject", join(checkpoint,
+              "transform", "offsets", "0"))]  # fmt: skip
+    orphans = join(checkpoint, "maintenance-orphans.json")
+    found += [s3("s3:GetObject", orphans), s3("s3:PutObject", orphans)]
+    manifest = run_manifest_uri(runs, "run-0")
+    found += [s3("s3:GetObject", manifest), listing(manifest)]
+    found += [
+        s3(a, maintenance_outcome_uri(runs, step["--run-id"])) for a in ("s3:PutObject", "s3:AbortMultipartUpload")
+    ]
+    found += glue(stack, ("glue:GetTable", "glue:UpdateTable"), step["--catalog-database"],
+                  *(t.name for t in ICEBERG_TABLES))  # fmt: skip
+    return found + [lease(stack, step)]
 
 
 def test_the_instance_role_allows_everything_the_spark_job_does(step, stack):
@@ -91,16 +149,34 @@ def test_the_instance_role_allows_everything_the_spark_job_does(step, stack):
     assert denied == []
 
 
-def test_the_instance_role_cannot_change_the_jobs_code_or_other_checkpoints(step, stack):
+def test_the_instance_role_allows_everything_table_maintenance_does(maintenance, settings, stack):
+    assert maintenance["--run-id"] == "run-1" and maintenance["--catalog"] == "glue"
+    denied = [r for r in what_maintenance_does(maintenance, settings.quarantine_uri, stack)
+              if not stack.decide(ROLE, r).allowed]  # fmt: skip
+    assert denied == []
+
+
+def test_the_instance_role_cannot_change_the_jobs_code_the_run_reports_or_other_catalog_entries(step, stack):
     artifacts = f"s3://{stack.physical_name('ArtifactsBucket')}"
+    runs = join(artifacts, "runs")
+    database = step["--catalog-database"]
     forbidden = [
         s3("s3:PutObject", step["script"]),
         s3("s3:PutObject", step["py_files"]),
         s3("s3:DeleteObject", step["script"]),
+        s3("s3:PutObject", join(artifacts, "spark", "maintain.py")),
         s3("s3:DeleteObject", join(artifacts, "checkpoints", "another-job", "offsets", "0")),
-        s3("s3:PutObject", join(artifacts, "runs", "run-1.json")),
+        s3("s3:PutObject", run_manifest_uri(runs, "run-1")),
+        s3("s3:PutObject", join(runs, "run-1", "verification.json")),
+        s3("s3:PutObject", join(runs, "tables", "runs", "run-1.json")),
+        s3("s3:PutObject", join(runs, "_history", "0000000000001-run-1.json")),
+        s3("s3:DeleteObject", maintenance_outcome_uri(runs, "run-1")),
         s3("s3:PutObject", join(f"s3://{stack.physical_name('BronzeBucket')}", "raw", "x.jsonl")),
+        s3("s3:DeleteObject", join(f"s3://{stack.physical_name('BronzeBucket')}", "raw", "x.jsonl")),
         iam.Request("dynamodb:DeleteItem", stack.get_att("LeaseTable", "Arn")),
+        *glue(stack, ("glue:DeleteTable", "glue:DeleteDatabase", "glue:UpdateDatabase"), database, "gold"),
+        *tables_only(glue(stack, ("glue:UpdateTable", "glue:CreateTable"), database, "runs", "run_quarantine")),
+        *tables_only(glue(stack, CATALOG_ACTIONS, "another_database", "gold")),
     ]
     allowed = [r for r in forbidden if stack.decide(ROLE, r).allowed]
     assert allowed == []
@@ -108,8 +184,8 @@ def test_the_instance_role_cannot_change_the_jobs_code_or_other_checkpoints(step
 
 
 def test_no_function_may_write_or_delete_the_jobs_code(stack):
-    code = f"arn:aws:s3:::{stack.physical_name('ArtifactsBucket')}/spark/job.py"
+    code = [f"arn:aws:s3:::{stack.physical_name('ArtifactsBucket')}/spark/{name}" for name in ("job.py", "maintain.py")]
     functions = [k for k, r in stack.resources.items() if r["Type"] == "AWS::Lambda::Function"]
-    writers = [(f, a) for f in functions for a in ("s3:PutObject", "s3:DeleteObject")
-               if stack.decide(f, iam.Request(a, code, {"aws:SecureTransport": "true"})).allowed]  # fmt: skip
-    assert len(functions) == 9 and writers == []
+    writers = [(f, a, c) for f in functions for a in ("s3:PutObject", "s3:DeleteObject") for c in code
+               if stack.decide(f, iam.Request(a, c, {"aws:SecureTransport": "true"})).allowed]  # fmt: skip
+    assert len(functions) == 8 and writers == []

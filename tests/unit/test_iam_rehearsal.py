@@ -1,6 +1,7 @@
-"""Each Lambda's real logic, run under the IAM its role has in template.yaml, on a small synthetic
-lake (Spark's checkpoint, sink logs and Parquet written by the test, no Spark); and every
-integration of the state machine, checked against the state machine role.
+"""Each Lambda's real logic, run under the IAM its role has in template.yaml, on a small lake
+(Spark's checkpoint and real Iceberg commits of the three tables, made as the job makes them by
+tests/lakes.py, no Spark); and every integration of the state machine, checked against the state
+machine role.
 
 The mutation matrix removes one function's `Policies` (or one state machine statement) from a
 copy of the template: the rehearsal must then deny that principal's calls.
@@ -11,27 +12,27 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import os
 import re
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from iotpipe import lambda_runtime
+from iotpipe.lake.tables import GOLD, sqlite_path
 from iotpipe.lease import FileLeaseStore
 from iotpipe.local import iam
 from iotpipe.local.bindings import Bindings, TaskError
+from iotpipe.local.catalog import LocalGlue
 from iotpipe.local.iam.enforce import AuthorizedStepFunctions, Authorizer, IntegrationAuthorizer
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
 from iotpipe.local.runner import DEFINITION, lambda_handlers, local_substitutions, substitute
 from iotpipe.settings import Settings
 from iotpipe.storage import LocalStorage
+from tests.lakes import JobCommits
 
-EXECUTION = "arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline:run-1"
+EXECUTIONS = "arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline"
+EXECUTION = f"{EXECUTIONS}:run-1"
 FUNCTIONS = ("PlanRunFunction", "AcquireLeaseFunction", "VerifyGoldFunction", "AssessStepFailureFunction",
              "ReleaseLeaseFunction", "ReportStatusFunction", "StartFromBronzeEventsFunction")  # fmt: skip
 
@@ -41,18 +42,7 @@ def stack():
     return iam.load_stack()
 
 
-# ---------------------------------------------------------------- a synthetic lake, no Spark
-def log_file(path: Path, entries: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("v1\n" + "".join(json.dumps(e) + "\n" for e in entries))
-
-
-def parquet(path: Path, rows: int) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"event_id": [f"e{i}" for i in range(rows)]}), path)
-    return path.stat().st_size
-
-
+# ---------------------------------------------------------------- a small lake, no Spark
 ATTEMPT = "run-1-attempt-1"
 
 
@@ -63,48 +53,55 @@ def bronze(lake: Path) -> Path:
     return source
 
 
-def spark_batch(lake: Path, source: Path) -> None:
-    """What one committed micro-batch of the job leaves behind, plus one stray uncommitted file."""
-    checkpoint = lake / "artifacts" / "checkpoints" / "bronze-to-gold"
-    query = checkpoint / "transform"
-    log_file(query / "offsets" / "0", [{"batchWatermarkMs": 0}])
-    log_file(query / "commits" / "0", [{"nextBatchWatermarkMs": 0}])
-    log_file(query / "sources" / "0" / "0", [{"path": f"file://{source}", "batchId": 0}])
-    planned_at = time.time() - 60  # the batch was planned a minute before its files were written
-    os.utime(query / "offsets" / "0", (planned_at, planned_at))
-    gold = lake / "gold" / "iot_transformed"
-    data = gold / "date=2024-01-01" / "location_city=Oslo" / "part-00000.parquet"
-    size = parquet(data, 2)
-    # A replay of a batch a crashed attempt left uncommitted: VerifyGold looks for its strays.
-    ledger = {"query": "gold", "batch": 0, "input_rows": 2, "observed": {"valid": {"rows": 2}}, "ms": 5,
-              "replay": True, "files": [{"path": f"file://{data}", "size": size}]}  # fmt: skip
-    (checkpoint / "ledger" / "gold").mkdir(parents=True)
-    (checkpoint / "ledger" / "gold" / "0.json").write_text(json.dumps(ledger))
-    rejected = {"query": "quarantine", "batch": 0, "input_rows": 2, "observed": {}, "ms": 5, "replay": True,
-                "files": []}  # fmt: skip
-    (checkpoint / "ledger" / "quarantine").mkdir(parents=True)
-    (checkpoint / "ledger" / "quarantine" / "0.json").write_text(json.dumps(rejected))
-    log_file(gold / "_spark_metadata" / "0", [{"path": f"file://{data}", "size": size, "action": "add"}])
-    parquet(gold / "date=2024-01-01" / "location_city=Oslo" / "part-stray.parquet", 1)
-    log_file(lake / "gold" / "quarantine" / "_spark_metadata" / "0", [])
-    committed_at = time.time() + 1  # the replay commits after the crashed attempt's stray was written
-    os.utime(query / "commits" / "0", (committed_at, committed_at))
+def lose_gold_file(commits: JobCommits, city: str) -> None:
+    task = next(iter(commits.table(GOLD).scan(row_filter=f"location_city == '{city}'").plan_files()))
+    Path(task.file.file_path.removeprefix("file:").removeprefix("//")).unlink()
+
+
+def dead_run(settings: Settings, lose_a_file: bool = False) -> None:
+    """Batch 0, committed by run-0, whose execution ended before its report: run-1's ReportStatus
+    reports it (it asks Step Functions, reads the tables, writes run-0's report)."""
+    commits = JobCommits(settings)
+    commits.commit_batch(0, "run-0", gold={("2024-01-01", "Bergen"): 1}, execution=f"{EXECUTIONS}:run-0")
+    if lose_a_file:
+        lose_gold_file(commits, "Bergen")
+
+
+def spark_batch(settings: Settings, lose_a_file: bool = False) -> None:
+    """What one committed micro-batch of the job leaves behind, and the attempt's run summary;
+    `lose_a_file` deletes one of its Gold files after the commit."""
+    commits = JobCommits(settings)
+    commits.commit_batch(1, "run-1", gold={("2024-01-01", "Oslo"): 20, ("2024-01-01", "Lyon"): 10},
+                         quarantined={"malformed_json": 1}, execution=EXECUTION)  # fmt: skip
+    if lose_a_file:
+        lose_gold_file(commits, "Lyon")
     finished = datetime.now(timezone.utc).isoformat(timespec="seconds")  # the attempt's run summary
-    (checkpoint / "runs").mkdir(parents=True, exist_ok=True)
-    (checkpoint / "runs" / f"{ATTEMPT}.json").write_text(json.dumps({"finished_at": finished, "seconds": 30}))
+    summaries = Path(settings.checkpoint_uri) / "runs"
+    summaries.mkdir(parents=True, exist_ok=True)
+    (summaries / f"{ATTEMPT}.json").write_text(json.dumps({"finished_at": finished, "seconds": 30}))
 
 
 class FakeStepFunctions:
+    """Step Functions as the trigger and ReportStatus use it: every execution but run-1's has ended."""
+
     class exceptions:  # noqa: N801 - boto3's shape
         class ExecutionAlreadyExists(Exception):
             pass
 
+        class ExecutionDoesNotExist(Exception):
+            pass
+
     def __init__(self) -> None:
         self.started: list[dict] = []
+        self.described: list[str] = []
 
     def start_execution(self, **kwargs):
         self.started.append(kwargs)
         return {"executionArn": f"{kwargs['stateMachineArn']}:{kwargs['name']}"}
+
+    def describe_execution(self, executionArn: str):  # noqa: N803 - boto3's shape
+        self.described.append(executionArn)
+        return {"executionArn": executionArn, "status": "RUNNING" if executionArn == EXECUTION else "ABORTED"}
 
 
 class Rehearsal:
@@ -122,6 +119,8 @@ class Rehearsal:
         lambda_runtime.configure(self.settings, storage, leases)
         self.sfn = FakeStepFunctions()
         lambda_runtime.clients["stepfunctions"] = AuthorizedStepFunctions(self.sfn, self.authorizer)
+        glue = LocalGlue(sqlite_path(self.settings.catalog_uri))
+        lambda_runtime.clients["glue"] = iam.AuthorizedGlue(glue, self.authorizer)
         handlers = lambda_handlers()
         from functions.start_from_bronze_events.app import lambda_handler as trigger
 
@@ -138,10 +137,11 @@ class Rehearsal:
         return self.bindings.invoke_lambda({"FunctionName": arn, "Payload": payload})["Payload"]
 
 
-def run_functions(lake: Path, good, bad=None, target: str | None = None) -> dict:
+def run_functions(lake: Path, good, bad=None, target: str | None = None, lose_a_file: bool = False) -> dict:
     """Every function once, in the order of a run; `target` runs under `bad` (a mutated stack)."""
     rehearsal = Rehearsal(lake, good)
-    source = bronze(lake)
+    bronze(lake)
+    dead_run(rehearsal.settings, lose_a_file)
     out: dict = {}
 
     @contextlib.contextmanager
@@ -163,13 +163,12 @@ def run_functions(lake: Path, good, bad=None, target: str | None = None) -> dict
                                         "input": {"generate": False}})  # fmt: skip
         lease = call("AcquireLeaseFunction", {"execution_id": EXECUTION, "plan": plan, "waits_left": 0})
         assert lease["acquired"]
-        spark_batch(lake, source)
+        spark_batch(rehearsal.settings, lose_a_file)
         step_error = {"Error": "States.TaskFailed",
                       "Cause": json.dumps({"Step": {"Status": {"State": "FAILED", "FailureDetails": {}}}})}  # fmt: skip
         call("AssessStepFailureFunction", {"execution_id": EXECUTION, "plan": plan, "attempt": plan["attempt"],
                                            "step_error": step_error})  # fmt: skip
-        verification = call("VerifyGoldFunction", {"execution_id": EXECUTION, "plan": plan,
-                                                   "committed_before": lease["committed_before"]})  # fmt: skip
+        verification = call("VerifyGoldFunction", {"execution_id": EXECUTION, "plan": plan})
         call("ReleaseLeaseFunction", {"execution_id": EXECUTION, "plan": plan, "drain_round": 0, "attempt_number": 1,
                                       "attempt_run_id": plan["attempt"]["run_id"], "verification": verification,
                                       "error": None})  # fmt: skip
@@ -181,21 +180,40 @@ def run_functions(lake: Path, good, bad=None, target: str | None = None) -> dict
         event = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())
         call("StartFromBronzeEventsFunction", {"Records": [{"body": json.dumps(event)}]})
     finally:
-        lambda_runtime.clients.pop("stepfunctions", None)
+        for service in ("stepfunctions", "glue"):
+            lambda_runtime.clients.pop(service, None)
     out["sfn"] = rehearsal.sfn.started
+    out["described"] = rehearsal.sfn.described
     out["decisions"] = rehearsal.authorizer.decisions
     return out
 
 
 def test_every_function_runs_under_its_template_role(tmp_path, stack):
     out = run_functions(tmp_path, stack)
-    assert out["VerifyGoldFunction"]["ok"] and out["VerifyGoldFunction"]["gold"]["moved_aside"]
+    assert out["AssessStepFailureFunction"]["verdict"] == "complete"
+    verification = out["VerifyGoldFunction"]
+    assert verification["ok"] and verification["reconciliation"]["reconciles"]
+    assert (verification["gold"]["first_batch"], verification["gold"]["new_rows"]) == (1, 30)
     assert out["ReleaseLeaseFunction"]["released"] == "released"
     assert out["ReportStatusFunction"]["status"] == "SUCCEEDED"
-    assert (tmp_path / "artifacts" / "runs").is_dir()
+    assert out["ReportStatusFunction"]["reported_for"] == ["run-0"] and out["described"] == [f"{EXECUTIONS}:run-0"]
+    assert json.loads((tmp_path / "artifacts" / "runs" / "run-0.json").read_text())["report"]["status"] == "INTERRUPTED"
     assert out["StartFromBronzeEventsFunction"]["action"] == "start" and len(out["sfn"]) == 1
     principals = {principal for principal, _, _ in out["decisions"]}
     assert principals == set(FUNCTIONS)
+    assert all(allowed for _, _, allowed in out["decisions"])
+
+
+def test_a_lost_gold_file_is_found_under_verify_golds_role_and_the_run_is_unreconciled(tmp_path, stack):
+    """The HEAD of a missing object answers 404 only to a role that may list its prefix (403 to
+    any other): VerifyGold (for its run) and ReportStatus (for a run that died) must be allowed
+    that, or a lost file would fail the run as AccessDenied instead of showing it UNRECONCILED."""
+    out = run_functions(tmp_path, stack, lose_a_file=True)
+    gold = out["VerifyGoldFunction"]["gold"]
+    assert gold["missing_files"] == 1 and "location_city=Lyon" in gold["examples"]["missing"][0]
+    assert out["ReportStatusFunction"]["status"] == "UNRECONCILED"
+    dead = json.loads((tmp_path / "artifacts" / "runs" / "run-0.json").read_text())
+    assert dead["verification"]["gold"]["missing_files"] == 1 and dead["report"]["status"] == "INTERRUPTED"
     assert all(allowed for _, _, allowed in out["decisions"])
 
 
@@ -294,7 +312,7 @@ def test_created_clusters_carry_the_emr_managed_policy_tag_and_the_stack_tag():
 
 
 def test_a_cluster_this_stack_did_not_create_gets_no_steps_and_is_not_terminated(stack):
-    denied = ["RunSparkStep", "CompactGold", "TerminateCluster"]
+    denied = ["RunSparkStep", "MaintainTables", "TerminateCluster"]
     assert check_all(stack, {"j-LOCAL000001": {"iotpipe-stack": "another-stack"}}) == denied
     assert check_all(stack, {}) == denied
 
@@ -365,4 +383,5 @@ def test_report_status_writes_the_history_page_beside_the_manifest_under_its_rol
     runs = tmp_path / "artifacts" / "runs"
     page = (runs / "run-1.html").read_text()
     assert (runs / "run-1.json").exists() and "run-1" in page and 'id="chart-gold"' in page
-    assert [p.name.split("-", 1)[1] for p in (runs / "_history").iterdir()] == ["run-1.json"]
+    # run-1's entry, and run-0's: the report run-1 wrote for the run that died before its own.
+    assert sorted(p.name.split("-", 1)[1] for p in (runs / "_history").iterdir()) == ["run-0.json", "run-1.json"]

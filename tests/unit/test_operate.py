@@ -9,6 +9,7 @@ are checked against the names AWS documents, with dimensions naming a resource o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from datetime import datetime, timezone
@@ -18,8 +19,10 @@ import pytest
 from moto import mock_aws
 
 from iotpipe import lambda_runtime
+from iotpipe.lake.tables import sqlite_path
 from iotpipe.local import iam
 from iotpipe.local.bindings import LocalLambdaContext
+from iotpipe.local.catalog import LocalGlue
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
 from iotpipe.models import SinkVerification, Verification
 from iotpipe.planning import plan_run
@@ -56,8 +59,8 @@ def emf_metrics(output: str) -> set[tuple[str, str, frozenset]]:
 
 
 def sink(rows: int) -> SinkVerification:
-    return SinkVerification(batches=1, new_files=1, new_rows=rows, partitions=1, missing_files=0,
-                            size_mismatches=0, moved_aside=0)  # fmt: skip
+    return SinkVerification(batches=1, first_batch=0, last_batch=0, new_files=1, new_rows=rows, committed_rows=rows,
+                            partitions=1, missing_files=0, size_mismatches=0)  # fmt: skip
 
 
 def report_event(settings: Settings, run_id: str, **outcome) -> dict:
@@ -70,8 +73,21 @@ def report_event(settings: Settings, run_id: str, **outcome) -> dict:
 
 def verified_run() -> dict:
     return Verification(ok=True, gold=sink(8), quarantine=sink(2), quarantined_by_reason={"bad_reading": 2},
-                        ledger={"input_rows": 11, "quarantine_input_rows": 11, "duplicates": 1, "batch_ms": 900,
-                                "complete": True}, reconciliation={"reconciles": True}).model_dump()  # fmt: skip
+                        counts={"batches": 1, "input_rows": 11, "quarantine_input_rows": 11, "duplicates": 1,
+                                "batch_ms": 900}, reconciliation={"reconciles": True}).model_dump()  # fmt: skip
+
+
+@contextlib.contextmanager
+def lambda_clients(settings: Settings):
+    """ReportStatus's AWS clients on a local lake: the catalog (its SQLite file) and Step Functions
+    (asked about runs that never reported; this lake has none)."""
+    lambda_runtime.clients["glue"] = LocalGlue(sqlite_path(settings.catalog_uri))
+    lambda_runtime.clients["stepfunctions"] = None
+    try:
+        yield
+    finally:
+        for service in ("glue", "stepfunctions"):
+            lambda_runtime.clients.pop(service, None)
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +110,9 @@ def emitted(tmp_path_factory) -> set[tuple[str, str, frozenset]]:
         printed = []
         with pytest.MonkeyPatch.context() as out:
             out.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(str(x) for x in a)))
-            for event in events:
-                report_status(event, LocalLambdaContext(function_name="report_status", aws_request_id="test"))
+            with lambda_clients(settings):
+                for event in events:
+                    report_status(event, LocalLambdaContext(function_name="report_status", aws_request_id="test"))
             with mock_aws():
                 lambda_runtime.clients["emr"] = boto3.client("emr", region_name="us-east-1")
                 try:
@@ -292,5 +309,6 @@ def test_with_metrics_disabled_report_status_prints_no_metric(tmp_path, monkeypa
     event = report_event(settings, "run-quiet", verification=verified_run())
     printed: list[str] = []
     monkeypatch.setattr("builtins.print", lambda *a, **k: printed.append(" ".join(str(x) for x in a)))
-    report_status(event, LocalLambdaContext(function_name="report_status", aws_request_id="test"))
+    with lambda_clients(settings):
+        report_status(event, LocalLambdaContext(function_name="report_status", aws_request_id="test"))
     assert not emf_metrics("\n".join(printed)), printed

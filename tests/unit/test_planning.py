@@ -10,15 +10,15 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from iotpipe.lake.checkpoint import CheckpointLayoutUnsupported
 from iotpipe.models import InvalidExecutionInput
 from iotpipe.planning import SparkArtifactsMissing, parse_execution_input, plan_run
 from iotpipe.settings import Settings
-from iotpipe.sink_log import CheckpointLayoutUnsupported
 from iotpipe.storage import LocalStorage, S3Storage
 
 EVENTS = Path(__file__).parent.parent / "events"
 ROOT = Path(__file__).resolve().parent.parent.parent
-ARTIFACTS = ("spark/job.py", "spark/compact.py", "spark/iotpipe_spark.zip")
+ARTIFACTS = ("spark/job.py", "spark/maintain.py", "spark/iotpipe_spark.zip")
 
 
 @pytest.fixture
@@ -214,27 +214,22 @@ def test_a_deployment_refuses_fault_injection_before_any_side_effect(settings, s
             id="two-query-checkpoint",
         ),
         pytest.param(
+            ["gold/iot_transformed/_spark_metadata/0"],
+            "s3://lake/gold/iot_transformed holds plain Parquet written by an earlier iotpipe",
+            id="plain-parquet-gold",
+        ),
+        pytest.param(
             [
-                "artifacts/checkpoints/bronze-to-gold/gold/offsets/0",
-                "gold/iot_transformed/_spark_metadata/0",
+                "artifacts/checkpoints/bronze-to-gold/transform/offsets/0",
+                "gold/iot_transformed/_spark_metadata/9.compact",
                 "gold/quarantine/_spark_metadata/0",
             ],
-            "one query per sink: gold",
-            id="two-query-checkpoint-beside-its-sinks",
-        ),
-        pytest.param(
-            ["gold/iot_transformed/_spark_metadata/0"],
-            "a new checkpoint would skip every batch id the sinks hold",
-            id="checkpoint-gone-sinks-kept",
-        ),
-        pytest.param(
-            ["artifacts/checkpoints/bronze-to-gold/seen-ids/arrival_date=2026-11-20/batch=0/_SUCCESS"],
-            "remembers the ids of a query checkpoint that is gone",
-            id="checkpoint-gone-seen-ids-kept",
+            "s3://lake/gold/iot_transformed, s3://lake/gold/quarantine hold plain Parquet",
+            id="plain-parquet-sinks-beside-a-one-query-checkpoint",
         ),
     ],
 )
-def test_a_checkpoint_the_job_cannot_continue_is_refused_before_any_side_effect(s3, settings, storage, keys, message):
+def test_a_lake_the_job_cannot_continue_is_refused_before_any_side_effect(s3, settings, storage, keys, message):
     for key in keys:
         s3.put_object(Bucket="lake", Key=key, Body=b"v1\n{}")
     with pytest.raises(CheckpointLayoutUnsupported, match=message):
@@ -242,14 +237,39 @@ def test_a_checkpoint_the_job_cannot_continue_is_refused_before_any_side_effect(
     assert sorted(info.uri for info in storage.list("s3://lake/")) == sorted(f"s3://lake/{key}" for key in keys)
 
 
-def test_sink_log_folders_without_a_batch_are_no_history(s3, settings, storage):
-    # What a first attempt that died before planning a batch leaves, or a store's folder marker.
-    for key in ("gold/iot_transformed/_spark_metadata/", "gold/quarantine/_spark_metadata/.0.crc.tmp"):
-        s3.put_object(Bucket="lake", Key=key, Body=b"")
-    assert plan_run({}, "exec-9", settings, storage).run_id
-
-
-def test_a_checkpoint_of_one_query_beside_its_sinks_is_planned(s3, settings, storage):
-    for key in ("artifacts/checkpoints/bronze-to-gold/transform/offsets/0", "gold/iot_transformed/_spark_metadata/0"):
+def test_a_checkpoint_of_one_query_beside_iceberg_tables_is_planned(s3, settings, storage):
+    keys = ("artifacts/checkpoints/bronze-to-gold/transform/offsets/0",
+            "artifacts/checkpoints/bronze-to-gold/transform/commits/0",
+            "gold/iot_transformed/metadata/00001-x.metadata.json",
+            "gold/iot_transformed/data/date=2026-01-01/location_city=Oslo/00000-0-x.parquet")  # fmt: skip
+    for key in keys:
         s3.put_object(Bucket="lake", Key=key, Body=b"v1\n{}")
-    assert plan_run({}, "exec-8", settings, storage).run_id
+    plan = plan_run({}, "exec-8", settings, storage)
+    assert plan.attempt.planned_before == {"transform": 0} and plan.attempt.committed_before == {"transform": 0}
+
+
+def test_the_plan_maintains_the_tables_with_the_deployed_script_after_the_run(settings, storage):
+    plan = plan_run({}, "exec-10", settings, storage, execution_id="arn:aws:states:us-east-1:1:execution:m:exec-10")
+    args = plan.maintenance_step_args
+    script = args.index("s3://artifacts/spark/maintain.py")
+    assert args[:script] == plan.attempt.step_args[: plan.attempt.step_args.index("s3://artifacts/spark/job.py")]
+    options = dict(zip(args[script + 1 :: 2], args[script + 2 :: 2]))
+    assert options["--run-id"] == "exec-10" and options["--checkpoint"] == settings.checkpoint_uri
+    assert options["--runs"] == settings.runs_uri and options["--catalog"] == settings.catalog_uri
+    assert plan.execution_id == "arn:aws:states:us-east-1:1:execution:m:exec-10"
+    assert plan.timeouts.maintenance_step == settings.maintenance_timeout_seconds
+
+
+@pytest.mark.parametrize("lease_store", ["dynamodb://leases?region=us-east-1", ""])
+def test_every_commit_of_every_attempt_is_tagged_with_the_plans_run_and_execution(storage, lease_store):
+    """The job tags each batch's last commit with the run (its lease holder, else its own run id)
+    and the execution: VerifyGold and the dead-run reports find the run's batches by these tags."""
+    from spark.job import build_parser
+
+    settings = Settings.for_local_lake("s3://lake", spark_job_uri="s3://artifacts/spark/job.py",
+                                       lease_store=lease_store)  # fmt: skip
+    plan = plan_run({}, "exec-11", settings, storage, execution_id="arn:aws:states:us-east-1:1:execution:m:exec-11")
+    step = plan.attempt.step_args
+    args = build_parser().parse_args(step[step.index("s3://artifacts/spark/job.py") + 1 :])
+    assert args.run_id == "exec-11-attempt-1"
+    assert (args.lease_holder or args.run_id) == plan.run_id and args.execution == plan.execution_id

@@ -1,12 +1,17 @@
-"""The summary line of a run report (the SNS message's first line) and the link it carries."""
+"""The summary line of a run report (the SNS message's first line) and the link it carries; what
+table maintenance did, as the report and `iotpipe run` show it."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from iotpipe.models import RunReport
 from iotpipe.reporting import console_url, format_duration, needs_attention, summary_line
 
+ROOT = Path(__file__).resolve().parents[2]
 ARN = "arn:{partition}:states:{region}:123456789012:execution:iotpipe-pipeline:run-1"
 
 
@@ -60,3 +65,54 @@ def test_durations_read_largest_unit_first(seconds, text):
 def test_every_status_but_succeeded_and_deferred_needs_attention(status):
     assert needs_attention(status)
     assert not needs_attention("SUCCEEDED") and not needs_attention("DEFERRED")
+
+
+# ---------------------------------------------------------------- what table maintenance did, in the report
+MAINTAINED = {"run_id": "run-1", "seconds": 3.25, "tables": {
+    "gold": {"files_before": 10, "files_rewritten": 4, "files_written": 1, "files_after": 7},
+    "quarantine": {"files_before": 2, "files_rewritten": 0, "files_written": 0, "files_after": 2}}}  # fmt: skip
+
+
+def report_event(tmp_path, maintenance):
+    from functions.report_status.app import ReportEvent
+    from iotpipe.planning import plan_run
+    from iotpipe.settings import Settings
+    from iotpipe.storage import LocalStorage
+
+    settings = Settings.for_local_lake(str(tmp_path), spark_job_uri=str(ROOT / "spark" / "job.py"))
+    plan = plan_run({"generate": False}, "run-1", settings, LocalStorage())
+    return ReportEvent(execution_id="e", plan=plan, maintenance=maintenance)
+
+
+@pytest.mark.parametrize(
+    ("step", "written", "expected"),
+    [
+        ({"step_id": "s-1"}, MAINTAINED, MAINTAINED),  # the step ran: what spark/maintain.py wrote
+        ({"step_id": "s-1"}, None, None),  # it ran and wrote nothing: nothing is claimed
+        (None, MAINTAINED, None),  # not maintained this time (ShouldMaintain): an older outcome is not this run's
+        (
+            {"Error": "States.TaskFailed", "Cause": "x" * 5000},
+            MAINTAINED,
+            {"error": "States.TaskFailed", "cause": "x" * 1000},
+        ),  # fmt: skip
+    ],
+)
+def test_the_report_says_what_maintenance_wrote_or_why_its_step_failed(tmp_path, step, written, expected):
+    from functions.report_status.app import maintenance_outcome
+    from iotpipe.lake.tables import maintenance_outcome_uri
+    from iotpipe.storage import LocalStorage
+
+    event = report_event(tmp_path, step)
+    if written is not None:
+        LocalStorage().write_bytes(maintenance_outcome_uri(event.plan.lake.runs, "run-1"), json.dumps(written).encode())
+    assert maintenance_outcome(event, LocalStorage()) == expected
+
+
+def test_iotpipe_run_shows_what_maintenance_did_per_table_or_its_error():
+    from iotpipe.cli import maintenance_line
+
+    assert maintenance_line(MAINTAINED) == (
+        "gold: 4 files merged into 1, 10 -> 7 files; quarantine: 0 files merged into 0, 2 -> 2 files; in 3.2 s"
+    )
+    failed = maintenance_line({"error": "States.TaskFailed", "cause": "the step was cancelled"})
+    assert failed == "FAILED (States.TaskFailed): the step was cancelled"

@@ -1,6 +1,7 @@
 """How a run ends, decided by the control plane without Spark: whether it has work at all, what it
-does with the lease on every path out, when a failed step is worth resuming, and which orphan
-files VerifyGold may move. Each case is a defect a fault could provoke; the fault matrix
+does with the lease on every path out, and what a failed step left (complete, worth resuming, or
+failed) read from the checkpoint and the tables' commits (tests/lakes.py makes them as the job
+does). Each case is a defect a fault could provoke; the fault matrix
 (tests/orchestration/test_fault_matrix.py) runs the same paths through the state machine."""
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ from pathlib import Path
 import pytest
 
 from iotpipe.assessment import assess_step_failure
+from iotpipe.lake.tables import sqlite_path
 from iotpipe.lease import FileLeaseStore
 from iotpipe.leasing import acquire_for_run, release_for_run
+from iotpipe.local.catalog import LocalGlue
 from iotpipe.planning import plan_run
 from iotpipe.settings import Settings
 from iotpipe.storage import LocalStorage
 from iotpipe.trigger import arrival_time, decide
-
-QUERIES = ("gold", "quarantine")
+from tests.lakes import JobCommits
 
 
 @pytest.fixture
 def lake(tmp_path) -> Path:
     (tmp_path / "artifacts" / "spark").mkdir(parents=True)
     (tmp_path / "artifacts" / "spark" / "job.py").write_text("# the job\n")
-    (tmp_path / "artifacts" / "spark" / "compact.py").write_text("# the compaction\n")
+    (tmp_path / "artifacts" / "spark" / "maintain.py").write_text("# the table maintenance\n")
     return tmp_path
 
 
@@ -40,18 +42,24 @@ def checkpoint(lake: Path) -> Path:
 
 
 def log_batch(lake: Path, planned: int, committed: int | None) -> None:
-    """The query's checkpoint: batches 0..planned planned, 0..committed committed."""
+    """The query's checkpoint alone: batches 0..planned planned, 0..committed committed."""
     for kind, last in (("offsets", planned), ("commits", committed)):
         folder = checkpoint(lake) / "transform" / kind
         folder.mkdir(parents=True, exist_ok=True)
         for batch in range(0 if last is None else last + 1):
             (folder / str(batch)).write_text("v1\n{}\n")
-    settings = settings_for(lake)
-    for sink in (settings.gold_uri, settings.quarantine_uri):
-        log = Path(sink) / "_spark_metadata"
-        log.mkdir(parents=True, exist_ok=True)
-        for batch in range(0 if committed is None else committed + 1):
-            (log / str(batch)).write_text("v1\n")
+
+
+def job_batches(lake: Path, planned: int, committed: int, run_id: str = "run-1") -> None:
+    """What the job leaves: batches up to `committed` in every table and the checkpoint, the
+    batches after it up to `planned` planned only (offsets, no commit anywhere)."""
+    commits = JobCommits(settings_for(lake))
+    done = commits.checkpoint / "commits"
+    for batch in range(planned + 1):
+        if batch <= committed and not (done / str(batch)).exists():
+            commits.commit_batch(batch, run_id, gold={("2026-01-01", "Oslo"): 2}, quarantined={"malformed_json": 1})
+        elif batch > committed:
+            commits.commit_batch(batch, run_id, tables=(), query_commit=False)
 
 
 def last_run_started(lake: Path, started: float) -> None:
@@ -151,12 +159,17 @@ def test_a_drain_round_is_not_started_on_a_lease_another_run_took(lake):
     assert store.get(run.lease.key).holder == "another-run"
 
 
-# ---------------------------------------------------------------- resumes only on progress
-def failed_attempt(lake: Path, before: tuple[int, int | None], after: tuple[int, int | None]):
-    log_batch(lake, *before)
+# ---------------------------------------------------------------- what a failed step left
+def glue(lake: Path) -> LocalGlue:
+    return LocalGlue(sqlite_path(settings_for(lake).catalog_uri))
+
+
+def failed_attempt(lake: Path, before: tuple[int, int], after: tuple[int, int]):
+    job_batches(lake, *before)
     run = plan(lake, {"generate": False, "max_resume_attempts": 3})
-    log_batch(lake, *after)
-    return assess_step_failure({"Error": "States.TaskFailed"}, run, run.attempt, settings_for(lake), LocalStorage())
+    job_batches(lake, *after)
+    return assess_step_failure({"Error": "States.TaskFailed"}, run, run.attempt, settings_for(lake), LocalStorage(),
+                               glue(lake))  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -169,46 +182,40 @@ def failed_attempt(lake: Path, before: tuple[int, int | None], after: tuple[int,
     ],
 )
 def test_a_resume_is_spent_only_when_the_attempt_made_progress(lake, before, after, verdict):
-    assert failed_attempt(lake, before, after).verdict == verdict
+    assessment = failed_attempt(lake, before, after)
+    assert assessment.verdict == verdict and assessment.resume is (verdict == "partial")
+    assert assessment.evidence["queries"]["transform"]["tables_holding_last_commit"] == dict.fromkeys(
+        ("gold", "quarantine", "seen_ids"), True
+    )
 
 
-# ---------------------------------------------------------------- reconciliation across runs
-def test_a_run_that_stopped_between_the_two_queries_leaves_a_difference_the_next_run_closes(lake):
-    """Run 1 stopped after the quarantine query committed batch K and before the gold query did:
-    its window holds K's 20 quarantined rows but not K's input. Run 2 commits gold's batch K:
-    1,000 input rows, 975 in Gold, 5 duplicates, and its quarantined rows already counted."""
-    from iotpipe.verification import carried_in, carry_forward, reconcile
-
-    runs, storage = str(lake / "runs"), LocalStorage()
-    windows = [
-        ("run-1", {"input_rows": 0, "quarantine_input_rows": 1000, "duplicates": 0, "complete": True}, 0, 20),
-        ("run-2", {"input_rows": 1000, "quarantine_input_rows": 0, "duplicates": 5, "complete": True}, 975, 0),
-    ]
-    outcomes = []
-    for run_id, ledger, gold, quarantined in windows:
-        before = carried_in(storage, runs, run_id)
-        result = reconcile(ledger, gold, quarantined, before)
-        carry_forward(storage, runs, run_id, before, result)
-        outcomes.append(result["reconciles"])
-        assert carried_in(storage, runs, run_id) == before, "a retried verification reads what was open before it"
-    assert outcomes == [False, True]
-    assert carried_in(storage, runs, "run-3") == {"difference": 0, "quarantine_input_difference": 0}
+def test_a_step_that_failed_after_its_last_commit_is_complete(lake):
+    """The attempt's summary is written (its query finished), nothing is planned and uncommitted,
+    and every table holds the last committed batch: the step's FAILED is false."""
+    run = plan(lake, {"generate": False})
+    job_batches(lake, 2, 2)
+    summary = checkpoint(lake) / "runs" / f"{run.attempt.run_id}.json"
+    summary.parent.mkdir(parents=True, exist_ok=True)
+    summary.write_text(json.dumps({"finished_at": datetime.now(timezone.utc).isoformat(), "seconds": 30}))
+    assessment = assess_step_failure({"Error": "States.TaskFailed"}, run, run.attempt, settings_for(lake),
+                                     LocalStorage(), glue(lake))  # fmt: skip
+    assert (assessment.verdict, assessment.resume) == ("complete", False)
 
 
-def test_a_window_carried_by_a_verification_that_died_is_carried_once_by_the_next_run(lake):
-    """Run 1 carried its window's difference and died before recording the window as verified:
-    run 2 verifies the same window again (plus its own) and must not count run 1's difference
-    twice."""
-    from iotpipe.verification import carried_in, carry_forward, reconcile
-
-    runs, storage = str(lake / "runs"), LocalStorage()
-    window = {"gold": 4, "quarantine": 4}
-    short = {"input_rows": 1000, "quarantine_input_rows": 1000, "duplicates": 0, "complete": True}
-    before = carried_in(storage, runs, "run-1", window)
-    carry_forward(storage, runs, "run-1", before, reconcile(short, 990, 0, before), window)  # then it died
-    assert carried_in(storage, runs, "run-2", window) == before == {}
-    later = {"gold": 9, "quarantine": 9}
-    assert carried_in(storage, runs, "run-3", later) == {"difference": 10, "quarantine_input_difference": 0}
+@pytest.mark.parametrize("missing", ["gold", "quarantine", "seen_ids"])
+def test_a_committed_batch_that_a_table_does_not_hold_is_inconsistent_evidence_and_not_resumed(lake, missing):
+    """The query commits a batch only after every table's commit: a table without it means the
+    evidence cannot be trusted (a table rolled back, a lake copied half), so nothing is resumed."""
+    job_batches(lake, 1, 1)
+    run = plan(lake, {"generate": False, "max_resume_attempts": 3})
+    tables = tuple(t for t in ("gold", "quarantine", "seen_ids") if t != missing)
+    JobCommits(settings_for(lake)).commit_batch(2, "run-1", gold={("2026-01-01", "Oslo"): 1}, tables=tables)
+    assessment = assess_step_failure({"Error": "States.TaskFailed"}, run, run.attempt, settings_for(lake),
+                                     LocalStorage(), glue(lake))  # fmt: skip
+    assert (assessment.verdict, assessment.resume) == ("failed", False)
+    assert "inconsistent evidence" in assessment.reason
+    holding = assessment.evidence["queries"]["transform"]["tables_holding_last_commit"]
+    assert [name for name, held in holding.items() if not held] == [missing]
 
 
 def test_the_execution_fails_exactly_when_iotpipe_run_exits_non_zero():
@@ -224,7 +231,10 @@ def test_the_execution_fails_exactly_when_iotpipe_run_exits_non_zero():
     (choice,) = outcome["Choices"]
     failing = {rule["StringEquals"] for rule in choice["Or"]}
     assert choice["Next"] == "RunFailed" and outcome["Default"] == "RunSucceeded"
-    assert failing == set(get_args(RunStatus)) - set(RUN_ACCOUNTED_FOR)
+    # INTERRUPTED is only ever the report another run writes for a run that died (iotpipe.unreported):
+    # no execution ends with it, so the Outcome need not name it, and `iotpipe run` never passes it.
+    assert failing == set(get_args(RunStatus)) - set(RUN_ACCOUNTED_FOR) - {"INTERRUPTED"}
+    assert "INTERRUPTED" not in RUN_ACCOUNTED_FOR
 
 
 @pytest.mark.parametrize(("outcome", "expected"), [("failed", "follow_up"), ("succeeded", "drain")])
@@ -242,18 +252,3 @@ def test_a_retried_release_repeats_its_decision_instead_of_forgetting_the_waitin
 
     first, retried = release(), release()
     assert first.next == retried.next == expected and retried == first
-
-
-def test_batches_an_earlier_run_could_not_verify_are_in_the_next_runs_window(lake):
-    """Run A committed batches 2 and 3, then VerifyGold failed: no run reported them. Run B's
-    window starts after the last verified batch, not after the checkpoint's last commit."""
-    log_batch(lake, 3, 3)
-    runs = Path(settings_for(lake).runs_uri)
-    runs.mkdir(parents=True, exist_ok=True)
-    (runs / "verified-through.json").write_text(json.dumps({"gold": 1, "quarantine": 1}))
-    decision = acquire_for_run(plan(lake, {"generate": False}, "run-b"), 0, leases(lake), LocalStorage())
-    assert decision.committed_before == {"gold": 1, "quarantine": 1}
-    (runs / "verified-through.json").unlink()  # a lake verified before this pointer existed
-    leases(lake).give_up("bronze-to-gold", "run-b")
-    decision = acquire_for_run(plan(lake, {"generate": False}, "run-c"), 0, leases(lake), LocalStorage())
-    assert decision.committed_before == {"gold": 3, "quarantine": 3}

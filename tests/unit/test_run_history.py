@@ -8,7 +8,7 @@ import pytest
 from iotpipe.cli import main
 from iotpipe.run_history import HISTORY_FOLDER, format_table, gold_by_date_city, read_history
 from iotpipe.storage import LocalStorage
-from tests.unit.run_history_lake import HistoryLake, RunSpec, spark_escape
+from tests.unit.run_history_lake import HistoryLake, RunSpec
 
 FIRST = RunSpec("run-a", gold={("2024-01-01", "Oslo"): 5, ("2024-01-02", "Lyon"): 3}, quarantined={"bad_json": 2},
                 duplicates=1, seconds=61.5)  # fmt: skip
@@ -16,12 +16,23 @@ SECOND = RunSpec("run-b", gold={("2024-01-02", "Lyon"): 4, ("2024-01-02", "São 
                  quarantined={"bad_json": 1, "missing_field": 3}, seconds=42)  # fmt: skip
 
 
-@pytest.fixture
-def lake(tmp_path) -> HistoryLake:
-    history = HistoryLake(tmp_path)
+def two_runs(root) -> HistoryLake:
+    history = HistoryLake(root)
     history.run(FIRST)
     history.run(SECOND)
     return history
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> HistoryLake:
+    """Two runs, read and never changed by the tests using it."""
+    return two_runs(tmp_path_factory.mktemp("lake"))
+
+
+@pytest.fixture
+def own_lake(tmp_path) -> HistoryLake:
+    """Two runs, for a test that changes the lake."""
+    return two_runs(tmp_path)
 
 
 def test_history_lists_runs_newest_first_with_the_manifests_figures(lake):
@@ -40,14 +51,23 @@ def test_gold_rows_by_date_and_city_come_from_the_verification_documents_with_ci
     assert newest.gold_rows_by_date_city == {"2024-01-02": {"Lyon": 4, "São Paulo/Sul": 2}}
 
 
-def test_partition_names_spark_escaped_read_back_as_the_city(tmp_path):
-    city = 'a/b:c=d?e%f"g#h'
-    assert gold_by_date_city({f"date=2024-01-01/location_city={spark_escape(city)}": 7}) == {"2024-01-01": {city: 7}}
+def test_a_city_named_with_separators_and_escapes_reads_back_whole(tmp_path):
+    city = 'a/b:c=d?e%f"g#h%2F'
+    history = HistoryLake(tmp_path)
+    history.run(RunSpec("run-x", gold={("2024-01-01", city): 7, ("2024-01-01", "a"): 1}))
+    (run,) = read_history(history.storage, history.settings.runs_uri)
+    assert run.gold_rows_by_date_city == {"2024-01-01": {"a": 1, city: 7}}
 
 
-def test_the_history_reads_only_the_last_runs_asked_for(lake):
-    lake.run(RunSpec("run-c", gold={("2024-01-03", "Oslo"): 1}))
-    assert [r.run_id for r in read_history(lake.storage, lake.settings.runs_uri, last=2)] == ["run-c", "run-b"]
+def test_partition_names_spark_escaped_in_older_documents_read_back_as_the_city():
+    """Verification documents of the plain-Parquet Gold named partitions as Spark named the folders."""
+    escaped = "a%2Fb%3Ac%3Dd%3Fe%25f%22g%23h"
+    assert gold_by_date_city({f"date=2024-01-01/location_city={escaped}": 7}) == {"2024-01-01": {'a/b:c=d?e%f"g#h': 7}}
+
+
+def test_the_history_reads_only_the_last_runs_asked_for(own_lake):
+    own_lake.run(RunSpec("run-c", gold={("2024-01-03", "Oslo"): 1}))
+    assert [r.run_id for r in read_history(own_lake.storage, own_lake.settings.runs_uri, last=2)] == ["run-c", "run-b"]
 
 
 class CountingStorage:
@@ -75,9 +95,9 @@ def test_reading_the_history_is_one_bounded_listing_of_the_index_whatever_the_la
     assert storage.listed == [(f"{lake.settings.runs_uri}/{HISTORY_FOLDER}/", 5)]
 
 
-def test_a_run_whose_verification_document_is_gone_is_shown_with_the_problem(lake):
-    (lake.root / "artifacts" / "runs" / "run-a" / "verification.json").unlink()
-    newest, oldest = read_history(lake.storage, lake.settings.runs_uri)
+def test_a_run_whose_verification_document_is_gone_is_shown_with_the_problem(own_lake):
+    (own_lake.root / "artifacts" / "runs" / "run-a" / "verification.json").unlink()
+    newest, oldest = read_history(own_lake.storage, own_lake.settings.runs_uri)
     assert oldest.gold_rows_by_date_city == {} and "verification document missing" in oldest.problems[0]
     assert newest.problems == []
 

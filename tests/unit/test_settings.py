@@ -21,7 +21,8 @@ ENV = {
     "QUARANTINE_URI": "s3://gold/quarantine",
     "CHECKPOINT_URI": "s3://artifacts/checkpoints/bronze-to-gold",
     "RUNS_URI": "s3://artifacts/runs",
-    "UNCOMMITTED_URI": "s3://gold/_uncommitted",
+    "CATALOG_URI": "glue",
+    "CATALOG_DATABASE": "iotpipe_prod",
     "SPARK_JOB_URI": "s3://artifacts/spark/job.py",
     "SPARK_PY_FILES_URI": "s3://artifacts/spark/iotpipe_spark.zip",
     "EMR_CORE_INSTANCE_COUNT": "3",
@@ -34,6 +35,7 @@ def test_settings_parse_and_type_the_environment():
     settings = Settings.from_env(ENV)
     assert settings.gold_uri == "s3://gold/iot_transformed"
     assert settings.emr_core_instance_count == 3 and settings.default_shards == 8
+    assert (settings.catalog_uri, settings.catalog_database) == ("glue", "iotpipe_prod")
 
 
 def test_a_missing_required_variable_is_a_clear_error():
@@ -51,6 +53,7 @@ def test_a_local_lake_mirrors_the_buckets_prefixes(tmp_path):
     settings = Settings.for_local_lake(str(tmp_path))
     assert settings.bronze_uri == f"{tmp_path}/bronze/raw"
     assert settings.gold_uri == f"{tmp_path}/gold/iot_transformed"
+    assert settings.catalog_uri == f"jdbc:sqlite:{tmp_path}/catalog/iceberg.db"
 
 
 def test_the_transient_cluster_uses_the_configured_instances():

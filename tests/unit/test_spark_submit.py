@@ -1,8 +1,25 @@
-"""The local spark-submit command: the job's heap is fixed at start and fault injection ships its jar."""
+"""The local spark-submit command: the job's heap is fixed at start, Iceberg's runtime and SQLite's
+JDBC driver ship with every application (EMR has its own), fault injection inside a commit ships
+its jar; and the steps PlanRun gives EMR carry the stack's region to the job's own S3 client."""
 
 from __future__ import annotations
 
-from iotpipe.spark_submit import FAULTS_JAR, JOB_SCRIPT, submit_command
+import pytest
+
+from iotpipe import spark_submit
+from iotpipe.spark_submit import INSIDE_COMMIT_FAULTS, JOB_SCRIPT, submit_command
+
+LOCAL_JARS = ["/jars/iceberg-spark-runtime.jar", "/jars/sqlite-jdbc.jar"]
+
+
+@pytest.fixture(autouse=True)
+def jars(monkeypatch, tmp_path):
+    """The pinned jars as `make install` fetches them, and the fault jar `make test` builds."""
+    monkeypatch.setattr(spark_submit, "local_jars", lambda: list(LOCAL_JARS))
+    faults = tmp_path / "iotpipe-faults.jar"
+    faults.write_bytes(b"PK")
+    monkeypatch.setattr(spark_submit, "FAULTS_JAR", faults)
+    return faults
 
 
 def _option(command: list[str], name: str) -> list[str]:
@@ -16,41 +33,56 @@ def test_the_driver_heap_is_taken_whole_at_start():
     assert len(java_options) == 1 and java_options[0].split()[-1] == "-Xms1g"
 
 
-def test_the_job_and_its_arguments_come_last():
+def test_the_job_and_its_arguments_come_last_with_icebergs_runtime_and_the_catalogs_driver():
     command = submit_command(["--bronze", "b", "--gold", "g"])
     assert command[-5:] == [str(JOB_SCRIPT), "--bronze", "b", "--gold", "g"]
-    assert "--jars" not in command
+    assert _option(command, "--jars") == [",".join(LOCAL_JARS)]
 
 
-def test_a_crash_fault_ships_the_fault_jar():
-    command = submit_command(["--bronze", "b", "--fault", "crash-mid-batch:2"])
-    assert _option(command, "--jars") == [str(FAULTS_JAR)]
+@pytest.mark.parametrize("fault", [f"{name}:2" for name in INSIDE_COMMIT_FAULTS])
+def test_a_fault_inside_an_iceberg_commit_ships_the_fault_jar_too(jars, fault):
+    command = submit_command(["--bronze", "b", "--fault", fault])
+    assert _option(command, "--jars") == [",".join([*LOCAL_JARS, str(jars)])]
 
 
-def test_the_jobs_own_s3_client_on_emr_gets_the_stacks_region(monkeypatch):
-    """On an EMR node boto3 resolves no region: the planned step passes the stack's, and the
-    job's ledger (its only S3 client outside Spark) is created with it."""
-    import boto3
+def test_a_fault_outside_a_commit_needs_no_fault_jar(jars):
+    jars.unlink()
+    command = submit_command(["--bronze", "b", "--fault", "crash-after-gold:1"])
+    assert _option(command, "--jars") == [",".join(LOCAL_JARS)]
+
+
+def test_a_fault_inside_a_commit_without_its_jar_says_how_to_build_it(jars):
+    jars.unlink()
+    with pytest.raises(FileNotFoundError, match="make test"):
+        submit_command(["--bronze", "b", "--fault", "crash-mid-batch:1"])
+
+
+def test_the_jobs_and_the_maintenances_own_s3_clients_on_emr_get_the_stacks_region(monkeypatch):
+    """On an EMR node boto3 resolves no region: the planned steps pass the stack's, and the job's
+    own storage (its checkpoint notes, the lake layout check, maintenance's outcome) is made with it."""
     from moto import mock_aws
 
-    from iotpipe.planning import spark_attempt
+    from iotpipe.planning import maintenance_step_args, spark_attempt
     from iotpipe.settings import Settings
-    from spark.job import build_parser, open_ledger
+    from iotpipe.storage import storage_for
+    from spark.job import build_parser as job_parser
+    from spark.maintain import build_parser as maintenance_parser
 
     for variable in ("AWS_REGION", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(variable, raising=False)
     settings = Settings.from_env(
         {"BRONZE_URI": "s3://bronze/raw", "GOLD_URI": "s3://gold/iot_transformed", "QUARANTINE_URI": "s3://gold/quarantine",
          "CHECKPOINT_URI": "s3://artifacts/checkpoints/bronze-to-gold", "RUNS_URI": "s3://artifacts/runs",
-         "UNCOMMITTED_URI": "s3://gold/_uncommitted", "SPARK_JOB_URI": "s3://artifacts/spark/job.py",
-         "SPARK_PY_FILES_URI": "s3://artifacts/spark/iotpipe_spark.zip", "AWS_REGION": "eu-west-1"}
+         "SPARK_JOB_URI": "s3://artifacts/spark/job.py", "SPARK_PY_FILES_URI": "s3://artifacts/spark/iotpipe_spark.zip",
+         "AWS_REGION": "eu-west-1"}
     )  # fmt: skip
-    step = spark_attempt("run-1", 1, settings, None, {}).step_args
-    args = build_parser().parse_args(step[step.index("s3://artifacts/spark/job.py") + 1 :])
-    assert args.region == "eu-west-1"
+    job = spark_attempt("run-1", 1, settings, None, {}).step_args
+    maintenance = maintenance_step_args("run-1", settings)
+    parsed = [
+        job_parser().parse_args(job[job.index("s3://artifacts/spark/job.py") + 1 :]),
+        maintenance_parser().parse_args(maintenance[maintenance.index("s3://artifacts/spark/maintain.py") + 1 :]),
+    ]
     with mock_aws():
-        boto3.client("s3", region_name="eu-west-1").create_bucket(
-            Bucket="artifacts", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"}
-        )
-        ledger = open_ledger(args)
-    assert ledger.storage._client.meta.region_name == "eu-west-1"
+        for args in parsed:
+            assert args.region == "eu-west-1"
+            assert storage_for(args.checkpoint, region=args.region)._client.meta.region_name == "eu-west-1"
