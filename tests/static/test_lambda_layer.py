@@ -1,8 +1,9 @@
-"""The shared layer is built for Lambda's platform (x86_64, CPython 3.13) from any host.
+"""The shared layer is built for Lambda's platform (x86_64, CPython 3.13) from any host, and
+carries boto3 and botocore at pyproject's versions, matching each other.
 
 `sam build SharedLayer` runs the Makefile's `build-SharedLayer`; what it built is read back: the
-ELF header of every native library, the tags of every wheel pip chose. Run after the build, as the
-sam build test in test_static_checks.py is.
+ELF header of every native library, the tags of every wheel pip chose, the dist-info of boto3 and
+botocore. Run after the build, as the sam build test in test_static_checks.py is.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from email.parser import Parser
 from pathlib import Path
 
 import pytest
+import tomllib
+from packaging.requirements import Requirement
 
 from tests.static.test_static_checks import ROOT, sam
 
@@ -91,3 +95,27 @@ def test_every_wheel_in_the_layer_was_built_for_lambdas_python_and_platform(laye
         for name, found in tags.items()
     }
     assert foreign == {} and {k: v for k, v in other_platform.items() if v} == {}
+
+
+def pinned(lines: str, name: str) -> str:
+    found = [r.specifier for r in map(Requirement, lines) if r.name == name]
+    assert len(found) == 1 and str(found[0]).startswith("=="), f"{name} must be pinned once with =="
+    return str(found[0])[2:]
+
+
+def test_the_layer_holds_one_boto3_and_one_botocore_pinned_together_at_pyprojects_versions(layer):
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    requirements = [
+        line.strip()
+        for line in (ROOT / "functions" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    versions = {}
+    for name in ("boto3", "botocore"):
+        assert pinned(requirements, name) == pinned(project, name)
+        installed = list(layer.glob(f"{name}-*.dist-info"))
+        assert len(installed) == 1, f"the layer must hold exactly one {name}: {installed}"
+        versions[name] = Parser().parsestr((installed[0] / "METADATA").read_text())
+        assert versions[name]["Version"] == pinned(requirements, name)
+    needs = [Requirement(r) for r in versions["boto3"].get_all("Requires-Dist") if r.startswith("botocore")]
+    assert needs and all(versions["botocore"]["Version"] in r.specifier for r in needs if not r.marker)
