@@ -25,7 +25,14 @@ aws ecr describe-repositories --repository-names "${REPOSITORY}" --region "${REG
        --image-scanning-configuration scanOnPush=true >/dev/null
 aws ecr get-login-password --region "${REGION}" \
   | docker login --username AWS --password-stdin "${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com"
-docker build -f generator/Dockerfile -t "${IMAGE}" .
+# Built for the task definition's platform (GeneratorTaskDefinition RuntimePlatform: X86_64, LINUX)
+# whatever the host; an image of another architecture fails on Fargate with an exec format error.
+docker build --platform linux/amd64 -f generator/Dockerfile -t "${IMAGE}" .
+built_architecture="$(docker image inspect --format '{{.Architecture}}' "${IMAGE}")"
+if [ "${built_architecture}" != "amd64" ]; then
+  echo "ERROR: the generator image is ${built_architecture}, the task definition runs amd64 (X86_64); not pushed" >&2
+  exit 1
+fi
 docker push "${IMAGE}"
 
 echo "2/4 stack ${STACK} (first time: answer the guided prompts for SubnetId and VpcId)"
