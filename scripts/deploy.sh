@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STACK="${STACK:-iotpipe}"
+# Names derived from it must be lowercase: the ECR repository's, the Glue database's by default.
+if ! [[ "${STACK}" =~ ^[a-z][a-z0-9-]*$ ]]; then
+  echo "ERROR: STACK=${STACK}: use lowercase letters, digits and hyphens, starting with a letter" >&2
+  exit 1
+fi
 REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:?set AWS_REGION}}"
 SAM="${SAM:-.venv-sam/bin/sam}"
 ACCOUNT="$(aws sts get-caller-identity --query Account --output text)"

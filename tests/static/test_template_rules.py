@@ -3,12 +3,14 @@ translation): what no deploy here can show, because there is no AWS account to d
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
 
 from iotpipe.local import iam
-from iotpipe.local.iam.stack import parse_template
+from iotpipe.local.iam.stack import local_world, parse_template
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -32,3 +34,69 @@ def test_the_state_machines_log_group_is_a_vended_logs_group(template, stack):
     assert groups == ["PipelineLogGroup"]
     name = stack.resolve(template["Resources"]["PipelineLogGroup"]["Properties"].get("LogGroupName"))
     assert isinstance(name, str) and name.startswith("/aws/vendedlogs/states/")
+
+
+# Properties that give a resource its physical name, unique in the account and region (or in a
+# scope shared by stacks, such as the default schedule group). Names scoped inside a resource of
+# the stack (a Glue table in its database, an inline policy in its role) are not listed.
+NAME_PROPERTIES = {"Name", "FunctionName", "TableName", "BucketName", "QueueName", "TopicName", "LogGroupName",
+                   "DashboardName", "AlarmName", "RoleName", "ClusterName", "RepositoryName", "StateMachineName",
+                   "ScheduleName", "LayerName", "GroupName", "InstanceProfileName", "ManagedPolicyName",
+                   "AliasName", "SecurityConfigurationName", "WorkGroupName"}  # fmt: skip
+
+
+def explicit_names(resources: dict) -> dict[str, object]:
+    """`Logical.Property` -> value of every explicit physical name (a Ref or GetAtt to a resource
+    of the stack names that resource, it is no name of its own)."""
+    names = {}
+    for logical, resource in resources.items():
+        properties = resource.get("Properties") or {}
+        found = {key: properties[key] for key in NAME_PROPERTIES if key in properties}
+        if isinstance(properties.get("DatabaseInput"), dict) and "Name" in properties["DatabaseInput"]:
+            found["DatabaseInput.Name"] = properties["DatabaseInput"]["Name"]
+        for key, value in found.items():
+            reference = isinstance(value, dict) and (value.get("Ref") in resources or next(iter(value)) == "Fn::GetAtt")
+            if not reference:
+                names[f"{logical}.{key}"] = value
+    return names
+
+
+def derives_from_stack_name(value: object, parameters: dict) -> bool:
+    """The value contains the stack name; an `Fn::If` branch may instead be an optional override
+    (a parameter whose default is empty, which the other branch replaces by a derived name)."""
+    if isinstance(value, list):
+        return any(derives_from_stack_name(v, parameters) for v in value)
+    if not isinstance(value, dict) or len(value) != 1:
+        return False
+    (function, argument), = value.items()  # fmt: skip
+    if function == "Ref":
+        return argument == "AWS::StackName"
+    if function == "Fn::Sub":
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+        return "${AWS::StackName}" in text or any(derives_from_stack_name(v, parameters) for v in variables.values())
+    if function == "Fn::If":
+        optional = [
+            b for b in argument[1:] if isinstance(b, dict) and parameters.get(b.get("Ref"), {}).get("Default") == ""
+        ]
+        derived = [b for b in argument[1:] if derives_from_stack_name(b, parameters)]
+        return bool(derived) and len(optional) + len(derived) == len(argument) - 1
+    return derives_from_stack_name(argument, parameters)
+
+
+@pytest.mark.parametrize("which", ["template", "translated"])
+def test_every_explicit_physical_name_derives_from_the_stack_name(which, template, stack):
+    """Two stacks in one account and region must not collide: every name the template gives (and
+    every name SAM gives in its translation) contains the stack name; the others are generated."""
+    resources = template["Resources"] if which == "template" else stack.resources
+    names = explicit_names(resources)
+    assert "CatalogDatabase.DatabaseInput.Name" in names and "QueryWorkGroup.Name" in names
+    fixed = {k: v for k, v in names.items() if not derives_from_stack_name(v, template["Parameters"])}
+    assert fixed == {}
+
+
+@pytest.mark.parametrize(("stack_name", "database"), [("iotpipe", "iotpipe"), ("iot-pipe-test-2", "iot_pipe_test_2")])
+def test_the_default_catalog_database_name_is_a_valid_glue_name_from_the_stack_name(template, stack_name, database):
+    assert template["Parameters"]["CatalogDatabaseName"]["Default"] == ""
+    named = iam.load_stack(world=dataclasses.replace(local_world(), stack_name=stack_name))
+    name = named.physical_name("CatalogDatabase")
+    assert name == database and re.fullmatch(r"[a-z][a-z0-9_]{0,254}", name)
