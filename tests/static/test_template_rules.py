@@ -100,3 +100,24 @@ def test_the_default_catalog_database_name_is_a_valid_glue_name_from_the_stack_n
     named = iam.load_stack(world=dataclasses.replace(local_world(), stack_name=stack_name))
     name = named.physical_name("CatalogDatabase")
     assert name == database and re.fullmatch(r"[a-z][a-z0-9_]{0,254}", name)
+
+
+# Resource types that hold data: a stack deletion, or an update that replaces one, must not take
+# the lake, the lease, the keys that decrypt what is kept, or the logs with it. The queues hold
+# only new-object events for data that stays in Bronze (the next run reads it), so they go.
+STATEFUL_TYPES = {"AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::Logs::LogGroup"}
+# PublishCompaction goes with Gold's move to a table format; its log group is left to go with it.
+LEAVING = {"PublishCompactionLogGroup"}
+
+
+def test_every_stateful_resource_is_retained_on_delete_and_on_replacement(template):
+    stateful = {k: r for k, r in template["Resources"].items() if r["Type"] in STATEFUL_TYPES and k not in LEAVING}
+    assert {"BronzeBucket", "GoldBucket", "ArtifactsBucket", "AccessLogsBucket", "LeaseTable", "LogsKey"} <= set(
+        stateful
+    )
+    not_retained = {
+        k: (r.get("DeletionPolicy"), r.get("UpdateReplacePolicy"))
+        for k, r in stateful.items()
+        if (r.get("DeletionPolicy"), r.get("UpdateReplacePolicy")) != ("Retain", "Retain")
+    }
+    assert not_retained == {}
