@@ -121,3 +121,16 @@ def test_every_stateful_resource_is_retained_on_delete_and_on_replacement(templa
         if (r.get("DeletionPolicy"), r.get("UpdateReplacePolicy")) != ("Retain", "Retain")
     }
     assert not_retained == {}
+
+
+def test_the_trigger_is_bounded_by_its_event_sources_maximum_concurrency_not_reserved_concurrency(stack):
+    """Lambda's SQS poller ignores reserved concurrency: the extra batches are throttled, return
+    after the visibility timeout and count toward the dead-letter queue. The event source mapping's
+    ScalingConfig (2 to 1,000) holds the poller back instead."""
+    mappings = [r for r in stack.resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    queues = {k for k, r in stack.resources.items() if r["Type"] == "AWS::SQS::Queue"}
+    from_sqs = [m["Properties"] for m in mappings if m["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] in queues]
+    assert len(from_sqs) == 1
+    trigger = from_sqs[0]["FunctionName"]["Ref"]
+    assert "ReservedConcurrentExecutions" not in stack.resources[trigger]["Properties"]
+    assert 2 <= from_sqs[0].get("ScalingConfig", {}).get("MaximumConcurrency", 0) <= 1000
