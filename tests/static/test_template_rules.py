@@ -11,6 +11,7 @@ import pytest
 
 from iotpipe.local import iam
 from iotpipe.local.iam.stack import local_world, parse_template
+from iotpipe.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -134,3 +135,29 @@ def test_the_trigger_is_bounded_by_its_event_sources_maximum_concurrency_not_res
     trigger = from_sqs[0]["FunctionName"]["Ref"]
     assert "ReservedConcurrentExecutions" not in stack.resources[trigger]["Properties"]
     assert 2 <= from_sqs[0].get("ScalingConfig", {}).get("MaximumConcurrency", 0) <= 1000
+
+
+def test_cloudformation_refuses_a_subnet_outside_the_vpc(stack):
+    """A Rules assertion: CloudFormation checks it before any change, with the subnet's VpcId."""
+    parameters = stack.template["Parameters"]
+    subnets = [name for name, p in parameters.items() if p["Type"] == "AWS::EC2::Subnet::Id"]
+    assert subnets == ["SubnetId"] and parameters["VpcId"]["Type"] == "AWS::EC2::VPC::Id"
+    asserts = [a["Assert"] for rule in stack.template.get("Rules", {}).values() for a in rule["Assertions"]]
+    every_subnet = {"Fn::EachMemberEquals": [{"Fn::ValueOfAll": ["AWS::EC2::Subnet::Id", "VpcId"]}, {"Ref": "VpcId"}]}
+    this_subnet = {"Fn::Equals": [{"Fn::ValueOf": ["SubnetId", "VpcId"]}, {"Ref": "VpcId"}]}
+    assert every_subnet in asserts or this_subnet in asserts
+
+
+def test_the_readme_states_the_prerequisites_the_template_cannot_check(template):
+    """Interface endpoints' private DNS needs both VPC DNS attributes; the vCPU figures follow the
+    template's defaults (m5.xlarge has 4 vCPUs) and the plan's default generator concurrency."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "`enableDnsSupport`" in readme and "`enableDnsHostnames`" in readme
+    parameters, resources = template["Parameters"], template["Resources"]
+    assert parameters["EmrInstanceType"]["Default"] == "m5.xlarge"
+    cluster_vcpus = (1 + int(parameters["EmrCoreInstanceCount"]["Default"])) * 4
+    assert f"{cluster_vcpus} vCPUs of EC2's *Running On-Demand Standard" in readme
+    task_vcpus = int(resources["GeneratorTaskDefinition"]["Properties"]["Cpu"]) // 1024
+    concurrency = Settings.model_fields["default_max_concurrency"].default
+    assert f"Fargate tasks of {task_vcpus} vCPUs, `max_concurrency` at a time (default {concurrency})" in readme
+    assert f"{task_vcpus * concurrency} vCPUs of *Fargate On-Demand vCPU resource count*" in readme
