@@ -57,6 +57,18 @@ def what_the_job_does(step: dict, stack) -> list[iam.Request]:
     table = step["--lease"].removeprefix("dynamodb://").split("?", 1)[0]
     assert table == stack.physical_name("LeaseTable")
     found.append(iam.Request("dynamodb:UpdateItem", stack.get_att("LeaseTable", "Arn")))
+    return found + emrfs_folder_keys(step)
+
+
+def emrfs_folder_keys(step: dict) -> list[iam.Request]:
+    """EMRFS writes `<folder>_$folder$` beside each folder it creates, its parents' too, and HEADs
+    the folder keys: the sinks, the checkpoint and its parent (all created by the job) and Bronze."""
+    found = []
+    checkpoint_parent = step["--checkpoint"].rsplit("/", 1)[0]
+    for folder in (step["--gold"], step["--quarantine"], step["--checkpoint"], checkpoint_parent):
+        found.append(s3("s3:GetObject", folder))
+        found += [s3(a, folder + "_$folder$") for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
+    found += [s3("s3:GetObject", step["--bronze"]), s3("s3:GetObject", step["--bronze"] + "_$folder$")]
     return found
 
 
@@ -100,6 +112,10 @@ def test_the_instance_role_cannot_change_the_jobs_code_or_other_checkpoints(step
         s3("s3:DeleteObject", join(artifacts, "checkpoints", "another-job", "offsets", "0")),
         s3("s3:PutObject", join(artifacts, "runs", "run-1.json")),
         s3("s3:PutObject", join(f"s3://{stack.physical_name('BronzeBucket')}", "raw", "x.jsonl")),
+        s3("s3:PutObject", f"s3://{stack.physical_name('BronzeBucket')}/raw_$folder$"),
+        s3("s3:PutObject", join(artifacts, "checkpoints", "another-job_$folder$")),
+        s3("s3:PutObject", join(artifacts, "runs_$folder$")),
+        s3("s3:PutObject", step["--checkpoint"]),
         iam.Request("dynamodb:DeleteItem", stack.get_att("LeaseTable", "Arn")),
     ]
     allowed = [r for r in forbidden if stack.decide(ROLE, r).allowed]
