@@ -18,8 +18,13 @@ SEED ?= 1
 # The shared layer's dependencies as Lambda runs them (x86_64, CPython 3.13), whatever the host:
 # pip picks binary wheels for that platform, so no local python3.13 is needed.
 LAMBDA_PIP_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.13 --only-binary=:all:
+# The Spark job's third-party modules for EMR 7 (CPython 3.9, x86_64): spark/requirements-emr.txt
+# pins every one, so pip downloads exactly those (no resolution, which would read the host's
+# Python version into the packages' markers) into the wheelhouse the cluster installs from.
+SPARK_WHEELS := build/spark-wheels
+EMR_PIP_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.9 --only-binary=:all:
 
-.PHONY: install run test test-spark4 test-fast lint format bench bench-5g deploy sam-build sam-validate checkov static-checks clean chromium
+.PHONY: install run test test-spark4 test-fast lint format bench bench-5g deploy sam-build spark-wheels sam-validate checkov static-checks clean chromium
 
 # SAM CLI's venv is part of the install: the local run reads the template's IAM with its
 # aws-sam-translator (it pins a pydantic other than this project's).
@@ -103,7 +108,12 @@ build-SharedLayer:
 	find "$(ARTIFACTS_DIR)/python/iotpipe" -name __pycache__ -prune -exec rm -rf {} +
 	$(PYTHON) -m pip install --quiet --no-compile --target "$(ARTIFACTS_DIR)/python" $(LAMBDA_PIP_PLATFORM) -r functions/requirements.txt
 
-deploy: install sam-build
+spark-wheels:
+	rm -rf "$(SPARK_WHEELS)" && mkdir -p "$(SPARK_WHEELS)"
+	$(PYTHON) -m pip download --quiet --no-deps --dest "$(SPARK_WHEELS)" $(EMR_PIP_PLATFORM) -r spark/requirements-emr.txt
+	cp spark/requirements-emr.txt "$(SPARK_WHEELS)/requirements.txt"
+
+deploy: install sam-build spark-wheels
 	scripts/deploy.sh
 
 clean:

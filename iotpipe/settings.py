@@ -27,6 +27,8 @@ class Settings(BaseModel):
     uncommitted_uri: str = Field(description="where files the sinks never committed are moved aside")
     spark_job_uri: str = Field(description="the job's entry script (spark/job.py)")
     spark_py_files_uri: str = Field(description="zip of the `spark` package, for --py-files")
+    spark_bootstrap_uri: str = Field(default="", description="EMR bootstrap action installing the job's modules")
+    spark_wheels_uri: str = Field(default="", description="their wheelhouse (spark/requirements-emr.txt); empty: none")
     emr_instance_type: str = "m5.xlarge"
     emr_core_instance_count: int = 2
     subnet_id: str = ""

@@ -78,6 +78,11 @@ echo "3/4 Spark job -> s3://${ARTIFACTS}/spark/"
 aws s3 cp spark/job.py "s3://${ARTIFACTS}/spark/job.py"
 aws s3 cp spark/compact.py "s3://${ARTIFACTS}/spark/compact.py"
 aws s3 cp build/iotpipe_spark.zip "s3://${ARTIFACTS}/spark/iotpipe_spark.zip"
+# Its third-party modules for EMR (spark/requirements-emr.txt, wheels built by `make spark-wheels`)
+# and the bootstrap action that installs them on every node of a transient cluster.
+[ -f build/spark-wheels/requirements.txt ] || make --no-print-directory spark-wheels
+aws s3 sync --delete build/spark-wheels "s3://${ARTIFACTS}/spark/wheels/"
+aws s3 cp scripts/emr_bootstrap.sh "s3://${ARTIFACTS}/spark/bootstrap/install-job-dependencies.sh"
 
 echo "4/4 done. Start a run:"
 echo "  aws stepfunctions start-execution --state-machine-arn $(output StateMachineArn) --input '{}'"

@@ -123,6 +123,18 @@ def test_the_instance_role_cannot_change_the_jobs_code_or_other_checkpoints(step
     assert step["script"].startswith(f"{artifacts}/spark/")
 
 
+def test_the_instance_role_reads_the_bootstrap_action_and_the_wheelhouse_it_installs(stack):
+    """Each node runs the bootstrap action with the instance profile: it fetches the script, then
+    lists and copies the wheelhouse (scripts/emr_bootstrap.sh), and may change neither."""
+    substitutions = stack.definition_substitutions()
+    script, wheels = substitutions["EmrBootstrapScriptUri"], substitutions["EmrWheelhouseUri"]
+    reads = [s3("s3:GetObject", script), listing(wheels)]
+    reads += [s3("s3:GetObject", join(wheels, name)) for name in ("requirements.txt", "boto3-1-py3-none-any.whl")]
+    assert [r for r in reads if not stack.decide(ROLE, r).allowed] == []
+    writes = [s3("s3:PutObject", script), s3("s3:PutObject", join(wheels, "boto3-1-py3-none-any.whl"))]
+    assert [r for r in writes if stack.decide(ROLE, r).allowed] == []
+
+
 def test_no_function_may_write_or_delete_the_jobs_code(stack):
     code = f"arn:aws:s3:::{stack.physical_name('ArtifactsBucket')}/spark/job.py"
     functions = [k for k, r in stack.resources.items() if r["Type"] == "AWS::Lambda::Function"]
