@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import tomllib
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.static.test_static_checks import ROOT, sam
 
@@ -97,6 +98,11 @@ def test_every_wheel_in_the_layer_was_built_for_lambdas_python_and_platform(laye
     assert foreign == {} and {k: v for k, v in other_platform.items() if v} == {}
 
 
+def requirement_lines() -> list[str]:
+    text = (ROOT / "functions" / "requirements.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
 def pinned(lines: str, name: str) -> str:
     found = [r.specifier for r in map(Requirement, lines) if r.name == name]
     assert len(found) == 1 and str(found[0]).startswith("=="), f"{name} must be pinned once with =="
@@ -105,11 +111,7 @@ def pinned(lines: str, name: str) -> str:
 
 def test_the_layer_holds_one_boto3_and_one_botocore_pinned_together_at_pyprojects_versions(layer):
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    requirements = [
-        line.strip()
-        for line in (ROOT / "functions" / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
+    requirements = requirement_lines()
     versions = {}
     for name in ("boto3", "botocore"):
         assert pinned(requirements, name) == pinned(project, name)
@@ -119,3 +121,37 @@ def test_the_layer_holds_one_boto3_and_one_botocore_pinned_together_at_pyproject
         assert versions[name]["Version"] == pinned(requirements, name)
     needs = [Requirement(r) for r in versions["boto3"].get_all("Requires-Dist") if r.startswith("botocore")]
     assert needs and all(versions["botocore"]["Version"] in r.specifier for r in needs if not r.marker)
+
+
+# The markers of Lambda's python3.13 runtime: pip evaluated the packages' markers with the host's
+# Python (it applies --python-version to wheel tags only), so a marker that differs on 3.13 could
+# leave a dependency out; this reads them again as the runtime would.
+LAMBDA_MARKERS = {"python_version": "3.13", "python_full_version": "3.13.0", "sys_platform": "linux",
+                  "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+                  "implementation_name": "cpython", "platform_python_implementation": "CPython"}  # fmt: skip
+
+
+def test_every_dependency_of_the_layer_is_in_it_for_lambdas_python(layer):
+    metadata = {}
+    for info in layer.glob("*.dist-info"):
+        found = Parser().parsestr((info / "METADATA").read_text())
+        metadata[canonicalize_name(found["Name"])] = found
+    wanted = [Requirement(line) for line in requirement_lines()]
+    extras = {canonicalize_name(r.name): set(r.extras) for r in wanted}
+    unmet, queue = [], list(metadata)
+    while queue:
+        name = queue.pop()
+        for line in metadata[name].get_all("Requires-Dist") or []:
+            requirement = Requirement(line)
+            applies = not requirement.marker or any(
+                requirement.marker.evaluate({**LAMBDA_MARKERS, "extra": extra}) for extra in {"", *extras.get(name, ())}
+            )
+            if not applies:
+                continue
+            dependency = canonicalize_name(requirement.name)
+            if dependency not in metadata or metadata[dependency]["Version"] not in requirement.specifier:
+                unmet.append(f"{name}: {requirement}")
+            elif not set(requirement.extras) <= extras.setdefault(dependency, set()):
+                extras[dependency] |= set(requirement.extras)
+                queue.append(dependency)
+    assert unmet == [] and {canonicalize_name(r.name) for r in wanted} <= set(metadata)
