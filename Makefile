@@ -17,11 +17,16 @@ LAKE ?= lake
 SIZE ?= 256MiB
 SHARDS ?= 2
 SEED ?= 1
-# sam build needs the Lambda runtime's interpreter (python3.13) on PATH.
-PY313_BIN := $(shell p=$$(command -v pyenv >/dev/null && pyenv root)/versions/3.13.0/bin; [ -x $$p/python3.13 ] && echo $$p)
-SAM_PATH := $(if $(PY313_BIN),$(PY313_BIN):,)$(PATH)
+# The shared layer's dependencies as Lambda runs them (x86_64, CPython 3.13), whatever the host:
+# pip picks binary wheels for that platform, so no local python3.13 is needed.
+LAMBDA_PIP_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.13 --only-binary=:all:
+# The Spark job's third-party modules for EMR 7 (CPython 3.9, x86_64): spark/requirements-emr.txt
+# pins every one, so pip downloads exactly those (no resolution, which would read the host's
+# Python version into the packages' markers) into the wheelhouse the cluster installs from.
+SPARK_WHEELS := build/spark-wheels
+EMR_PIP_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.9 --only-binary=:all:
 
-.PHONY: install run test test-spark4 test-fast lint format bench bench-5g deploy sam-build sam-validate checkov static-checks clean chromium
+.PHONY: install run test test-spark4 test-fast lint format bench bench-5g deploy sam-build spark-wheels sam-validate checkov static-checks clean chromium
 
 # SAM CLI's venv is part of the install: the local run reads the template's IAM with its
 # aws-sam-translator (it pins a pydantic other than this project's).
@@ -72,7 +77,7 @@ run: install
 	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
 
 test: install $(FAULTS_JAR) $(CHECKOV) chromium test-spark4
-	PATH="$(SAM_PATH)" IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
+	IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
 
 test-spark4: $(SPARK4_INSTALLED) $(JARS) $(FAULTS_JAR)
 	$(SPARK4_VENV)/bin/pytest tests/spark
@@ -101,16 +106,21 @@ checkov: $(CHECKOV)
 	$(CHECKOV) --file template.yaml --framework cloudformation --compact --quiet --skip-download
 
 sam-build: $(SAM)
-	PATH="$(SAM_PATH)" $(SAM) build
+	$(SAM) build
 
 # `sam build` calls these (Metadata BuildMethod: makefile): the shared package as a Lambda layer.
 build-SharedLayer:
 	mkdir -p "$(ARTIFACTS_DIR)/python"
 	cp -r iotpipe "$(ARTIFACTS_DIR)/python/"
-	rm -rf "$(ARTIFACTS_DIR)/python/iotpipe/__pycache__"
-	python3.13 -m pip install --quiet --target "$(ARTIFACTS_DIR)/python" -r functions/requirements.txt
+	find "$(ARTIFACTS_DIR)/python/iotpipe" -name __pycache__ -prune -exec rm -rf {} +
+	$(PYTHON) -m pip install --quiet --no-compile --target "$(ARTIFACTS_DIR)/python" $(LAMBDA_PIP_PLATFORM) -r functions/requirements.txt
 
-deploy: install sam-build
+spark-wheels:
+	rm -rf "$(SPARK_WHEELS)" && mkdir -p "$(SPARK_WHEELS)"
+	$(PYTHON) -m pip download --quiet --no-deps --dest "$(SPARK_WHEELS)" $(EMR_PIP_PLATFORM) -r spark/requirements-emr.txt
+	cp spark/requirements-emr.txt "$(SPARK_WHEELS)/requirements.txt"
+
+deploy: install sam-build spark-wheels
 	scripts/deploy.sh
 
 clean:

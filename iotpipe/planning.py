@@ -30,7 +30,7 @@ from iotpipe.quality import resolve_policy
 from iotpipe.settings import Settings
 from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.spark_args import SparkJobArgs
-from iotpipe.storage import Storage
+from iotpipe.storage import Storage, join
 
 MIN_SHARD_BYTES = 1024 * 1024
 
@@ -51,6 +51,20 @@ def check_spark_artifacts(settings: Settings, storage: Storage) -> None:
             f"the Spark job is not deployed: {', '.join(missing)} not found. Upload spark/job.py, "
             "spark/maintain.py and iotpipe_spark.zip to the artifacts bucket's spark/ prefix (`make deploy` does "
             "it after `sam deploy`, step 3 of scripts/deploy.sh), then start the run again"
+        )
+    check_job_dependencies(settings, storage)
+
+
+def check_job_dependencies(settings: Settings, storage: Storage) -> None:
+    """The EMR bootstrap action that installs the job's third-party modules, and their wheelhouse
+    (its requirements.txt names them): without them a transient cluster's job cannot import boto3."""
+    wheels = join(settings.spark_wheels_uri, "requirements.txt") if settings.spark_wheels_uri else ""
+    missing = [uri for uri in (settings.spark_bootstrap_uri, wheels) if uri and not storage.exists(uri)]
+    if missing:
+        raise SparkArtifactsMissing(
+            f"the Spark job's dependencies are not deployed: {', '.join(missing)} not found. `make deploy` uploads "
+            "the bootstrap action (scripts/emr_bootstrap.sh) and the wheelhouse of spark/requirements-emr.txt "
+            "(step 3 of scripts/deploy.sh), then start the run again"
         )
 
 

@@ -31,6 +31,8 @@ class Settings(BaseModel):
     )
     spark_job_uri: str = Field(description="the job's entry script (spark/job.py)")
     spark_py_files_uri: str = Field(description="zip of the `spark` package, for --py-files")
+    spark_bootstrap_uri: str = Field(default="", description="EMR bootstrap action installing the job's modules")
+    spark_wheels_uri: str = Field(default="", description="their wheelhouse (spark/requirements-emr.txt); empty: none")
     emr_instance_type: str = "m5.xlarge"
     emr_core_instance_count: int = 2
     subnet_id: str = ""
@@ -59,7 +61,8 @@ class Settings(BaseModel):
     trigger_window_seconds: int = 60
     raw_prefix: str = "raw/"
     default_size: str = "256MiB"
-    default_shards: int = 4
+    # At most 1,000: the definition makes the shard indexes with States.ArrayRange.
+    default_shards: int = Field(default=4, ge=1, le=1000)
     default_max_concurrency: int = 4
     generator_timeout_seconds: int = Field(default=3600, ge=1, description="one generator shard's ECS task")
     cluster_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's start")

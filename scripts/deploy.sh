@@ -6,6 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 STACK="${STACK:-iotpipe}"
+# Names derived from it must be lowercase: the ECR repository's, the Glue database's by default.
+if ! [[ "${STACK}" =~ ^[a-z][a-z0-9-]*$ ]]; then
+  echo "ERROR: STACK=${STACK}: use lowercase letters, digits and hyphens, starting with a letter" >&2
+  exit 1
+fi
 REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:?set AWS_REGION}}"
 SAM="${SAM:-.venv-sam/bin/sam}"
 ACCOUNT="$(aws sts get-caller-identity --query Account --output text)"
@@ -25,7 +30,14 @@ aws ecr describe-repositories --repository-names "${REPOSITORY}" --region "${REG
        --image-scanning-configuration scanOnPush=true >/dev/null
 aws ecr get-login-password --region "${REGION}" \
   | docker login --username AWS --password-stdin "${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com"
-docker build -f generator/Dockerfile -t "${IMAGE}" .
+# Built for the task definition's platform (GeneratorTaskDefinition RuntimePlatform: X86_64, LINUX)
+# whatever the host; an image of another architecture fails on Fargate with an exec format error.
+docker build --platform linux/amd64 -f generator/Dockerfile -t "${IMAGE}" .
+built_architecture="$(docker image inspect --format '{{.Architecture}}' "${IMAGE}")"
+if [ "${built_architecture}" != "amd64" ]; then
+  echo "ERROR: the generator image is ${built_architecture}, the task definition runs amd64 (X86_64); not pushed" >&2
+  exit 1
+fi
 docker push "${IMAGE}"
 
 echo "2/4 stack ${STACK} (first time: answer the guided prompts for SubnetId and VpcId)"
@@ -64,8 +76,13 @@ done
 echo "3/4 Spark job -> s3://${ARTIFACTS}/spark/"
 .venv/bin/python -m iotpipe.spark_package build/iotpipe_spark.zip >/dev/null
 aws s3 cp spark/job.py "s3://${ARTIFACTS}/spark/job.py"
-aws s3 cp spark/compact.py "s3://${ARTIFACTS}/spark/compact.py"
+aws s3 cp spark/maintain.py "s3://${ARTIFACTS}/spark/maintain.py"
 aws s3 cp build/iotpipe_spark.zip "s3://${ARTIFACTS}/spark/iotpipe_spark.zip"
+# Its third-party modules for EMR (spark/requirements-emr.txt, wheels built by `make spark-wheels`)
+# and the bootstrap action that installs them on every node of a transient cluster.
+[ -f build/spark-wheels/requirements.txt ] || make --no-print-directory spark-wheels
+aws s3 sync --delete build/spark-wheels "s3://${ARTIFACTS}/spark/wheels/"
+aws s3 cp scripts/emr_bootstrap.sh "s3://${ARTIFACTS}/spark/bootstrap/install-job-dependencies.sh"
 
 echo "4/4 done. Start a run:"
 echo "  aws stepfunctions start-execution --state-machine-arn $(output StateMachineArn) --input '{}'"

@@ -404,10 +404,13 @@ def _within_function_limits(handler: Callable, event: dict, context: LocalLambda
 
 
 def _enforce_step_functions_limits() -> Callable[[], None]:
-    """Patch moto's engine to measure payloads as AWS does and to let no `States.ALL` catch
-    States.DataLimitExceeded; moto already fails a state whose output is too large. Returns the undo."""
+    """Patch moto's engine to measure payloads as AWS does, to let no `States.ALL` catch
+    States.DataLimitExceeded, and to bound `States.ArrayRange` by iotpipe.local.limits (a failed
+    intrinsic fails the state with States.Runtime); moto already fails a state whose output is too
+    large. Returns the undo."""
     from moto.stepfunctions.exceptions import InvalidName
     from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
+    from moto.stepfunctions.parser.asl.component.intrinsic.function.statesfunction.array import array_range
     from moto.stepfunctions.parser.asl.component.state import state
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_lambda
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service
@@ -434,6 +437,17 @@ def _enforce_step_functions_limits() -> Callable[[], None]:
             env.stack[-1] = False
 
     patch(decl, "_eval_body", eval_body)
+
+    original_array_range = array_range.ArrayRange._eval_body
+
+    def array_range_eval_body(self, env):
+        self.argument_list.eval(env=env)
+        arguments = env.stack.pop()
+        if all(isinstance(value, (int, float)) for value in arguments):
+            limits.check_array_range(*(round(value) for value in arguments))
+        original_array_range(self, env)
+
+    patch(array_range.ArrayRange, "_eval_body", array_range_eval_body)
 
     original_start = StepFunctionsParserBackend.start_execution
 

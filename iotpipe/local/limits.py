@@ -7,7 +7,10 @@ local run and the tests too:
 - Step Functions: a state's input or output, and a service integration's result, at most
   256 KiB as UTF-8 JSON (`States.DataLimitExceeded`, which `States.ALL` does not catch);
   execution names of 1 to 80 characters, none of the characters AWS refuses (the rule itself
-  is iotpipe.execution_names, which production code uses too).
+  is iotpipe.execution_names, which production code uses too); `States.ArrayRange` makes at
+  most 1,000 items, and a larger range fails the state with `States.Runtime` (which no
+  `States.ALL` catches, and a Pass state, where the definition builds its shard indexes, has
+  no Catch at all).
 - Lambda: a synchronous invocation's request and response at most 6 MB each; a function
   stops at its `Timeout` (`Sandbox.Timedout`) and at its `MemorySize`
   (`Runtime.OutOfMemory`), both read from template.yaml (Globals, then the function).
@@ -33,6 +36,11 @@ DATA_LIMIT_EXCEEDED = "States.DataLimitExceeded"
 # States.Runtime, but moto 5.2.5 reports a failed Map iteration as States.Runtime where AWS
 # reports the iteration's own error, so that one stays catchable locally.)
 UNCATCHABLE_BY_STATES_ALL = frozenset({DATA_LIMIT_EXCEEDED})
+
+# "The newly generated array can't contain more than 1000 items" (intrinsic functions, Step
+# Functions developer guide). AWS reports an intrinsic that cannot be evaluated as States.Runtime.
+MAX_ARRAY_RANGE_ITEMS = 1000
+RUNTIME_ERROR = "States.Runtime"
 
 MAX_LAMBDA_SYNC_PAYLOAD_BYTES = 6_291_456  # 6 MB, request and response of a RequestResponse invoke
 LAMBDA_TIMEOUT_ERROR = "Sandbox.Timedout"
@@ -76,6 +84,21 @@ def check_execution_name(name: str) -> None:
     problem = execution_name_problem(name)
     if problem:
         raise LimitExceeded("InvalidName", f"Invalid Name: '{name}': {problem}")
+
+
+def array_range_size(first: int, last: int, step: int) -> int:
+    """How many items `States.ArrayRange(first, last, step)` makes (both ends included)."""
+    return len(range(first, last + (1 if step > 0 else -1), step)) if step else 0
+
+
+def check_array_range(first: int, last: int, step: int) -> None:
+    size = array_range_size(first, last, step)
+    if size > MAX_ARRAY_RANGE_ITEMS:
+        raise LimitExceeded(
+            RUNTIME_ERROR,
+            f"States.ArrayRange({first}, {last}, {step}) makes {size} items; the array can't contain more than "
+            f"{MAX_ARRAY_RANGE_ITEMS} items",
+        )
 
 
 def check_lambda_payload(value: Any, what: str) -> None:

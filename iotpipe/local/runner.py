@@ -59,6 +59,9 @@ def local_substitutions() -> dict[str, str]:
             "EmrInstanceProfile": "iotpipe-emr-instance-profile",
             "EmrLogUri": "s3://iotpipe-local-artifacts/emr-logs/",
             "EmrSecurityConfiguration": "iotpipe-EmrSecurityConfiguration",
+            # Not run locally (the local cluster is a record), but rendered and shape-checked.
+            "EmrBootstrapScriptUri": "s3://iotpipe-local-artifacts/spark/bootstrap/install-job-dependencies.sh",
+            "EmrWheelhouseUri": "s3://iotpipe-local-artifacts/spark/wheels/",
             "GeneratorAssignPublicIp": "DISABLED",
             "ReportTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:iotpipe-reports",
             "StackName": "iotpipe",

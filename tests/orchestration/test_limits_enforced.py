@@ -78,7 +78,7 @@ def test_a_spark_step_past_its_timeout_fails_as_states_timeout_and_the_run_still
 
         bindings.run_spark_step = step
 
-    lake_settings = settings(tmp_path, spark_step_timeout_seconds=2, compaction_timeout_seconds=2)
+    lake_settings = settings(tmp_path, spark_step_timeout_seconds=2, maintenance_timeout_seconds=2)
     started = time.monotonic()
     try:
         with LocalEngine(str(tmp_path), lake_settings, customise=hung_step) as engine:

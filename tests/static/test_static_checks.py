@@ -40,8 +40,6 @@ def test_the_template_passes_sam_validate_lint():
 
 
 def test_sam_build_succeeds_with_the_shared_layer(tmp_path):
-    if not shutil.which("python3.13"):
-        pytest.fail("sam build needs python3.13 on PATH (the Lambda runtime): run through `make test`")
     result = run(
         [sam(), "build", "--build-dir", str(tmp_path / "build"), "--cache-dir", str(tmp_path / "cache")], timeout=900
     )

@@ -115,7 +115,19 @@ def what_the_job_does(step: dict, stack) -> list[iam.Request]:
     for key in keys:
         found += [s3(a, join(checkpoint, key)) for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
     found += glue(stack, CATALOG_ACTIONS, step["--catalog-database"], *(t.name for t in ICEBERG_TABLES))
-    return found + [lease(stack, step)]
+    return found + [lease(stack, step)] + emrfs_folder_keys(step)
+
+
+def emrfs_folder_keys(step: dict) -> list[iam.Request]:
+    """EMRFS writes `<folder>_$folder$` beside each folder it creates, its parents' too, and HEADs
+    the folder keys: the sinks, the checkpoint and its parent (all created by the job) and Bronze."""
+    found = []
+    checkpoint_parent = step["--checkpoint"].rsplit("/", 1)[0]
+    for folder in (step["--gold"], step["--quarantine"], step["--checkpoint"], checkpoint_parent):
+        found.append(s3("s3:GetObject", folder))
+        found += [s3(a, folder + "_$folder$") for a in ("s3:PutObject", "s3:GetObject", "s3:DeleteObject")]
+    found += [s3("s3:GetObject", step["--bronze"]), s3("s3:GetObject", step["--bronze"] + "_$folder$")]
+    return found
 
 
 def what_maintenance_does(step: dict, quarantine: str, stack) -> list[iam.Request]:
@@ -173,6 +185,10 @@ def test_the_instance_role_cannot_change_the_jobs_code_the_run_reports_or_other_
         s3("s3:DeleteObject", maintenance_outcome_uri(runs, "run-1")),
         s3("s3:PutObject", join(f"s3://{stack.physical_name('BronzeBucket')}", "raw", "x.jsonl")),
         s3("s3:DeleteObject", join(f"s3://{stack.physical_name('BronzeBucket')}", "raw", "x.jsonl")),
+        s3("s3:PutObject", f"s3://{stack.physical_name('BronzeBucket')}/raw_$folder$"),
+        s3("s3:PutObject", join(artifacts, "checkpoints", "another-job_$folder$")),
+        s3("s3:PutObject", join(artifacts, "runs_$folder$")),
+        s3("s3:PutObject", step["--checkpoint"]),
         iam.Request("dynamodb:DeleteItem", stack.get_att("LeaseTable", "Arn")),
         *glue(stack, ("glue:DeleteTable", "glue:DeleteDatabase", "glue:UpdateDatabase"), database, "gold"),
         *tables_only(glue(stack, ("glue:UpdateTable", "glue:CreateTable"), database, "runs", "run_quarantine")),
@@ -181,6 +197,18 @@ def test_the_instance_role_cannot_change_the_jobs_code_the_run_reports_or_other_
     allowed = [r for r in forbidden if stack.decide(ROLE, r).allowed]
     assert allowed == []
     assert step["script"].startswith(f"{artifacts}/spark/")
+
+
+def test_the_instance_role_reads_the_bootstrap_action_and_the_wheelhouse_it_installs(stack):
+    """Each node runs the bootstrap action with the instance profile: it fetches the script, then
+    lists and copies the wheelhouse (scripts/emr_bootstrap.sh), and may change neither."""
+    substitutions = stack.definition_substitutions()
+    script, wheels = substitutions["EmrBootstrapScriptUri"], substitutions["EmrWheelhouseUri"]
+    reads = [s3("s3:GetObject", script), listing(wheels)]
+    reads += [s3("s3:GetObject", join(wheels, name)) for name in ("requirements.txt", "boto3-1-py3-none-any.whl")]
+    assert [r for r in reads if not stack.decide(ROLE, r).allowed] == []
+    writes = [s3("s3:PutObject", script), s3("s3:PutObject", join(wheels, "boto3-1-py3-none-any.whl"))]
+    assert [r for r in writes if stack.decide(ROLE, r).allowed] == []
 
 
 def test_no_function_may_write_or_delete_the_jobs_code(stack):

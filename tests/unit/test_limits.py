@@ -6,7 +6,9 @@ import pytest
 
 from iotpipe.execution_names import bounded_execution_name
 from iotpipe.local import limits
+from iotpipe.models import ExecutionInput
 from iotpipe.planning import follow_up_name
+from iotpipe.settings import Settings
 from iotpipe.trigger import execution_name
 
 
@@ -91,3 +93,28 @@ def test_function_limits_come_from_the_template_globals_and_each_function():
         },
     }
     assert limits.function_limits(template) == {"f": limits.FunctionLimits(10, 512)}
+
+
+@pytest.mark.parametrize(("first", "last", "step", "size"), [(0, 999, 1, 1000), (1, 9, 2, 5), (0, 2999, 3, 1000)])
+def test_an_array_range_of_at_most_1000_items_passes(first, last, step, size):
+    assert limits.array_range_size(first, last, step) == size
+    limits.check_array_range(first, last, step)
+
+
+def test_an_array_range_of_1001_items_fails_with_states_runtime():
+    with pytest.raises(limits.LimitExceeded, match="1001 items") as caught:
+        limits.check_array_range(0, 1000, 1)
+    assert caught.value.error == "States.Runtime"
+
+
+def test_every_shard_count_a_run_may_ask_for_fits_one_array_range():
+    """The definition makes shard indexes 0..N-1 with States.ArrayRange: the template's
+    DefaultShards, the settings read from it and the execution input's shards stop at its bound."""
+
+    def upper_bound(field) -> int:
+        return next(m.le for m in field.metadata if getattr(m, "le", None) is not None)
+
+    template = limits._template()
+    assert int(template["Parameters"]["DefaultShards"]["MaxValue"]) == limits.MAX_ARRAY_RANGE_ITEMS
+    assert upper_bound(Settings.model_fields["default_shards"]) == limits.MAX_ARRAY_RANGE_ITEMS
+    assert upper_bound(ExecutionInput.model_fields["shards"]) == limits.MAX_ARRAY_RANGE_ITEMS

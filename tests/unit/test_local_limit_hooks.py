@@ -7,10 +7,12 @@ import json
 import sys
 import time
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from iotpipe import spark_submit
-from iotpipe.local.bindings import Bindings, TaskError
+from iotpipe.local.bindings import Bindings, TaskError, bound
 from iotpipe.local.limits import FunctionLimits
 
 
@@ -77,3 +79,32 @@ def test_a_spark_submit_past_its_timeout_is_killed(tmp_path, monkeypatch):
     )
     assert time.monotonic() - started < 10
     assert result.exit_code != 0 and not result.succeeded
+
+
+def test_an_array_range_over_1000_items_fails_the_state_with_states_runtime(monkeypatch):
+    """As on AWS: the intrinsic fails the Pass state that evaluates it, with States.Runtime."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    definition = {
+        "StartAt": "Indexes",
+        "States": {"Indexes": {"Type": "Pass", "Parameters": {"i.$": "States.ArrayRange(0, $.last, 1)"}, "End": True}},
+    }
+    outcomes = {}
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}), bound(bindings({})):
+        client = boto3.client("stepfunctions", region_name="us-east-1")
+        arn = client.create_state_machine(
+            name="ranges", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+        )["stateMachineArn"]
+        for last in (999, 1000):
+            execution = client.start_execution(
+                stateMachineArn=arn, name=f"last-{last}", input=json.dumps({"last": last})
+            )
+            for _ in range(100):
+                outcome = client.describe_execution(executionArn=execution["executionArn"])
+                if outcome["status"] != "RUNNING":
+                    break
+                time.sleep(0.05)
+            outcomes[last] = outcome
+    assert outcomes[999]["status"] == "SUCCEEDED" and len(json.loads(outcomes[999]["output"])["i"]) == 1000
+    assert outcomes[1000]["status"] == "FAILED" and outcomes[1000]["error"] == "States.Runtime"
+    assert "makes 1001 items; the array can't contain more than 1000 items" in outcomes[1000]["cause"]

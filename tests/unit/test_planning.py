@@ -19,6 +19,8 @@ from iotpipe.storage import LocalStorage, S3Storage
 EVENTS = Path(__file__).parent.parent / "events"
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ("spark/job.py", "spark/maintain.py", "spark/iotpipe_spark.zip")
+# The bootstrap action that installs the job's third-party modules on EMR, and their wheelhouse.
+DEPENDENCIES = ("spark/bootstrap/install-job-dependencies.sh", "spark/wheels/requirements.txt")
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def s3(monkeypatch):
         client = boto3.client("s3", region_name="us-east-1")
         for bucket in ("lake", "artifacts"):
             client.create_bucket(Bucket=bucket)
-        for key in ARTIFACTS:
+        for key in ARTIFACTS + DEPENDENCIES:
             client.put_object(Bucket="artifacts", Key=key, Body=b"uploaded")
         yield client
 
@@ -45,6 +47,8 @@ def settings() -> Settings:
         "s3://lake",
         spark_job_uri="s3://artifacts/spark/job.py",
         spark_py_files_uri="s3://artifacts/spark/iotpipe_spark.zip",
+        spark_bootstrap_uri="s3://artifacts/spark/bootstrap/install-job-dependencies.sh",
+        spark_wheels_uri="s3://artifacts/spark/wheels/",
     )
 
 
@@ -128,6 +132,17 @@ def test_every_problem_is_listed_at_once():
 
 @pytest.mark.parametrize("key", ARTIFACTS)
 def test_a_stack_without_the_spark_job_uploaded_fails_in_plan_run_saying_what_to_upload(s3, settings, storage, key):
+    s3.delete_object(Bucket="artifacts", Key=key)
+    with pytest.raises(SparkArtifactsMissing) as caught:
+        plan_run({}, "exec-6", settings, storage)
+    assert f"s3://artifacts/{key}" in str(caught.value) and "make deploy" in str(caught.value)
+    assert storage.list("s3://lake/") == []
+
+
+@pytest.mark.parametrize("key", DEPENDENCIES)
+def test_a_stack_without_the_jobs_dependencies_for_emr_fails_in_plan_run_saying_what_to_upload(
+    s3, settings, storage, key
+):
     s3.delete_object(Bucket="artifacts", Key=key)
     with pytest.raises(SparkArtifactsMissing) as caught:
         plan_run({}, "exec-6", settings, storage)

@@ -235,6 +235,9 @@ class Stack:
             if key == "Fn::Join":
                 separator, items = argument
                 return separator.join(str(v) for v in self.resolve(items))
+            if key == "Fn::Split":
+                separator, text = argument
+                return str(self.resolve(text)).split(separator)
             if key == "Fn::If":
                 name, if_true, if_false = argument
                 return self.resolve(if_true if self.condition(name) else if_false)
