@@ -38,7 +38,12 @@ def shipped_files(root: Path = ROOT) -> list[Path]:
                 if candidate.exists() and candidate not in files:
                     files.add(candidate)
                     queue.append(candidate)
-    files.add(root / "iotpipe" / "__init__.py")
+    # Every package of a shipped module, with its __init__ (zipimport finds no namespace packages).
+    for path in list(files):
+        parent = path.parent
+        while parent != root:
+            files.add(parent / "__init__.py")
+            parent = parent.parent
     return sorted(files)
 
 

@@ -40,7 +40,8 @@ from iotpipe.lake.checkpoint import (
     query_checkpoint,
     query_id,
 )
-from iotpipe.lake.iceberg import (
+from iotpipe.lake.tables import DATABASE, GOLD, QUARANTINE, TableLocations, seen_ids_location
+from iotpipe.lake.tags import (
     BATCH_ID,
     BATCH_STARTED_MS,
     DUPLICATES,
@@ -51,7 +52,6 @@ from iotpipe.lake.iceberg import (
     RUN_ID,
     VALID_ROWS,
 )
-from iotpipe.lake.tables import DATABASE, GOLD, QUARANTINE, TableLocations, seen_ids_location
 from iotpipe.storage import join, storage_for
 from spark.dedup import SeenIds, first_arrivals, utc_today
 from spark.heartbeat import LeaseHeartbeat, LeaseLost

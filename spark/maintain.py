@@ -37,7 +37,6 @@ from typing import Dict, Optional
 from pyspark.sql import SparkSession
 
 from iotpipe.lake.checkpoint import query_checkpoint, read_checkpoint
-from iotpipe.lake.iceberg import MAINTENANCE, RUN_ID, storage_uri
 from iotpipe.lake.tables import (
     DATABASE,
     GOLD,
@@ -47,6 +46,7 @@ from iotpipe.lake.tables import (
     maintenance_outcome_uri,
     run_manifest_uri,
 )
+from iotpipe.lake.tags import MAINTENANCE, RUN_ID
 from iotpipe.storage import join, storage_for
 from spark.heartbeat import LeaseLost
 from spark.job import CRASH_ARMED_PROPERTY, CRASHING_FILE_IO, session, start_heartbeat
@@ -99,7 +99,7 @@ class Maintenance:
         self._check_lease()
         if self.args.fault == "crash-inside-maintenance" and table.name == GOLD.name:
             jvm = self.spark.sparkContext._jvm
-            jvm.java.lang.System.setProperty(CRASH_ARMED_PROPERTY, storage_uri(java.location()).rstrip("/"))
+            jvm.java.lang.System.setProperty(CRASH_ARMED_PROPERTY, java.location().rstrip("/"))
         rewrite = (
             self.actions.rewriteDataFiles(java)
             .option("min-input-files", str(MIN_INPUT_FILES))

@@ -20,8 +20,8 @@ from typing import Dict, Optional
 
 from pyspark.sql import DataFrame, SparkSession
 
-from iotpipe.lake.iceberg import BATCH_ID, QUERY_ID
 from iotpipe.lake.tables import ICEBERG_TABLES, SPARK_CATALOG, Table, TableLocations, sqlite_path
+from iotpipe.lake.tags import BATCH_ID, QUERY_ID
 
 EXTENSIONS = "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
 GLUE = "glue"

@@ -17,21 +17,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from iotpipe.lake.tags import (  # noqa: F401  (the tags, read here, are the job's)
+    BATCH_ID,
+    BATCH_STARTED_MS,
+    DUPLICATES,
+    EXECUTION,
+    GOLD_SNAPSHOT,
+    INPUT_ROWS,
+    MAINTENANCE,
+    QUERY_ID,
+    RUN_ID,
+    VALID_ROWS,
+)
 from iotpipe.storage import Storage
-
-# Snapshot summary properties the Spark job sets on every batch commit (spark.tables).
-QUERY_ID = "iotpipe.query-id"
-BATCH_ID = "iotpipe.batch-id"
-INPUT_ROWS = "iotpipe.input-rows"
-VALID_ROWS = "iotpipe.valid-rows"
-DUPLICATES = "iotpipe.duplicates"
-BATCH_STARTED_MS = "iotpipe.batch-started-ms"
-GOLD_SNAPSHOT = "iotpipe.gold-snapshot-id"
-# On the seen-id store's commit, the last of a batch: the run the batch belongs to (its report).
-RUN_ID = "iotpipe.run-id"
-EXECUTION = "iotpipe.execution"
-# Set on the commits of table maintenance (spark/maintain.py): rewrites and expiry, no new rows.
-MAINTENANCE = "iotpipe.maintenance"
 
 ADDED, DELETED = 1, 2  # a manifest entry's status (0 is EXISTING)
 DATA = 0  # a file's content; 1 and 2 are position and equality deletes
