@@ -9,7 +9,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from iotpipe.spark_args import SparkJobArgs
+from iotpipe.run.spark_args import SparkJobArgs
 from spark.job import configure
 from spark.transforms import cluster_by_partition, parse_lines, to_gold, with_reasons
 

@@ -21,12 +21,13 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from generator.shards import DatasetPlan, summarise, write_dataset
 from iotpipe.sink_log import committed_files
-from iotpipe.sizes import parse_size
-from iotpipe.spark_args import SparkJobArgs
-from iotpipe.spark_submit import JOB_SCRIPT, SPARK_DIR, local_submit_options
-from iotpipe.storage import LocalStorage
+
+from generator.shards import DatasetPlan, summarise, write_dataset
+from iotpipe.lake.storage import LocalStorage
+from iotpipe.local.spark_submit import JOB_SCRIPT, SPARK_DIR, local_submit_options
+from iotpipe.run.sizes import parse_size
+from iotpipe.run.spark_args import SparkJobArgs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_JSON = ROOT / "docs" / "benchmarks.json"

@@ -19,11 +19,11 @@ from argparse import Namespace
 from datetime import date, timedelta
 from pathlib import Path
 
+from iotpipe.sink_log import SEEN_IDS
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from iotpipe.sink_log import SEEN_IDS
-from iotpipe.storage import LocalStorage
+from iotpipe.lake.storage import LocalStorage
 from spark.dedup import SeenIds, first_arrivals, id_key
 from spark.job import configure
 

@@ -13,7 +13,7 @@ import argparse
 
 from pyspark.sql import DataFrame, SparkSession
 
-from iotpipe.spark_args import SparkJobArgs
+from iotpipe.run.spark_args import SparkJobArgs
 from spark.job import configure, read_bronze
 from spark.transforms import cluster_by_partition, parse_lines, to_gold, with_reasons
 

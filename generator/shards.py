@@ -29,7 +29,7 @@ from generator.events import (
     EventSpec,
     Fleet,
 )
-from iotpipe.storage import join, storage_for
+from iotpipe.lake.storage import join, storage_for
 
 DEFAULT_OBJECT_BYTES = 128 * 1024**2
 CHUNK_ROWS = 32_768

@@ -25,19 +25,19 @@ from generator.shards import (
     summarise,
     write_dataset,
 )
-from iotpipe.execution_names import execution_name_problem
-from iotpipe.horizon import DEFAULT_HORIZON, horizon_argument
 from iotpipe.lake.checkpoint import CheckpointLayoutUnsupported, check_lake_layout
+from iotpipe.lake.horizon import DEFAULT_HORIZON, horizon_argument
+from iotpipe.lake.storage import LocalStorage, is_s3, join, storage_for
 from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE
-from iotpipe.models import QualityBreach
-from iotpipe.planning import plan_run
+from iotpipe.local.spark_submit import run_spark_job
 from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
-from iotpipe.quality import format_breach, parse_reason_ratios
-from iotpipe.run_history import DEFAULT_LAST_RUNS, MAX_LAST_RUNS
-from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
-from iotpipe.spark_args import SparkJobArgs
-from iotpipe.spark_submit import run_spark_job
-from iotpipe.storage import LocalStorage, is_s3, join, storage_for
+from iotpipe.run.execution_names import execution_name_problem
+from iotpipe.run.history import DEFAULT_LAST_RUNS, MAX_LAST_RUNS
+from iotpipe.run.models import QualityBreach
+from iotpipe.run.plan import plan_run
+from iotpipe.run.quality import format_breach, parse_reason_ratios
+from iotpipe.run.sizes import MAX_GENERATE_BYTES, parse_size
+from iotpipe.run.spark_args import SparkJobArgs
 
 # `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred) and
 # its quality did not fail the policy (a quality warning exits 0).
@@ -127,7 +127,7 @@ def add_horizon(parser) -> None:
 
 
 def _execution_name(text: str) -> str:
-    """Step Functions' rule (iotpipe.execution_names); the name is also a folder name in the lake."""
+    """Step Functions' rule (iotpipe.run.execution_names); the name is also a folder name in the lake."""
     if execution_name_problem(text) or text in (".", ".."):
         raise argparse.ArgumentTypeError(
             f"not an execution name: {text!r} (1-80 characters; no spaces, '/', '..' or special characters)"
@@ -183,7 +183,7 @@ def check_bucket_reachable(uri: str) -> None:
     """Ask S3 for the bucket once, so an unreachable endpoint or a missing bucket fails before work."""
     import boto3
 
-    from iotpipe.storage import split_s3
+    from iotpipe.lake.storage import split_s3
 
     bucket, _ = split_s3(uri)
     boto3.client("s3").head_bucket(Bucket=bucket)
@@ -604,7 +604,7 @@ def reconciles_line(report: dict) -> str:
         return "not checked: the run has no verification" + (" (see error)" if report.get("error") else "")
     if reconciliation.get("reconciles"):
         return "yes"
-    from iotpipe.reporting import reconciliation_problem
+    from iotpipe.run.report import reconciliation_problem
 
     return f"NO: {reconciliation_problem(reconciliation)}"
 
@@ -651,9 +651,9 @@ def add_report(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from iotpipe.report_page import render_page
-    from iotpipe.run_history import format_table, read_history
-    from iotpipe.settings import Settings
+    from iotpipe.run.history import format_table, read_history
+    from iotpipe.run.report_page import render_page
+    from iotpipe.run.settings import Settings
 
     if is_s3(args.lake) or not Path(args.lake).is_dir():
         raise ValueError(f"--lake {args.lake}: no such folder")

@@ -13,10 +13,10 @@ from typing import Any
 
 from iotpipe.lake import tables
 from iotpipe.lake.iceberg import DATA, TableNotFound, live_files, read_metadata
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import GOLD, QUARANTINE, RUN_QUARANTINE, RUNS, Table, sqlite_path
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
+from iotpipe.run.settings import Settings
 
 
 class QueryError(ValueError):

@@ -13,7 +13,7 @@ snapshot), after the Gold and quarantine commits and before the query commits th
 commit tagged with the batch (spark.tables). A replay skips what is committed already, so the
 store holds each batch's ids once, and a batch whose Gold commit is not done yet finds no entry of
 its own in the store. VerifyGold checks each batch's entry against its Gold commit, so an id that
-did not come from Gold is noticed (iotpipe.verification).
+did not come from Gold is noticed (iotpipe.run.verify).
 
 Expiry deletes whole days older than the horizon (a metadata-only delete of partitions), keeping at
 least the last horizon + 1 days on which batches ran: nothing scans remembered ids to evict them.
@@ -36,7 +36,7 @@ from typing import List, Optional, Tuple
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from iotpipe.horizon import horizon_days
+from iotpipe.lake.horizon import horizon_days
 from iotpipe.lake.tables import SEEN_IDS
 from spark.tables import IcebergTable
 

@@ -28,8 +28,7 @@ from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
-from iotpipe.bronze import SPARK_GLOB, classify, write_note
-from iotpipe.horizon import DEFAULT_HORIZON, horizon_argument
+from iotpipe.lake.bronze import SPARK_GLOB, classify, write_note
 from iotpipe.lake.checkpoint import (
     STREAMING_QUERY,
     CheckpointLayoutUnsupported,
@@ -40,6 +39,8 @@ from iotpipe.lake.checkpoint import (
     query_checkpoint,
     query_id,
 )
+from iotpipe.lake.horizon import DEFAULT_HORIZON, horizon_argument
+from iotpipe.lake.storage import join, storage_for
 from iotpipe.lake.tables import DATABASE, GOLD, QUARANTINE, TableLocations, seen_ids_location
 from iotpipe.lake.tags import (
     BATCH_ID,
@@ -52,7 +53,6 @@ from iotpipe.lake.tags import (
     RUN_ID,
     VALID_ROWS,
 )
-from iotpipe.storage import join, storage_for
 from spark.dedup import SeenIds, first_arrivals, utc_today
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 from spark.progress import PROGRESS_SECONDS_CONF, TaskProgress, batches_in_progress, emit_line, task_counts
@@ -171,7 +171,7 @@ MAX_FILE_AGE = "36500d"
 
 
 def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
-    """Bronze lines as a `value` column, from exactly the objects `iotpipe.bronze` calls readable."""
+    """Bronze lines as a `value` column, from exactly the objects `iotpipe.lake.bronze` calls readable."""
     return (
         spark.readStream.format("text")
         .option("recursiveFileLookup", "true")
@@ -228,7 +228,7 @@ IGNORED_NOTED = "ignored-noted.json"
 
 
 def note_ignored_objects(storage, bronze: str, checkpoint: str, run_id: str) -> dict:
-    """Note, once each, the objects under Bronze the job does not read (iotpipe.bronze: hidden,
+    """Note, once each, the objects under Bronze the job does not read (iotpipe.lake.bronze: hidden,
     other formats), for the run report: every run sees them, whatever started it.
 
     Spark's file source lists all of Bronze on every trigger anyway; this is one more listing per
@@ -470,7 +470,7 @@ def start_heartbeat(args: argparse.Namespace, run_id: str, on_lost, fault: str |
     renewing it in the background."""
     if not args.lease:
         return None
-    from iotpipe.lease import lease_store_for
+    from iotpipe.run.lease_store import lease_store_for
 
     store = lease_store_for(args.lease)
     if fault in ("lease-renewal-flaky", "lease-renewal-fails"):

@@ -37,6 +37,7 @@ from typing import Dict, Optional
 from pyspark.sql import SparkSession
 
 from iotpipe.lake.checkpoint import query_checkpoint, read_checkpoint
+from iotpipe.lake.storage import join, storage_for
 from iotpipe.lake.tables import (
     DATABASE,
     GOLD,
@@ -47,7 +48,6 @@ from iotpipe.lake.tables import (
     run_manifest_uri,
 )
 from iotpipe.lake.tags import MAINTENANCE, RUN_ID
-from iotpipe.storage import join, storage_for
 from spark.heartbeat import LeaseLost
 from spark.job import CRASH_ARMED_PROPERTY, CRASHING_FILE_IO, session, start_heartbeat
 from spark.tables import IcebergTable, configure_catalog, warehouse_of

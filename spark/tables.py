@@ -72,13 +72,28 @@ def qualified(database: str, table: Table) -> str:
     return f"{SPARK_CATALOG}.{database}.{table.name}"
 
 
+def _plain(uri: str) -> str:
+    """A location without its `file:` scheme and trailing slash, to compare two spellings."""
+    for scheme in ("file://", "file:"):
+        if uri.startswith(scheme):
+            uri = uri[len(scheme) :]
+            break
+    return uri.rstrip("/")
+
+
 def _ddl_location(uri: str) -> str:
     """A table location as Iceberg keeps it: an s3:// URI, or a local path as a file: URI."""
     return uri if "://" in uri else "file:" + uri
 
 
+class TableElsewhere(RuntimeError):
+    """A table of the catalog lives somewhere else than this deployment's (or this lake's) prefix."""
+
+
 def ensure_tables(spark: SparkSession, database: str, locations: TableLocations, local: bool) -> None:
-    """Create the namespace (locally) and every table that does not exist yet, never altering one."""
+    """Create the namespace (locally) and every table that does not exist yet, never altering one;
+    refuse a table that lives elsewhere (a lake folder copied or moved: its catalog names the
+    original's files, where this job would otherwise write)."""
     if local:
         spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {SPARK_CATALOG}.{database}")
     for table in ICEBERG_TABLES:
@@ -90,6 +105,13 @@ def ensure_tables(spark: SparkSession, database: str, locations: TableLocations,
             f"CREATE TABLE IF NOT EXISTS {qualified(database, table)} ({columns}) USING iceberg{partitioned} "
             f"LOCATION '{location}' TBLPROPERTIES ({properties})"
         )
+        found = IcebergTable(spark, database, table).java().location()
+        if _plain(found) != _plain(locations.of(table)):
+            raise TableElsewhere(
+                f"the catalog's table {qualified(database, table)} lives at {found}, not at {locations.of(table)}: "
+                "a lake folder copied or moved keeps its catalog's paths to the original. Run on the original, "
+                "or start a new lake (on S3, buckets are not renamed either)"
+            )
 
 
 class IcebergTable:

@@ -15,7 +15,7 @@ import pyspark
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from iotpipe.cleaning_rules import (
+from iotpipe.lake.cleaning_rules import (
     BATTERY_RANGE_PCT,
     CITY_MAX_ESCAPED_BYTES,
     EARLIEST_EVENT_TIME,
@@ -25,10 +25,10 @@ from iotpipe.cleaning_rules import (
     LONGITUDE_RANGE,
     TEMPERATURE_RANGE_C,
 )
-from iotpipe.cleaning_rules import REASON_CODES as REASON_CODES  # the job and tests read them here too
+from iotpipe.lake.cleaning_rules import REASON_CODES as REASON_CODES  # the job and tests read them here too
 from spark.schema import CORRUPT_RECORD_COLUMN, EVENT_SCHEMA, EVENT_TIME_FORMATS
 
-# Reason codes (in priority order), their thresholds and descriptions: iotpipe.cleaning_rules.
+# Reason codes (in priority order), their thresholds and descriptions: iotpipe.lake.cleaning_rules.
 # Control characters and path separators are never a city.
 _NOT_A_CITY = r"[\p{Cc}/\\]"
 

@@ -31,7 +31,7 @@ from iotpipe.lake.iceberg import (
     VALID_ROWS,
 )
 from iotpipe.lake.tables import GOLD, ICEBERG_TABLES, QUARANTINE, SEEN_IDS, SPARK_CATALOG, Table, sqlite_path
-from iotpipe.settings import Settings
+from iotpipe.run.settings import Settings
 
 
 def _iceberg_type(spark_type: str, next_id):

@@ -6,10 +6,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from iotpipe import lambda_runtime as runtime
-from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
-from iotpipe.leasing import acquire_for_run
-from iotpipe.models import RunPlan
+from iotpipe.run import lambda_runtime as runtime
+from iotpipe.run.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
+from iotpipe.run.lease import acquire_for_run
+from iotpipe.run.models import RunPlan
 
 
 class AcquireEvent(BaseModel):

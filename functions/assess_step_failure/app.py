@@ -6,10 +6,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from iotpipe import lambda_runtime as runtime
-from iotpipe.assessment import assess_step_failure
-from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
-from iotpipe.models import RunPlan, SparkAttempt
+from iotpipe.run import lambda_runtime as runtime
+from iotpipe.run.assess import assess_step_failure
+from iotpipe.run.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
+from iotpipe.run.models import RunPlan, SparkAttempt
 
 
 class AssessEvent(BaseModel):

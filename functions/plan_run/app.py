@@ -6,9 +6,9 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from iotpipe import lambda_runtime as runtime
-from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
-from iotpipe.planning import plan_run
+from iotpipe.run import lambda_runtime as runtime
+from iotpipe.run.lambda_runtime import CORRELATION_ID_PATH, logger, tracer
+from iotpipe.run.plan import plan_run
 
 
 class PlanRunEvent(BaseModel):

@@ -12,12 +12,12 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
-from iotpipe import lambda_runtime as runtime
 from iotpipe.lake.tables import maintenance_outcome_uri
-from iotpipe.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
-from iotpipe.models import RunPlan, RunReport, StepAssessment, Verification
-from iotpipe.report_page import write_history_page
-from iotpipe.reporting import (
+from iotpipe.run import lambda_runtime as runtime
+from iotpipe.run.history import record_run
+from iotpipe.run.lambda_runtime import CORRELATION_ID_PATH, logger, metrics, tracer
+from iotpipe.run.models import RunPlan, RunReport, StepAssessment, Verification
+from iotpipe.run.report import (
     build_report,
     collect_ignored,
     needs_attention,
@@ -28,8 +28,8 @@ from iotpipe.reporting import (
     write_run_rows,
     written_report,
 )
-from iotpipe.run_history import record_run
-from iotpipe.unreported import report_dead_runs
+from iotpipe.run.report_page import write_history_page
+from iotpipe.run.unreported import report_dead_runs
 
 
 class ReportEvent(BaseModel):

@@ -6,9 +6,9 @@ import time
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from iotpipe import lambda_runtime as runtime
-from iotpipe.lambda_runtime import logger, tracer
-from iotpipe.trigger import arrival_time, classify_keys, decide, events_from_sqs, start_execution
+from iotpipe.run import lambda_runtime as runtime
+from iotpipe.run.lambda_runtime import logger, tracer
+from iotpipe.run.trigger import arrival_time, classify_keys, decide, events_from_sqs, start_execution
 
 
 @logger.inject_lambda_context

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from iotpipe import lambda_runtime as runtime
-from iotpipe.clusters import transient_clusters
-from iotpipe.lambda_runtime import logger, metrics, tracer
+from iotpipe.run import lambda_runtime as runtime
+from iotpipe.run.clusters import transient_clusters
+from iotpipe.run.lambda_runtime import logger, metrics, tracer
 
 
 @logger.inject_lambda_context

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
-from iotpipe.storage import Storage, is_s3, join
+from iotpipe.lake.storage import Storage, is_s3, join
 
 # The job's one streaming query reads Bronze once and writes every table with its batch ids;
 # its checkpoint is this folder under the job's checkpoint root.

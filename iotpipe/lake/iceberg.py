@@ -17,6 +17,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from iotpipe.lake.storage import Storage
 from iotpipe.lake.tags import (  # noqa: F401  (the tags, read here, are the job's)
     BATCH_ID,
     BATCH_STARTED_MS,
@@ -29,7 +30,6 @@ from iotpipe.lake.tags import (  # noqa: F401  (the tags, read here, are the job
     RUN_ID,
     VALID_ROWS,
 )
-from iotpipe.storage import Storage
 
 ADDED, DELETED = 1, 2  # a manifest entry's status (0 is EXISTING)
 DATA = 0  # a file's content; 1 and 2 are position and equality deletes

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from iotpipe.storage import join
+from iotpipe.lake.storage import join
 
 # The job's Spark catalog (spark.sql.catalog.<name>); locally also the JDBC catalog's name.
 SPARK_CATALOG = "lake"

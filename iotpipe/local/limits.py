@@ -7,7 +7,7 @@ local run and the tests too:
 - Step Functions: a state's input or output, and a service integration's result, at most
   256 KiB as UTF-8 JSON (`States.DataLimitExceeded`, which `States.ALL` does not catch);
   execution names of 1 to 80 characters, none of the characters AWS refuses (the rule itself
-  is iotpipe.execution_names, which production code uses too); `States.ArrayRange` makes at
+  is iotpipe.run.execution_names, which production code uses too); `States.ArrayRange` makes at
   most 1,000 items, and a larger range fails the state with `States.Runtime` (which no
   `States.ALL` catches, and a Pass state, where the definition builds its shard indexes, has
   no Catch at all).
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iotpipe.execution_names import execution_name_problem
+from iotpipe.run.execution_names import execution_name_problem
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATE = ROOT / "template.yaml"

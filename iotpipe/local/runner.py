@@ -23,23 +23,14 @@ from pathlib import Path
 from typing import Callable
 
 from generator.shards import GENERATOR_PROGRESS_ENV, GENERATOR_PROGRESS_PREFIX
+from iotpipe.lake.storage import LocalStorage, join
 from iotpipe.local.bindings import Bindings, bound
-from iotpipe.settings import Settings
-from iotpipe.spark_submit import SPARK_DIR, run_spark_job
-from iotpipe.storage import LocalStorage, join
+from iotpipe.local.spark_submit import SPARK_DIR, run_spark_job
+from iotpipe.local.world import ACCOUNT, FUNCTIONS, REGION
+from iotpipe.run.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DEFINITION = ROOT / "statemachine" / "pipeline.asl.json"
-REGION = "us-east-1"
-ACCOUNT = "123456789012"
-FUNCTIONS = {
-    "PlanRunFunctionArn": "plan_run",
-    "AssessStepFailureFunctionArn": "assess_step_failure",
-    "VerifyGoldFunctionArn": "verify_gold",
-    "ReportStatusFunctionArn": "report_status",
-    "AcquireLeaseFunctionArn": "acquire_lease",
-    "ReleaseLeaseFunctionArn": "release_lease",
-}
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
 
 
@@ -173,9 +164,9 @@ class LocalEngine:
     def __enter__(self) -> LocalEngine:
         from moto import mock_aws
 
-        from iotpipe import lambda_runtime
-        from iotpipe.lease import lease_store_for
         from iotpipe.local import iam
+        from iotpipe.run import lambda_runtime
+        from iotpipe.run.lease_store import lease_store_for
 
         # Every Lambda's calls run with its role's permissions, every integration with the state machine role's.
         stack = iam.load_stack()
@@ -199,10 +190,10 @@ class LocalEngine:
     def _lambda_clients(self, authorizer) -> None:
         """The Lambdas' AWS clients, each call checked against the function's role: the catalog
         (GetTable, answered from the local Iceberg catalog) and Step Functions (moto's)."""
-        from iotpipe import lambda_runtime
         from iotpipe.lake.tables import sqlite_path
         from iotpipe.local import iam
         from iotpipe.local.catalog import LocalGlue
+        from iotpipe.run import lambda_runtime
 
         glue = LocalGlue(sqlite_path(self.settings.catalog_uri) or "")
         lambda_runtime.clients["glue"] = iam.AuthorizedGlue(glue, authorizer)

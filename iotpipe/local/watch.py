@@ -2,7 +2,7 @@
 have been quiet for the trigger delay (a burst becomes one run), makes the trigger's decision
 and runs the same state machine with `{"generate": false}`.
 
-Objects the job will not read (iotpipe.bronze) start no run, as with the S3 trigger; the next
+Objects the job will not read (iotpipe.lake.bronze) start no run, as with the S3 trigger; the next
 run's job notes them for its report. An object is processed once the query's source log lists
 it; those logs store paths URL-encoded, so they are decoded before comparing (a key with a space,
 `%`, `+` or a non-ASCII character is otherwise "unprocessed" for ever). Reading the source logs
@@ -16,17 +16,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from iotpipe.bronze import classify
+from iotpipe.lake.bronze import classify
 from iotpipe.lake.checkpoint import logged_uri, query_checkpoint, source_files
-from iotpipe.lease import FileLeaseStore
+from iotpipe.lake.storage import LocalStorage, Storage
 from iotpipe.local.runner import LocalEngine
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage, Storage
-from iotpipe.trigger import RUN_INPUT, decide
+from iotpipe.run.lease_store import FileLeaseStore
+from iotpipe.run.settings import Settings
+from iotpipe.run.trigger import RUN_INPUT, decide
 
 
 def bronze_objects(storage: Storage, bronze_uri: str) -> tuple[set[str], dict[str, str]]:
-    """Bronze objects the job reads, and the others with why they are ignored (iotpipe.bronze)."""
+    """Bronze objects the job reads, and the others with why they are ignored (iotpipe.lake.bronze)."""
     readable, ignored = classify((info.uri for info in storage.list(bronze_uri)), bronze_uri)
     return set(readable), ignored
 

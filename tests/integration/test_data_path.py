@@ -146,7 +146,9 @@ def test_a_crash_mid_batch_then_a_rerun_gives_the_same_gold_as_an_uninterrupted_
     exit_code, _ = transform(tmp_path, bronze)
     assert exit_code == 0
     for name in ("gold", "quarantine"):
-        recovered, expected = rows(tmp_path, name), rows(reference, name)  # noqa: F841 - DuckDB reads them
+        # The same rows; when the pipeline took a quarantined record is each lake's own.
+        recovered = rows(tmp_path, name).drop_columns(["quarantined_at"] if name == "quarantine" else [])  # noqa: F841
+        expected = rows(reference, name).drop_columns(["quarantined_at"] if name == "quarantine" else [])  # noqa: F841
         assert duckdb.sql("select * from recovered except all select * from expected").fetchall() == []
         assert duckdb.sql("select * from expected except all select * from recovered").fetchall() == []
     gold = rows(tmp_path, "gold")  # noqa: F841

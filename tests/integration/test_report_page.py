@@ -3,7 +3,7 @@ draws its four charts without script errors, loads nothing from the network, and
 run data (a city named like markup) as text. `make test` installs chromium when it is missing;
 without it these tests fail, they do not skip.
 
-The page reports on itself in the DOM (see iotpipe.report_page): `data-charts-drawn` when the
+The page reports on itself in the DOM (see iotpipe.run.report_page): `data-charts-drawn` when the
 script has drawn, `data-errors` for script errors, `data-csp-violations` for anything the
 Content-Security-Policy blocked, which is every request: the policy allows no source at all.
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from iotpipe.report_page import CHART_COUNT, render_page
-from iotpipe.run_history import read_history
+from iotpipe.run.history import read_history
+from iotpipe.run.report_page import CHART_COUNT, render_page
 from tests.unit.run_history_lake import HistoryLake, RunSpec
 
 PWNED = "document.body.setAttribute('data-pwned', 'yes')"

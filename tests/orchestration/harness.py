@@ -12,11 +12,11 @@ from pathlib import Path
 
 from generator.shards import read_manifests, summarise
 from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE, SPARK_CATALOG
-from iotpipe.lease import FileLeaseStore
 from iotpipe.local.runner import DEFINITION, LocalEngine, execute
 from iotpipe.query import run_query
-from iotpipe.settings import Settings
-from iotpipe.trigger import decide
+from iotpipe.run.lease_store import FileLeaseStore
+from iotpipe.run.settings import Settings
+from iotpipe.run.trigger import decide
 
 COVERAGE: dict[str, set] = defaultdict(set)
 

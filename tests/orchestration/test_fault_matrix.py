@@ -23,10 +23,10 @@ from typing import Callable, Optional
 
 import pytest
 
-from iotpipe.lease import FileLeaseStore
 from iotpipe.local.bindings import TaskError
 from iotpipe.query import run_query
-from iotpipe.settings import Settings
+from iotpipe.run.lease_store import FileLeaseStore
+from iotpipe.run.settings import Settings
 from tests.orchestration.harness import (
     assert_readers_agree,
     created,
@@ -278,7 +278,7 @@ def maintenance_failure_reported(executions, lake, settings):
 
 def report_answer_lost_once_with_metrics_counted(lake, settings):
     """ReportStatus's first call does its work and its answer is lost; every metric it adds is recorded."""
-    from iotpipe.lambda_runtime import metrics
+    from iotpipe.run.lambda_runtime import metrics
 
     lose_answer = fail_once_after_the_work("report_status")(lake, settings)
 
@@ -296,7 +296,7 @@ def report_answer_lost_once_with_metrics_counted(lake, settings):
 
 
 def retried_report_counts_once(executions, lake, settings):
-    from iotpipe.lambda_runtime import metrics
+    from iotpipe.run.lambda_runtime import metrics
 
     vars(metrics).pop("add_metric", None)
     execution = executions[-1]

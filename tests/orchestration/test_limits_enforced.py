@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from iotpipe.local.limits import MAX_STATE_PAYLOAD_BYTES, execution_name_problem, json_size
 from iotpipe.local.runner import DEFINITION, LocalEngine
-from iotpipe.settings import Settings
+from iotpipe.run.settings import Settings
 
 
 def settings(lake: Path, **overrides) -> Settings:
@@ -131,8 +131,8 @@ def test_starting_an_execution_with_a_name_aws_refuses_fails_with_invalid_name(t
 
 
 def test_the_plan_is_the_same_size_for_one_shard_or_a_thousand(tmp_path):
-    from iotpipe.planning import plan_run
-    from iotpipe.storage import LocalStorage
+    from iotpipe.lake.storage import LocalStorage
+    from iotpipe.run.plan import plan_run
 
     one = plan_run({"shards": 1, "size": "1000MiB"}, "run-1", settings(tmp_path), LocalStorage())
     many = plan_run({"shards": 1000, "size": "1000MiB"}, "run-1", settings(tmp_path), LocalStorage())

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from iotpipe.local.runner import DEFINITION, LocalEngine
-from iotpipe.settings import Settings
+from iotpipe.run.settings import Settings
 
 
 def test_the_published_message_is_the_summary_line_then_the_report_as_json(tmp_path: Path):

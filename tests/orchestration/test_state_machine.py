@@ -20,11 +20,11 @@ import pytest
 
 from generator.shards import read_manifests, summarise
 from iotpipe.cli import run_exit_status
-from iotpipe.lease import FileLeaseStore
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.local.bindings import TaskError
 from iotpipe.local.watch import watch
-from iotpipe.run_history import read_history
-from iotpipe.storage import LocalStorage
+from iotpipe.run.history import read_history
+from iotpipe.run.lease_store import FileLeaseStore
 from tests.orchestration.harness import (
     COVERAGE,
     assert_readers_agree,

@@ -9,9 +9,9 @@ import duckdb
 import pyarrow.parquet as pq
 
 from iotpipe.lake.iceberg import live_files, metadata_location
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.storage import LocalStorage
 from tests.spark.test_streaming_job import metadata_of
 
 

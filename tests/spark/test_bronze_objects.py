@@ -1,4 +1,4 @@
-"""Which Bronze objects the real job reads, compared with the shared rule in `iotpipe.bronze`,
+"""Which Bronze objects the real job reads, compared with the shared rule in `iotpipe.lake.bronze`,
 and objects the file source would skip on its own (old modification times)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from iotpipe.bronze import ignored_reason
-from iotpipe.storage import LocalStorage
+from iotpipe.lake.bronze import ignored_reason
+from iotpipe.lake.storage import LocalStorage
 from spark import job
 from tests.spark.test_streaming_job import job_argv, table_of
 
@@ -122,7 +122,7 @@ def test_an_object_the_job_cannot_read_never_fails_a_run_and_is_reported_by_name
     """A gzip object cut short (an interrupted upload) and a name Hadoop cannot open (a `:` makes
     the local checksum file system fail) used to fail every batch of every later run. Objects the
     job does not read at all (hidden, other formats) are reported too, once, whatever started the run."""
-    from iotpipe.reporting import collect_ignored
+    from iotpipe.run.report import collect_ignored
 
     bronze = tmp_path / "bronze"
     write_object(bronze, "good.jsonl", [event_line("good")])

@@ -16,13 +16,13 @@ from pyspark.sql import Window
 from pyspark.sql import functions as F
 
 from iotpipe.cli import main
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import GOLD
+from iotpipe.local.spark_submit import run_spark_job
 from iotpipe.query import QueryError, run_query, table_files
-from iotpipe.reporting import write_run_rows
-from iotpipe.settings import Settings
-from iotpipe.spark_args import SparkJobArgs
-from iotpipe.spark_submit import run_spark_job
-from iotpipe.storage import LocalStorage
+from iotpipe.run.report import write_run_rows
+from iotpipe.run.settings import Settings
+from iotpipe.run.spark_args import SparkJobArgs
 from tests.spark.lake_readers import read_lake_table
 
 pytestmark = pytest.mark.spark

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from iotpipe.lake.iceberg import BATCH_ID, DUPLICATES, INPUT_ROWS, QUERY_ID, RUN_ID, added_files, read_metadata
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import SPARK_CATALOG, sqlite_path
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.storage import LocalStorage
 from spark import job
 from tests.conftest import SESSION_CATALOG
 

@@ -103,7 +103,7 @@ def distribution_of(module: str) -> str:
 
 
 def test_everything_the_shipped_code_imports_is_on_the_cluster(shipped):
-    assert "iotpipe.lease" in shipped and "spark.job" in shipped
+    assert "iotpipe.run.lease_store" in shipped and "spark.job" in shipped
     outside, missing = import_closure(shipped)
     assert missing == set(), "imported by the job but not in iotpipe_spark.zip"
     assert {"boto3", "botocore"} <= outside  # the lease, the ledger, S3 storage

@@ -45,7 +45,8 @@ def test_sam_build_succeeds_with_the_shared_layer(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     layer = tmp_path / "build" / "SharedLayer" / "python"
-    assert (layer / "iotpipe" / "verification.py").exists() and (layer / "aws_lambda_powertools").is_dir()
+    assert (layer / "iotpipe" / "run" / "verify.py").exists() and (layer / "aws_lambda_powertools").is_dir()
+    assert (layer / "fastavro").is_dir() and not (layer / "pyarrow").exists(), "the layer reads Avro, not Parquet"
     assert (tmp_path / "build" / "PlanRunFunction" / "app.py").exists()
 
 
@@ -62,7 +63,7 @@ def python39() -> str:
 def test_the_spark_job_is_valid_python_3_9():
     """The job and every module it ships with it to EMR (iotpipe.spark_package follows its imports)."""
     sources = [str(p) for p in shipped_files()]
-    assert str(ROOT / "spark" / "job.py") in sources and str(ROOT / "iotpipe" / "lease.py") in sources
+    assert str(ROOT / "spark" / "job.py") in sources and str(ROOT / "iotpipe" / "run" / "lease_store.py") in sources
     code = "import ast, sys\nfor path in sys.argv[1:]:\n    ast.parse(open(path).read(), path)\n"
     result = run([python39(), "-c", code, *sources])
     assert result.returncode == 0, result.stderr

@@ -11,7 +11,7 @@ import pytest
 
 from iotpipe.local import iam
 from iotpipe.local.iam.stack import local_world, parse_template
-from iotpipe.settings import Settings
+from iotpipe.run.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 

@@ -21,16 +21,16 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from iotpipe.lake.iceberg import BATCH_ID, storage_uri
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import GOLD, QUARANTINE, SEEN_IDS, seen_ids_location, sqlite_path
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.models import RunPlan
-from iotpipe.planning import plan_run
-from iotpipe.reporting import build_report, write_manifest
-from iotpipe.run_history import record_run
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
-from iotpipe.unreported import report_dead_runs
-from iotpipe.verification import verify_gold
+from iotpipe.run.history import record_run
+from iotpipe.run.models import RunPlan
+from iotpipe.run.plan import plan_run
+from iotpipe.run.report import build_report, write_manifest
+from iotpipe.run.settings import Settings
+from iotpipe.run.unreported import report_dead_runs
+from iotpipe.run.verify import verify_gold
 from tests.lakes import JobCommits
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import sqlite_path
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.models import RunReport
-from iotpipe.planning import plan_run
-from iotpipe.reporting import build_report, write_manifest
-from iotpipe.run_history import record_run
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
-from iotpipe.verification import verify_gold
+from iotpipe.run.history import record_run
+from iotpipe.run.models import RunReport
+from iotpipe.run.plan import plan_run
+from iotpipe.run.report import build_report, write_manifest
+from iotpipe.run.settings import Settings
+from iotpipe.run.verify import verify_gold
 from tests.lakes import JobCommits
 
 ROOT = Path(__file__).resolve().parent.parent.parent

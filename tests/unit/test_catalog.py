@@ -12,14 +12,14 @@ import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
 from iotpipe.lake import tables
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import GOLD, ICEBERG_TABLES, QUARANTINE, RUN_QUARANTINE, RUNS, SEEN_IDS, TABLES, sqlite_path
 from iotpipe.local import iam
 from iotpipe.local.catalog import LocalGlue
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
 from iotpipe.query import connect
-from iotpipe.reporting import write_run_rows
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
+from iotpipe.run.report import write_run_rows
+from iotpipe.run.settings import Settings
 from tests.lakes import JobCommits
 
 JSON_SERDE = "org.openx.data.jsonserde.JsonSerDe"

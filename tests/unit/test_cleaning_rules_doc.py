@@ -1,12 +1,12 @@
 """The cleaning rules document describes every reason code the job can give, as the rule catalog
-(iotpipe.cleaning_rules) that the job and the report read states it."""
+(iotpipe.lake.cleaning_rules) that the job and the report read states it."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from iotpipe.cleaning_rules import CLEANING_RULES, LINE_REASONS
+from iotpipe.lake.cleaning_rules import CLEANING_RULES, LINE_REASONS
 from spark.transforms import REASON_CODES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cleaning-rules.md"

@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from iotpipe.clusters import transient_clusters
+from iotpipe.run.clusters import transient_clusters
 
 
 def start_cluster(emr, name: str, tags: dict[str, str]) -> str:

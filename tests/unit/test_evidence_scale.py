@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from iotpipe.assessment import assess_step_failure
 from iotpipe.lake.tables import GOLD
-from iotpipe.lease import FileLeaseStore
-from iotpipe.leasing import release_for_run
 from iotpipe.local.limits import function_limits
-from iotpipe.reporting import build_report, write_manifest
-from iotpipe.unreported import report_dead_runs
-from iotpipe.verification import verify_gold
+from iotpipe.run.assess import assess_step_failure
+from iotpipe.run.lease import release_for_run
+from iotpipe.run.lease_store import FileLeaseStore
+from iotpipe.run.report import build_report, write_manifest
+from iotpipe.run.unreported import report_dead_runs
+from iotpipe.run.verify import verify_gold
 from tests.unit.history_lake import CITIES, ROWS, HistoryLake
 
 STATE_LIMIT = 256 * 1024

@@ -14,7 +14,7 @@ from moto import mock_aws
 from generator.cities import CITIES
 from generator.events import DEFAULT_DEFECT_RATES, QUARANTINE_KINDS, EventSpec
 from generator.shards import DatasetPlan, read_manifests, summarise, write_dataset, write_shard
-from iotpipe.sizes import parse_size
+from iotpipe.run.sizes import parse_size
 
 SMALL = 2 * 1024**2
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from iotpipe.lake.storage import join, split_s3
 from iotpipe.lake.tables import ICEBERG_TABLES, maintenance_outcome_uri, run_manifest_uri, seen_ids_location
 from iotpipe.local import iam
-from iotpipe.planning import maintenance_step_args, spark_attempt
-from iotpipe.settings import Settings
-from iotpipe.storage import join, split_s3
+from iotpipe.run.plan import maintenance_step_args, spark_attempt
+from iotpipe.run.settings import Settings
 
 ROLE = "EmrInstanceRole"
 # The job's and maintenance's calls to the Glue Data Catalog through EMR's Iceberg (GlueCatalog):

@@ -18,17 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from iotpipe import lambda_runtime
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import GOLD, sqlite_path
-from iotpipe.lease import FileLeaseStore
 from iotpipe.local import iam
 from iotpipe.local.bindings import Bindings, TaskError
 from iotpipe.local.catalog import LocalGlue
 from iotpipe.local.iam.enforce import AuthorizedStepFunctions, Authorizer, IntegrationAuthorizer
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
 from iotpipe.local.runner import DEFINITION, lambda_handlers, local_substitutions, substitute
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
+from iotpipe.run import lambda_runtime
+from iotpipe.run.lease_store import FileLeaseStore
+from iotpipe.run.settings import Settings
 from tests.lakes import JobCommits
 
 EXECUTIONS = "arn:aws:states:us-east-1:123456789012:execution:iotpipe-pipeline"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from iotpipe.lease import DynamoDBLeaseStore, FileLeaseStore, lease_store_for
+from iotpipe.run.lease_store import DynamoDBLeaseStore, FileLeaseStore, lease_store_for
 
 KEY = "bronze-to-gold"
 ROOT = Path(__file__).resolve().parent.parent.parent

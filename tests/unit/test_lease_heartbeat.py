@@ -8,7 +8,7 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from iotpipe.lease import FileLeaseStore
+from iotpipe.run.lease_store import FileLeaseStore
 from spark.heartbeat import LeaseHeartbeat, LeaseLost
 
 KEY, HOLDER = "bronze-to-gold", "run-a"
@@ -162,7 +162,7 @@ def test_a_renewal_that_hangs_still_stops_the_queries_before_the_lease_expires()
 
 
 def test_the_lease_stores_dynamodb_client_fails_fast(monkeypatch):
-    from iotpipe.lease import DynamoDBLeaseStore
+    from iotpipe.run.lease_store import DynamoDBLeaseStore
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     config = DynamoDBLeaseStore("leases").client.meta.config

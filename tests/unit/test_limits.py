@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from iotpipe.execution_names import bounded_execution_name
 from iotpipe.local import limits
-from iotpipe.models import ExecutionInput
-from iotpipe.planning import follow_up_name
-from iotpipe.settings import Settings
-from iotpipe.trigger import execution_name
+from iotpipe.run.execution_names import bounded_execution_name
+from iotpipe.run.models import ExecutionInput
+from iotpipe.run.plan import follow_up_name
+from iotpipe.run.settings import Settings
+from iotpipe.run.trigger import execution_name
 
 
 def test_a_state_payload_of_exactly_256_kib_passes_and_one_byte_more_fails():

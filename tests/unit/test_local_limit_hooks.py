@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from iotpipe import spark_submit
+from iotpipe.local import spark_submit
 from iotpipe.local.bindings import Bindings, TaskError, bound
 from iotpipe.local.limits import FunctionLimits
 

@@ -18,17 +18,17 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from iotpipe import lambda_runtime
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import sqlite_path
 from iotpipe.local import iam
 from iotpipe.local.bindings import LocalLambdaContext
 from iotpipe.local.catalog import LocalGlue
 from iotpipe.local.iam.stack import TEMPLATE, parse_template
-from iotpipe.models import SinkVerification, Verification
-from iotpipe.planning import plan_run
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
-from iotpipe.trigger import RUN_INPUT
+from iotpipe.run import lambda_runtime
+from iotpipe.run.models import SinkVerification, Verification
+from iotpipe.run.plan import plan_run
+from iotpipe.run.settings import Settings
+from iotpipe.run.trigger import RUN_INPUT
 
 # What AWS emits, by namespace: the metric names used here and the dimension that names the resource
 # (Step Functions: procedure "Monitoring Step Functions metrics"; Lambda: "Lambda function metrics";

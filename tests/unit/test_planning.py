@@ -11,10 +11,10 @@ import pytest
 from moto import mock_aws
 
 from iotpipe.lake.checkpoint import CheckpointLayoutUnsupported
-from iotpipe.models import InvalidExecutionInput
-from iotpipe.planning import SparkArtifactsMissing, parse_execution_input, plan_run
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage, S3Storage
+from iotpipe.lake.storage import LocalStorage, S3Storage
+from iotpipe.run.models import InvalidExecutionInput
+from iotpipe.run.plan import SparkArtifactsMissing, parse_execution_input, plan_run
+from iotpipe.run.settings import Settings
 
 EVENTS = Path(__file__).parent.parent / "events"
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from iotpipe.cleaning_rules import describe
 from iotpipe.cli import build_parser, execution_input_of, run_exit_status
-from iotpipe.models import QualityOverrides, QualityPolicy, RunReport
-from iotpipe.quality import QUALITY_FAILED, QUALITY_WARNING, evaluate, resolve_policy, status_with_quality
-from iotpipe.reporting import summary_line
-from iotpipe.settings import Settings
+from iotpipe.lake.cleaning_rules import describe
+from iotpipe.run.models import QualityOverrides, QualityPolicy, RunReport
+from iotpipe.run.quality import QUALITY_FAILED, QUALITY_WARNING, evaluate, resolve_policy, status_with_quality
+from iotpipe.run.report import summary_line
+from iotpipe.run.settings import Settings
 
 from .test_settings import ENV
 
@@ -188,7 +188,7 @@ def test_iotpipe_run_passes_its_quality_options_in_the_execution_input():
 
 
 def test_a_reason_given_twice_is_refused_not_silently_overridden():
-    from iotpipe.quality import parse_reason_ratios
+    from iotpipe.run.quality import parse_reason_ratios
 
     with pytest.raises(ValueError, match="given twice"):
         parse_reason_ratios("malformed_json=0.1,malformed_json=0.2")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from iotpipe.models import RunReport
-from iotpipe.reporting import console_url, format_duration, needs_attention, summary_line
+from iotpipe.run.models import RunReport
+from iotpipe.run.report import console_url, format_duration, needs_attention, summary_line
 
 ROOT = Path(__file__).resolve().parents[2]
 ARN = "arn:{partition}:states:{region}:123456789012:execution:iotpipe-pipeline:run-1"
@@ -75,9 +75,9 @@ MAINTAINED = {"run_id": "run-1", "seconds": 3.25, "tables": {
 
 def report_event(tmp_path, maintenance):
     from functions.report_status.app import ReportEvent
-    from iotpipe.planning import plan_run
-    from iotpipe.settings import Settings
-    from iotpipe.storage import LocalStorage
+    from iotpipe.lake.storage import LocalStorage
+    from iotpipe.run.plan import plan_run
+    from iotpipe.run.settings import Settings
 
     settings = Settings.for_local_lake(str(tmp_path), spark_job_uri=str(ROOT / "spark" / "job.py"))
     plan = plan_run({"generate": False}, "run-1", settings, LocalStorage())
@@ -99,8 +99,8 @@ def report_event(tmp_path, maintenance):
 )
 def test_the_report_says_what_maintenance_wrote_or_why_its_step_failed(tmp_path, step, written, expected):
     from functions.report_status.app import maintenance_outcome
+    from iotpipe.lake.storage import LocalStorage
     from iotpipe.lake.tables import maintenance_outcome_uri
-    from iotpipe.storage import LocalStorage
 
     event = report_event(tmp_path, step)
     if written is not None:

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from iotpipe.assessment import assess_step_failure
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import sqlite_path
-from iotpipe.lease import FileLeaseStore
-from iotpipe.leasing import acquire_for_run, release_for_run
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.planning import plan_run
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
-from iotpipe.trigger import arrival_time, decide
+from iotpipe.run.assess import assess_step_failure
+from iotpipe.run.lease import acquire_for_run, release_for_run
+from iotpipe.run.lease_store import FileLeaseStore
+from iotpipe.run.plan import plan_run
+from iotpipe.run.settings import Settings
+from iotpipe.run.trigger import arrival_time, decide
 from tests.lakes import JobCommits
 
 
@@ -225,13 +225,13 @@ def test_the_execution_fails_exactly_when_iotpipe_run_exits_non_zero():
 
     from iotpipe.cli import RUN_ACCOUNTED_FOR
     from iotpipe.local.runner import DEFINITION
-    from iotpipe.models import RunStatus
+    from iotpipe.run.models import RunStatus
 
     outcome = json.loads(DEFINITION.read_text())["States"]["Outcome"]
     (choice,) = outcome["Choices"]
     failing = {rule["StringEquals"] for rule in choice["Or"]}
     assert choice["Next"] == "RunFailed" and outcome["Default"] == "RunSucceeded"
-    # INTERRUPTED is only ever the report another run writes for a run that died (iotpipe.unreported):
+    # INTERRUPTED is only ever the report another run writes for a run that died (iotpipe.run.unreported):
     # no execution ends with it, so the Outcome need not name it, and `iotpipe run` never passes it.
     assert failing == set(get_args(RunStatus)) - set(RUN_ACCOUNTED_FOR) - {"INTERRUPTED"}
     assert "INTERRUPTED" not in RUN_ACCOUNTED_FOR
@@ -241,7 +241,7 @@ def test_the_execution_fails_exactly_when_iotpipe_run_exits_non_zero():
 def test_a_retried_release_repeats_its_decision_instead_of_forgetting_the_waiting_data(lake, outcome, expected):
     """The first call cleared the mark (drain) or gave the lease up (hand-over), then its answer
     was lost; the retry must not decide again from the changed lease."""
-    from iotpipe.leasing import release_once
+    from iotpipe.run.lease import release_once
 
     run = plan(lake, {"generate": False})
     store = holding(lake, run, marked=True)

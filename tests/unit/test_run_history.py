@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from iotpipe.cli import main
-from iotpipe.run_history import HISTORY_FOLDER, format_table, gold_by_date_city, read_history
-from iotpipe.storage import LocalStorage
+from iotpipe.lake.storage import LocalStorage
+from iotpipe.run.history import HISTORY_FOLDER, format_table, gold_by_date_city, read_history
 from tests.unit.run_history_lake import HistoryLake, RunSpec
 
 FIRST = RunSpec("run-a", gold={("2024-01-01", "Oslo"): 5, ("2024-01-02", "Lyon"): 3}, quarantined={"bad_json": 2},
@@ -136,8 +136,8 @@ def test_iotpipe_report_refuses_a_number_of_runs_out_of_bounds(tmp_path, capsys)
 
 
 def test_the_page_escapes_every_run_field_it_prints_in_the_table():
-    from iotpipe.report_page import render_page
-    from iotpipe.run_history import RunSummary
+    from iotpipe.run.history import RunSummary
+    from iotpipe.run.report_page import render_page
 
     hostile = "<b onmouseover=alert(1)>x</b>"
     run = RunSummary(run_id=hostile, status="FAILED", trigger=hostile, finished_at="2024-01-01T00:00:00+00:00",

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from iotpipe.horizon import horizon_days
-from iotpipe.settings import Settings
-from iotpipe.spark_args import SparkJobArgs
+from iotpipe.lake.horizon import horizon_days
+from iotpipe.run.settings import Settings
+from iotpipe.run.spark_args import SparkJobArgs
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from iotpipe import spark_submit
-from iotpipe.spark_submit import INSIDE_COMMIT_FAULTS, JOB_SCRIPT, submit_command
+from iotpipe.local import spark_submit
+from iotpipe.local.spark_submit import INSIDE_COMMIT_FAULTS, JOB_SCRIPT, submit_command
 
 LOCAL_JARS = ["/jars/iceberg-spark-runtime.jar", "/jars/sqlite-jdbc.jar"]
 
@@ -62,9 +62,9 @@ def test_the_jobs_and_the_maintenances_own_s3_clients_on_emr_get_the_stacks_regi
     own storage (its checkpoint notes, the lake layout check, maintenance's outcome) is made with it."""
     from moto import mock_aws
 
-    from iotpipe.planning import maintenance_step_args, spark_attempt
-    from iotpipe.settings import Settings
-    from iotpipe.storage import storage_for
+    from iotpipe.lake.storage import storage_for
+    from iotpipe.run.plan import maintenance_step_args, spark_attempt
+    from iotpipe.run.settings import Settings
     from spark.job import build_parser as job_parser
     from spark.maintain import build_parser as maintenance_parser
 

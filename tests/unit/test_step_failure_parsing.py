@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from iotpipe.assessment import parse_step_failure
+from iotpipe.run.assess import parse_step_failure
 
 FULL = {
     "Error": "States.TaskFailed",

@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from iotpipe.storage import LocalStorage, S3Storage
+from iotpipe.lake.storage import LocalStorage, S3Storage
 
 KEYS = [
     "runs/ignored/a.json",

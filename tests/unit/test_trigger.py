@@ -10,11 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from iotpipe import lambda_runtime
-from iotpipe.lease import DynamoDBLeaseStore
 from iotpipe.local.bindings import LocalLambdaContext
-from iotpipe.settings import Settings
-from iotpipe.trigger import classify_keys, decide, execution_name
+from iotpipe.run import lambda_runtime
+from iotpipe.run.lease_store import DynamoDBLeaseStore
+from iotpipe.run.settings import Settings
+from iotpipe.run.trigger import classify_keys, decide, execution_name
 
 CONTEXT = LocalLambdaContext(function_name="start_from_bronze_events", aws_request_id="test")
 EVENT = json.loads((Path(__file__).parent.parent / "events" / "s3_object_created.json").read_text())

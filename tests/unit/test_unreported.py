@@ -1,5 +1,5 @@
 """Runs whose execution ended before their report (stopped, timed out, the machine running them
-gone) are reported by the next run that reports (iotpipe.unreported): found through the seen-id
+gone) are reported by the next run that reports (iotpipe.run.unreported): found through the seen-id
 store's run tags, their end asked of Step Functions (moto's, with real executions), their batches
 verified as any run's and written once as an INTERRUPTED report. A run still running is left to
 write its own, and the point up to which every run has a report moves only past reported runs."""
@@ -15,16 +15,16 @@ import pytest
 from moto import mock_aws
 
 from iotpipe.lake.iceberg import RUN_ID
+from iotpipe.lake.storage import LocalStorage, join
 from iotpipe.lake.tables import RUNS, SEEN_IDS, run_manifest_uri, run_rows_uri, sqlite_path
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.models import RunReport
-from iotpipe.planning import plan_run
-from iotpipe.reporting import build_report, write_manifest
-from iotpipe.run_history import read_history
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage, join
-from iotpipe.unreported import ALL_REPORTED, report_dead_runs
-from iotpipe.verification import verify_gold
+from iotpipe.run.history import read_history
+from iotpipe.run.models import RunReport
+from iotpipe.run.plan import plan_run
+from iotpipe.run.report import build_report, write_manifest
+from iotpipe.run.settings import Settings
+from iotpipe.run.unreported import ALL_REPORTED, report_dead_runs
+from iotpipe.run.verify import verify_gold
 from tests.lakes import JobCommits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -174,8 +174,8 @@ def test_every_run_has_a_report_up_to_the_marker_which_moves_only_past_reported_
 
 def test_report_status_reports_the_dead_runs_it_found_beside_its_own(pipeline):
     from functions.report_status.app import lambda_handler
-    from iotpipe import lambda_runtime
     from iotpipe.local.bindings import LocalLambdaContext
+    from iotpipe.run import lambda_runtime
 
     pipeline.start("run-a")
     pipeline.commit("run-a", rows=3)

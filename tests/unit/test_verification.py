@@ -15,14 +15,14 @@ import pytest
 
 from iotpipe.cli import format_report, reconciles_line
 from iotpipe.lake.iceberg import BATCH_ID, INPUT_ROWS, QUERY_ID, storage_uri
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import GOLD, QUARANTINE, SEEN_IDS, sqlite_path
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.models import RunReport, Verification
-from iotpipe.planning import plan_run
-from iotpipe.reporting import build_report, final_status, summary_line
-from iotpipe.settings import Settings
-from iotpipe.storage import LocalStorage
-from iotpipe.verification import verify_gold
+from iotpipe.run.models import RunReport, Verification
+from iotpipe.run.plan import plan_run
+from iotpipe.run.report import build_report, final_status, summary_line
+from iotpipe.run.settings import Settings
+from iotpipe.run.verify import verify_gold
 from tests.lakes import JobCommits
 
 ROOT = Path(__file__).resolve().parents[2]

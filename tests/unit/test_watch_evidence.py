@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from urllib.parse import quote
 
+from iotpipe.lake.storage import LocalStorage
 from iotpipe.local.watch import bronze_objects, unprocessed_bronze
-from iotpipe.storage import LocalStorage
 
 KEYS = ("with space.jsonl", "per%cent.jsonl", "plus+sign.jsonl", "ünïcode-城市.jsonl", "a.jsonl.gz")
 
@@ -46,7 +46,7 @@ def test_a_failed_run_is_reported_and_not_retried_until_new_objects_arrive(tmp_p
 
     from iotpipe.local.runner import Execution
     from iotpipe.local.watch import watch
-    from iotpipe.settings import Settings
+    from iotpipe.run.settings import Settings
 
     settings = Settings.for_local_lake(str(tmp_path))
     bronze = Path(settings.bronze_uri)

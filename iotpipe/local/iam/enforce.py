@@ -1,7 +1,7 @@
 """The rehearsal's IAM enforcement: each AWS call of the local run, checked as AWS would check it.
 
 Lambda handlers reach AWS through the storage, lease store and Step Functions client of
-`iotpipe.lambda_runtime`; here they are wrapped so that every operation is first mapped to the
+`iotpipe.run.lambda_runtime`; here they are wrapped so that every operation is first mapped to the
 IAM actions and ARNs the real client's API calls need (S3Storage, DynamoDBLeaseStore, boto3)
 and decided against the role of the function being invoked (`acting_as`). The state machine's
 service integrations are checked against the state machine role before they run. A denied call
@@ -20,9 +20,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from botocore.exceptions import ClientError
 
+from iotpipe.lake.storage import Writer
 from iotpipe.local.iam.policy import Request
 from iotpipe.local.iam.stack import ROOT, Stack
-from iotpipe.storage import Writer
 
 _principal: contextvars.ContextVar[str | None] = contextvars.ContextVar("iotpipe_iam_principal", default=None)
 

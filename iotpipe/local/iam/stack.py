@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from iotpipe.local.iam.policy import Decision, Request, UnsupportedPolicy, evaluate
+from iotpipe.local.world import ACCOUNT, FUNCTIONS, REGION
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE = ROOT / "template.yaml"
 STACK_NAME = "iotpipe"
-# The local function names are those of `iotpipe run` (runner.FUNCTIONS); the trigger is not in the definition.
+# The local function names are those of `iotpipe run` (world.FUNCTIONS); the trigger is not in the definition.
 TRIGGER_FUNCTION = ("StartFromBronzeEventsFunction", "start_from_bronze_events")
 
 _TRANSLATE = r"""
@@ -105,8 +106,6 @@ class World:
 
 
 def local_world() -> World:
-    from iotpipe.local.runner import ACCOUNT, FUNCTIONS, REGION
-
     names = {key.removesuffix("Arn"): name for key, name in FUNCTIONS.items()}
     names[TRIGGER_FUNCTION[0]] = TRIGGER_FUNCTION[1]
     names.update(

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from iotpipe.bronze import IGNORED_NOTES_DIR
 from iotpipe.lake import tables
+from iotpipe.lake.bronze import IGNORED_NOTES_DIR
+from iotpipe.lake.storage import Storage, join
 from iotpipe.lake.tables import RUN_QUARANTINE, RUNS, run_manifest_uri
-from iotpipe.models import MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Verification
-from iotpipe.quality import JUDGED, evaluate, format_breach, status_with_quality
-from iotpipe.storage import Storage, join
+from iotpipe.run.models import MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Verification
+from iotpipe.run.quality import JUDGED, evaluate, format_breach, status_with_quality
 
 
 def run_error(error: dict | None, verify_error: dict | None, drain: dict | None) -> dict | None:

@@ -11,9 +11,10 @@ import zlib
 
 from pydantic import ValidationError
 
-from iotpipe.execution_names import bounded_execution_name
 from iotpipe.lake.checkpoint import STREAMING_QUERY, check_lake_layout, query_checkpoint, read_checkpoint
-from iotpipe.models import (
+from iotpipe.lake.storage import Storage, join
+from iotpipe.run.execution_names import bounded_execution_name
+from iotpipe.run.models import (
     MAINTENANCE_FAULTS,
     PERSISTENT_FAULTS,
     ExecutionInput,
@@ -26,11 +27,10 @@ from iotpipe.models import (
     SparkAttempt,
     TaskTimeouts,
 )
-from iotpipe.quality import resolve_policy
-from iotpipe.settings import Settings
-from iotpipe.sizes import MAX_GENERATE_BYTES, parse_size
-from iotpipe.spark_args import SparkJobArgs
-from iotpipe.storage import Storage, join
+from iotpipe.run.quality import resolve_policy
+from iotpipe.run.settings import Settings
+from iotpipe.run.sizes import MAX_GENERATE_BYTES, parse_size
+from iotpipe.run.spark_args import SparkJobArgs
 
 MIN_SHARD_BYTES = 1024 * 1024
 

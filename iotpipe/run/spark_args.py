@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from iotpipe.horizon import DEFAULT_HORIZON
+from iotpipe.lake.horizon import DEFAULT_HORIZON
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from iotpipe.cleaning_rules import REASON_CODES
-from iotpipe.sizes import parse_size
+from iotpipe.lake.cleaning_rules import REASON_CODES
+from iotpipe.run.sizes import parse_size
 
 # Fault injection for tests. The persistent ones (a bug, a poison batch, a lease store the job
 # cannot reach) hit every attempt; the others hit the first attempt only, as a crash or a flaky
@@ -48,7 +48,7 @@ def _known_reasons(ratios: Optional[dict]) -> Optional[dict]:
 
 
 class QualityPolicy(BaseModel):
-    """The thresholds a run's counts are held to (iotpipe.quality). Ratios are of the run's input
+    """The thresholds a run's counts are held to (iotpipe.run.quality). Ratios are of the run's input
     records; a figure exactly at its threshold is no breach. A breach never stops data being written."""
 
     model_config = ConfigDict(extra="forbid")

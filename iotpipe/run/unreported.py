@@ -1,7 +1,7 @@
 """Reports for runs that ended before they reported, so that every committed batch is in one report.
 
 Each batch belongs to the run whose attempt made its last commit (the seen-id store's, tagged with
-the run and its execution: spark/job.py). A run reports its own batches (iotpipe.verification). A
+the run and its execution: spark/job.py). A run reports its own batches (iotpipe.run.verify). A
 run whose execution ended without a report (stopped, timed out, its ReportStatus failed, the
 machine running it locally was interrupted) is reported by the next run that reports: ReportStatus
 looks at the seen-id store's commits since the last point at which every run had reported, asks
@@ -17,12 +17,12 @@ import json
 from datetime import datetime
 
 from iotpipe.lake.iceberg import EXECUTION, RUN_ID, Snapshot, TableNotFound, read_metadata
+from iotpipe.lake.storage import Storage, join
 from iotpipe.lake.tables import SEEN_IDS, run_manifest_uri
-from iotpipe.models import RunPlan, RunReport
-from iotpipe.reporting import build_report, write_manifest, write_run_rows
-from iotpipe.run_history import record_run
-from iotpipe.storage import Storage, join
-from iotpipe.verification import verify_run
+from iotpipe.run.history import record_run
+from iotpipe.run.models import RunPlan, RunReport
+from iotpipe.run.report import build_report, write_manifest, write_run_rows
+from iotpipe.run.verify import verify_run
 
 ALL_REPORTED = "all-reported-through.json"  # {"timestamp_ms": T}: every run with a commit up to T has a report
 ENDED = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")

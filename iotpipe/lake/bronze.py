@@ -19,7 +19,7 @@ import json
 import re
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from iotpipe.storage import IN_PROGRESS_SUFFIX, Storage, join
+from iotpipe.lake.storage import IN_PROGRESS_SUFFIX, Storage, join
 
 DATA_SUFFIXES = (".jsonl", ".json", ".ndjson")
 GZIP_SUFFIX = ".gz"
@@ -87,7 +87,7 @@ def classify(uris: Iterable[str], root: str) -> Tuple[List[str], Dict[str, str]]
 
 def write_note(storage: Storage, checkpoint_uri: str, name: str, reasons: Dict[str, str]) -> dict:
     """Note objects (URI -> reason) for the run report, under `<checkpoint>/ignored/<name>.json`:
-    a count, the count per reason and a few examples (iotpipe.reporting.collect_ignored reads it)."""
+    a count, the count per reason and a few examples (iotpipe.run.report.collect_ignored reads it)."""
     by_reason: Dict[str, int] = {}
     for reason in reasons.values():
         by_reason[reason] = by_reason.get(reason, 0) + 1

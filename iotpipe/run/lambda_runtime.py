@@ -10,9 +10,9 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
-from iotpipe.lease import LeaseStore, lease_store_for
-from iotpipe.settings import Settings
-from iotpipe.storage import Storage, storage_for
+from iotpipe.lake.storage import Storage, storage_for
+from iotpipe.run.lease_store import LeaseStore, lease_store_for
+from iotpipe.run.settings import Settings
 
 CORRELATION_ID_PATH = "execution_id"
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import spark as spark_package
+from iotpipe.lake.storage import join, storage_for
 from iotpipe.local.jars import local_jars
-from iotpipe.storage import join, storage_for
 from spark.progress import PROGRESS_SECONDS_CONF, TASKS_PREFIX
 
 SPARK_DIR = Path(spark_package.__file__).resolve().parent

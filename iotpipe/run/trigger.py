@@ -5,7 +5,7 @@ batching window (the trigger's delay), so a burst of hundreds of objects becomes
 invocation, and that invocation makes one decision:
 
 - no object the job will read (outside the raw prefix, hidden names, other formats, by the one
-  rule in iotpipe.bronze): start nothing (the next run's job notes them for its report);
+  rule in iotpipe.lake.bronze): start nothing (the next run's job notes them for its report);
 - otherwise first record the newest arrival on the lease, so a run started for data the
   checkpoint already took (a redelivered event) ends without a cluster;
 - a run holds the checkpoint lease: mark it pending, so the holder drains before releasing
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
-from iotpipe.bronze import ignored_reason, is_own_object
-from iotpipe.execution_names import bounded_execution_name
-from iotpipe.lease import LeaseStore
+from iotpipe.lake.bronze import ignored_reason, is_own_object
+from iotpipe.run.execution_names import bounded_execution_name
+from iotpipe.run.lease_store import LeaseStore
 
 RUN_INPUT = {"generate": False, "started_by": "trigger"}
 

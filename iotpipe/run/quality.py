@@ -9,8 +9,8 @@ either way.
 
 from __future__ import annotations
 
-from iotpipe.cleaning_rules import describe
-from iotpipe.models import QualityBreach, QualityOverrides, QualityPolicy
+from iotpipe.lake.cleaning_rules import describe
+from iotpipe.run.models import QualityBreach, QualityOverrides, QualityPolicy
 
 QUALITY_WARNING = "SUCCEEDED_WITH_QUALITY_WARNING"
 QUALITY_FAILED = "QUALITY_FAILED"

@@ -21,12 +21,12 @@ import time
 from datetime import datetime
 from typing import Callable
 
-from iotpipe.assessment import attempt_summary_uri
-from iotpipe.lease import Lease, LeaseStore
-from iotpipe.models import DrainDecision, LeaseDecision, RunPlan
-from iotpipe.planning import committed_batches, planned_batches, spark_attempt
-from iotpipe.settings import Settings
-from iotpipe.storage import Storage, join
+from iotpipe.lake.storage import Storage, join
+from iotpipe.run.assess import attempt_summary_uri
+from iotpipe.run.lease_store import Lease, LeaseStore
+from iotpipe.run.models import DrainDecision, LeaseDecision, RunPlan
+from iotpipe.run.plan import committed_batches, planned_batches, spark_attempt
+from iotpipe.run.settings import Settings
 
 
 def acquire_for_run(

@@ -25,11 +25,11 @@ from typing import Any
 
 from iotpipe.lake.checkpoint import STREAMING_QUERY, query_checkpoint, query_id, read_checkpoint
 from iotpipe.lake.iceberg import TableNotFound, read_metadata
+from iotpipe.lake.storage import Storage, join
 from iotpipe.lake.tables import ICEBERG_TABLES
-from iotpipe.models import RunPlan, SparkAttempt, StepAssessment
-from iotpipe.planning import committed_batches, planned_batches, spark_attempt
-from iotpipe.settings import Settings
-from iotpipe.storage import Storage, join
+from iotpipe.run.models import RunPlan, SparkAttempt, StepAssessment
+from iotpipe.run.plan import committed_batches, planned_batches, spark_attempt
+from iotpipe.run.settings import Settings
 
 
 def parse_step_failure(error: Any) -> dict:

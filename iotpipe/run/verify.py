@@ -44,9 +44,9 @@ from iotpipe.lake.iceberg import (
     added_files,
     read_metadata,
 )
+from iotpipe.lake.storage import Storage, join
 from iotpipe.lake.tables import GOLD, QUARANTINE, SEEN_IDS
-from iotpipe.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
-from iotpipe.storage import Storage, join
+from iotpipe.run.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
 
 
 @dataclass
@@ -103,7 +103,7 @@ class TableDetail:
 
 def _partition_key(partition: dict) -> str:
     """`name=value/...`, each value with `%`, `/` and `=` percent-escaped, so that a value holding
-    them (a city named `a/b=c`) reads back whole (iotpipe.run_history unquotes it)."""
+    them (a city named `a/b=c`) reads back whole (iotpipe.run.history unquotes it)."""
     return "/".join(f"{name}={_escape(value)}" for name, value in partition.items())
 
 

@@ -3,7 +3,7 @@
 ReportStatus files each run in a history index, `<runs>/_history/<inverted time>-<run_id>.json`,
 whose keys sort newest first, so the last N runs are one bounded listing (S3 lists keys in
 ascending order, at most 1000 per request) however long the lake's history is. Each entry points
-at the run's manifest (`<runs>/<run_id>.json`, `iotpipe.reporting.write_manifest`), which points
+at the run's manifest (`<runs>/<run_id>.json`, `iotpipe.run.report.write_manifest`), which points
 at its verification document (`<runs>/<run_id>/verification.json`, Gold rows per partition).
 """
 
@@ -18,8 +18,8 @@ from urllib.parse import unquote
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
-from iotpipe.models import RunReport
-from iotpipe.storage import Storage, join
+from iotpipe.lake.storage import Storage, join
+from iotpipe.run.models import RunReport
 
 HISTORY_FOLDER = "_history"
 DEFAULT_LAST_RUNS = 30
@@ -64,7 +64,7 @@ def record_run(storage: Storage, runs_uri: str, report: RunReport) -> str:
 
 def gold_by_date_city(rows_by_partition: dict[str, int]) -> dict[str, dict[str, int]]:
     """`date=D/location_city=C` partitions as {D: {C: rows}}: the values percent-escaped as VerifyGold
-    writes them (iotpipe.verification), or as Spark named the folders in older documents."""
+    writes them (iotpipe.run.verify), or as Spark named the folders in older documents."""
     found: dict[str, dict[str, int]] = {}
     for partition, rows in rows_by_partition.items():
         values = dict(part.split("=", 1) for part in partition.split("/") if "=" in part)

@@ -10,11 +10,11 @@ from typing import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from iotpipe.horizon import DEFAULT_HORIZON, horizon_days
+from iotpipe.lake.horizon import DEFAULT_HORIZON, horizon_days
+from iotpipe.lake.storage import join
 from iotpipe.lake.tables import local_catalog_uri
-from iotpipe.models import QualityPolicy
-from iotpipe.quality import parse_reason_ratios
-from iotpipe.storage import join
+from iotpipe.run.models import QualityPolicy
+from iotpipe.run.quality import parse_reason_ratios
 
 
 class Settings(BaseModel):

@@ -18,8 +18,8 @@ import hashlib
 import html
 import json
 
-from iotpipe.run_history import DEFAULT_LAST_RUNS, TABLE_COLUMNS, RunSummary, read_history, table_rows
-from iotpipe.storage import Storage, join
+from iotpipe.lake.storage import Storage, join
+from iotpipe.run.history import DEFAULT_LAST_RUNS, TABLE_COLUMNS, RunSummary, read_history, table_rows
 
 CHART_COUNT = 4
 
