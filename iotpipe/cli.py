@@ -376,6 +376,9 @@ def add_run(sub) -> None:
     parser.add_argument(
         "--seed", type=_whole_number(0, MAX_SEED), default=None, help="0..2**63-1; default: from the execution name"
     )
+    parser.add_argument(
+        "--days", type=_whole_number(1, 3650), default=None, help="the generated events span this many days (default 7)"
+    )
     parser.add_argument("--no-generate", action="store_true", help="process whatever Bronze holds (as the S3 trigger)")
     add_horizon(parser)
     parser.add_argument("--name", type=_execution_name, default=None, help="execution name (the run id)")
@@ -470,6 +473,8 @@ def execution_input_of(args) -> dict:
         execution_input.update(size=args.size, shards=args.shards)
         if args.seed is not None:
             execution_input["seed"] = args.seed
+        if args.days is not None:
+            execution_input["days"] = args.days
     if args.max_resume_attempts is not None:
         execution_input["max_resume_attempts"] = args.max_resume_attempts
     if args.allow_large:

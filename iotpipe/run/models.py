@@ -93,6 +93,7 @@ class ExecutionInput(BaseModel):
     size: str = Field(default="", description="Bronze bytes to generate, e.g. 256MiB (default from settings)")
     shards: Optional[int] = Field(default=None, ge=1, le=1000)
     seed: Optional[int] = Field(default=None, ge=0)
+    days: int = Field(default=7, ge=1, le=3650, description="the generated events span this many days")
     max_concurrency: Optional[int] = Field(default=None, ge=1, le=100)
     cluster_id: Optional[str] = Field(default=None, pattern=r"^j-[A-Z0-9]{1,64}$")
     max_resume_attempts: int = Field(default=2, ge=0, le=5)
@@ -133,11 +134,12 @@ class ShardPlan(BaseModel):
     size: str = Field(description="bytes, as the command line takes them")
     shard_count: str
     seed: str
+    days: str = "7"
 
     def command(self, index: int) -> list[str]:
         """The generator command of shard `index`, as GenerateShards builds it with intrinsics."""
         return ["generate", "--out", self.bronze, "--size", self.size, "--shards", self.shard_count,
-                "--shard-index", str(index), "--seed", self.seed, "--allow-large"]  # fmt: skip
+                "--shard-index", str(index), "--seed", self.seed, "--days", self.days, "--allow-large"]  # fmt: skip
 
 
 class TaskTimeouts(BaseModel):

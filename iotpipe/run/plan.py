@@ -213,6 +213,7 @@ def plan_run(
             size=str(size),
             shard_count=str(shard_count),
             seed=str(seed),
+            days=str(request.days),
         )
         if request.generate
         else None

@@ -288,3 +288,12 @@ def test_every_commit_of_every_attempt_is_tagged_with_the_plans_run_and_executio
     args = build_parser().parse_args(step[step.index("s3://artifacts/spark/job.py") + 1 :])
     assert args.run_id == "exec-11-attempt-1"
     assert (args.lease_holder or args.run_id) == plan.run_id and args.execution == plan.execution_id
+
+
+def test_the_generated_days_travel_to_every_shard_and_a_bad_span_is_refused(settings, storage):
+    command = plan_run({"days": 1}, "exec-1", settings, storage).generation.command(3)
+    assert command[command.index("--days") + 1] == "1" and command[command.index("--shard-index") + 1] == "3"
+    assert plan_run({}, "exec-1", settings, storage).generation.days == "7"
+    for bad in (0, 3651, "two"):
+        with pytest.raises(InvalidExecutionInput, match="days"):
+            plan_run({"days": bad}, "exec-1", settings, storage)
