@@ -4,12 +4,24 @@ Each table of `iotpipe.lake.tables` becomes a DuckDB view of the same name and t
 (names, types, order). Gold and the quarantine are Iceberg tables: their views read exactly the
 data files of the table's current snapshot, planned from its metadata (`iotpipe.lake.iceberg`, the
 same reader VerifyGold uses), so a file a crashed commit left behind is never part of the table.
+Nothing else is registered: `show tables` lists exactly these four.
+
+Several statements (`select 1; select 2`) run in order, each result printed after the other.
+Rows come from DuckDB in chunks as it produces them: csv and json print each chunk as it comes
+(a reader that stops early, `| head`, stops the query); a table needs every row's width before
+its first line, so it is printed once its rows are in, at most `limit` of them.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime
+import decimal
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from iotpipe.lake import tables
 from iotpipe.lake.iceberg import DATA, TableNotFound, live_files, read_metadata
@@ -101,34 +113,169 @@ def connect(lake: str):
     return connection
 
 
-def run_query(lake: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
-    """Column names and rows of `sql` over the lake's tables."""
+FORMATS = ("table", "csv", "json")
+DEFAULT_TABLE_LIMIT = 1000
+CHUNK_ROWS = 1000
+
+
+@dataclass
+class Result:
+    """One statement's result: its columns, and its rows in chunks as DuckDB produces them."""
+
+    columns: list[str]
+    chunks: Iterator[list[tuple[Any, ...]]]
+
+
+def statements(sql: str) -> list[str]:
+    """The SQL text's statements, as DuckDB's parser splits them (a `;` inside a string or a
+    comment does not split)."""
     import duckdb
 
     if not sql.strip():
         raise QueryError("no SQL statement given")
-    connection = connect(lake)
     try:
-        result = connection.execute(sql)
+        return [statement.query for statement in duckdb.extract_statements(sql)]
     except duckdb.Error as error:
         raise QueryError(str(error).strip()) from None
-    if result is None or result.description is None:  # a comment only, or a statement with no result
-        return [], []
-    return [d[0] for d in result.description], result.fetchall()
 
 
-def format_table(columns: list[str], rows: list[tuple[Any, ...]]) -> str:
-    """A plain text table: a header, a rule, one line per row; numbers right-aligned."""
-    cells = [["NULL" if v is None else str(v) for v in row] for row in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+def results(lake: str, sql: str, limit: int | None = None) -> Iterator[Result]:
+    """Each statement's result over the lake's tables, in order; a statement without rows (a
+    comment, a SET) gives none. At most `limit` rows (and one more, to tell there were more)."""
+    import duckdb
+
+    texts = statements(sql)
+    connection = connect(lake)
+    for text in texts:
+        try:
+            result = connection.execute(text)
+        except duckdb.Error as error:
+            raise QueryError(str(error).strip()) from None
+        if result is None or result.description is None:
+            continue
+        yield Result([d[0] for d in result.description], _chunks(result, None if limit is None else limit + 1))
+
+
+def _chunks(result, limit: int | None) -> Iterator[list[tuple[Any, ...]]]:
+    import duckdb
+
+    fetched = 0
+    while limit is None or fetched < limit:
+        try:
+            rows = result.fetchmany(CHUNK_ROWS if limit is None else min(CHUNK_ROWS, limit - fetched))
+        except duckdb.Error as error:
+            raise QueryError(str(error).strip()) from None
+        if not rows:
+            return
+        fetched += len(rows)
+        yield rows
+
+
+def run_query(lake: str, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Column names and rows of the last statement of `sql` that has a result (none: `[], []`)."""
+    columns: list[str] = []
+    rows: list[tuple[Any, ...]] = []
+    for result in results(lake, sql):
+        columns, rows = result.columns, [row for chunk in result.chunks for row in chunk]
+    return columns, rows
+
+
+def print_results(lake: str, sql: str, fmt: str, limit: int | None, out: TextIO) -> None:
+    """Each statement's result on `out`, in `fmt`, at most `limit` rows each (None: all)."""
+    for index, result in enumerate(results(lake, sql, limit)):
+        if fmt == "table":
+            rows = [row for chunk in result.chunks for row in chunk]
+            more = limit is not None and len(rows) > limit
+            out.write(("\n" if index else "") + format_table(result.columns, rows[:limit], more) + "\n")
+        elif fmt == "csv":
+            if index:
+                out.write("\n")
+            write_csv(result, limit, out)
+        else:
+            write_json_lines(result, limit, out)
+        out.flush()
+
+
+def _limited(result: Result, limit: int | None) -> Iterator[list[tuple[Any, ...]]]:
+    left = limit
+    for chunk in result.chunks:
+        if left is not None:
+            chunk = chunk[:left]
+            left -= len(chunk)
+        if chunk:
+            yield chunk
+        if left == 0:
+            return
+
+
+def write_csv(result: Result, limit: int | None, out: TextIO) -> None:
+    """A header line, then the rows as they come (NULL as an empty field)."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(result.columns)
+    for chunk in _limited(result, limit):
+        writer.writerows([["" if v is None else _text(v) for v in row] for row in chunk])
+        out.flush()
+
+
+def write_json_lines(result: Result, limit: int | None, out: TextIO) -> None:
+    """One JSON object per row, as the rows come."""
+    for chunk in _limited(result, limit):
+        out.write(
+            "".join(
+                json.dumps(dict(zip(result.columns, row)), default=_json_value, ensure_ascii=False) + "\n"
+                for row in chunk
+            )
+        )
+        out.flush()
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def format_table(columns: list[str], rows: list[tuple[Any, ...]], more: bool = False) -> str:
+    """A plain text table (tabulate's "simple"): a header, a rule, one line per row, numbers
+    right-aligned; then how many rows, or that these are the first ones."""
+    import tabulate as tabulate_module
+    from tabulate import tabulate
+
+    tabulate_module.MIN_PADDING = 0  # columns as wide as their widest cell or header, no wider
+
     numeric = [
-        bool(rows) and all(isinstance(r[i], (int, float)) or r[i] is None for r in rows) for i in range(len(columns))
+        bool(rows) and all(isinstance(r[i], (int, float, decimal.Decimal)) or r[i] is None for r in rows)
+        for i in range(len(columns))
     ]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric)).rstrip()
-
-    out = [line(columns), "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in cells]
-    out.append(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
-    return "\n".join(out)
+    cells = [["NULL" if v is None else v.hex() if isinstance(v, bytes) else str(v) for v in row] for row in rows]
+    table = (
+        tabulate(
+            cells,
+            headers=columns,
+            tablefmt="simple",
+            disable_numparse=True,
+            colalign=["right" if n else "left" for n in numeric],
+        )
+        if columns
+        else ""
+    )
+    count = (
+        f"(first {len(rows):,} rows; --limit N for more)"
+        if more
+        else f"({len(rows):,} row{'s' if len(rows) != 1 else ''})"
+    )
+    return f"{table}\n{count}" if table else count

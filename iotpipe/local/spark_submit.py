@@ -96,10 +96,15 @@ def run_spark_job(
     timeout: float | None = None,
     on_tasks: Callable[[dict], None] | None = None,
     script: Path = JOB_SCRIPT,
+    on_start: Callable[[subprocess.Popen], None] | None = None,
 ) -> SparkRun:
     """Run the job to completion (killed after `timeout` seconds, as a step past its Task's
     TimeoutSeconds is cancelled); stream its batch progress (`on_progress`, per batch done) and
-    its task progress (`on_tasks`, within a batch); return exit code and run summary."""
+    its task progress (`on_tasks`, within a batch); return exit code and run summary.
+
+    spark-submit leads a process group of its own (its JVM and the job's Python driver), so a
+    Ctrl-C at the terminal reaches the caller only, which stops the group (`on_start` hands it the
+    process) in its own time: iotpipe.local.interrupt."""
     env = dict(os.environ)
     env.update(
         SPARK_HOME=_pyspark_home(),
@@ -117,8 +122,11 @@ def run_spark_job(
             stderr=log,
             env=env,
             cwd=str(SPARK_DIR.parent),
+            start_new_session=True,
         )
         assert process.stdout is not None
+        if on_start:
+            on_start(process)
         deadline = threading.Timer(timeout, process.kill) if timeout else None
         if deadline:
             deadline.daemon = True

@@ -59,16 +59,136 @@ def test_a_local_runs_events_show_shards_and_spark_tasks_as_they_come():
     show = progress_printer(out, started=0.0, tty=False)
     show("generator", {"shard": "0", "command": []})
     show("generator-progress", {"shard": "0", "bytes": 2**20, "total": 4 * 2**20})
-    show("spark-tasks", {"stages": 2, "tasks": 40, "done": 12, "running": 2, "failed": 0,
-                         "batches": {"gold": 3, "quarantine": 3}})  # fmt: skip
+    show("spark-tasks", {"stages": 2, "tasks": 40, "done": 12, "running": 2, "failed": 0, "batches": {"transform": 3}})
     lines = out.getvalue().splitlines()
     assert "generator shard 0 started" in lines[0]
     assert lines[1].endswith("generator shard 0: 1.0/4.0 MiB")
-    assert lines[2].endswith("spark gold batch 3, quarantine batch 3: 12/40 tasks done (2 running, 2 stages)")
+    assert lines[2].endswith("spark batch 3: 12/40 tasks of 2 running stages done (2 running)")
 
 
 def test_between_stages_the_spark_line_says_so():
-    assert spark_tasks_text({"stages": 0, "batches": {"gold": 1}}).startswith("spark gold batch 1: between tasks")
+    assert spark_tasks_text({"stages": 0, "batches": {"transform": 1}}) == (
+        "spark batch 1: between stages (planning, committing or listing)"
+    )
+
+
+def spark_lines(events: list[tuple[str, dict]]) -> list[str]:
+    out = io.StringIO()
+    show = progress_printer(out, started=0.0, tty=False)
+    show.board.every = 0  # every update printed
+    for kind, detail in events:
+        show(kind, detail)
+    return [line.split("]", 1)[1].strip() for line in out.getvalue().splitlines()]
+
+
+TASKS = {"stages": 1, "tasks": 3, "done": 0, "running": 2, "failed": 0}
+COMMITTED = {"input": 10, "gold": 8, "quarantined": 1, "duplicates": 1, "ms": 1500}
+
+
+def test_before_its_first_commit_a_resumed_attempts_batch_is_not_given_a_number_it_does_not_know():
+    """The job reports batch 0 until its query's first progress: on a lake with committed
+    batches that is a lie (the query resumes at batch 2), so no number is shown."""
+    lines = spark_lines([("spark", {"step_id": "s-1", "log": "l"}),
+                         ("spark-tasks", {**TASKS, "batches": {"transform": 0}})])  # fmt: skip
+    assert lines[-1] == "spark, first batch of this attempt: 0/3 tasks of 1 running stage done (2 running)"
+
+
+def test_the_running_batch_is_the_one_after_the_last_batch_the_step_committed():
+    lines = spark_lines([
+        ("spark", {"step_id": "s-1", "log": "l"}),
+        ("batch", {"batch": 2, **COMMITTED}),
+        ("spark-tasks", {**TASKS, "batches": {"transform": 0}}),
+    ])  # fmt: skip
+    assert lines[-2] == "spark batch 2 committed: 10 lines -> gold 8, quarantined 1, duplicates 1 in 1.5 s"
+    assert lines[-1].startswith("spark batch 3: ")
+
+
+def test_the_spark_status_has_no_bar_that_could_go_back_when_the_next_stage_starts():
+    out = io.StringIO()
+    show = progress_printer(out, started=0.0, tty=True)
+    show("spark-tasks", {**TASKS, "done": 3, "batches": {"transform": 4}})
+    show("spark-tasks", {**TASKS, "done": 0, "tasks": 8, "batches": {"transform": 4}})
+    assert "%" not in out.getvalue() and "[#" not in out.getvalue()
+
+
+class TickClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_state_that_runs_on_silently_says_how_long_it_has_run_every_ten_seconds():
+    out, clock = io.StringIO(), TickClock()
+    show = progress_printer(out, started=0.0, tty=False, clock=clock, tick_every=0)
+    show("enter", {"state": "VerifyGold"})
+    clock.now = 9
+    show.tick()
+    assert out.getvalue().splitlines() == ["[   0.0s] VerifyGold"]
+    clock.now = 10.5
+    show.tick()
+    clock.now = 15
+    show.tick()  # said 4.5 s ago
+    clock.now = 21
+    show.tick()
+    assert out.getvalue().splitlines()[1:] == ["[  10.5s] VerifyGold: running for 10 s",
+                                               "[  21.0s] VerifyGold: running for 21 s"]  # fmt: skip
+    show("exit", {"state": "VerifyGold"})
+    clock.now = 60
+    show.tick()
+    assert len(out.getvalue().splitlines()) == 3
+
+
+def test_a_state_that_prints_progress_is_not_also_ticked():
+    out, clock = io.StringIO(), TickClock()
+    show = progress_printer(out, started=0.0, tty=False, clock=clock, tick_every=0)
+    show("enter", {"state": "RunSparkStep"})
+    for second in range(5, 60, 5):
+        clock.now = second
+        show("spark-tasks", {**TASKS, "batches": {"transform": 1}})
+        show.tick()
+    assert not any("running for" in line for line in out.getvalue().splitlines())
+
+
+def test_inside_a_map_the_ticker_names_the_map_once_an_iteration_ended():
+    out, clock = io.StringIO(), TickClock()
+    show = progress_printer(out, started=0.0, tty=False, clock=clock, tick_every=0)
+    for kind, state in [("enter", "GenerateShards"), ("enter", "GenerateShard"), ("exit", "GenerateShard")]:
+        show(kind, {"state": state})
+    clock.now = 12
+    show.tick()
+    assert out.getvalue().splitlines()[-1].endswith("GenerateShards: running for 12 s")
+
+
+def test_on_a_terminal_the_status_line_ends_with_a_newline_when_the_command_ends():
+    out = io.StringIO()
+    board = ProgressBoard(out, tty=True)
+    board.update("shard 0", "shard 0", 4, 4)
+    board.close()
+    assert out.getvalue().endswith(f"shard 0 {bar(4, 4)}\n")
+    cleared = io.StringIO()
+    board = ProgressBoard(cleared, tty=True)
+    board.update("shard 0", "shard 0", 4, 4)
+    board.finish("shard 0")
+    board.close()
+    assert cleared.getvalue().endswith(CLEAR_LINE)
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_generate_on_a_terminal_ends_its_progress_line_before_its_summary(tmp_path, monkeypatch, capsys):
+    from iotpipe import cli
+
+    err = Terminal()
+    monkeypatch.setattr(cli.sys, "stderr", err)
+    assert cli.main(["generate", "--out", str(tmp_path), "--size", "1MiB", "--shards", "1", "--devices", "5"]) == 0
+    assert err.getvalue().endswith("\n") and "MiB" in err.getvalue()
+    summary = capsys.readouterr().out
+    assert " MiB/s" in summary and " MB" not in summary
 
 
 @dataclass
@@ -154,3 +274,11 @@ def test_lines_the_jobs_threads_print_together_are_never_glued(capfd):
     lines = capfd.readouterr().out.splitlines()
     assert len(lines) == 6 * 300
     assert all(json.loads(line.removeprefix("IOTPIPE_PROGRESS "))["pad"] for line in lines)
+
+
+def test_a_choice_state_is_not_printed_as_if_it_were_an_outcome():
+    """`LeaseAcquired` is the choice that asks whether the lease was acquired, not a report that it was."""
+    lines = spark_lines([("enter", {"state": "AcquireLease", "type": "TaskStateEntered"}),
+                         ("enter", {"state": "LeaseAcquired", "type": "ChoiceStateEntered"}),
+                         ("enter", {"state": "WaitForLease", "type": "WaitStateEntered"})])  # fmt: skip
+    assert lines == ["AcquireLease", "WaitForLease"]

@@ -3,11 +3,13 @@ writes (built here through the production functions, no Spark), bounded, and sho
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from iotpipe.cli import main
 from iotpipe.lake.storage import LocalStorage
-from iotpipe.run.history import HISTORY_FOLDER, format_table, gold_by_date_city, read_history
+from iotpipe.run.history import HISTORY_FOLDER, RunSummary, format_table, gold_by_date_city, read_history
 from tests.unit.run_history_lake import HistoryLake, RunSpec
 
 FIRST = RunSpec("run-a", gold={("2024-01-01", "Oslo"): 5, ("2024-01-02", "Lyon"): 3}, quarantined={"bad_json": 2},
@@ -105,10 +107,51 @@ def test_a_run_whose_verification_document_is_gone_is_shown_with_the_problem(own
 def test_the_table_has_a_row_per_run_and_the_columns_operators_read(lake):
     table = format_table(read_history(lake.storage, lake.settings.runs_uri)).splitlines()
     assert table[0].split() == ["run", "status", "trigger", "started", "seconds", "input", "gold", "quarantined",
-                                "duplicates", "attempts"]  # fmt: skip
+                                "quarantined", "%", "duplicates", "quality", "attempts"]  # fmt: skip
     assert table[2].split() == ["run-b", "SUCCEEDED", "console", "2024-03-01", "12:19:18", "42.0", "10", "6", "4",
-                                "0", "1"]  # fmt: skip
+                                "40.00", "%", "0", "ok", "1"]  # fmt: skip
     assert table[3].split()[0] == "run-a" and len(table) == 4
+
+
+def summary(**fields) -> RunSummary:
+    values = dict(run_id="run-q", status="SUCCEEDED_WITH_QUALITY_WARNING", trigger="console",
+                  started_at="2024-01-01T00:00:00+00:00", seconds=60, finished_at="2024-01-01T00:01:00+00:00",
+                  records={"input": 1000, "gold": 900, "quarantined": 90,
+                  "duplicates": 10}, attempts=1)  # fmt: skip
+    return RunSummary(**{**values, **fields})
+
+
+def test_the_table_names_the_rules_a_run_broke_and_says_when_no_policy_applied():
+    breach = {"rule": "max_quarantine_ratio", "figure": 0.09, "threshold": 0.05, "description": "..."}
+    rows = format_table([summary(quality_breaches=[breach], quality_judged=True),
+                         summary(run_id="run-f", status="FAILED", records={"input": 0})]).splitlines()  # fmt: skip
+    assert rows[2].split()[9:13] == ["9.00", "%", "10", "max_quarantine_ratio"]
+    assert rows[3].split()[-2] == "-"  # a failed run is not judged on quality
+
+
+def test_a_quarantined_share_too_small_to_round_is_not_shown_as_zero():
+    row = format_table([summary(records={"input": 10**6, "gold": 10**6 - 1, "quarantined": 1, "duplicates": 0})])
+    assert "<0.01 %" in row
+
+
+def test_iotpipe_report_json_has_each_runs_figures_and_verdicts(lake, capsys):
+    assert main(["report", "--lake", str(lake.root), "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["run_id"] for r in runs] == ["run-b", "run-a"]
+    assert runs[0]["records"] == {"input": 10, "gold": 6, "quarantined": 4, "duplicates": 0}
+    assert runs[0]["quarantine_ratio"] == 0.4 and runs[0]["reconciles"] is True
+    assert runs[0]["max_quarantine_ratio"] == 1.0 and runs[0]["quality_breaches"] == []
+
+
+def test_iotpipe_report_run_prints_one_runs_report_and_writes_its_page(lake, tmp_path, capsys):
+    page = tmp_path / "run-a.html"
+    assert main(["report", "--lake", str(lake.root), "--run", "run-a", "--html", str(page)]) == 0
+    out = capsys.readouterr().out
+    assert "run                      run-a" in out and "reconciles               yes" in out
+    assert "<title>iotpipe run run-a: SUCCEEDED</title>" in page.read_text()
+    assert main(["report", "--lake", str(lake.root), "--run", "run-a", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == "run-a"
+    assert main(["report", "--lake", str(lake.root), "--run", "run-nope"]) == 2
 
 
 def test_iotpipe_report_prints_the_table_and_writes_the_page(lake, tmp_path, capsys):
@@ -136,11 +179,10 @@ def test_iotpipe_report_refuses_a_number_of_runs_out_of_bounds(tmp_path, capsys)
 
 
 def test_the_page_escapes_every_run_field_it_prints_in_the_table():
-    from iotpipe.run.history import RunSummary
-    from iotpipe.run.report_page import render_page
+    from iotpipe.run.report_page import render_history_page
 
     hostile = "<b onmouseover=alert(1)>x</b>"
     run = RunSummary(run_id=hostile, status="FAILED", trigger=hostile, finished_at="2024-01-01T00:00:00+00:00",
                      records={"input": 1}, attempts=1, problems=[hostile])  # fmt: skip
-    page = render_page([run])
+    page = render_history_page([run])
     assert hostile not in page and "&lt;b onmouseover=alert(1)&gt;x&lt;/b&gt;" in page
