@@ -5,17 +5,24 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+# What a local run needs of SAM: the translator alone (aws-sam-cli==1.170.0 pins aws-sam-translator 1.115.0),
+# in its own venv because it pins a pydantic other than this project's (iotpipe/local/iam/stack.py).
+SAM_TRANSLATOR_VENV := .venv-sam-translator
+SAM_TRANSLATOR := $(SAM_TRANSLATOR_VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 INSTALLED := $(VENV)/.installed
+DEV_INSTALLED := $(VENV)/.installed-dev
 SPARK4_VENV := .venv-spark4
 SPARK4_INSTALLED := $(SPARK4_VENV)/.installed
 # Iceberg's Spark runtimes and SQLite's JDBC driver, pinned with their checksums in iotpipe/local/jars.py.
 JARS := build/jars/.fetched
 FAULTS_JAR := build/iotpipe-faults.jar
 LAKE ?= lake
-SIZE ?= 256MiB
+SIZE ?= 64MiB
 SHARDS ?= 2
+# The Spark runtime the local run rehearses (template parameter SparkRuntime): emr-on-ec2 or emr-serverless.
+RUNTIME ?= emr-on-ec2
 SEED ?= 1
 # The shared layer's dependencies as Lambda runs them (x86_64, CPython 3.13), whatever the host:
 # pip picks binary wheels for that platform, so no local python3.13 is needed.
@@ -24,18 +31,31 @@ LAMBDA_PIP_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --pyt
 # pins every one, so pip downloads exactly those (no resolution, which would read the host's
 # Python version into the packages' markers) into the wheelhouse the cluster installs from.
 SPARK_WHEELS := build/spark-wheels
+SPARK_DEPS_DIR := build/spark-deps
+SPARK_DEPS_ARCHIVE := build/iotpipe_spark_deps.tar.gz
 EMR_PIP_PLATFORM := --platform manylinux2014_x86_64 --implementation cp --python-version 3.9 --only-binary=:all:
 
-.PHONY: install run test test-spark4 test-fast lint format bench bench-5g deploy sam-build spark-wheels sam-validate checkov static-checks clean chromium
+.PHONY: install run test test-spark4 test-fast lint format bench bench-5g deploy sam-build spark-wheels spark-deps-archive sam-validate checkov static-checks clean chromium
 
-# SAM CLI's venv is part of the install: the local run reads the template's IAM with its
-# aws-sam-translator (it pins a pydantic other than this project's).
-install: $(INSTALLED) $(JARS) $(SAM)
+# What a local run needs: the project (with Spark and the local engine), Iceberg's jars, and the
+# SAM translator that reads the template's IAM for the run's rehearsal. The tests' tools (pytest,
+# SAM CLI, checkov, chromium, Spark 4, the faults jar) come with `make test`.
+install: $(INSTALLED) $(JARS) $(SAM_TRANSLATOR)
 
+# pip's own notices (a newer pip, setuptools' deprecation banners of the editable build) are not the user's business.
+PIP_QUIET := PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONWARNINGS=ignore
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[spark,local,dev]"
+	$(PIP_QUIET) $(BIN)/pip install --quiet -e ".[spark,local]"
+	touch $@
+
+$(DEV_INSTALLED): $(INSTALLED)
+	$(PIP_QUIET) $(BIN)/pip install --quiet -e ".[spark,local,dev]"
+	touch $@
+
+$(SAM_TRANSLATOR):
+	$(PYTHON) -m venv $(SAM_TRANSLATOR_VENV)
+	$(PIP_QUIET) $(SAM_TRANSLATOR_VENV)/bin/pip install --quiet aws-sam-translator==1.115.0 pyyaml==6.0.4
 	touch $@
 
 # The job must also hold on Spark 4 (EMR's emr-spark-8 releases): the same tests, another Spark.
@@ -74,22 +94,23 @@ chromium:
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 run: install
-	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS)
+	$(BIN)/iotpipe run --lake $(LAKE) --size $(SIZE) --shards $(SHARDS) --runtime $(RUNTIME)
+	@echo "iotpipe is $(BIN)/iotpipe: \`source $(BIN)/activate\` puts it on the PATH (then: iotpipe query --lake $(LAKE) 'select count(*) from gold')"
 
-test: install $(FAULTS_JAR) $(CHECKOV) chromium test-spark4
+test: install $(DEV_INSTALLED) $(SAM) $(FAULTS_JAR) $(CHECKOV) chromium test-spark4
 	IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest
 
 test-spark4: $(SPARK4_INSTALLED) $(JARS) $(FAULTS_JAR)
 	$(SPARK4_VENV)/bin/pytest tests/spark
 
-test-fast: install chromium
+test-fast: install $(DEV_INSTALLED) $(SAM) chromium
 	IOTPIPE_SAM="$(abspath $(SAM))" $(BIN)/pytest -m "not spark"
 
-lint: $(INSTALLED)
+lint: $(DEV_INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(INSTALLED)
+format: $(DEV_INSTALLED)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
@@ -98,6 +119,11 @@ bench: install
 
 bench-5g: install
 	$(BIN)/python -m bench.run --sizes 1GiB,5GiB
+
+# The fixed cost of a run: our job and the streaming floor over 1 to 16 objects, T = a + b * objects.
+.PHONY: bench-fixed-cost
+bench-fixed-cost: install
+	$(BIN)/python -m bench.run --fixed-cost
 
 sam-validate: $(SAM)
 	$(SAM) validate --lint
@@ -120,7 +146,16 @@ spark-wheels:
 	$(PYTHON) -m pip download --quiet --no-deps --dest "$(SPARK_WHEELS)" $(EMR_PIP_PLATFORM) -r spark/requirements-emr.txt
 	cp spark/requirements-emr.txt "$(SPARK_WHEELS)/requirements.txt"
 
-deploy: install sam-build spark-wheels
+# EMR Serverless runs no bootstrap action: the same pinned modules, installed for EMR 7's Python 3.9
+# from the wheelhouse and archived; a job run unpacks the archive as ./deps on its PYTHONPATH
+# (spark.archives, iotpipe.run.plan.serverless_submit_parameters).
+spark-deps-archive: spark-wheels
+	rm -rf "$(SPARK_DEPS_DIR)" && mkdir -p "$(SPARK_DEPS_DIR)"
+	$(PYTHON) -m pip install --quiet --no-index --no-deps --no-compile --find-links "$(SPARK_WHEELS)" \
+	  --target "$(SPARK_DEPS_DIR)" $(EMR_PIP_PLATFORM) -r "$(SPARK_WHEELS)/requirements.txt"
+	tar -czf "$(SPARK_DEPS_ARCHIVE)" -C "$(SPARK_DEPS_DIR)" .
+
+deploy: install sam-build spark-deps-archive
 	scripts/deploy.sh
 
 clean:

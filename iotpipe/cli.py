@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict
@@ -30,7 +31,7 @@ from iotpipe.lake.horizon import DEFAULT_HORIZON, horizon_argument
 from iotpipe.lake.storage import LocalStorage, is_s3, join, storage_for
 from iotpipe.lake.tables import DATABASE, LOCAL_CATALOG_FILE
 from iotpipe.local.spark_submit import run_spark_job
-from iotpipe.progress import ProgressBoard, generator_text, spark_tasks_text
+from iotpipe.progress import ProgressBoard, RunProgress, generator_text, mib
 from iotpipe.run.execution_names import execution_name_problem
 from iotpipe.run.history import DEFAULT_LAST_RUNS, MAX_LAST_RUNS
 from iotpipe.run.models import QualityBreach
@@ -63,6 +64,20 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults in the help, but none for an option whose default is "not given" (None,
+    False): its text says what happens then."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or isinstance(action.default, dict):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_command(sub, name: str, summary: str, description: str | None = None) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=summary, description=description or summary, formatter_class=HelpFormatter)
 
 
 def _size(text: str) -> int:
@@ -122,8 +137,33 @@ def add_horizon(parser) -> None:
         "--dedup-horizon",
         type=horizon_argument,
         default=DEFAULT_HORIZON,
-        help=f"how long an event_id is remembered: '<n> days', '<n> weeks', '<n> hours' (default {DEFAULT_HORIZON})",
+        help="how long an event_id is remembered to recognise a later copy as a duplicate: '<n> hours', "
+        "'<n> days' or '<n> weeks'",
     )
+
+
+RUNTIMES = ("emr-on-ec2", "emr-serverless")
+_RUNTIME_NAMES = {"ec2": "emr-on-ec2", "serverless": "emr-serverless"}
+
+
+def add_runtime(parser) -> None:
+    parser.add_argument(
+        "--runtime",
+        type=lambda name: _RUNTIME_NAMES.get(name, name),  # `serverless` and `ec2` for short
+        choices=RUNTIMES,
+        default="emr-on-ec2",
+        help="the Spark runtime the stack is deployed with (SparkRuntime): the state machine runs the job as an EMR "
+        "step or as an EMR Serverless job run, through that integration's API and IAM; locally both are the same "
+        "spark-submit",
+    )
+
+
+def spark_line(spark: dict) -> str:
+    """Where a run's Spark job ran, from its report."""
+    if spark.get("runtime") == "emr-serverless":
+        line = f"EMR Serverless, application {spark.get('application_id')}, job run {spark.get('job_run_id')}"
+        return line + (f" ({spark['job_run_link']})" if spark.get("job_run_link") else "")
+    return f"EMR on EC2, cluster {spark.get('cluster_id')}"
 
 
 def _execution_name(text: str) -> str:
@@ -190,25 +230,27 @@ def check_bucket_reachable(uri: str) -> None:
 
 
 def add_generate(sub) -> None:
-    parser = sub.add_parser("generate", help="write seeded synthetic IoT events into Bronze")
-    parser.add_argument("--out", required=True, help="Bronze raw prefix: a folder or s3://bucket/prefix")
+    parser = add_command(sub, "generate", "write seeded synthetic IoT events into Bronze")
+    parser.add_argument("--out", required=True, metavar="URI", help="Bronze raw prefix: a folder or s3://bucket/prefix")
     parser.add_argument("--size", required=True, type=_size, help="total bytes, e.g. 64MiB, 5GiB")
     parser.add_argument("--allow-large", action="store_true", help=f"allow more than {MAX_SIZE_BYTES // 2**30} GiB")
-    parser.add_argument("--shards", type=_positive_int, default=2, help="number of shards (default 2)")
-    parser.add_argument("--shard-index", type=int, default=None, help="write only this shard (a Fargate task)")
+    parser.add_argument("--shards", type=_positive_int, default=2, help="number of shards (Fargate tasks on AWS)")
+    parser.add_argument("--shard-index", type=int, default=None, help="write only this shard (default: every shard)")
     parser.add_argument(
         "--seed", type=_whole_number(0, MAX_SEED), default=1, help="seed (0..2**63-1); the same seed, the same bytes"
     )
-    parser.add_argument(
-        "--object-size", type=_object_size, default=DEFAULT_OBJECT_BYTES, help="bytes per object (128MiB)"
-    )
-    parser.add_argument("--devices", type=_whole_number(1, MAX_DEVICES), default=1000, help=f"1..{MAX_DEVICES:,}")
-    parser.add_argument("--days", type=_whole_number(1, MAX_DAYS), default=7, help=f"1..{MAX_DAYS:,}")
+    parser.add_argument("--object-size", type=_object_size, default=DEFAULT_OBJECT_BYTES, metavar="SIZE",
+                        help="bytes per object, e.g. 128MiB")  # fmt: skip
+    parser.add_argument("--devices", type=_whole_number(1, MAX_DEVICES), default=1000,
+                        help=f"number of devices, 1..{MAX_DEVICES:,}")  # fmt: skip
+    parser.add_argument("--days", type=_whole_number(1, MAX_DAYS), default=7,
+                        help=f"the events span this many days, 1..{MAX_DAYS:,}")  # fmt: skip
     parser.add_argument(
         "--defect-rates",
         type=_defect_rates,
         default=dict(DEFAULT_DEFECT_RATES),
-        help="overrides, e.g. malformed_json=0.01,duplicate=0",
+        metavar="KIND=RATE,...",
+        help="share of records with each defect, over the defaults, e.g. malformed_json=0.01,duplicate=0",
     )
     parser.add_argument("--json", action="store_true", help="print the ground truth as JSON")
     parser.set_defaults(handler=cmd_generate)
@@ -231,18 +273,23 @@ def cmd_generate(args) -> int:
         check_bucket_reachable(args.out)
     check_folder(args.out, "--out", create=True)
     started = time.perf_counter()
-    progress = generator_progress(plan, os.environ.get(GENERATOR_PROGRESS_ENV))
-    manifests = write_dataset(plan, shards, on_progress=progress)
+    mode = os.environ.get(GENERATOR_PROGRESS_ENV)
+    board = None if mode == "json" else ProgressBoard(sys.stderr)
+    try:
+        manifests = write_dataset(plan, shards, on_progress=generator_progress(plan, mode, board=board))
+    finally:
+        if board:
+            board.close()
     seconds = time.perf_counter() - started
     truth = summarise([asdict(m) for m in manifests])
     truth["seconds"] = round(seconds, 3)
-    truth["mb_per_s"] = round(truth["bytes"] / seconds / 1e6, 1)
+    truth["mib_per_s"] = round(truth["bytes"] / seconds / 2**20, 1)
     if args.json:
         print(json.dumps(truth, indent=2, sort_keys=True))
     else:
         print(
-            f"wrote {truth['objects']} objects, {truth['records']:,} records, {truth['bytes'] / 2**20:,.1f} MiB "
-            f"in {seconds:.1f} s ({truth['mb_per_s']} MB/s) to {args.out}"
+            f"wrote {truth['objects']} objects, {truth['records']:,} records, {mib(truth['bytes'])} "
+            f"in {seconds:.1f} s ({truth['mib_per_s']} MiB/s) to {args.out}"
         )
         print(
             f"ground truth: gold {truth['gold']:,}, duplicates {truth['duplicates']:,}, quarantined "
@@ -251,12 +298,14 @@ def cmd_generate(args) -> int:
     return 0
 
 
-def generator_progress(plan: DatasetPlan, mode: str | None, every: float = 1.0, clock=time.monotonic):
+def generator_progress(
+    plan: DatasetPlan, mode: str | None, every: float = 1.0, clock=time.monotonic, board: ProgressBoard | None = None
+):
     """`on_progress(shard, bytes)` for write_dataset: JSON lines on stdout for `iotpipe run`'s
-    runner (mode "json", at most one a second), else a bar on a terminal or plain lines on stderr."""
+    runner (mode "json", at most one a second), else on `board` (a bar on a terminal, plain lines
+    otherwise)."""
     totals: dict[int, int] = {}
     printed_at: dict[int, float] = {}
-    board = None if mode == "json" else ProgressBoard(sys.stderr)
 
     def show(shard: int, written: int) -> None:
         total = totals.setdefault(shard, shard_bytes(plan, shard))
@@ -271,27 +320,24 @@ def generator_progress(plan: DatasetPlan, mode: str | None, every: float = 1.0, 
 
 
 def add_transform(sub) -> None:
-    parser = sub.add_parser("transform", help="run the Spark job locally (spark-submit) and print its summary")
-    parser.add_argument("--bronze", required=True)
-    parser.add_argument("--gold", required=True)
-    parser.add_argument("--quarantine", required=True)
-    parser.add_argument("--checkpoint", required=True)
+    parser = add_command(sub, "transform", "run the Spark job locally (spark-submit) and print its summary")
+    parser.add_argument("--bronze", required=True, metavar="URI", help="Bronze raw prefix the job reads")
+    parser.add_argument("--gold", required=True, metavar="URI", help="Gold table location")
+    parser.add_argument("--quarantine", required=True, metavar="URI", help="quarantine table location")
+    parser.add_argument("--checkpoint", required=True, metavar="URI", help="the streaming query's checkpoint folder")
     parser.add_argument(
         "--catalog",
         default=None,
         help="the tables' Iceberg catalog: 'glue', or 'jdbc:sqlite:FILE' "
         "(default: a SQLite file beside the checkpoint)",
     )
-    parser.add_argument("--catalog-database", default=DATABASE, help=f"the catalog's database (default {DATABASE})")
-    parser.add_argument("--run-id", default=None)
-    parser.add_argument("--max-files-per-trigger", type=_positive_int, default=8)
-    parser.add_argument("--shuffle-partitions", type=_positive_int, default=4)
+    parser.add_argument("--catalog-database", default=DATABASE, help="the catalog's database")
+    parser.add_argument("--run-id", default=None, help="the run's id in the tables' commits (default: the time now)")
+    parser.add_argument("--max-files-per-trigger", type=_positive_int, default=8, help="Bronze objects per batch")
+    parser.add_argument("--shuffle-partitions", type=_positive_int, default=4, help="Spark's shuffle partitions")
     add_horizon(parser)
-    parser.add_argument(
-        "--fault",
-        default=os.environ.get("IOTPIPE_FAULT"),
-        help="crash-mid-batch[:N] or fail-after-commit (tests); env IOTPIPE_FAULT",
-    )
+    # The tests' fault injection (crash-mid-batch[:N], fail-after-commit, ...): accepted, not offered.
+    parser.add_argument("--fault", default=os.environ.get("IOTPIPE_FAULT"), help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="print the run summary as JSON")
     parser.set_defaults(handler=cmd_transform)
 
@@ -320,19 +366,25 @@ def cmd_transform(args) -> int:
     log_dir = ".iotpipe-logs" if is_s3(args.checkpoint) else join(args.checkpoint, "logs")
     log_path = join(log_dir, f"spark-{run_id}.log")
 
-    board = ProgressBoard(sys.stdout)
-
-    def show(progress: dict) -> None:
-        if not args.json:
-            board.finish("spark")
-            board.line(f"  {batch_line(progress)}")
-
-    def show_tasks(detail: dict) -> None:
-        if not args.json:
-            board.update("spark", spark_tasks_text(detail), detail["done"], detail["tasks"])
-
-    result = run_spark_job(job.to_argv(), log_path, on_progress=show, on_tasks=show_tasks)
-    board.finish("spark")
+    progress = None if args.json else RunProgress(sys.stdout, time.perf_counter())
+    started: list = []  # spark-submit leads its own process group: stopped here on Ctrl-C
+    try:
+        result = run_spark_job(
+            job.to_argv(),
+            log_path,
+            on_progress=progress and (lambda batch: progress("batch", batch)),
+            on_tasks=progress and (lambda tasks: progress("spark-tasks", tasks)),
+            on_start=started.append,
+        )
+    except BaseException:
+        for process in started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGTERM)
+            process.wait()
+        raise
+    finally:
+        if progress:
+            progress.close()
     if args.json:
         print(json.dumps({"exit_code": result.exit_code, "summary": result.summary, "log": log_path}, indent=2))
     else:
@@ -340,15 +392,6 @@ def cmd_transform(args) -> int:
             print(format_summary(result.summary))
         print(f"spark-submit exit code {result.exit_code}; log: {log_path}")
     return result.exit_code
-
-
-def batch_line(progress: dict) -> str:
-    """One committed batch, as its commits recorded it."""
-    seconds = f" in {progress['ms'] / 1000:.1f} s" if progress.get("ms") else ""
-    return (
-        f"batch {progress['batch']} committed: {progress['input']:,} lines -> gold {progress['gold']:,}, "
-        f"quarantined {progress['quarantined']:,}, duplicates {progress['duplicates']:,}{seconds}"
-    )
 
 
 def format_summary(summary: dict) -> str:
@@ -368,31 +411,52 @@ def format_summary(summary: dict) -> str:
 
 
 def add_run(sub) -> None:
-    parser = sub.add_parser("run", help="run the whole pipeline (the Step Functions definition) on a local lake")
-    parser.add_argument("--lake", default="lake", help="lake folder; mirrors the buckets (default ./lake)")
-    parser.add_argument("--size", default="64MiB", help="Bronze bytes to generate (default 64MiB)")
+    parser = add_command(
+        sub,
+        "run",
+        "run the whole pipeline (the Step Functions definition) on a local lake",
+        "Run the whole pipeline (the Step Functions definition) on a local lake: generate Bronze, transform it "
+        "with Spark into the Iceberg tables, verify, maintain, report. Ctrl-C ends it cleanly: its processes "
+        "stopped, the lease released, the run recorded as INTERRUPTED.",
+    )
+    parser.add_argument("--lake", default="lake", metavar="DIR", help="lake folder; mirrors the buckets")
+    parser.add_argument("--size", default="64MiB", help="Bronze bytes to generate, e.g. 64MiB, 5GiB")
     parser.add_argument("--allow-large", action="store_true", help=f"allow more than {MAX_SIZE_BYTES // 2**30} GiB")
-    parser.add_argument("--shards", type=_positive_int, default=2)
+    parser.add_argument("--shards", type=_positive_int, default=2,
+                        help="generator shards, written in parallel (Fargate tasks on AWS)")  # fmt: skip
     parser.add_argument(
-        "--seed", type=_whole_number(0, MAX_SEED), default=None, help="0..2**63-1; default: from the execution name"
+        "--seed", type=_whole_number(0, MAX_SEED), default=None, help="0..2**63-1 (default: from the execution name)"
     )
     parser.add_argument(
         "--days", type=_whole_number(1, 3650), default=None, help="the generated events span this many days (default 7)"
     )
     parser.add_argument("--no-generate", action="store_true", help="process whatever Bronze holds (as the S3 trigger)")
     add_horizon(parser)
-    parser.add_argument("--name", type=_execution_name, default=None, help="execution name (the run id)")
-    parser.add_argument("--max-resume-attempts", type=_whole_number(0), default=None)
+    add_runtime(parser)
+    parser.add_argument("--name", type=_execution_name, default=None,
+                        help="execution name, which is the run id (default: run-<time>-<random>)")  # fmt: skip
+    parser.add_argument("--max-resume-attempts", type=_whole_number(0), default=None, metavar="N",
+                        help="how often a failed Spark step is resumed from its checkpoint (default 2)")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the run report as JSON (progress goes to stderr)")
     quality = parser.add_argument_group("quality policy (default: the deployment's, see README)")
-    quality.add_argument("--max-quarantine-ratio", type=_number, default=None, help="of the input records, 0..1")
+    quality.add_argument("--max-quarantine-ratio", type=_number, default=None, metavar="R",
+                         help="quarantined records of the input, 0..1 (default 0.05)")  # fmt: skip
     quality.add_argument(
-        "--max-quarantine-ratio-by-reason", type=_reason_ratios, default=None, help="e.g. malformed_json=0.01,..."
+        "--max-quarantine-ratio-by-reason",
+        type=_reason_ratios,
+        default=None,
+        metavar="CODE=R,...",
+        help="per reason code, e.g. malformed_json=0.01 (default: none)",
     )
-    quality.add_argument("--min-gold-rows", type=_whole_number(0), default=None, help="for a run that had input")
-    quality.add_argument("--max-duplicate-ratio", type=_number, default=None, help="of the input records, 0..1")
+    quality.add_argument("--min-gold-rows", type=_whole_number(0), default=None, metavar="N",
+                         help="Gold rows a run that had input must write (default 1)")  # fmt: skip
+    quality.add_argument("--max-duplicate-ratio", type=_number, default=None, metavar="R",
+                         help="duplicates of the input records, 0..1 (default 0.05)")  # fmt: skip
     quality.add_argument(
-        "--on-breach", choices=("warn", "fail"), default=None, help="warn (exit 0) or fail (QUALITY_FAILED, exit 1)"
+        "--on-breach",
+        choices=("warn", "fail"),
+        default=None,
+        help="warn: exit 0 with a warning status; fail: QUALITY_FAILED, exit 1 (default warn)",
     )
     parser.set_defaults(handler=cmd_run)
 
@@ -429,41 +493,10 @@ def run_exit_status(reports: list[dict]) -> int:
     return 0 if all(r["status"] in RUN_ACCOUNTED_FOR for r in reports) else 1
 
 
-def progress_printer(out, started: float, tty: bool | None = None):
-    """Events of a local run as lines on `out`, with live progress of generator shards and of the
-    running Spark batch (a bar on a terminal, plain lines otherwise)."""
-    board = ProgressBoard(out, tty)
-
-    def show(kind: str, detail: dict) -> None:
-        stamp = f"[{time.perf_counter() - started:6.1f}s]"
-        if kind == "generator-progress":
-            board.update(f"shard {detail['shard']}", f"{stamp}   {generator_text(detail)}", detail["bytes"],
-                         detail["total"])  # fmt: skip
-            return
-        if kind == "spark-tasks":
-            board.update("spark", f"{stamp}   {spark_tasks_text(detail)}", detail["done"], detail["tasks"])
-            return
-        if kind == "enter":
-            line = detail["state"]
-        elif kind == "generator":
-            line = f"  generator shard {detail['shard']} started"
-        elif kind == "generator-done":
-            board.finish(f"shard {detail['shard']}")
-            line = f"  generator shard {detail['shard']} finished (exit {detail['exit_code']})"
-        elif kind == "batch":
-            line = f"  spark {batch_line(detail)}"
-        elif kind == "spark-done":
-            board.finish("spark")
-            line = f"  spark step {detail['step_id']} exited {detail['exit_code']}"
-        elif kind == "task-failed":
-            line = f"  task failed: {detail['error']}"
-        elif kind == "follow-up":
-            line = f"follow-up execution {detail['name']}"
-        else:
-            return
-        board.line(f"{stamp} {line}")
-
-    return show
+def progress_printer(out, started: float, tty: bool | None = None, **options) -> RunProgress:
+    """Events of a local run as lines on `out`, with live progress of generator shards, of the
+    running Spark batch and of any state that runs on without a word (iotpipe.progress)."""
+    return RunProgress(out, started, tty, **options)
 
 
 def execution_input_of(args) -> dict:
@@ -493,13 +526,18 @@ def cmd_run(args) -> int:
     check_folder(args.lake, "--lake")
     execution_input = execution_input_of(args)
     out = sys.stderr if args.json else sys.stdout
-    engine = LocalEngine(
-        args.lake, on_event=progress_printer(out, time.perf_counter()), overrides={"dedup_horizon": args.dedup_horizon}
-    )
+    progress = progress_printer(out, time.perf_counter())
+    engine = LocalEngine(args.lake, on_event=progress,
+                         overrides={"dedup_horizon": args.dedup_horizon, "spark_runtime": args.runtime})  # fmt: skip
     # PlanRun's own checks, before anything starts or is written: a bad input is one line (exit 2).
     plan_run(execution_input, args.name or "run", engine.settings, LocalStorage())
-    with engine:
-        executions = engine.run(execution_input, args.name)
+    try:
+        with engine:
+            executions = run_until_interrupted(engine, progress, lambda: engine.run(execution_input, args.name))
+    finally:
+        progress.close()
+    if isinstance(executions, int):
+        return executions
     reports = [e.report or {"status": "FAILED", "error": e.failure} for e in executions]
     if args.json:
         print(json.dumps(reports[0] if len(reports) == 1 else reports, indent=2))
@@ -509,20 +547,57 @@ def cmd_run(args) -> int:
     return run_exit_status(reports)
 
 
+def run_until_interrupted(engine, progress, work, command: str = "run"):
+    """`work()`, or, when SIGINT or SIGTERM arrives meanwhile, the run ended cleanly
+    (iotpipe.local.interrupt): one line on stderr, and the exit status a shell gives the signal."""
+    from iotpipe.local.interrupt import SIGNAL_EXIT, Interrupted, end_interrupted_run, signals_ignored
+
+    try:
+        return work()
+    except Interrupted as stop:
+        with signals_ignored():
+            progress.close()
+            # One line: what is being done, completed with what was done (it takes a few seconds).
+            print(f"iotpipe {command}: ", end="", file=sys.stderr, flush=True)
+            try:
+                ended = end_interrupted_run(engine, stop.signal_name)
+            except Exception as error:  # the run is stopped either way; say what was not cleaned up
+                print(f"interrupted ({stop.signal_name}); clean-up failed: {' '.join(str(error).split())}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                return SIGNAL_EXIT.get(stop.signal_name, 1)
+            print(ended.line(), file=sys.stderr, flush=True)
+        return ended.exit_status
+
+
 def add_watch(sub) -> None:
-    parser = sub.add_parser("watch", help="start a run whenever new objects land in the lake's Bronze folder")
-    parser.add_argument("--lake", default="lake")
-    parser.add_argument("--interval", type=_seconds(0, inclusive=False), default=2.0, help="seconds between polls")
-    parser.add_argument(
-        "--delay", type=_seconds(0, inclusive=True), default=10.0, help="quiet seconds after the last new object"
-    )
-    parser.add_argument("--max-runs", type=_positive_int, default=None)
-    parser.add_argument(
-        "--idle-exit", type=_seconds(0, inclusive=True), default=None, help="stop after this many idle seconds"
-    )
+    parser = add_command(sub, "watch", "start a run whenever new objects land in the lake's Bronze folder")
+    parser.add_argument("--lake", default="lake", metavar="DIR", help="lake folder whose bronze/raw/ is watched")
+    parser.add_argument("--interval", type=_seconds(0, inclusive=False), default=2.0, metavar="S",
+                        help="seconds between polls")  # fmt: skip
+    parser.add_argument("--delay", type=_seconds(0, inclusive=True), default=10.0, metavar="S",
+                        help="quiet seconds after the last new object before a run starts")  # fmt: skip
+    parser.add_argument("--max-runs", type=_positive_int, default=None, metavar="N",
+                        help="stop after this many runs (default: no limit)")  # fmt: skip
+    parser.add_argument("--idle-exit", type=_seconds(0, inclusive=True), default=None, metavar="S",
+                        help="stop once nothing has arrived for this many seconds, counted from the start "
+                        "or the last run (default: never)")  # fmt: skip
     add_horizon(parser)
-    parser.add_argument("--json", action="store_true")
+    add_runtime(parser)
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON (progress goes to stderr)")
     parser.set_defaults(handler=cmd_watch)
+
+
+def watched_run_line(run) -> str:
+    """A run `watch` started, on one line: its status, what it read and what became of it."""
+    from iotpipe.run.report import format_duration
+
+    objects = f"{run.objects:,} new object{'s' if run.objects != 1 else ''}"
+    line = f"run {run.name}: {run.status} in {format_duration(run.seconds)}, {objects}"
+    r = run.records
+    if r:
+        line += (f": input {r.get('input', 0):,} -> gold {r.get('gold', 0):,}, quarantined {r.get('quarantined', 0):,},"
+                 f" duplicates {r.get('duplicates', 0):,}")  # fmt: skip
+    return line
 
 
 def cmd_watch(args) -> int:
@@ -532,22 +607,30 @@ def cmd_watch(args) -> int:
     check_folder(args.lake, "--lake")
     out = sys.stderr if args.json else sys.stdout
     started = time.perf_counter()
+    progress = progress_printer(out, started)
 
     def on_run(run) -> None:
-        elapsed = time.perf_counter() - started
-        print(
-            f"[{elapsed:6.1f}s] run {run.name}: {run.status}, {run.objects} new objects, {run.seconds} s, "
-            f"records {run.records}",
-            file=out,
-            flush=True,
-        )
+        progress.board.line(f"{progress.stamp()} {watched_run_line(run)}")
         if run.status == "FAILED":
-            print(f"  {error_line(run.error)}", file=out, flush=True)
-            print("  (not tried again until new objects arrive)", file=out, flush=True)
+            progress.board.line(f"  {error_line(run.error)}")
+            progress.board.line("  (not tried again until new objects arrive)")
 
     print(f"watching {args.lake}/bronze/raw (poll {args.interval} s, delay {args.delay} s)", file=out, flush=True)
-    with LocalEngine(args.lake, overrides={"dedup_horizon": args.dedup_horizon}) as engine:
-        summary = watch(engine, args.interval, args.delay, args.max_runs, args.idle_exit, on_run=on_run)
+    try:
+        overrides = {"dedup_horizon": args.dedup_horizon, "spark_runtime": args.runtime}
+        with LocalEngine(args.lake, on_event=progress, overrides=overrides) as engine:
+            # Idle time counts from the command's start: the engine's set-up is part of it.
+            idle_exit = None if args.idle_exit is None else max(0.0, args.idle_exit - (time.perf_counter() - started))
+            summary = run_until_interrupted(
+                engine,
+                progress,
+                lambda: watch(engine, args.interval, args.delay, args.max_runs, idle_exit, on_run=on_run),
+                "watch",  # fmt: skip
+            )
+    finally:
+        progress.close()
+    if isinstance(summary, int):
+        return summary
     result = {
         "runs": len(summary.runs),
         "polls": summary.polls,
@@ -555,34 +638,51 @@ def cmd_watch(args) -> int:
         "run_seconds": [r.seconds for r in summary.runs],
         "statuses": [r.status for r in summary.runs],
     }
-    print(json.dumps(result) if args.json else f"{result['runs']} runs in {result['seconds']} s", flush=True)
+    runs = f"{result['runs']} run{'s' if result['runs'] != 1 else ''}"
+    print(json.dumps(result) if args.json else f"{runs} in {result['seconds']} s", flush=True)
     return 0 if all(r.status != "FAILED" for r in summary.runs) else 1
 
 
 def error_line(error: dict | None) -> str:
     """`Error: message` of a failed execution, on one line and whole (a refusal ends with what
     to do); a Lambda's cause (JSON with a stack trace) gives only its message."""
-    error = error or {}
-    cause = error.get("Cause") or ""
-    with contextlib.suppress(ValueError, AttributeError):
-        cause = json.loads(cause).get("errorMessage", cause)
-    return f"{error.get('Error') or 'error'}: {' '.join(str(cause).split())}"
+    from iotpipe.run.history import error_line as line
+
+    return line(error)
 
 
 def add_query(sub) -> None:
-    parser = sub.add_parser("query", help="run SQL over the lake's tables (gold, quarantine, runs, run_quarantine)")
-    parser.add_argument("--lake", default="lake")
+    from iotpipe.query import DEFAULT_TABLE_LIMIT, FORMATS
+
+    parser = add_command(
+        sub,
+        "query",
+        "run SQL over the lake's tables (gold, quarantine, runs, run_quarantine)",
+        "Run SQL (DuckDB's dialect) over the lake's tables: gold, quarantine, runs, run_quarantine, the tables "
+        "Athena has on AWS. Several statements separated by ';' run in order, each result printed after the "
+        "other. csv and json stream their rows as DuckDB produces them; a table is printed once its rows are in.",
+    )
+    parser.add_argument("--lake", default="lake", metavar="DIR", help="lake folder")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table: aligned columns; csv: a header line, then rows; json: one object per line",
+    )
+    parser.add_argument("--limit", type=_whole_number(0), default=None, metavar="N",
+                        help=f"at most N rows per statement, 0 for all (default: {DEFAULT_TABLE_LIMIT:,} for a "
+                        "table, all for csv and json)")  # fmt: skip
     parser.add_argument("sql", help='e.g. "select count(*) from gold"; docs/queries.md has more')
     parser.set_defaults(handler=cmd_query)
 
 
 def cmd_query(args) -> int:
-    from iotpipe.query import format_table, run_query
+    from iotpipe.query import DEFAULT_TABLE_LIMIT, print_results
 
     if not Path(args.lake).is_dir():
         raise ValueError(f"--lake {args.lake}: no such folder (make one with `iotpipe run --lake {args.lake}`)")
-    columns, rows = run_query(args.lake, args.sql)
-    print(format_table(columns, rows))
+    limit = args.limit if args.limit is not None else (DEFAULT_TABLE_LIMIT if args.format == "table" else 0)
+    print_results(args.lake, args.sql, args.format, limit or None, sys.stdout)
     return 0
 
 
@@ -615,18 +715,25 @@ def reconciles_line(report: dict) -> str:
 
 
 def format_report(report: dict) -> str:
+    from iotpipe.run.history import percent
+
     records = report["records"]
+
+    def share(count: int) -> str:
+        return f"{count:,} ({percent(count / records['input'])})" if records["input"] else f"{count:,}"
+
     rows = [
         ("status", report["status"]),
         ("run", report["run_id"]),
         ("input records", f"{records['input']:,}"),
-        ("  gold", f"{records['gold']:,}"),
-        ("  quarantined", f"{records['quarantined']:,}"),
+        ("  gold", share(records["gold"])),
+        ("  quarantined", share(records["quarantined"])),
         *((f"    {reason}", f"{n:,}") for reason, n in report["quarantined_by_reason"].items()),
-        ("  duplicates", f"{records['duplicates']:,}"),
+        ("  duplicates", share(records["duplicates"])),
         ("reconciles", reconciles_line(report)),
         ("gold partitions written", f"{report['gold_partitions']:,}"),
         ("spark attempts", str(report["attempts"])),
+        *((("spark", spark_line(report["spark"])),) if report.get("spark") else ()),
         ("seconds", f"{report['seconds']}"),
         ("run manifest", report["manifest"]),
     ]
@@ -646,28 +753,53 @@ def format_report(report: dict) -> str:
 
 
 def add_report(sub) -> None:
-    parser = sub.add_parser("report", help="the run history: a table, and with --html a page with charts")
-    parser.add_argument("--lake", default="lake", help="lake folder (default ./lake)")
-    parser.add_argument("--html", default=None, metavar="FILE", help="also write the history as one HTML page")
-    parser.add_argument(
-        "--last", type=_whole_number(1, MAX_LAST_RUNS), default=DEFAULT_LAST_RUNS, help="how many runs, newest first"
-    )
+    parser = add_command(sub, "report", "the run history: a table, as JSON, or a page with charts (--html)")
+    parser.add_argument("--lake", default="lake", metavar="DIR", help="lake folder")
+    parser.add_argument("--html", default=None, metavar="FILE", help="also write the history (or the run) as a page")
+    parser.add_argument("--json", action="store_true", help="print the runs (or the run's report) as JSON")
+    parser.add_argument("--last", type=_whole_number(1, MAX_LAST_RUNS), default=DEFAULT_LAST_RUNS, metavar="N",
+                        help="how many runs, newest first")  # fmt: skip
+    parser.add_argument("--run", default=None, metavar="RUN_ID", help="one run's report instead of the history")
     parser.set_defaults(handler=cmd_report)
 
 
 def cmd_report(args) -> int:
-    from iotpipe.run.history import format_table, read_history
-    from iotpipe.run.report_page import render_page
+    from iotpipe.run.history import format_table, read_history, read_run
+    from iotpipe.run.report_page import relative_href, render_history_page, render_run_page, run_page_uri
     from iotpipe.run.settings import Settings
 
     if is_s3(args.lake) or not Path(args.lake).is_dir():
         raise ValueError(f"--lake {args.lake}: no such folder")
+    storage = LocalStorage()
     runs_uri = Settings.for_local_lake(str(Path(args.lake).resolve())).runs_uri
-    runs = read_history(LocalStorage(), runs_uri, args.last)
-    print(format_table(runs))
+    if args.run:
+        found = read_run(storage, runs_uri, args.run)
+        if found is None:
+            raise ValueError(f"--run {args.run}: no report of that run in {args.lake}")
+        report, verification = found
+        if args.json:
+            print(json.dumps(report.model_dump(mode="json"), indent=2, sort_keys=True))
+        else:
+            print(format_report(report.model_dump(mode="json")))
+        if args.html:
+            Path(args.html).write_text(render_run_page(report, verification, history_href=None), encoding="utf-8")
+            print(f"wrote {args.html}", file=sys.stderr if args.json else sys.stdout)
+        return 0
+    runs = read_history(storage, runs_uri, args.last)
+    if args.json:
+        print(json.dumps([run.model_dump(mode="json") | {"quarantine_ratio": run.quarantine_ratio} for run in runs],
+                         indent=2, sort_keys=True))  # fmt: skip
+    else:
+        print(format_table(runs))
     if args.html:
-        Path(args.html).write_text(render_page(runs), encoding="utf-8")
-        print(f"wrote {args.html}")
+        page = str(Path(args.html).resolve())
+
+        def run_href(run_id: str) -> str | None:
+            exists = Path(run_page_uri(runs_uri, run_id)).is_file()
+            return relative_href(page, runs_uri, run_id) if exists else None
+
+        Path(args.html).write_text(render_history_page(runs, run_href=run_href), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -684,18 +816,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from iotpipe.local.interrupt import SIGNAL_EXIT, Interrupted, signals_interrupt
+
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with signals_interrupt():
+            return args.handler(args)
     except argparse.ArgumentTypeError as error:
         print(f"iotpipe {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (ValueError, OSError, BotoCoreError, ClientError, CheckpointLayoutUnsupported) as error:
+        if isinstance(error, BrokenPipeError):
+            return quiet_closed_pipe()
         print(f"iotpipe {args.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
     except MemoryError:
         print(f"iotpipe {args.command}: error: out of memory (try a smaller size or fewer devices)", file=sys.stderr)
         return 1
+    except (Interrupted, KeyboardInterrupt) as stop:
+        name = getattr(stop, "signal_name", "SIGINT")
+        print(f"iotpipe {args.command}: interrupted ({name})", file=sys.stderr)
+        return SIGNAL_EXIT.get(name, 130)
+
+
+def quiet_closed_pipe() -> int:
+    """The reader of our output went away (`| head`): that is the reader's choice, not an error.
+    Later writes (the interpreter's last flush) go nowhere instead of failing again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, sys.stdout.fileno())
+    return 0
 
 
 if __name__ == "__main__":

@@ -17,11 +17,12 @@ ACCOUNT="$(aws sts get-caller-identity --query Account --output text)"
 REPOSITORY="${STACK}-generator"
 IMAGE="${ACCOUNT}.dkr.ecr.${REGION}.amazonaws.com/${REPOSITORY}:$(git rev-parse --short HEAD)"
 
-echo "0/4 service-linked roles (once per account): EMR's cleanup role, ECS's role for task networking"
+echo "0/4 service-linked roles (once per account): EMR's cleanup role, EMR Serverless's, ECS's for task networking"
 ensure_service_linked_role() {
   aws iam get-role --role-name "$1" >/dev/null 2>&1 || aws iam create-service-linked-role --aws-service-name "$2" >/dev/null
 }
 ensure_service_linked_role AWSServiceRoleForEMRCleanup elasticmapreduce.amazonaws.com
+ensure_service_linked_role AWSServiceRoleForAmazonEMRServerless ops.emr-serverless.amazonaws.com
 ensure_service_linked_role AWSServiceRoleForECS ecs.amazonaws.com
 
 echo "1/4 generator image -> ${IMAGE}"
@@ -59,12 +60,15 @@ parameter() {
 }
 ARTIFACTS="$(output ArtifactsBucketName)"
 
-# AmazonEMRServicePolicy_v2 launches clusters only into a subnet, and creates its managed security
-# groups only in a VPC, tagged for-use-with-amazon-emr-managed-policies=true.
+# On EMR on EC2, AmazonEMRServicePolicy_v2 launches clusters only into a subnet, and creates its
+# managed security groups only in a VPC, tagged for-use-with-amazon-emr-managed-policies=true.
+# EMR Serverless needs no tag.
 SUBNET="$(parameter SubnetId)"
 VPC="$(parameter VpcId)"
 EMR_TAG="for-use-with-amazon-emr-managed-policies"
-for resource in "${SUBNET}" "${VPC}"; do
+TAGGED_FOR_EMR="${SUBNET} ${VPC}"
+if [ "$(parameter SparkRuntime)" = "emr-serverless" ]; then TAGGED_FOR_EMR=""; fi
+for resource in ${TAGGED_FOR_EMR}; do
   tagged="$(aws ec2 describe-tags --region "${REGION}" --filters "Name=resource-id,Values=${resource}" \
     "Name=key,Values=${EMR_TAG}" --query "Tags[0].Value" --output text)"
   if [ "${tagged}" != "true" ]; then
@@ -78,11 +82,13 @@ echo "3/4 Spark job -> s3://${ARTIFACTS}/spark/"
 aws s3 cp spark/job.py "s3://${ARTIFACTS}/spark/job.py"
 aws s3 cp spark/maintain.py "s3://${ARTIFACTS}/spark/maintain.py"
 aws s3 cp build/iotpipe_spark.zip "s3://${ARTIFACTS}/spark/iotpipe_spark.zip"
-# Its third-party modules for EMR (spark/requirements-emr.txt, wheels built by `make spark-wheels`)
-# and the bootstrap action that installs them on every node of a transient cluster.
-[ -f build/spark-wheels/requirements.txt ] || make --no-print-directory spark-wheels
+# Its third-party modules (spark/requirements-emr.txt): for EMR on EC2 the wheels (`make
+# spark-wheels`) and the bootstrap action that installs them on every node of a transient cluster;
+# for EMR Serverless the same modules installed and archived (`make spark-deps-archive`).
+[ -f build/iotpipe_spark_deps.tar.gz ] || make --no-print-directory spark-deps-archive
 aws s3 sync --delete build/spark-wheels "s3://${ARTIFACTS}/spark/wheels/"
 aws s3 cp scripts/emr_bootstrap.sh "s3://${ARTIFACTS}/spark/bootstrap/install-job-dependencies.sh"
+aws s3 cp build/iotpipe_spark_deps.tar.gz "s3://${ARTIFACTS}/spark/iotpipe_spark_deps.tar.gz"
 
 echo "4/4 done. Start a run:"
 echo "  aws stepfunctions start-execution --state-machine-arn $(output StateMachineArn) --input '{}'"

@@ -1,5 +1,5 @@
 """ReportStatus: final status, counts and durations as the run manifest and as metrics, and the
-run history page (the last runs) beside the manifest."""
+run's page and the history page (the last runs) beside the manifest."""
 
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ from iotpipe.run.report import (
     needs_attention,
     run_error,
     spark_batch_seconds,
+    spark_identifiers,
     summary_line,
     write_manifest,
     write_run_rows,
     written_report,
 )
-from iotpipe.run.report_page import write_history_page
+from iotpipe.run.report_page import write_history_page, write_run_page
 from iotpipe.run.unreported import report_dead_runs
 
 
@@ -46,16 +47,20 @@ class ReportEvent(BaseModel):
     verify_error: Optional[dict] = None
     drain: dict = {}
     maintenance: Optional[dict] = None
+    cluster: Optional[dict] = None
+    job_run: Optional[dict] = None
 
 
 def publish(event: ReportEvent, report: RunReport, settings, storage) -> list[str]:
     """What follows the manifest, each step safe to repeat: the run's rows, the history entry, the
-    reports of runs that died before theirs, and the history page. Returns those runs."""
+    reports of runs that died before theirs, the run's page and the history page. Returns those runs."""
     write_run_rows(storage, event.plan.lake.runs, report.model_dump())
     record_run(storage, event.plan.lake.runs, report)
     recovered = report_dead_runs(event.plan, storage, runtime.glue_client(), settings.catalog_database,
                                  runtime.stepfunctions_client(), datetime.now(timezone.utc))  # fmt: skip
-    write_history_page(storage, event.plan.lake.runs, report.run_id)
+    verification = event.verification.model_dump(mode="json") if event.verification else None
+    write_run_page(storage, event.plan.lake.runs, report, event.execution_id, verification)
+    write_history_page(storage, event.plan.lake.runs)
     return recovered
 
 
@@ -96,6 +101,7 @@ def lambda_handler(event: ReportEvent, context: LambdaContext) -> dict:
         else collect_ignored(storage, event.plan.lake.runs, event.plan.run_id, event.plan.lake.checkpoint),
     )
     report.maintenance = maintenance_outcome(event, storage)
+    report.spark = spark_identifiers(event.plan, event.execution_id, event.cluster, event.job_run, event.assessment)
     write_manifest(report, event.verification, storage)  # from here on a retry counts nothing again
     recovered = publish(event, report, settings, storage)
     metrics.add_metric(name="InterruptedRunsReported", unit=MetricUnit.Count, value=len(recovered))

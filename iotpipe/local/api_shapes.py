@@ -85,6 +85,11 @@ INTEGRATIONS: dict[tuple[str, str], Integration] = {
     ),
     ("elasticmapreduce", "addStep"): Integration("emr", "AddJobFlowSteps", _add_step, lambda: {"StepId": None}),
     ("elasticmapreduce", "terminateCluster"): Integration("emr", "TerminateJobFlows", _terminate, lambda: {}),
+    # The job run's ids; the state keeps the whole result (ResultPath, no ResultSelector), so a
+    # .sync result that carries more (the job run as GetJobRun describes it) is kept too.
+    ("emr-serverless", "startJobRun"): Integration(
+        "emr-serverless", "StartJobRun", _lower_first, _output_shape("emr-serverless", "StartJobRun")
+    ),
     ("sns", "publish"): Integration(
         "sns", "Publish", dict, lambda: {"MessageId": None, "SequenceNumber": None, **_SDK_METADATA}
     ),

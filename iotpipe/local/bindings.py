@@ -11,6 +11,7 @@ the Task states call, so each integration is bound to a local counterpart:
 | elasticmapreduce:createCluster.sync           | a recorded local "cluster" (no machines)        |
 | elasticmapreduce:addStep.sync                 | the step's spark-submit, run locally            |
 | elasticmapreduce:terminateCluster.sync        | the cluster recorded as terminated              |
+| emr-serverless:startJobRun.sync               | the job run's spark-submit, run locally         |
 | sns:publish                                   | the report handed to the terminal               |
 | states:startExecution                         | a follow-up run, started once this one ends     |
 
@@ -33,6 +34,7 @@ from typing import Any, Callable, Iterator
 
 from iotpipe.local import limits
 from iotpipe.local.api_shapes import InvalidParameters, check_parameters
+from iotpipe.local.world import ACCOUNT, REGION
 
 MOTO_VERSION = "5.2.5"
 
@@ -92,6 +94,9 @@ class Bindings:
     function_limits: dict[str, limits.FunctionLimits] = field(default_factory=limits.function_limits)
     _task: threading.local = field(default_factory=threading.local)
     cluster_tags: dict[str, dict[str, str]] = field(default_factory=dict)
+    # EMR Serverless job runs by id: their state, and how the local engine stops one's process.
+    job_runs: dict[str, str] = field(default_factory=dict)
+    stop_spark: Callable[[str], None] = lambda run_id: None
     # IAM (iotpipe.local.iam): the role a function's calls are made with, and the state machine
     # role's check of each integration. The local engine sets both; the defaults enforce nothing.
     acting_as: Callable[[str], contextlib.AbstractContextManager] = lambda function_name: contextlib.nullcontext()
@@ -198,6 +203,51 @@ class Bindings:
         }
         raise TaskError("States.TaskFailed", json.dumps(cause))
 
+    def start_job_run(self, parameters: dict) -> dict:
+        """emr-serverless:startJobRun.sync: the job run's spark-submit, run locally. A job run that
+        ends FAILED, or CANCELLED (cancelled, or past its ExecutionTimeoutMinutes), fails the
+        state with the job run as its Cause; past the state's own timeout Step Functions cancels it."""
+        application, name = parameters["ApplicationId"], parameters.get("Name", "")
+        submit = parameters["JobDriver"]["SparkSubmit"]
+        job_run_id = f"00local{self._next_id():010d}"
+        arn = f"arn:aws:emr-serverless:{REGION}:{ACCOUNT}:/applications/{application}/jobruns/{job_run_id}"
+        job_run = {"ApplicationId": application, "JobRunId": job_run_id, "Name": name, "Arn": arn}
+        problem = spark_submit_parameters_problem(submit.get("SparkSubmitParameters", ""))
+        if problem:  # EMR Serverless accepts the job run, then fails it at submission
+            self._record("emr-serverless.job", problem)
+            raise TaskError("States.TaskFailed", json.dumps({**job_run, "State": "FAILED", "StateDetails": problem}))
+        with self._lock:
+            self.job_runs[job_run_id] = "RUNNING"
+        self._record("emr-serverless.job", submit.get("EntryPointArguments", []))
+        job_timeout = parameters.get("ExecutionTimeoutMinutes", 720) * 60
+        self._task.timeout = min(self.task_timeout() or job_timeout, job_timeout)
+        started = time.monotonic()
+        succeeded, details = self.run_spark_step([submit["EntryPoint"], *submit.get("EntryPointArguments", [])],
+                                                 job_run_id)  # fmt: skip
+        with self._lock:
+            cancelled = self.job_runs[job_run_id] == "CANCELLING"
+            timed_out = not succeeded and time.monotonic() - started >= job_timeout
+            state = "SUCCESS" if succeeded else "CANCELLED" if cancelled or timed_out else "FAILED"
+            self.job_runs[job_run_id] = state
+        if state == "SUCCESS":
+            return {key: job_run[key] for key in ("ApplicationId", "JobRunId", "Arn")}
+        if cancelled:
+            reason = "Job run was cancelled."
+        elif timed_out:
+            reason = f"Job run timed out after {job_timeout // 60} minutes."
+        else:
+            reason = f"Job failed, please check complete logs. {details.get('Reason', '')}".strip()
+        raise TaskError("States.TaskFailed", json.dumps({**job_run, "State": state, "StateDetails": reason}))
+
+    def cancel_job_run(self, job_run_id: str) -> None:
+        """CancelJobRun: the job run ends CANCELLED (an operator's cancel, as the console does it)."""
+        with self._lock:
+            if self.job_runs.get(job_run_id) != "RUNNING":
+                return
+            self.job_runs[job_run_id] = "CANCELLING"
+        self._record("emr-serverless.cancel", job_run_id)
+        self.stop_spark(job_run_id)
+
     def terminate_cluster(self, parameters: dict) -> dict:
         cluster_id = parameters["ClusterId"]
         with self._lock:
@@ -230,6 +280,7 @@ class Bindings:
             ("elasticmapreduce", "createCluster"): self.create_cluster,
             ("elasticmapreduce", "addStep"): self.add_step,
             ("elasticmapreduce", "terminateCluster"): self.terminate_cluster,
+            ("emr-serverless", "startJobRun"): self.start_job_run,
             ("sns", "publish"): self.publish_report,
             ("states", "startExecution"): self.start_execution,
         }.get((service, action))
@@ -296,7 +347,9 @@ def bound(bindings: Bindings) -> Iterator[Bindings]:
 
     def service_for(service_name: str):
         state = (
-            None if service_name in ("lambda", "ecs", "elasticmapreduce", "sns", "states") else original(service_name)
+            None
+            if service_name in ("lambda", "ecs", "elasticmapreduce", "emr-serverless", "sns", "states")
+            else original(service_name)
         )
         if state is not None:
             return state
@@ -310,6 +363,26 @@ def bound(bindings: Bindings) -> Iterator[Bindings]:
     finally:
         state_task_factory.state_task_service_for = original
         restore_limits()
+
+
+# spark-submit's options that take a value, as a job run's SparkSubmitParameters may hold them.
+_SUBMIT_OPTIONS = ("--conf", "--py-files", "--jars", "--files", "--archives", "--class", "--name", "--packages",
+                   "--driver-memory", "--driver-cores", "--executor-memory", "--executor-cores",
+                   "--num-executors")  # fmt: skip
+
+
+def spark_submit_parameters_problem(text: str) -> str:
+    """What EMR Serverless would refuse in a job run's SparkSubmitParameters (split on spaces):
+    an option spark-submit does not take, one without its value, a `--conf` that is no key=value."""
+    tokens = text.split()
+    for option, value in zip(tokens[::2], tokens[1::2] + [""] * (len(tokens) % 2)):
+        if option not in _SUBMIT_OPTIONS:
+            return f"Invalid SparkSubmitParameters: {option!r} is not a spark-submit option that takes a value"
+        if not value or value.startswith("--"):
+            return f"Invalid SparkSubmitParameters: {option} has no value"
+        if option == "--conf" and "=" not in value.strip("="):
+            return f"Invalid SparkSubmitParameters: --conf {value} is not key=value"
+    return ""
 
 
 def _iso(value: Any) -> str:

@@ -13,8 +13,10 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from iotpipe.lake.storage import LocalStorage, join
 from iotpipe.local.bindings import Bindings, bound
 from iotpipe.local.spark_submit import SPARK_DIR, run_spark_job
 from iotpipe.local.world import ACCOUNT, FUNCTIONS, REGION
+from iotpipe.run.models import EMR_ON_EC2
 from iotpipe.run.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -34,8 +37,10 @@ DEFINITION = ROOT / "statemachine" / "pipeline.asl.json"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9:]+)\}")
 
 
-def local_substitutions() -> dict[str, str]:
-    """A value for every ${Placeholder} of the definition, as the template's DefinitionSubstitutions."""
+def local_substitutions(spark_runtime: str = EMR_ON_EC2) -> dict[str, str]:
+    """A value for every ${Placeholder} of the definition, as the template's DefinitionSubstitutions
+    for that runtime (the other runtime's resources do not exist: their placeholders say `none`)."""
+    on_ec2 = spark_runtime == EMR_ON_EC2
     values = {key: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}" for key, name in FUNCTIONS.items()}
     values.update(
         {
@@ -46,10 +51,12 @@ def local_substitutions() -> dict[str, str]:
             "SubnetId": "subnet-local",
             "GeneratorSecurityGroupId": "sg-local",
             "EmrReleaseLabel": "emr-7.10.0",
-            "EmrServiceRole": "iotpipe-emr-service-role",
-            "EmrInstanceProfile": "iotpipe-emr-instance-profile",
+            "EmrServiceRole": "iotpipe-emr-service-role" if on_ec2 else "none",
+            "EmrInstanceProfile": "iotpipe-emr-instance-profile" if on_ec2 else "none",
             "EmrLogUri": "s3://iotpipe-local-artifacts/emr-logs/",
-            "EmrSecurityConfiguration": "iotpipe-EmrSecurityConfiguration",
+            "EmrSecurityConfiguration": "iotpipe-EmrSecurityConfiguration" if on_ec2 else "none",
+            "SparkApplicationId": "none" if on_ec2 else "00localsparkapp",
+            "SparkJobRoleArn": "none" if on_ec2 else f"arn:aws:iam::{ACCOUNT}:role/iotpipe-SparkJobRole",
             # Not run locally (the local cluster is a record), but rendered and shape-checked.
             "EmrBootstrapScriptUri": "s3://iotpipe-local-artifacts/spark/bootstrap/install-job-dependencies.sh",
             "EmrWheelhouseUri": "s3://iotpipe-local-artifacts/spark/wheels/",
@@ -160,6 +167,18 @@ class LocalEngine:
         if customise:
             customise(self.bindings)
         self._stack = contextlib.ExitStack()
+        # For ending a run on a signal (iotpipe.local.interrupt): the execution being waited for,
+        # the processes it started, and a flag that starts no more of them.
+        self.current: str | None = None
+        self.stopping = threading.Event()
+        # State events are emitted by whichever thread looks first (the waiting one, or a local
+        # task as it starts), so a task's own lines follow the line of the state that runs it.
+        self._seen_events = 0
+        self._seen_lock = threading.Lock()
+        self._children: set[subprocess.Popen] = set()
+        self._children_lock = threading.Lock()
+        self._spark_runs: dict[str, subprocess.Popen] = {}  # an EMR step's or job run's spark-submit
+        self.bindings.stop_spark = self.stop_spark
 
     def __enter__(self) -> LocalEngine:
         from moto import mock_aws
@@ -169,7 +188,7 @@ class LocalEngine:
         from iotpipe.run.lease_store import lease_store_for
 
         # Every Lambda's calls run with its role's permissions, every integration with the state machine role's.
-        stack = iam.load_stack()
+        stack = iam.load_stack(world=iam.local_world(self.settings.spark_runtime))
         storage, leases, authorizer = iam.authorized_runtime(stack, self.lake, LocalStorage(),
                                                              lease_store_for(self.settings.lease_store))  # fmt: skip
         lambda_runtime.configure(self.settings, storage, leases)
@@ -181,7 +200,7 @@ class LocalEngine:
 
         self.client = boto3.client("stepfunctions", region_name=REGION)
         self._lambda_clients(authorizer)
-        definition = substitute(DEFINITION.read_text(), local_substitutions())
+        definition = substitute(DEFINITION.read_text(), local_substitutions(self.settings.spark_runtime))
         self.machine = self.client.create_state_machine(
             name="iotpipe-pipeline", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/iotpipe-local"
         )["stateMachineArn"]
@@ -207,28 +226,73 @@ class LocalEngine:
     def _run_generator(self, command: list[str]) -> int:
         """The shard's container command as a process; its progress lines become events."""
         shard = command[command.index("--shard-index") + 1]
+        if self.stopping.is_set():
+            return 130
+        self._emit_new_states()
         self.emit("generator", {"command": command, "shard": shard})
         env = {**os.environ, GENERATOR_PROGRESS_ENV: "json"}
         with subprocess.Popen([sys.executable, "-m", "iotpipe.cli", *command], stdout=subprocess.PIPE, env=env,
-                              text=True) as process:  # fmt: skip
+                              text=True, start_new_session=True) as process:  # fmt: skip
+            self._started(process)
             for line in process.stdout:
                 if line.startswith(GENERATOR_PROGRESS_PREFIX):
                     self.emit("generator-progress", json.loads(line[len(GENERATOR_PROGRESS_PREFIX) :]))
                 elif not self.quiet_generator:
                     sys.stdout.write(line)
             code = process.wait()
+            self._ended(process)
         self.emit("generator-done", {"shard": shard, "exit_code": code})
         return code
 
+    def _started(self, process: subprocess.Popen, spark_run: str | None = None) -> None:
+        with self._children_lock:
+            self._children.add(process)
+            if spark_run:
+                self._spark_runs[spark_run] = process
+        if self.stopping.is_set():  # stopped while it started
+            self.stop_children()
+
+    def _ended(self, process: subprocess.Popen) -> None:
+        with self._children_lock:
+            self._children.discard(process)
+
+    def stop_spark(self, spark_run: str) -> None:
+        """Stop one step's or job run's spark-submit, as EMR cancels it (CancelSteps, CancelJobRun)."""
+        with self._children_lock:
+            process = self._spark_runs.get(spark_run)
+        if process is not None:
+            _signal_group(process, signal.SIGTERM)
+
+    def stop_children(self, grace_seconds: float = 15.0) -> None:
+        """Stop every process the run started and wait for it: SIGTERM to its process group (each
+        leads one: Spark's JVM with its Python driver, a generator shard), SIGKILL after the grace."""
+        with self._children_lock:
+            children = list(self._children)
+        for process in children:
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        for process in children:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+
     def _run_spark_step(self, args: list[str], step_id: str) -> tuple[bool, dict]:
+        if self.stopping.is_set():
+            return False, {"Reason": "the run was interrupted"}
         script = next(i for i, arg in enumerate(args) if arg.endswith(("job.py", "maintain.py")))
         run_id = args[args.index("--run-id") + 1]
         log_path = join(self.lake, "artifacts", "logs", f"{run_id}-{step_id}.log")
+        self._emit_new_states()
         self.emit("spark", {"step_id": step_id, "log": log_path})
         result = run_spark_job(args[script + 1 :], log_path, on_progress=lambda p: self.emit("batch", p),
                                master=self.spark_master, timeout=self.bindings.task_timeout(),
                                on_tasks=lambda t: self.emit("spark-tasks", {**t, "step_id": step_id}),
-                               script=SPARK_DIR / Path(args[script]).name)  # fmt: skip
+                               script=SPARK_DIR / Path(args[script]).name,
+                               on_start=lambda process: self._started(process, step_id))  # fmt: skip
+        with self._children_lock:
+            self._children = {p for p in self._children if p.poll() is None}
         self.emit("spark-done", {"step_id": step_id, "exit_code": result.exit_code})
         # EMR's failure details are often no more than this; the assessment must not rely on them.
         return result.succeeded, {"Reason": "Unknown Error.", "LogFile": log_path}
@@ -239,18 +303,30 @@ class LocalEngine:
             "executionArn"
         ]
 
+    def _emit_new_states(self) -> list[dict]:
+        """Emit the state events of the current execution not emitted yet; return its history."""
+        arn = self.current
+        if arn is None:
+            return []
+        with self._seen_lock:
+            history = self.client.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+            for event in history[self._seen_events :]:
+                _emit_state_event(event, self.emit)
+            self._seen_events = len(history)
+        return history
+
     def wait(self, arn: str) -> Execution:
         started = time.perf_counter()
-        seen = 0
+        with self._seen_lock:
+            self.current, self._seen_events = arn, 0
         while True:
             description = self.client.describe_execution(executionArn=arn)
-            history = self.client.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-            for event in history[seen:]:
-                _emit_state_event(event, self.emit)
-            seen = len(history)
+            history = self._emit_new_states()
             if description["status"] != "RUNNING":
                 break
             time.sleep(0.2)
+        with self._seen_lock:
+            self.current = None
         output = json.loads(description["output"]) if description.get("output") else None
         return Execution(
             status=description["status"],
@@ -287,13 +363,19 @@ def execute(
         return engine.wait(engine.start(execution_input, name))
 
 
+def _signal_group(process: subprocess.Popen, number: int) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, number)
+
+
 def _plain(event: dict) -> dict:
     return json.loads(json.dumps(event, default=str))
 
 
 def _emit_state_event(event: dict, emit: Callable[[str, dict], None]) -> None:
     if "stateEnteredEventDetails" in event:
-        emit("enter", {"state": event["stateEnteredEventDetails"]["name"]})
+        emit("enter", {"state": event["stateEnteredEventDetails"]["name"], "type": event["type"]})
     elif "stateExitedEventDetails" in event:
         emit("exit", {"state": event["stateExitedEventDetails"]["name"]})
     elif event["type"] == "TaskFailed":

@@ -1,8 +1,9 @@
-"""AssessStepFailure: decide from evidence what a FAILED EMR step really left behind.
+"""AssessStepFailure: decide from evidence what a failed Spark job really left behind.
 
 An EMR step can end FAILED although Spark committed all its output (the driver failed after the
-last commit, YARN lost the application master, the step's wrapper timed out). The EMR failure
-details are often missing or 'Unknown Error', so the verdict rests on the checkpoint and the
+last commit, YARN lost the application master, the step's wrapper timed out); so can an EMR
+Serverless job run end FAILED, CANCELLED or past its timeout. The failure details are often
+missing or 'Unknown Error', so on both runtimes the verdict rests on the checkpoint and the
 tables' commits, never on ignoring the error:
 
 - complete: the attempt's run summary exists (the job writes it only after its availableNow
@@ -33,11 +34,17 @@ from iotpipe.run.settings import Settings
 
 
 def parse_step_failure(error: Any) -> dict:
-    """Pull what we can from a Catch's {Error, Cause}; never raise, whatever the Cause holds."""
+    """Pull what we can from a Catch's {Error, Cause}; never raise, whatever the Cause holds.
+
+    The Cause of a failed EMR step holds the step (its Status.FailureDetails); a failed or
+    cancelled EMR Serverless job run's holds the job run (its State and StateDetails), at the top
+    or under JobRun, in Step Functions' PascalCase or the API's camelCase. Neither decides the
+    verdict: they are what the report shows beside it."""
     if not isinstance(error, dict):
         return {"error": None, "reason": None, "message": None, "log_file": None, "raw_cause": repr(error)[:2000]}
     raw = error.get("Cause")
     details: dict = {}
+    job_run: dict = {}
     try:
         cause = json.loads(raw) if isinstance(raw, str) else raw
         step = cause.get("Step", cause) if isinstance(cause, dict) else {}
@@ -45,15 +52,31 @@ def parse_step_failure(error: Any) -> dict:
         details = status.get("FailureDetails", {}) if isinstance(status, dict) else {}
         if not isinstance(details, dict):
             details = {}
+        job_run = _job_run(cause)
     except (ValueError, TypeError, AttributeError):
         details = {}
-    return {
+    parsed = {
         "error": error.get("Error") if isinstance(error.get("Error"), str) else None,
-        "reason": details.get("Reason"),
+        "reason": details.get("Reason") or job_run.get("statedetails"),
         "message": details.get("Message"),
         "log_file": details.get("LogFile"),
         "raw_cause": raw[:2000] if isinstance(raw, str) else None,
     }
+    if job_run.get("jobrunid"):
+        parsed |= {"job_run_id": str(job_run["jobrunid"]), "job_run_state": str(job_run.get("state") or ""),
+                   "application_id": str(job_run.get("applicationid") or "")}  # fmt: skip
+    return parsed
+
+
+def _job_run(cause: Any) -> dict:
+    """An EMR Serverless job run in a Cause, its keys lower-cased; {} if there is none."""
+    if not isinstance(cause, dict):
+        return {}
+    lowered = {str(key).lower(): value for key, value in cause.items()}
+    nested = lowered.get("jobrun")
+    if isinstance(nested, dict):
+        lowered = {str(key).lower(): value for key, value in nested.items()}
+    return lowered if isinstance(lowered.get("jobrunid"), str) else {}
 
 
 def attempt_summary_uri(checkpoint_uri: str, attempt_run_id: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from iotpipe.lake.cleaning_rules import REASON_CODES
 from iotpipe.run.sizes import parse_size
@@ -30,6 +30,13 @@ FAULTS = (
 # Faults of the table maintenance step (spark/maintain.py), not of the job's.
 MAINTENANCE_FAULTS = ("crash-inside-maintenance",)
 PERSISTENT_FAULTS = ("fail-at-start", "poison-batch:1", "lease-renewal-fails")
+
+
+# Where the Spark job runs, chosen at deploy time (template parameter SparkRuntime): transient EMR
+# clusters with the job as an EMR step, or an EMR Serverless application with the job as a job run.
+EMR_ON_EC2 = "emr-on-ec2"
+EMR_SERVERLESS = "emr-serverless"
+SparkRuntime = Literal["emr-on-ec2", "emr-serverless"]
 
 
 class InvalidExecutionInput(ValueError):
@@ -64,9 +71,10 @@ class QualityPolicy(BaseModel):
 
 class QualityOverrides(BaseModel):
     """The execution input's `quality`: any of the policy's fields, over the deployment's defaults
-    (a per-reason mapping adds to, or replaces ratios of, the deployment's)."""
+    (a per-reason mapping adds to, or replaces ratios of, the deployment's). Types are strict, as
+    JSON writes them: `true` is no ratio (it would be 1.0, which switches the rule off)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_quarantine_ratio: Optional[Ratio] = None
     max_quarantine_ratio_by_reason: Optional[dict[str, Ratio]] = None
@@ -85,9 +93,10 @@ class QualityBreach(BaseModel):
 
 
 class ExecutionInput(BaseModel):
-    """What a console user (or `iotpipe run`) may ask for. `{}` is valid: every field has a default."""
+    """What a console user (or `iotpipe run`) may ask for. `{}` is valid: every field has a default.
+    Types are strict, as JSON writes them: `"seed": true` is not 1, `"generate": "no"` is not false."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     generate: bool = True
     size: str = Field(default="", description="Bronze bytes to generate, e.g. 256MiB (default from settings)")
@@ -151,6 +160,17 @@ class TaskTimeouts(BaseModel):
     terminate_cluster: int
     maintenance_step: int = 3600
 
+    @computed_field
+    @property
+    def spark_job_minutes(self) -> int:
+        """A job run's ExecutionTimeoutMinutes: EMR Serverless cancels it past the Task's timeout."""
+        return -(-self.spark_step // 60)
+
+    @computed_field
+    @property
+    def maintenance_job_minutes(self) -> int:
+        return -(-self.maintenance_step // 60)
+
 
 class Lake(BaseModel):
     bronze: str
@@ -164,6 +184,8 @@ class SparkAttempt(BaseModel):
     number: int
     run_id: str
     step_args: list[str]
+    job_driver: Optional[dict] = Field(None, description="EMR Serverless: the job run's JobDriver (SparkSubmit)")
+    client_token: str = Field("", description="EMR Serverless: StartJobRun's idempotency token for this attempt")
     planned_before: dict[str, int]
     committed_before: dict[str, int] = Field(default_factory=dict, description="last commit per query before it ran")
 
@@ -200,6 +222,9 @@ class RunPlan(BaseModel):
     maintenance_step_args: list[str] = Field(
         default_factory=list, description="the EMR step that maintains the tables after VerifyGold (spark/maintain.py)"
     )
+    runtime: SparkRuntime = Field(EMR_ON_EC2, description="where the Spark job and maintenance run (SparkRuntime)")
+    maintenance_job_driver: Optional[dict] = Field(None, description="EMR Serverless: maintenance's JobDriver")
+    maintenance_client_token: str = ""
     follow_up_name: str = Field(description="the name of the execution this one hands over to, if it must")
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
 
@@ -301,3 +326,6 @@ class RunReport(BaseModel):
     quality_policy: Optional[QualityPolicy] = None
     maintenance: Optional[dict] = Field(None, description="what table maintenance did after the run (MaintainTables)")
     reported_by: Optional[str] = Field(None, description="for a run that died before its report: the run that made it")
+    spark: Optional[dict] = Field(
+        None, description="where the Spark job ran: the runtime, its cluster or application and job run, a link"
+    )

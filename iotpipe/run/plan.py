@@ -6,6 +6,7 @@ or an incomplete deployment leaves no trace.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import zlib
 
@@ -15,6 +16,7 @@ from iotpipe.lake.checkpoint import STREAMING_QUERY, check_lake_layout, query_ch
 from iotpipe.lake.storage import Storage, join
 from iotpipe.run.execution_names import bounded_execution_name
 from iotpipe.run.models import (
+    EMR_SERVERLESS,
     MAINTENANCE_FAULTS,
     PERSISTENT_FAULTS,
     ExecutionInput,
@@ -56,15 +58,19 @@ def check_spark_artifacts(settings: Settings, storage: Storage) -> None:
 
 
 def check_job_dependencies(settings: Settings, storage: Storage) -> None:
-    """The EMR bootstrap action that installs the job's third-party modules, and their wheelhouse
-    (its requirements.txt names them): without them a transient cluster's job cannot import boto3."""
-    wheels = join(settings.spark_wheels_uri, "requirements.txt") if settings.spark_wheels_uri else ""
-    missing = [uri for uri in (settings.spark_bootstrap_uri, wheels) if uri and not storage.exists(uri)]
+    """The job's third-party modules: on EMR on EC2 the bootstrap action that installs them and
+    their wheelhouse (its requirements.txt names them), on EMR Serverless the archive of them the
+    job run unpacks. Without them the job cannot import boto3."""
+    if settings.spark_runtime == EMR_SERVERLESS:
+        needed = (settings.spark_deps_archive_uri,)
+    else:
+        wheels = join(settings.spark_wheels_uri, "requirements.txt") if settings.spark_wheels_uri else ""
+        needed = (settings.spark_bootstrap_uri, wheels)
+    missing = [uri for uri in needed if uri and not storage.exists(uri)]
     if missing:
         raise SparkArtifactsMissing(
             f"the Spark job's dependencies are not deployed: {', '.join(missing)} not found. `make deploy` uploads "
-            "the bootstrap action (scripts/emr_bootstrap.sh) and the wheelhouse of spark/requirements-emr.txt "
-            "(step 3 of scripts/deploy.sh), then start the run again"
+            "them, built from spark/requirements-emr.txt (step 3 of scripts/deploy.sh), then start the run again"
         )
 
 
@@ -123,8 +129,36 @@ def maintenance_script_uri(settings: Settings) -> str:
     return settings.spark_job_uri.rsplit("/", 1)[0] + "/maintain.py" if "/" in settings.spark_job_uri else "maintain.py"
 
 
-def maintenance_step_args(run_id: str, settings: Settings, fault: str | None = None) -> list[str]:
-    """The EMR step that maintains the tables after the run's VerifyGold (spark/maintain.py)."""
+def serverless_submit_parameters(settings: Settings) -> str:
+    """A job run's SparkSubmitParameters: EMR Serverless splits them on spaces, so no value has one.
+    Iceberg's runtime comes from the release's image; the job's package and its pinned modules
+    from the artifacts bucket (the archive unpacked as ./deps beside the driver and executors)."""
+    conf = {"spark.jars": settings.serverless_iceberg_jar}
+    if settings.spark_py_files_uri:
+        conf["spark.submit.pyFiles"] = settings.spark_py_files_uri
+    if settings.spark_deps_archive_uri:
+        conf["spark.archives"] = f"{settings.spark_deps_archive_uri}#deps"
+        conf["spark.emr-serverless.driverEnv.PYTHONPATH"] = "./deps"
+        conf["spark.executorEnv.PYTHONPATH"] = "./deps"
+    unsplittable = [f"{key}={value}" for key, value in conf.items() if not value or any(c.isspace() for c in value)]
+    if unsplittable:
+        raise ValueError(f"Spark settings of a job run cannot be empty or hold a space: {unsplittable}")
+    return " ".join(f"--conf {key}={value}" for key, value in conf.items())
+
+
+def serverless_job_driver(script_uri: str, arguments: list[str], settings: Settings) -> dict:
+    """StartJobRun's JobDriver: the same script and arguments an EMR step's spark-submit runs."""
+    return {"SparkSubmit": {"EntryPoint": script_uri, "EntryPointArguments": arguments,
+                            "SparkSubmitParameters": serverless_submit_parameters(settings)}}  # fmt: skip
+
+
+def client_token(execution_id: str, run_id: str) -> str:
+    """StartJobRun's idempotency token: one per job run the execution means to start."""
+    return hashlib.sha256(f"{execution_id}|{run_id}".encode()).hexdigest()[:40]
+
+
+def maintenance_arguments(run_id: str, settings: Settings, fault: str | None = None) -> list[str]:
+    """spark/maintain.py's arguments, for an EMR step or a job run."""
     args = ["--gold", settings.gold_uri, "--checkpoint", settings.checkpoint_uri, "--runs", settings.runs_uri,
             "--catalog", settings.catalog_uri, "--catalog-database", settings.catalog_database,
             "--run-id", run_id]  # fmt: skip
@@ -135,7 +169,12 @@ def maintenance_step_args(run_id: str, settings: Settings, fault: str | None = N
         args += ["--region", settings.aws_region]
     if fault in MAINTENANCE_FAULTS:
         args += ["--fault", fault]
-    return [*spark_submit(settings), maintenance_script_uri(settings), *args]
+    return args
+
+
+def maintenance_step_args(run_id: str, settings: Settings, fault: str | None = None) -> list[str]:
+    """The EMR step that maintains the tables after the run's VerifyGold (spark/maintain.py)."""
+    return [*spark_submit(settings), maintenance_script_uri(settings), *maintenance_arguments(run_id, settings, fault)]
 
 
 def spark_attempt(
@@ -169,10 +208,13 @@ def spark_attempt(
         lease_seconds=settings.lease_seconds,
         region=settings.aws_region or None,
     )
+    serverless = settings.spark_runtime == EMR_SERVERLESS
     return SparkAttempt(
         number=number,
         run_id=run_id,
         step_args=[*spark_submit(settings), settings.spark_job_uri, *job.to_argv()],
+        job_driver=serverless_job_driver(settings.spark_job_uri, job.to_argv(), settings) if serverless else None,
+        client_token=client_token(execution_id, run_id) if serverless else "",
         planned_before=planned_before,
         committed_before=committed_before or {},
     )
@@ -201,6 +243,11 @@ def plan_run(
     if request.fault_injection and not settings.fault_injection_allowed:
         raise InvalidExecutionInput(
             "invalid execution input: fault_injection is for tests and local runs; this deployment does not accept it"
+        )
+    if request.cluster_id and settings.spark_runtime == EMR_SERVERLESS:
+        raise InvalidExecutionInput(
+            "invalid execution input: cluster_id names an EMR cluster, and this deployment runs Spark on "
+            "EMR Serverless (SparkRuntime=emr-serverless): leave cluster_id out"
         )
     check_spark_artifacts(settings, storage)
     check_lake_layout(storage, settings.checkpoint_uri, settings.gold_uri, settings.quarantine_uri)
@@ -265,6 +312,12 @@ def plan_run(
             maintenance_step=settings.maintenance_timeout_seconds,
         ),
         maintenance_step_args=maintenance_step_args(execution_name, settings, request.fault_injection),
+        runtime=settings.spark_runtime,
+        maintenance_job_driver=serverless_job_driver(
+            maintenance_script_uri(settings), maintenance_arguments(execution_name, settings, request.fault_injection),
+            settings,
+        ) if settings.spark_runtime == EMR_SERVERLESS else None,  # fmt: skip
+        maintenance_client_token=client_token(execution_id, f"{execution_name}-maintenance"),
         follow_up_name=follow_up_name(execution_name),
         quality=quality,
     )

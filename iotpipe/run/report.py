@@ -11,7 +11,7 @@ from iotpipe.lake import tables
 from iotpipe.lake.bronze import IGNORED_NOTES_DIR
 from iotpipe.lake.storage import Storage, join
 from iotpipe.lake.tables import RUN_QUARANTINE, RUNS, run_manifest_uri
-from iotpipe.run.models import MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Verification
+from iotpipe.run.models import EMR_SERVERLESS, MAX_EXAMPLES, RunPlan, RunReport, StepAssessment, Verification
 from iotpipe.run.quality import JUDGED, evaluate, format_breach, status_with_quality
 
 
@@ -235,6 +235,35 @@ _CONSOLE_HOSTS = {
     "aws-cn": "https://{region}.console.amazonaws.cn",
     "aws-us-gov": "https://console.amazonaws-us-gov.com",
 }
+
+
+def spark_identifiers(
+    plan: RunPlan, execution_arn: str, cluster: dict | None, job_run: dict | None, assessment: StepAssessment | None
+) -> dict:
+    """Where the run's Spark job ran, for the report: the EMR cluster, or the EMR Serverless
+    application and the last job run (from its result, or from the failure the assessment read),
+    with a link to it in the console."""
+    if plan.runtime != EMR_SERVERLESS:
+        return {"runtime": plan.runtime, "cluster_id": (cluster or {}).get("cluster_id")}
+    ran = {str(key).lower(): value for key, value in (job_run or {}).items()}
+    ran = {str(key).lower(): value for key, value in ran.get("jobrun", {}).items()} if "jobrun" in ran else ran
+    failure = assessment.failure if assessment else {}
+    application = ran.get("applicationid") or failure.get("application_id")
+    job_run_id = ran.get("jobrunid") or failure.get("job_run_id")
+    found = {"runtime": plan.runtime, "application_id": application, "job_run_id": job_run_id}
+    link = job_run_console_url(execution_arn, application, job_run_id) if application and job_run_id else None
+    return found | ({"job_run_link": link} if link else {})
+
+
+def job_run_console_url(execution_arn: str, application_id: str, job_run_id: str) -> str | None:
+    """The EMR console's page of an EMR Serverless job run, in the execution's partition and region."""
+    parts = execution_arn.split(":")
+    host = _CONSOLE_HOSTS.get(parts[1]) if len(parts) > 3 else None
+    if host is None or not parts[3]:
+        return None
+    region = parts[3]
+    return (f"{host.format(region=region)}/emr/home?region={region}"
+            f"#/serverless/applications/{application_id}/job-runs/{job_run_id}")  # fmt: skip
 
 
 def console_url(execution_arn: str) -> str | None:

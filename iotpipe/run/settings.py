@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from iotpipe.lake.horizon import DEFAULT_HORIZON, horizon_days
 from iotpipe.lake.storage import join
 from iotpipe.lake.tables import local_catalog_uri
-from iotpipe.run.models import QualityPolicy
+from iotpipe.run.models import EMR_ON_EC2, QualityPolicy, SparkRuntime
 from iotpipe.run.quality import parse_reason_ratios
 
 
@@ -33,6 +33,16 @@ class Settings(BaseModel):
     spark_py_files_uri: str = Field(description="zip of the `spark` package, for --py-files")
     spark_bootstrap_uri: str = Field(default="", description="EMR bootstrap action installing the job's modules")
     spark_wheels_uri: str = Field(default="", description="their wheelhouse (spark/requirements-emr.txt); empty: none")
+    spark_runtime: SparkRuntime = Field(
+        default=EMR_ON_EC2, description="emr-on-ec2 (an EMR step on a cluster) or emr-serverless (a job run)"
+    )
+    spark_deps_archive_uri: str = Field(
+        default="", description="EMR Serverless: the job's pinned modules as a tar.gz (spark.archives); empty: none"
+    )
+    serverless_iceberg_jar: str = Field(
+        default="/usr/share/aws/iceberg/lib/iceberg-spark3-runtime.jar",
+        description="EMR Serverless: Iceberg's runtime as the release's image holds it (spark.jars)",
+    )
     emr_instance_type: str = "m5.xlarge"
     emr_core_instance_count: int = 2
     subnet_id: str = ""

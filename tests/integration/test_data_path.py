@@ -91,13 +91,15 @@ def bronze(tmp_path_factory) -> Path:
         "--out",
         str(raw),
         "--size",
-        "8MiB",
+        "4MiB",
         "--shards",
         "2",
         "--object-size",
-        "2MiB",
+        "1MiB",
         "--seed",
         "5",
+        "--days",
+        "2",
     )
     return raw
 

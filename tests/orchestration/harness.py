@@ -112,7 +112,7 @@ def created(execution) -> list[str]:
     return [detail for what, detail in execution.bindings.calls if what == "emr.create"]
 
 
-def generate_into(lake: Path, seed: int, size: str = "2MiB", shards: int = 2, days: int | None = None) -> None:
+def generate_into(lake: Path, seed: int, size: str = "2MiB", shards: int = 2, days: int | None = 1) -> None:
     """Bronze objects as the generator writes them; `days` narrows the events to fewer dates (fewer
     Gold partitions, so fewer files per batch: a quicker test)."""
     command = [sys.executable, "-m", "iotpipe.cli", "generate", "--out", str(lake / "bronze" / "raw"),

@@ -26,6 +26,7 @@ import pytest
 from iotpipe.local.bindings import TaskError
 from iotpipe.query import run_query
 from iotpipe.run.lease_store import FileLeaseStore
+from iotpipe.run.models import EMR_ON_EC2, EMR_SERVERLESS
 from iotpipe.run.settings import Settings
 from tests.orchestration.harness import (
     assert_readers_agree,
@@ -76,6 +77,7 @@ class Case:
     after: Optional[Callable[[Path, Settings], None]] = None  # what the live holder does before the next run
     check: Optional[Callable[[list, Path, Settings], None]] = None
     next_input: dict = field(default_factory=lambda: {"generate": False})
+    runtime: str = EMR_ON_EC2  # the deployment's SparkRuntime, for the faulted run and the next
 
 
 def wrap_lambda(bindings, function: str, around: Callable[[Callable, dict], dict]) -> None:
@@ -134,18 +136,23 @@ def release_lease_always_fails(lake, settings):
     return apply
 
 
+def first_batch_committed(settings: Settings, seconds: float = 120) -> None:
+    entry = Path(settings.checkpoint_uri) / "transform" / "commits" / "0"
+    deadline = time.time() + seconds
+    while not entry.exists() and time.time() < deadline:
+        time.sleep(0.05)
+
+
 def steal_the_lease_after_the_first_batch(lake, settings):
-    """Another run takes the lease (as after an expiry) once the first batch is recorded."""
+    """Another run takes the lease (as after an expiry) once the first batch is recorded (a job
+    run's spark-submit and an EMR step's are the same local counterpart, run_spark_step)."""
 
     def apply(bindings):
         real = bindings.run_spark_step
         stolen = threading.Event()
 
         def steal():
-            entry = Path(settings.checkpoint_uri) / "transform" / "commits" / "0"
-            deadline = time.time() + 120
-            while not entry.exists() and time.time() < deadline:
-                time.sleep(0.05)
+            first_batch_committed(settings)
             leases = FileLeaseStore(settings.lease_store)
             holder = leases.get(settings.lease_key).holder
             leases.give_up(settings.lease_key, holder)
@@ -158,6 +165,58 @@ def steal_the_lease_after_the_first_batch(lake, settings):
             return real(args, step_id)
 
         bindings.run_spark_step = step
+
+    return apply
+
+
+def cancel_the_job_run_after_the_first_batch(lake, settings):
+    """An operator cancels the first job run (CancelJobRun) once batch 0 is committed."""
+
+    def apply(bindings):
+        real = bindings.start_job_run
+
+        def cancel() -> None:
+            first_batch_committed(settings)
+            (running,) = [job_run for job_run, state in bindings.job_runs.items() if state == "RUNNING"]
+            bindings.cancel_job_run(running)
+
+        def start(parameters):
+            if not bindings.job_runs:
+                threading.Thread(target=cancel, daemon=True).start()
+            return real(parameters)
+
+        bindings.start_job_run = start
+
+    return apply
+
+
+def job_run_states_time_out(lake, settings):
+    """The first job run's state passes its timeout once batch 0 is committed, so Step Functions
+    cancels the job run (States.Timeout); so does the maintenance job run's, before it commits."""
+
+    def apply(bindings):
+        real = bindings.start_job_run
+
+        def start(parameters):
+            if parameters["Name"].endswith("-maintenance"):
+                raise TaskError("States.Timeout", "the maintenance job run's state timed out")
+            if bindings.job_runs:
+                return real(parameters)
+            cancelled = threading.Event()
+
+            def time_out() -> None:
+                first_batch_committed(settings)
+                (running,) = [job_run for job_run, state in bindings.job_runs.items() if state == "RUNNING"]
+                bindings.cancel_job_run(running)
+                cancelled.set()
+
+            threading.Thread(target=time_out, daemon=True).start()
+            with pytest.raises(TaskError):
+                real(parameters)
+            assert cancelled.is_set()
+            raise TaskError("States.Timeout", "the job run's state timed out")
+
+        bindings.start_job_run = start
 
     return apply
 
@@ -220,10 +279,29 @@ def wait_for_expiry(lake, settings):
 
 
 # ---------------------------------------------------------------- case-specific checks
+def spark_state(settings: Settings) -> str:
+    return "RunSparkJobRun" if settings.spark_runtime == EMR_SERVERLESS else "RunSparkStep"
+
+
 def resumed(executions, lake, settings):
     report = executions[-1].report
-    assert report["attempts"] == 2 and executions[-1].entered_states().count("RunSparkStep") == 2
+    assert report["attempts"] == 2 and executions[-1].entered_states().count(spark_state(settings)) == 2
     assert report["reconciliation"]["reconciles"]
+
+
+def job_run_cancelled_then_resumed(executions, lake, settings):
+    resumed(executions, lake, settings)
+    execution = executions[-1]
+    assert ("emr-serverless.cancel", next(iter(execution.bindings.job_runs))) in execution.bindings.calls
+    assert execution.report["step_error"]["job_run_state"] == "CANCELLED"
+    assert execution.report["spark"]["job_run_id"] == list(execution.bindings.job_runs)[-2]
+
+
+def timed_out_then_resumed_and_maintenance_timeout_reported(executions, lake, settings):
+    resumed(executions, lake, settings)
+    report = executions[-1].report
+    assert report["step_error"]["error"] == "States.Timeout"
+    assert report["maintenance"]["error"] == "States.Timeout"
 
 
 def complete_output_flagged(executions, lake, settings):
@@ -307,6 +385,18 @@ def retried_report_counts_once(executions, lake, settings):
     assert execution.report["ignored_objects"]["count"] == 1, "the retry reports the notes the first call filed"
 
 
+def serverless_failure_flagged(executions, lake, settings):
+    complete_output_flagged(executions, lake, settings)
+    step_error = executions[-1].report["step_error"]
+    assert step_error["job_run_state"] == "FAILED" and step_error["job_run_id"]
+
+
+def serverless_failed_before_any_batch(executions, lake, settings):
+    execution = executions[-1]
+    assert execution.report["records"]["input"] == 0 and "no progress" in execution.report["error"]["Cause"]
+    assert [w for w, _ in execution.bindings.calls if w.startswith("emr.")] == [], "no cluster on EMR Serverless"
+
+
 def nothing_to_do_costs_no_cluster(executions, lake, settings):
     execution = executions[-1]
     assert [w for w, _ in execution.bindings.calls if w.startswith("emr")] == []
@@ -361,22 +451,24 @@ CASES = [
     crash("crash after the last commit of a batch", "crash-after-seen-ids:1",
           "driver halted after batch 1's commits, before the query's", 75),
     Case("failure after the last commit", "step FAILED after both queries finished", "SUCCEEDED_WITH_STEP_ERROR",
-         {"size": "2MiB", "shards": 2, "seed": 52, "fault_injection": "fail-after-commit"},
+         {"days": 1, "size": "2MiB", "shards": 2, "seed": 52, "fault_injection": "fail-after-commit"},
          check=complete_output_flagged),
     Case("failure before the first batch", "persistent error at start", "FAILED",
-         {"size": "2MiB", "shards": 2, "seed": 53, "fault_injection": "fail-at-start"}, check=failed_before_any_batch),
+         {"days": 1, "size": "2MiB", "shards": 2, "seed": 53, "fault_injection": "fail-at-start"},
+         check=failed_before_any_batch),
     Case("poison batch", "batch 1 fails on every attempt", "FAILED",
-         {"size": "3MiB", "shards": 3, "seed": 54, "fault_injection": "poison-batch:1", "max_resume_attempts": 3},
+         {"days": 1, "size": "3MiB", "shards": 3, "seed": 54, "fault_injection": "poison-batch:1",
+          "max_resume_attempts": 3},
          check=poison_costs_one_resume_and_reports_its_commits),
     Case("lease renewal error, transient", "one renewal raises; data lands mid-run; ReleaseLease's answer lost once",
-         "SUCCEEDED", {"size": "3MiB", "shards": 3, "seed": 55, "fault_injection": "lease-renewal-flaky"},
+         "SUCCEEDED", {"days": 1, "size": "3MiB", "shards": 3, "seed": 55, "fault_injection": "lease-renewal-flaky"},
          settings={"lease_seconds": 3.0}, customise=drain_decision_survives_a_lost_answer,
          check=lease_renewals_recovered),
     Case("lease renewal error, permanent", "every renewal of the job raises", "FAILED",
-         {"size": "4MiB", "shards": 4, "seed": 56, "fault_injection": "lease-renewal-fails"},
+         {"days": 1, "size": "4MiB", "shards": 4, "seed": 56, "fault_injection": "lease-renewal-fails"},
          settings={"lease_seconds": 3.0}, check=stopped_writing),
     Case("lease stolen mid-run", "another run takes the lease after batch 0", "FAILED",
-         {"size": "4MiB", "shards": 4, "seed": 57}, settings={"lease_seconds": 3.0},
+         {"days": 1, "size": "4MiB", "shards": 4, "seed": 57}, settings={"lease_seconds": 3.0},
          customise=steal_the_lease_after_the_first_batch, lease_at_end=held_by("another-run"),
          after=other_run_finishes, check=stopped_writing),
     Case("run started while another holds the lease", "lease held by a live run", "DEFERRED",
@@ -387,7 +479,8 @@ CASES = [
          {"generate": False}, before=a_small_lake(59),
          customise=a_driver_still_alive_during_verification, check=maintenance_waited_for_the_live_driver),
     Case("ReleaseLease failing", "ReleaseLease raises on every call", "FAILED",
-         {"size": "2MiB", "shards": 2, "seed": 60}, settings={"lease_initial_seconds": 6.0, "lease_seconds": 6.0},
+         {"days": 1, "size": "2MiB", "shards": 2, "seed": 60},
+         settings={"lease_initial_seconds": 6.0, "lease_seconds": 6.0},
          customise=release_lease_always_fails, lease_at_end=expiring, after=wait_for_expiry),
     Case("Lambda retried after its work", "ReportStatus's answer lost once", "SUCCEEDED",
          {"generate": False}, before=an_ignored_object, customise=report_answer_lost_once_with_metrics_counted,
@@ -399,13 +492,31 @@ CASES = [
          {"generate": False, "started_by": "trigger"}, settings={"arrival_clock_margin_seconds": 0.0},
          before=data_taken_and_its_arrival_recorded,
          check=nothing_to_do_costs_no_cluster),
+    # The same job through EMR Serverless's integration (emr-serverless:startJobRun.sync).
+    Case("EMR Serverless: job run failing after its commits", "job run FAILED after both queries finished",
+         "SUCCEEDED_WITH_STEP_ERROR", {"generate": False, "fault_injection": "fail-after-commit"},
+         before=a_small_lake(91), check=serverless_failure_flagged, runtime=EMR_SERVERLESS),
+    Case("EMR Serverless: job run failing before them", "persistent error at start", "FAILED",
+         {"generate": False, "fault_injection": "fail-at-start"}, before=a_small_lake(92),
+         check=serverless_failed_before_any_batch, runtime=EMR_SERVERLESS),
+    Case("EMR Serverless: job run cancelled", "CancelJobRun after batch 0", "SUCCEEDED",
+         {"generate": False}, before=a_small_lake(93), customise=cancel_the_job_run_after_the_first_batch,
+         check=job_run_cancelled_then_resumed, runtime=EMR_SERVERLESS),
+    Case("EMR Serverless: job run timing out",
+         "the job run's state times out after batch 0, maintenance's before it commits", "SUCCEEDED",
+         {"generate": False}, before=a_small_lake(94), customise=job_run_states_time_out,
+         check=timed_out_then_resumed_and_maintenance_timeout_reported, runtime=EMR_SERVERLESS),
+    Case("EMR Serverless: lease stolen mid-run", "another run takes the lease after batch 0", "FAILED",
+         {"days": 1, "size": "4MiB", "shards": 4, "seed": 95}, settings={"lease_seconds": 3.0},
+         customise=steal_the_lease_after_the_first_batch, lease_at_end=held_by("another-run"),
+         after=other_run_finishes, check=stopped_writing, runtime=EMR_SERVERLESS),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name.replace(" ", "-") for c in CASES])
 def test_fault(case: Case, tmp_path):
     lake = tmp_path
-    settings = local_settings(lake, **case.settings)
+    settings = local_settings(lake, spark_runtime=case.runtime, **case.settings)
     executions = list(case.before(lake, settings) if case.before else [])
     with engine(lake, settings, customise=case.customise(lake, settings) if case.customise else None) as local:
         faulted = local.run(case.execution_input)
@@ -424,7 +535,7 @@ def test_fault(case: Case, tmp_path):
     if case.after:
         case.after(lake, settings)
 
-    with engine(lake, local_settings(lake)) as local:
+    with engine(lake, local_settings(lake, spark_runtime=case.runtime)) as local:
         following = local.run(case.next_input)
     for execution in following:
         record_coverage(execution)

@@ -93,7 +93,7 @@ def test_bad_input_fails_fast_before_any_side_effect(tmp_path, bad_input, messag
 def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_effect(tmp_path):
     # `sam deploy` alone: the artifacts bucket has no spark/job.py
     settings = local_settings(tmp_path, spark_job_uri=str(tmp_path / "artifacts" / "spark" / "job.py"))
-    execution = run(tmp_path, {"size": "4MiB", "shards": 2}, settings)
+    execution = run(tmp_path, {"days": 1, "size": "4MiB", "shards": 2}, settings)
     assert execution.status == "FAILED" and execution.error == "SparkArtifactsMissing"
     assert "artifacts/spark/job.py" in execution.cause and "make deploy" in execution.cause
     assert execution.entered_states() == ["PlanRun"]
@@ -102,13 +102,14 @@ def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_ef
 
 
 def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_path):
-    first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 7})
+    first = run(tmp_path, {"days": 1, "size": "4MiB", "shards": 2, "seed": 7})
     assert first.report["status"] == "SUCCEEDED"
     assert_readers_agree(tmp_path)
     # An existing cluster must carry this stack's tag, or the state machine role may not use it.
     # A strict quality policy in the execution input: the run breaks it, and the user chose "fail".
     strict = {"min_gold_rows": 10**9, "on_breach": "fail"}
-    second = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1", "quality": strict},
+    second = run(tmp_path, {"days": 1, "size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1",
+                            "quality": strict},
                  customise=lambda b: b.cluster_tags.update({"j-EXISTING1": {"iotpipe-stack": "iotpipe"}}))  # fmt: skip
     new_truth = summarise(read_manifests(str(tmp_path / "bronze" / "raw"), seed=8))
     assert second.report["records"]["gold"] == new_truth["gold"]
@@ -134,7 +135,7 @@ def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_p
 def test_a_generator_failure_is_caught_reported_and_releases_nothing_it_did_not_take(tmp_path):
     (tmp_path / "bronze").mkdir()
     (tmp_path / "bronze" / "raw").write_text("a file where the Bronze folder should be")
-    execution = run(tmp_path, {"size": "2MiB", "shards": 2})
+    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 2})
     assert execution.status == "FAILED"
     # AWS reports the failed iteration's States.TaskFailed; moto 5.2.5's Map re-raises it as States.Runtime.
     assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] in (
@@ -174,7 +175,7 @@ def test_failures_in_verify_terminate_and_publish_are_each_caught(tmp_path):
         bindings.terminate_cluster = terminate_fails
         bindings.publish_report = publish_fails
 
-    execution = run(tmp_path, {"size": "2MiB", "shards": 2, "seed": 9}, customise=break_three_things)
+    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 2, "seed": 9}, customise=break_three_things)
     assert execution.status == "FAILED"
     assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] == "RuntimeError"
     assert execution.state_output("ReportStatus")["termination_error"]["Error"] == "EMR.InternalServerException"
@@ -189,7 +190,9 @@ def test_a_crash_of_the_assessment_itself_is_caught_and_the_cluster_still_releas
         bindings.lambda_handlers["assess_step_failure"] = crash
 
     execution = run(
-        tmp_path, {"size": "2MiB", "shards": 2, "fault_injection": "fail-at-start"}, customise=assessment_crashes
+        tmp_path,
+        {"days": 1, "size": "2MiB", "shards": 2, "fault_injection": "fail-at-start"},
+        customise=assessment_crashes,
     )
     assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] == "RuntimeError"
     assert created(execution) == terminated(execution) and len(created(execution)) == 1
@@ -197,7 +200,7 @@ def test_a_crash_of_the_assessment_itself_is_caught_and_the_cluster_still_releas
 
 def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
     execution = run(
-        tmp_path, {"size": "2MiB", "shards": 2, "seed": 12}, customise=upload_after_first_step(tmp_path, 99)
+        tmp_path, {"days": 1, "size": "2MiB", "shards": 2, "seed": 12}, customise=upload_after_first_step(tmp_path, 99)
     )
     expected = truth(tmp_path)
     assert execution.report["status"] == "SUCCEEDED" and execution.report["drain_rounds"] == 1
@@ -215,7 +218,9 @@ def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
     events = []
     with engine(tmp_path, customise=upload_after_first_step(tmp_path, 98),
                 on_event=lambda kind, detail: events.append((kind, detail))) as local:  # fmt: skip
-        executions = local.run({"size": "2MiB", "shards": 2, "seed": 13, "max_drain_rounds": 0, "quality": quality})
+        executions = local.run(
+            {"days": 1, "size": "2MiB", "shards": 2, "seed": 13, "max_drain_rounds": 0, "quality": quality}
+        )
     for execution in executions:
         record_coverage(execution)
     first, follow_up = executions
@@ -244,7 +249,7 @@ def test_when_drain_rounds_run_out_a_follow_up_run_takes_the_rest(tmp_path):
         sum(rows for r in history for cities in r.gold_rows_by_date_city.values() for rows in cities.values())
         == (expected["gold"])
     )
-    page = (tmp_path / "artifacts" / "runs" / f"{follow_up.report['run_id']}.html").read_text()
+    page = (tmp_path / "artifacts" / "runs" / "history.html").read_text()
     assert first.report["run_id"] in page and follow_up.report["run_id"] in page
 
 
@@ -259,7 +264,7 @@ def test_a_follow_up_run_that_cannot_start_fails_the_run_loudly(tmp_path):
 
     execution = run(
         tmp_path,
-        {"size": "2MiB", "shards": 2, "seed": 15, "max_drain_rounds": 0},
+        {"days": 1, "size": "2MiB", "shards": 2, "seed": 15, "max_drain_rounds": 0},
         customise=upload_then_refuse_follow_ups,
     )
     assert execution.report["status"] == "FAILED"
@@ -269,7 +274,7 @@ def test_a_follow_up_run_that_cannot_start_fails_the_run_loudly(tmp_path):
 def test_a_dead_holders_lease_is_taken_over_after_expiry(tmp_path):
     settings = local_settings(tmp_path)
     FileLeaseStore(settings.lease_store).acquire(settings.lease_key, "a-run-that-died", seconds=3)
-    execution = run(tmp_path, {"size": "2MiB", "shards": 2, "seed": 14}, settings=settings)
+    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 2, "seed": 14}, settings=settings)
     assert execution.report["status"] == "SUCCEEDED"
     assert execution.entered_states().count("WaitForLease") >= 2
     assert FileLeaseStore(settings.lease_store).get(settings.lease_key).holder is None
@@ -291,7 +296,7 @@ def test_two_racing_runs_never_run_two_spark_steps_at_once(tmp_path):
 
     generate_into(tmp_path, 21)
     with engine(tmp_path, local_settings(tmp_path, lease_wait_rounds=120), customise=timed_steps) as local:
-        first = local.start({"size": "2MiB", "shards": 2, "seed": 22}, "console-run")
+        first = local.start({"days": 1, "size": "2MiB", "shards": 2, "seed": 22}, "console-run")
         second = local.start({"generate": False}, "triggered-run")
         executions = [local.wait(first), local.wait(second)]
     for execution in executions:
@@ -357,7 +362,9 @@ def test_a_maintenance_step_that_dies_inside_its_commit_leaves_every_reader_whol
     """The maintenance driver halts inside the commit of Gold's rewrite (merged files written, the
     table's metadata not): the run's data stands (SUCCEEDED, the maintenance's failure reported),
     every reader sees the same rows, none twice, and the next run's maintenance merges them."""
-    first = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 3, "fault_injection": "crash-inside-maintenance"})
+    first = run(
+        tmp_path, {"days": 1, "size": "4MiB", "shards": 2, "seed": 3, "fault_injection": "crash-inside-maintenance"}
+    )
     assert first.status == "SUCCEEDED" and first.report["status"] == "SUCCEEDED"
     assert first.report["maintenance"]["error"] == "States.TaskFailed"
     assert {"MaintainTables", "ReleaseLease"} <= set(first.entered_states())
@@ -368,7 +375,7 @@ def test_a_maintenance_step_that_dies_inside_its_commit_leaves_every_reader_whol
         "iotpipe.maintenance" in s.summary.additional_properties for s in iceberg_table(tmp_path, "gold").snapshots()
     )
 
-    second = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 4})
+    second = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 4})
     assert (
         second.report["status"] == "SUCCEEDED" and second.report["maintenance"]["tables"]["gold"]["files_rewritten"] > 0
     )
@@ -393,7 +400,7 @@ def test_a_committed_gold_file_that_vanishes_is_unreconciled_and_nothing_is_main
 
         bindings.run_spark_step = step
 
-    execution = run(tmp_path, {"size": "2MiB", "shards": 1, "seed": 5}, customise=job_step_loses_a_gold_file)
+    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 5}, customise=job_step_loses_a_gold_file)
     assert execution.report["status"] == "UNRECONCILED"
     verification = execution.state_output("VerifyGold")["verification"]
     assert verification["gold"]["missing_files"] == 1 and verification["gold"]["examples"]["missing"]
@@ -473,7 +480,7 @@ def watch_until_idle(lake: Path, max_runs: int = 3) -> list:
     ],
 )
 def test_a_wave_with_awkward_keys_is_processed_once_and_ignored_objects_start_no_run(tmp_path, awkward_only):
-    first = run(tmp_path, {"size": "1MiB", "shards": 1, "seed": 41})
+    first = run(tmp_path, {"days": 1, "size": "1MiB", "shards": 1, "seed": 41})
     assert first.report["status"] == "SUCCEEDED"
     lines = write_wave(tmp_path, 42, awkward_only)
 

@@ -15,6 +15,7 @@ import json
 import re
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from iotpipe.local import iam
+from iotpipe.run.plan import serverless_submit_parameters
+from iotpipe.run.settings import Settings
 from iotpipe.spark_package import build_zip
 from tests.static.test_static_checks import python39
 
@@ -115,9 +118,12 @@ def test_everything_the_shipped_code_imports_is_on_the_cluster(shipped):
 
 def test_the_pinned_set_installs_on_python_3_9_from_the_wheelhouse_alone(tmp_path):
     """What the bootstrap action does, with EMR 7's Python: `make spark-wheels`, then pip with no
-    index. A dependency missing from the pins (for Python 3.9's markers) fails the install."""
-    wheels = tmp_path / "wheels"
-    made = subprocess.run(["make", "--no-print-directory", "spark-wheels", f"SPARK_WHEELS={wheels}"],
+    index. A dependency missing from the pins (for Python 3.9's markers) fails the install. And
+    what an EMR Serverless job run does: `make spark-deps-archive` (the same wheels, installed and
+    archived), unpacked as ./deps and put on the PYTHONPATH as the job run's parameters say."""
+    wheels, archive = tmp_path / "wheels", tmp_path / "deps.tar.gz"
+    made = subprocess.run(["make", "--no-print-directory", "spark-deps-archive", f"SPARK_WHEELS={wheels}",
+                           f"SPARK_DEPS_DIR={tmp_path / 'deps-build'}", f"SPARK_DEPS_ARCHIVE={archive}"],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)  # fmt: skip
     assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
     assert (wheels / "requirements.txt").read_text() == REQUIREMENTS.read_text()
@@ -133,6 +139,46 @@ def test_the_pinned_set_installs_on_python_3_9_from_the_wheelhouse_alone(tmp_pat
     ran = subprocess.run([python39(), "-c", probe], capture_output=True, text=True, env={"PYTHONPATH": str(target)})
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == [versions["boto3"], versions["botocore"]]
+
+    job_run = tmp_path / "job-run"
+    with tarfile.open(archive) as opened:
+        opened.extractall(job_run / "deps", filter="data")
+    conf = serverless_conf(Settings(**SERVERLESS_SETTINGS))
+    ran = subprocess.run([python39(), "-c", probe], capture_output=True, text=True, cwd=job_run,
+                         env={"PYTHONPATH": conf["spark.emr-serverless.driverEnv.PYTHONPATH"]})  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == [versions["boto3"], versions["botocore"]]
+
+
+SERVERLESS_SETTINGS = dict(
+    bronze_uri="s3://b/raw", gold_uri="s3://g/iot_transformed", quarantine_uri="s3://g/quarantine",
+    checkpoint_uri="s3://a/checkpoints/bronze-to-gold", runs_uri="s3://a/runs", spark_job_uri="s3://a/spark/job.py",
+    spark_py_files_uri="s3://a/spark/iotpipe_spark.zip", spark_runtime="emr-serverless",
+    spark_deps_archive_uri="s3://a/spark/iotpipe_spark_deps.tar.gz",
+)  # fmt: skip
+
+
+def serverless_conf(settings: Settings) -> dict[str, str]:
+    """The `--conf` settings of a job run's SparkSubmitParameters, as EMR Serverless splits them."""
+    tokens = serverless_submit_parameters(settings).split()
+    assert tokens[::2] == ["--conf"] * (len(tokens) // 2)
+    return dict(token.split("=", 1) for token in tokens[1::2])
+
+
+def test_every_job_run_unpacks_the_dependency_archive_deploy_uploads():
+    serverless = iam.load_stack(world=iam.local_world("emr-serverless"))
+    artifacts = serverless.physical_name("ArtifactsBucket")
+    environment = serverless.resolve(serverless.resources["PlanRunFunction"]["Properties"]["Environment"]["Variables"])
+    settings = Settings.from_env({k: str(v) for k, v in environment.items()})
+    assert settings.spark_runtime == "emr-serverless"
+    conf = serverless_conf(settings)
+    assert conf["spark.archives"] == f"s3://{artifacts}/spark/iotpipe_spark_deps.tar.gz#deps"
+    assert conf["spark.submit.pyFiles"] == f"s3://{artifacts}/spark/iotpipe_spark.zip"
+    assert conf["spark.emr-serverless.driverEnv.PYTHONPATH"] == conf["spark.executorEnv.PYTHONPATH"] == "./deps"
+    assert conf["spark.jars"].endswith("iceberg-spark3-runtime.jar")  # Iceberg as EMR's image ships it
+    deploy = (ROOT / "scripts" / "deploy.sh").read_text()
+    uploaded = conf["spark.archives"].removesuffix("#deps").replace(artifacts, "${ARTIFACTS}")
+    assert f'build/iotpipe_spark_deps.tar.gz "{uploaded}"' in deploy
 
 
 def test_every_transient_cluster_runs_the_bootstrap_action_from_the_artifacts_bucket():

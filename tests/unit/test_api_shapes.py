@@ -80,11 +80,16 @@ def test_every_task_has_a_bounded_timeout_and_lambda_tasks_outlast_their_functio
 
 STEP = {"Name": "s", "ActionOnFailure": "CONTINUE", "HadoopJarStep": {"Jar": "command-runner.jar", "Args": ["a"]}}
 ADD_STEP = {"ClusterId": "j-1", "Step": STEP}
+JOB_RUN = {"ApplicationId": "00app", "ExecutionRoleArn": "arn:aws:iam::123456789012:role/job", "ClientToken": "t",
+           "Name": "run-1", "ExecutionTimeoutMinutes": 240,
+           "JobDriver": {"SparkSubmit": {"EntryPoint": "s3://a/job.py", "EntryPointArguments": ["--run-id", "r"],
+                                         "SparkSubmitParameters": "--conf spark.jars=x.jar"}}}  # fmt: skip
 
 
 def test_valid_requests_pass():
     check_parameters("elasticmapreduce", "addStep", ADD_STEP)
     check_parameters("elasticmapreduce", "terminateCluster", {"ClusterId": "j-1"})
+    check_parameters("emr-serverless", "startJobRun", JOB_RUN)
     check_parameters("lambda", "invoke", {"FunctionName": "f", "Payload": {"a": 1}})
     check_parameters("states", "startExecution", {"StateMachineArn": "arn", "Name": "n", "Input": {"a": 1}})
     check_parameters("sns", "publish", {"TopicArn": "arn", "Subject": "s", "Message": "m"})
@@ -106,6 +111,9 @@ def test_valid_requests_pass():
         ("sns", "publish", {"Topic": "arn", "Message": "m"}),
         ("lambda", "invoke", {"Function": "f"}),
         ("states", "startExecution", {"StateMachineArn": "arn", "ExecutionName": "n"}),
+        ("emr-serverless", "startJobRun", {k: v for k, v in JOB_RUN.items() if k != "ExecutionRoleArn"}),
+        ("emr-serverless", "startJobRun", {**JOB_RUN, "ExecutionTimeoutMinutes": "240"}),
+        ("emr-serverless", "startJobRun", {**JOB_RUN, "JobDriver": {"SparkSubmit": {"Entrypoint": "s3://a/job.py"}}}),
     ],
 )
 def test_a_wrong_parameter_name_or_type_is_refused(service, action, parameters):

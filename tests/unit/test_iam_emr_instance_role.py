@@ -1,9 +1,10 @@
-"""The Spark job and table maintenance run on EMR with the instance role; Hadoop's and Iceberg's
-S3 and Glue clients cannot be intercepted locally, so what each touches is derived from a real
-plan's step arguments (with the deployed environment of the template) and evaluated against
-`EmrInstanceRole`: the Bronze it reads, the three Iceberg tables (data files, metadata, manifests,
-their expiry and orphan removal) and their entries in the Glue Data Catalog, the checkpoint beside
-the seen-id store, and maintenance's outcome for the run report."""
+"""The Spark job and table maintenance run with the EMR clusters' instance role (EMR on EC2) or
+the job role (EMR Serverless); Hadoop's and Iceberg's S3 and Glue clients cannot be intercepted
+locally, so what each touches is derived from a real plan's step arguments or job run (with the
+deployed environment of the template) and evaluated against that role, on each runtime: the
+Bronze it reads, the three Iceberg tables (data files, metadata, manifests, their expiry and
+orphan removal) and their entries in the Glue Data Catalog, the checkpoint beside the seen-id
+store, and maintenance's outcome for the run report."""
 
 from __future__ import annotations
 
@@ -12,19 +13,36 @@ import pytest
 from iotpipe.lake.storage import join, split_s3
 from iotpipe.lake.tables import ICEBERG_TABLES, maintenance_outcome_uri, run_manifest_uri, seen_ids_location
 from iotpipe.local import iam
-from iotpipe.run.plan import maintenance_step_args, spark_attempt
+from iotpipe.run.models import EMR_ON_EC2, EMR_SERVERLESS
+from iotpipe.run.plan import (
+    maintenance_arguments,
+    maintenance_script_uri,
+    maintenance_step_args,
+    serverless_job_driver,
+    spark_attempt,
+)
 from iotpipe.run.settings import Settings
 
-ROLE = "EmrInstanceRole"
+ROLES = {EMR_ON_EC2: "EmrInstanceRole", EMR_SERVERLESS: "SparkJobRole"}
 # The job's and maintenance's calls to the Glue Data Catalog through EMR's Iceberg (GlueCatalog):
 # CREATE TABLE IF NOT EXISTS looks the database and the table up and creates it; every commit
 # reads the table and swaps its metadata pointer.
 CATALOG_ACTIONS = ("glue:GetDatabase", "glue:GetTable", "glue:CreateTable", "glue:UpdateTable")
 
 
+@pytest.fixture(scope="module", params=[EMR_ON_EC2, EMR_SERVERLESS])
+def runtime(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def stack():
-    return iam.load_stack()
+def stack(runtime):
+    return iam.load_stack(world=iam.local_world(runtime))
+
+
+@pytest.fixture(scope="module")
+def role(runtime) -> str:
+    return ROLES[runtime]
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +58,32 @@ def options(args: list[str], script_name: str) -> dict:
             **dict(zip(args[script + 1 :: 2], args[script + 2 :: 2]))}  # fmt: skip
 
 
+def job_run_options(job_driver: dict) -> dict:
+    """A job run's script, package, dependency archive and arguments, as EMR Serverless reads them."""
+    submit = job_driver["SparkSubmit"]
+    tokens = submit["SparkSubmitParameters"].split()
+    conf = dict(token.split("=", 1) for token in tokens[1::2])
+    arguments = submit["EntryPointArguments"]
+    return {"script": submit["EntryPoint"], "py_files": conf["spark.submit.pyFiles"],
+            "archive": conf["spark.archives"].split("#", 1)[0],
+            **dict(zip(arguments[::2], arguments[1::2]))}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def step(settings) -> dict:
-    """The job's arguments as PlanRun plans them on AWS."""
-    return options(spark_attempt("run-1", 1, settings, None, {}).step_args, "job.py")
+    """The job's arguments as PlanRun plans them on AWS: an EMR step's, or a job run's."""
+    attempt = spark_attempt("run-1", 1, settings, None, {}, execution_id="arn:execution")
+    if settings.spark_runtime == EMR_SERVERLESS:
+        return job_run_options(attempt.job_driver)
+    return options(attempt.step_args, "job.py")
 
 
 @pytest.fixture(scope="module")
 def maintenance(settings) -> dict:
-    """Table maintenance's arguments as PlanRun plans its EMR step (spark/maintain.py)."""
+    """Table maintenance's arguments as PlanRun plans its EMR step or job run (spark/maintain.py)."""
+    if settings.spark_runtime == EMR_SERVERLESS:
+        script = maintenance_script_uri(settings)
+        return job_run_options(serverless_job_driver(script, maintenance_arguments("run-1", settings), settings))
     return options(maintenance_step_args("run-1", settings), "maintain.py")
 
 
@@ -100,10 +135,15 @@ def lease(stack, options: dict) -> iam.Request:
     return iam.Request("dynamodb:UpdateItem", stack.get_att("LeaseTable", "Arn"))
 
 
+def code(step: dict) -> list[iam.Request]:
+    """What the step or job run fetches to start: the script, the package and (EMR Serverless) the modules' archive."""
+    return [s3("s3:GetObject", step[key]) for key in ("script", "py_files", "archive") if key in step]
+
+
 def what_the_job_does(step: dict, stack) -> list[iam.Request]:
     gold, quarantine, checkpoint = step["--gold"], step["--quarantine"], step["--checkpoint"]
     found = [listing(step["--bronze"] + "/"), s3("s3:GetObject", join(step["--bronze"], "seed-1/part-00001.jsonl")),
-             s3("s3:GetObject", step["script"]), s3("s3:GetObject", step["py_files"])]  # fmt: skip
+             *code(step)]  # fmt: skip
     # The lake layout check: a file sink log of the plain-Parquet Gold is refused.
     found += [listing(join(sink, "_spark_metadata") + "/") for sink in (gold, quarantine)]
     for table, location in table_locations(gold, quarantine, checkpoint).items():
@@ -136,7 +176,7 @@ def what_maintenance_does(step: dict, quarantine: str, stack) -> list[iam.Reques
     lists and metadata files); read the checkpoint; note when orphans were removed; look for the
     manifests of unreported runs (a HEAD: 404 needs the listing); write its outcome for the report."""
     gold, checkpoint, runs = step["--gold"], step["--checkpoint"], step["--runs"]
-    found = [s3("s3:GetObject", step["script"]), s3("s3:GetObject", step["py_files"])]
+    found = code(step)
     for table, location in table_locations(gold, quarantine, checkpoint).items():
         found += commits(location, table)
         found.append(listing(location + "/"))  # orphan removal lists the table's files
@@ -156,19 +196,19 @@ def what_maintenance_does(step: dict, quarantine: str, stack) -> list[iam.Reques
     return found + [lease(stack, step)]
 
 
-def test_the_instance_role_allows_everything_the_spark_job_does(step, stack):
-    denied = [r for r in what_the_job_does(step, stack) if not stack.decide(ROLE, r).allowed]
+def test_the_role_allows_everything_the_spark_job_does(step, stack, role):
+    denied = [r for r in what_the_job_does(step, stack) if not stack.decide(role, r).allowed]
     assert denied == []
 
 
-def test_the_instance_role_allows_everything_table_maintenance_does(maintenance, settings, stack):
+def test_the_role_allows_everything_table_maintenance_does(maintenance, settings, stack, role):
     assert maintenance["--run-id"] == "run-1" and maintenance["--catalog"] == "glue"
     denied = [r for r in what_maintenance_does(maintenance, settings.quarantine_uri, stack)
-              if not stack.decide(ROLE, r).allowed]  # fmt: skip
+              if not stack.decide(role, r).allowed]  # fmt: skip
     assert denied == []
 
 
-def test_the_instance_role_cannot_change_the_jobs_code_the_run_reports_or_other_catalog_entries(step, stack):
+def test_the_role_cannot_change_the_jobs_code_the_run_reports_or_other_catalog_entries(step, stack, role):
     artifacts = f"s3://{stack.physical_name('ArtifactsBucket')}"
     runs = join(artifacts, "runs")
     database = step["--catalog-database"]
@@ -194,26 +234,28 @@ def test_the_instance_role_cannot_change_the_jobs_code_the_run_reports_or_other_
         *tables_only(glue(stack, ("glue:UpdateTable", "glue:CreateTable"), database, "runs", "run_quarantine")),
         *tables_only(glue(stack, CATALOG_ACTIONS, "another_database", "gold")),
     ]
-    allowed = [r for r in forbidden if stack.decide(ROLE, r).allowed]
+    allowed = [r for r in forbidden if stack.decide(role, r).allowed]
     assert allowed == []
     assert step["script"].startswith(f"{artifacts}/spark/")
 
 
-def test_the_instance_role_reads_the_bootstrap_action_and_the_wheelhouse_it_installs(stack):
+def test_the_instance_role_reads_the_bootstrap_action_and_the_wheelhouse_it_installs(stack, role, runtime):
     """Each node runs the bootstrap action with the instance profile: it fetches the script, then
     lists and copies the wheelhouse (scripts/emr_bootstrap.sh), and may change neither."""
+    if runtime == EMR_SERVERLESS:
+        pytest.skip("EMR Serverless runs no bootstrap action (its job runs unpack the modules' archive)")
     substitutions = stack.definition_substitutions()
     script, wheels = substitutions["EmrBootstrapScriptUri"], substitutions["EmrWheelhouseUri"]
     reads = [s3("s3:GetObject", script), listing(wheels)]
     reads += [s3("s3:GetObject", join(wheels, name)) for name in ("requirements.txt", "boto3-1-py3-none-any.whl")]
-    assert [r for r in reads if not stack.decide(ROLE, r).allowed] == []
+    assert [r for r in reads if not stack.decide(role, r).allowed] == []
     writes = [s3("s3:PutObject", script), s3("s3:PutObject", join(wheels, "boto3-1-py3-none-any.whl"))]
-    assert [r for r in writes if stack.decide(ROLE, r).allowed] == []
+    assert [r for r in writes if stack.decide(role, r).allowed] == []
 
 
-def test_no_function_may_write_or_delete_the_jobs_code(stack):
+def test_no_function_may_write_or_delete_the_jobs_code(stack, runtime):
     code = [f"arn:aws:s3:::{stack.physical_name('ArtifactsBucket')}/spark/{name}" for name in ("job.py", "maintain.py")]
     functions = [k for k, r in stack.resources.items() if r["Type"] == "AWS::Lambda::Function"]
     writers = [(f, a, c) for f in functions for a in ("s3:PutObject", "s3:DeleteObject") for c in code
                if stack.decide(f, iam.Request(a, c, {"aws:SecureTransport": "true"})).allowed]  # fmt: skip
-    assert len(functions) == 8 and writers == []
+    assert len(functions) == (8 if runtime == EMR_ON_EC2 else 7) and writers == []  # no cluster watchdog

@@ -28,6 +28,7 @@ from iotpipe.local.iam.stack import TEMPLATE, parse_template
 from iotpipe.local.runner import DEFINITION, lambda_handlers, local_substitutions, substitute
 from iotpipe.run import lambda_runtime
 from iotpipe.run.lease_store import FileLeaseStore
+from iotpipe.run.models import EMR_ON_EC2, EMR_SERVERLESS
 from iotpipe.run.settings import Settings
 from tests.lakes import JobCommits
 
@@ -40,6 +41,11 @@ FUNCTIONS = ("PlanRunFunction", "AcquireLeaseFunction", "VerifyGoldFunction", "A
 @pytest.fixture(scope="module")
 def stack():
     return iam.load_stack()
+
+
+@pytest.fixture(scope="module")
+def serverless_stack():
+    return iam.load_stack(world=iam.local_world(EMR_SERVERLESS))
 
 
 # ---------------------------------------------------------------- a small lake, no Spark
@@ -275,10 +281,19 @@ def task_states(states: dict):
             yield from task_states(state["ItemProcessor"]["States"])
 
 
-def integrations() -> list[tuple[str, str, str, str | None, dict]]:
-    definition = json.loads(substitute(DEFINITION.read_text(), local_substitutions()))
+# The Task states of one runtime only: the plan's runtime never lets the other runtime's be entered.
+NOT_ON = {
+    EMR_ON_EC2: {"RunSparkJobRun", "MaintainTablesJobRun"},
+    EMR_SERVERLESS: {"CreateCluster", "RunSparkStep", "MaintainTables", "TerminateCluster"},
+}
+
+
+def integrations(runtime: str = EMR_ON_EC2) -> list[tuple[str, str, str, str | None, dict]]:
+    definition = json.loads(substitute(DEFINITION.read_text(), local_substitutions(runtime)))
     found = []
     for name, state in task_states(definition["States"]):
+        if name in NOT_ON[runtime]:
+            continue
         service, _, rest = state["Resource"].split(":::", 1)[1].partition(":")
         action, _, condition = rest.partition(".")
         found.append((name, service, action, condition or None, rendered(state.get("Parameters", {}))))
@@ -286,10 +301,10 @@ def integrations() -> list[tuple[str, str, str, str | None, dict]]:
 
 
 def check_all(stack, cluster_tags: dict) -> list[str]:
-    """Names of the Task states the state machine role may not run."""
+    """Names of the Task states (of the stack's runtime) the state machine role may not run."""
     authorizer = IntegrationAuthorizer(stack, cluster_tags.get)
     denied = []
-    for name, service, action, condition, parameters in integrations():
+    for name, service, action, condition, parameters in integrations(stack.world.parameters["SparkRuntime"]):
         try:
             authorizer.check(service, action, condition, parameters)
         except TaskError:
@@ -302,8 +317,20 @@ def created_tags() -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in create["Tags"]}
 
 
-def test_every_integration_is_allowed_to_the_state_machine_role(stack):
+def test_every_integration_is_allowed_to_the_state_machine_role(stack, serverless_stack):
     assert check_all(stack, {"j-LOCAL000001": created_tags()}) == []
+    assert check_all(serverless_stack, {}) == []
+    assert "RunSparkJobRun" in [name for name, *_ in integrations(EMR_SERVERLESS)]
+
+
+def test_a_job_run_on_another_application_or_with_another_role_is_denied(serverless_stack):
+    authorizer = IntegrationAuthorizer(serverless_stack, {}.get)
+    (job,) = [p for name, _, _, _, p in integrations(EMR_SERVERLESS) if name == "RunSparkJobRun"]
+    authorizer.check("emr-serverless", "startJobRun", "sync", job)
+    for changed in ({"ApplicationId": "00anotherapp"}, {"ExecutionRoleArn": "arn:aws:iam::123456789012:role/admin"}):
+        with pytest.raises(TaskError) as denied:
+            authorizer.check("emr-serverless", "startJobRun", "sync", {**job, **changed})
+        assert denied.value.error == "EMRServerless.AccessDeniedException"
 
 
 def test_created_clusters_carry_the_emr_managed_policy_tag_and_the_stack_tag():
@@ -322,6 +349,13 @@ def test_a_cluster_this_stack_did_not_create_gets_no_steps_and_is_not_terminated
 NOT_USED_AT_RUN_TIME = {"DeliverExecutionLogs", "TagOwnClustersOnCreate"}
 
 
+def statement_sid(statement: dict) -> str | None:
+    """A statement's Sid, also of one that only one runtime has (`Fn::If [condition, statement, NoValue]`)."""
+    if "Fn::If" in statement:
+        statement = statement["Fn::If"][1]
+    return statement.get("Sid")
+
+
 def state_machine_mutations(template: dict) -> list[tuple[str, str]]:
     machine = template["Resources"]["PipelineStateMachine"]["Properties"]
     mutations = []
@@ -333,24 +367,29 @@ def state_machine_mutations(template: dict) -> list[tuple[str, str]]:
                                              lambda p, i=index: p["Policies"].pop(i))))  # fmt: skip
             continue
         for position, statement in enumerate(statements):
-            if statement.get("Sid") in NOT_USED_AT_RUN_TIME:
+            if statement_sid(statement) in NOT_USED_AT_RUN_TIME:
                 continue
-            mutations.append((f"statement {statement.get('Sid')}", without(
+            mutations.append((f"statement {statement_sid(statement)}", without(
                 template, "PipelineStateMachine",
                 lambda p, i=index, j=position: p["Policies"][i]["Statement"].pop(j))))  # fmt: skip
     return mutations
 
 
 def test_removing_any_state_machine_grant_is_caught(template):
+    """On the runtime that uses it: a statement only EMR Serverless needs is caught there."""
     mutations = state_machine_mutations(template)
-    stacks = iam.load_stacks([text for _, text in mutations])
-    uncaught = [label for (label, _), mutated in zip(mutations, stacks)
-                if not check_all(mutated, {"j-LOCAL000001": created_tags()})]  # fmt: skip
-    assert len(mutations) >= 12 and uncaught == []
+    translated = iam.stack.translate(*[text for _, text in mutations])
+    worlds = [iam.local_world(EMR_ON_EC2), iam.local_world(EMR_SERVERLESS)]
+    uncaught = [label for (label, _), mutated in zip(mutations, translated)
+                if not any(check_all(iam.Stack(mutated, world), {"j-LOCAL000001": created_tags()})
+                           for world in worlds)]  # fmt: skip
+    assert len(mutations) >= 16 and uncaught == []
 
 
-def test_the_local_world_agrees_with_the_runners_definition_substitutions(stack):
-    assert stack.definition_substitutions() == local_substitutions()
+@pytest.mark.parametrize("runtime", [EMR_ON_EC2, EMR_SERVERLESS])
+def test_the_local_world_agrees_with_the_runners_definition_substitutions(runtime):
+    stack = iam.load_stack(world=iam.local_world(runtime))
+    assert stack.definition_substitutions() == local_substitutions(runtime)
 
 
 def test_a_storage_method_without_an_iam_mapping_is_refused(tmp_path, stack):
@@ -378,10 +417,10 @@ def test_authorizer_records_the_decisions_it_made(stack):
     assert authorizer.decisions[0][2] is True
 
 
-def test_report_status_writes_the_history_page_beside_the_manifest_under_its_role(tmp_path, stack):
+def test_report_status_writes_the_run_page_and_the_history_page_beside_the_manifest_under_its_role(tmp_path, stack):
     run_functions(tmp_path, stack)
     runs = tmp_path / "artifacts" / "runs"
-    page = (runs / "run-1.html").read_text()
-    assert (runs / "run-1.json").exists() and "run-1" in page and 'id="chart-gold"' in page
+    page, history = (runs / "run-1.html").read_text(), (runs / "history.html").read_text()
+    assert (runs / "run-1.json").exists() and "<h1>Run run-1 " in page and 'id="chart-cities"' in history
     # run-1's entry, and run-0's: the report run-1 wrote for the run that died before its own.
     assert sorted(p.name.split("-", 1)[1] for p in (runs / "_history").iterdir()) == ["run-0.json", "run-1.json"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-import yaml
 from moto import mock_aws
 
+from iotpipe.local.iam.stack import parse_template
 from iotpipe.run.lease_store import DynamoDBLeaseStore, FileLeaseStore, lease_store_for
 
 KEY = "bronze-to-gold"
@@ -104,14 +104,8 @@ def test_a_dynamodb_uri_without_region_uses_the_default_region(monkeypatch):
 
 def test_the_lease_store_the_template_configures_works_on_a_node_without_region(node_without_region):
     """The template's LEASE_STORE reaches every Lambda and, as --lease, the Spark job on EMR."""
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_constructor("!Sub", lambda loader, node: loader.construct_scalar(node))
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)
-    uri = template["Globals"]["Function"]["Environment"]["Variables"]["LEASE_STORE"]
+    template = parse_template((ROOT / "template.yaml").read_text())
+    uri = template["Globals"]["Function"]["Environment"]["Variables"]["LEASE_STORE"]["Fn::Sub"]
     uri = uri.replace("${LeaseTable}", "iotpipe-LeaseTable-X1").replace("${AWS::Region}", "eu-west-1")
     with mock_aws():
         create_table("iotpipe-LeaseTable-X1", "eu-west-1")

@@ -86,3 +86,83 @@ def test_every_placeholder_of_the_definition_has_a_substitution_in_the_template_
 def test_a_missing_substitution_is_refused():
     with pytest.raises(KeyError, match="Nope"):
         substitute('{"a": "${Nope}"}', {})
+
+
+# ---------------------------------------------------------------- emr-serverless:startJobRun.sync
+JOB_RUN = {"ApplicationId": "00app", "Name": "run-1-attempt-1", "ExecutionTimeoutMinutes": 5,
+           "JobDriver": {"SparkSubmit": {"EntryPoint": "spark/job.py", "EntryPointArguments": ["--run-id", "r"],
+                                         "SparkSubmitParameters": "--conf spark.jars=x.jar"}}}  # fmt: skip
+
+
+def job_run_bindings(outcome) -> Bindings:
+    local = bindings()
+    local.run_spark_step = outcome
+    return local
+
+
+def failure_of(local: Bindings, parameters: dict = JOB_RUN) -> dict:
+    with pytest.raises(TaskError) as caught:
+        local.start_job_run(parameters)
+    assert caught.value.error == "States.TaskFailed"
+    return json.loads(caught.value.cause)
+
+
+def test_a_job_run_runs_its_entry_point_and_arguments_and_returns_its_ids():
+    ran = []
+    local = job_run_bindings(lambda args, job_run_id: ran.append((args, job_run_id)) or (True, {}))
+    result = local.start_job_run(JOB_RUN)
+    assert ran == [(["spark/job.py", "--run-id", "r"], result["JobRunId"])]
+    assert result["Arn"].endswith(f":/applications/00app/jobruns/{result['JobRunId']}")
+    assert local.job_runs == {result["JobRunId"]: "SUCCESS"} and re.fullmatch(r"[0-9a-z]+", result["JobRunId"])
+
+
+def test_a_failed_job_run_fails_the_state_with_the_job_run_as_its_cause():
+    cause = failure_of(job_run_bindings(lambda args, job_run_id: (False, {"Reason": "exit 1"})))
+    assert cause["State"] == "FAILED" and cause["ApplicationId"] == "00app" and "exit 1" in cause["StateDetails"]
+
+
+def test_a_cancelled_job_run_ends_cancelled():
+    local = bindings()
+
+    def cancelled_while_running(args, job_run_id):
+        local.cancel_job_run(job_run_id)
+        return False, {}
+
+    local.run_spark_step = cancelled_while_running
+    stopped = []
+    local.stop_spark = stopped.append
+    cause = failure_of(local)
+    assert cause["State"] == "CANCELLED" and stopped == [cause["JobRunId"]]
+    assert ("emr-serverless.cancel", cause["JobRunId"]) in local.calls
+
+
+def test_a_job_run_past_its_execution_timeout_is_cancelled_at_that_timeout(monkeypatch):
+    local = bindings()
+    seen = []
+
+    def past_its_timeout(args, job_run_id):
+        seen.append(local.task_timeout())
+        return False, {}
+
+    local.run_spark_step = past_its_timeout
+    local._task.timeout = 3600.0  # the state's own timeout is longer
+    clock = iter([0.0, 301.0])  # the job run's start, and its end past 5 minutes
+    monkeypatch.setattr("iotpipe.local.bindings.time.monotonic", lambda: next(clock))
+    cause = failure_of(local, {**JOB_RUN, "ExecutionTimeoutMinutes": 5})
+    assert seen == [300] and cause["State"] == "CANCELLED" and "timed out" in cause["StateDetails"]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "problem"),
+    [
+        ("--conf spark.jars=/a b.jar", "'b.jar' is not a spark-submit option"),
+        ("--conf spark.jars", "--conf spark.jars is not key=value"),
+        ("--conf", "--conf has no value"),
+        ("--verbose --conf a=b", "'--verbose' is not a spark-submit option"),
+    ],
+)
+def test_spark_submit_parameters_emr_serverless_would_refuse_fail_the_job_run(parameters, problem):
+    local = job_run_bindings(lambda args, job_run_id: pytest.fail("a refused job run does not run"))
+    driver = {"SparkSubmit": {**JOB_RUN["JobDriver"]["SparkSubmit"], "SparkSubmitParameters": parameters}}
+    cause = failure_of(local, {**JOB_RUN, "JobDriver": driver})
+    assert cause["State"] == "FAILED" and problem in cause["StateDetails"]

@@ -4,6 +4,7 @@ Spark job rejected before any side effect. The lake is in moto S3, as on AWS."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import boto3
@@ -12,15 +13,17 @@ from moto import mock_aws
 
 from iotpipe.lake.checkpoint import CheckpointLayoutUnsupported
 from iotpipe.lake.storage import LocalStorage, S3Storage
-from iotpipe.run.models import InvalidExecutionInput
-from iotpipe.run.plan import SparkArtifactsMissing, parse_execution_input, plan_run
+from iotpipe.run.models import EMR_ON_EC2, EMR_SERVERLESS, InvalidExecutionInput
+from iotpipe.run.plan import SparkArtifactsMissing, parse_execution_input, plan_run, serverless_submit_parameters
 from iotpipe.run.settings import Settings
 
 EVENTS = Path(__file__).parent.parent / "events"
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ("spark/job.py", "spark/maintain.py", "spark/iotpipe_spark.zip")
-# The bootstrap action that installs the job's third-party modules on EMR, and their wheelhouse.
+# The bootstrap action that installs the job's third-party modules on EMR, and their wheelhouse;
+# on EMR Serverless, the archive of the same modules.
 DEPENDENCIES = ("spark/bootstrap/install-job-dependencies.sh", "spark/wheels/requirements.txt")
+DEPENDENCY_ARCHIVE = "spark/iotpipe_spark_deps.tar.gz"
 
 
 @pytest.fixture
@@ -31,7 +34,7 @@ def s3(monkeypatch):
         client = boto3.client("s3", region_name="us-east-1")
         for bucket in ("lake", "artifacts"):
             client.create_bucket(Bucket=bucket)
-        for key in ARTIFACTS + DEPENDENCIES:
+        for key in ARTIFACTS + DEPENDENCIES + (DEPENDENCY_ARCHIVE,):
             client.put_object(Bucket="artifacts", Key=key, Body=b"uploaded")
         yield client
 
@@ -49,7 +52,13 @@ def settings() -> Settings:
         spark_py_files_uri="s3://artifacts/spark/iotpipe_spark.zip",
         spark_bootstrap_uri="s3://artifacts/spark/bootstrap/install-job-dependencies.sh",
         spark_wheels_uri="s3://artifacts/spark/wheels/",
+        spark_deps_archive_uri=f"s3://artifacts/{DEPENDENCY_ARCHIVE}",
     )
+
+
+@pytest.fixture
+def serverless(settings) -> Settings:
+    return settings.model_copy(update={"spark_runtime": EMR_SERVERLESS})
 
 
 def test_an_empty_input_plans_a_generating_run_with_the_default_size(settings, storage):
@@ -110,6 +119,13 @@ def test_a_test_fault_reaches_the_first_attempt_only(settings, storage):
         ({"max_resume_attempts": 9}, "max_resume_attempts"),
         ({"cluster_id": "cluster-1"}, "cluster_id"),
         ({"generate": "sometimes"}, "generate"),
+        ({"generate": "no"}, "generate"),
+        ({"generate": 0}, "generate"),
+        ({"seed": True}, "seed"),
+        ({"seed": "7"}, "seed"),
+        ({"shards": 2.0}, "shards"),
+        ({"days": "3"}, "days"),
+        ({"allow_large": 1}, "allow_large"),
         ({"typo": 1}, "typo"),
         ({"size": "1KiB", "shards": 4}, "under 1 MiB"),
         ({"size": "1PiB", "shards": 1000}, "not a size"),
@@ -186,6 +202,9 @@ def test_the_plan_carries_the_deployments_quality_policy_with_the_inputs_overrid
     [
         ({"max_quarantine_ratio": 1.5}, "quality.max_quarantine_ratio"),
         ({"max_quarantine_ratio": -0.1}, "quality.max_quarantine_ratio"),
+        ({"max_quarantine_ratio": True}, "quality.max_quarantine_ratio"),
+        ({"max_quarantine_ratio": "0.1"}, "quality.max_quarantine_ratio"),
+        ({"min_gold_rows": False}, "quality.min_gold_rows"),
         ({"max_duplicate_ratio": "lots"}, "quality.max_duplicate_ratio"),
         ({"min_gold_rows": -1}, "quality.min_gold_rows"),
         ({"on_breach": "panic"}, "quality.on_breach"),
@@ -297,3 +316,63 @@ def test_the_generated_days_travel_to_every_shard_and_a_bad_span_is_refused(sett
     for bad in (0, 3651, "two"):
         with pytest.raises(InvalidExecutionInput, match="days"):
             plan_run({"days": bad}, "exec-1", settings, storage)
+
+
+# ---------------------------------------------------------------- EMR Serverless
+def test_on_emr_serverless_the_job_run_runs_the_same_script_and_arguments_as_the_step(settings, serverless, storage):
+    step = plan_run({}, "exec-9", settings, storage, execution_id="arn:exec-9")
+    job_run = plan_run({}, "exec-9", serverless, storage, execution_id="arn:exec-9")
+    assert (step.runtime, job_run.runtime) == (EMR_ON_EC2, EMR_SERVERLESS)
+    assert step.attempt.job_driver is None and step.maintenance_job_driver is None
+    submit = job_run.attempt.job_driver["SparkSubmit"]
+    script = step.attempt.step_args.index(submit["EntryPoint"])
+    assert submit["EntryPointArguments"] == step.attempt.step_args[script + 1 :]
+    maintenance = job_run.maintenance_job_driver["SparkSubmit"]
+    assert [maintenance["EntryPoint"], *maintenance["EntryPointArguments"]] == step.maintenance_step_args[-len(
+        maintenance["EntryPointArguments"]) - 1 :]  # fmt: skip
+    conf = submit["SparkSubmitParameters"].split()
+    assert conf[::2] == ["--conf"] * (len(conf) // 2)
+    assert f"spark.archives=s3://artifacts/{DEPENDENCY_ARCHIVE}#deps" in conf
+    assert "spark.submit.pyFiles=s3://artifacts/spark/iotpipe_spark.zip" in conf
+
+
+def test_each_job_run_has_its_timeout_and_its_own_idempotency_token(serverless, storage):
+    plan = plan_run({}, "exec-10", serverless.model_copy(update={"spark_step_timeout_seconds": 3601}), storage,
+                    execution_id="arn:exec-10")  # fmt: skip
+    assert plan.model_dump()["timeouts"]["spark_job_minutes"] == 61  # the state's timeout, rounded up
+    assert plan.model_dump()["timeouts"]["maintenance_job_minutes"] == 60
+    again = plan_run({}, "exec-10", serverless, storage, execution_id="arn:exec-10")
+    other = plan_run({}, "exec-10", serverless, storage, execution_id="arn:another-exec-10")
+    tokens = {plan.attempt.client_token, plan.maintenance_client_token, other.attempt.client_token}
+    assert len(tokens) == 3 and again.attempt.client_token == plan.attempt.client_token
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", token) for token in tokens)
+
+
+def test_on_emr_serverless_a_cluster_id_is_refused_before_any_side_effect(serverless, storage):
+    with pytest.raises(InvalidExecutionInput, match="EMR Serverless"):
+        plan_run({"cluster_id": "j-123"}, "exec-11", serverless, storage)
+    assert storage.list("s3://lake/") == []
+
+
+def test_on_emr_serverless_a_missing_dependency_archive_fails_in_plan_run(s3, serverless, storage):
+    s3.delete_object(Bucket="artifacts", Key=DEPENDENCY_ARCHIVE)
+    for key in DEPENDENCIES:  # the cluster's bootstrap and wheels are not what a job run needs
+        s3.delete_object(Bucket="artifacts", Key=key)
+    with pytest.raises(SparkArtifactsMissing, match=DEPENDENCY_ARCHIVE):
+        plan_run({}, "exec-12", serverless, storage)
+
+
+def test_a_spark_setting_with_a_space_cannot_reach_a_job_run(serverless):
+    with pytest.raises(ValueError, match="space"):
+        serverless_submit_parameters(serverless.model_copy(update={"serverless_iceberg_jar": "/a path/x.jar"}))
+
+
+def test_numbers_as_json_writes_them_are_accepted(settings, storage):
+    """Strict types refuse `true` for a ratio, never an integer where a ratio is asked."""
+    plan = plan_run(
+        {"generate": False, "seed": 3, "quality": {"max_quarantine_ratio": 0, "max_duplicate_ratio": 1}},
+        "exec-1",
+        settings,
+        storage,
+    )
+    assert (plan.quality.max_quarantine_ratio, plan.quality.max_duplicate_ratio) == (0.0, 1.0)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from iotpipe.run.models import RunReport
-from iotpipe.run.report import console_url, format_duration, needs_attention, summary_line
+from iotpipe.run.models import RunReport, StepAssessment
+from iotpipe.run.report import console_url, format_duration, needs_attention, spark_identifiers, summary_line
 
 ROOT = Path(__file__).resolve().parents[2]
 ARN = "arn:{partition}:states:{region}:123456789012:execution:iotpipe-pipeline:run-1"
@@ -116,3 +116,38 @@ def test_iotpipe_run_shows_what_maintenance_did_per_table_or_its_error():
     )
     failed = maintenance_line({"error": "States.TaskFailed", "cause": "the step was cancelled"})
     assert failed == "FAILED (States.TaskFailed): the step was cancelled"
+
+
+# ---------------------------------------------------------------- where the Spark job ran
+class Plan:
+    def __init__(self, runtime: str) -> None:
+        self.runtime = runtime
+
+
+def test_the_report_names_the_cluster_on_emr_on_ec2():
+    found = spark_identifiers(Plan("emr-on-ec2"), ARN.format(partition="aws", region="eu-west-1"),
+                              {"cluster_id": "j-1", "transient": True}, None, None)  # fmt: skip
+    assert found == {"runtime": "emr-on-ec2", "cluster_id": "j-1"}
+
+
+@pytest.mark.parametrize(
+    "job_run",
+    [
+        {"ApplicationId": "00app", "JobRunId": "00run", "Arn": "arn"},
+        {"JobRun": {"applicationId": "00app", "jobRunId": "00run"}},
+    ],
+)
+def test_the_report_links_the_job_run_on_emr_serverless_whatever_the_results_shape(job_run):
+    found = spark_identifiers(Plan("emr-serverless"), ARN.format(partition="aws", region="eu-west-1"), None,
+                              job_run, None)  # fmt: skip
+    assert (found["application_id"], found["job_run_id"]) == ("00app", "00run")
+    assert found["job_run_link"] == ("https://eu-west-1.console.aws.amazon.com/emr/home?region=eu-west-1"
+                                     "#/serverless/applications/00app/job-runs/00run")  # fmt: skip
+
+
+def test_a_job_run_that_failed_is_named_from_its_failure():
+    failure = {"job_run_id": "00run", "application_id": "00app", "job_run_state": "FAILED"}
+    failed = StepAssessment(verdict="failed", resume=False, reason="no progress", evidence={}, failure=failure)
+    found = spark_identifiers(Plan("emr-serverless"), "not-an-arn", None, None, failed)
+    # No link: no region to link in.
+    assert found == {"runtime": "emr-serverless", "application_id": "00app", "job_run_id": "00run"}

@@ -318,6 +318,10 @@ class AuthorizedGlue:
 #  - elasticmapreduce:addStep(.sync): AddJobFlowSteps, DescribeStep, CancelSteps on the cluster.
 #  - elasticmapreduce:terminateCluster(.sync): TerminateJobFlows, DescribeCluster on the cluster.
 #    The EMR .sync integrations poll (connect-emr.html), so they need no EventBridge rule.
+#  - emr-serverless:startJobRun(.sync): emr-serverless:StartJobRun on the application,
+#    GetJobRun and CancelJobRun on its job runs, events:PutTargets/PutRule/DescribeRule on
+#    rule/StepFunctionsGetEventsForEMRServerlessJobRule, and iam:PassRole for the job's execution
+#    role, passed to emr-serverless.amazonaws.com (emr-serverless-iam.html).
 #  - sns:publish: sns:Publish on the topic (sns-iam.html); to a topic encrypted with a customer
 #    managed key, also kms:GenerateDataKey and kms:Decrypt on that key (sns-key-management.html).
 #  - states:startExecution: states:StartExecution on the state machine (stepfunctions-iam.html).
@@ -327,6 +331,7 @@ INTEGRATION_ERRORS = {
     "lambda": "Lambda.AWSLambdaException",
     "ecs": "ECS.AccessDeniedException",
     "elasticmapreduce": "EMR.AmazonElasticMapReduceException",
+    "emr-serverless": "EMRServerless.AccessDeniedException",
     "sns": "SNS.AuthorizationErrorException",
     "states": "StepFunctions.AccessDeniedException",
 }
@@ -414,6 +419,17 @@ class IntegrationAuthorizer:
             cluster, context = self._cluster(parameters["ClusterId"], self.cluster_tags(parameters["ClusterId"]))
             actions = ["TerminateJobFlows", "DescribeCluster"] if sync else ["TerminateJobFlows"]
             return [Request(f"elasticmapreduce:{a}", cluster, context) for a in actions]
+        if (service, action) == ("emr-serverless", "startJobRun"):
+            application = self._arn("emr-serverless", f"/applications/{parameters['ApplicationId']}")
+            found = [Request("emr-serverless:StartJobRun", application),
+                     Request("iam:PassRole", parameters["ExecutionRoleArn"],
+                             {"iam:PassedToService": "emr-serverless.amazonaws.com"})]  # fmt: skip
+            if sync:
+                job_run = f"{application}/jobruns/00localjobrun"
+                found += [Request(a, job_run) for a in ("emr-serverless:GetJobRun", "emr-serverless:CancelJobRun")]
+                rule = self._arn("events", "rule/StepFunctionsGetEventsForEMRServerlessJobRule")
+                found += [Request(a, rule) for a in ("events:PutTargets", "events:PutRule", "events:DescribeRule")]
+            return found
         if (service, action) == ("sns", "publish"):
             key = self._topic_key(parameters["TopicArn"])
             return [Request("sns:Publish", parameters["TopicArn"])] + [

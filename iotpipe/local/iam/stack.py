@@ -2,8 +2,9 @@
 
 The template is translated by `aws-sam-translator` (the one SAM CLI uses), so SAM policy
 templates such as `S3ReadPolicy` or `LambdaInvokePolicy` expand exactly as they do on deploy.
-The translator pins a pydantic other than this project's, so it runs in the SAM CLI's own
-environment (`.venv-sam`, installed by the Makefile), one subprocess per batch of templates.
+The translator pins a pydantic other than this project's, so it runs in an environment of its
+own (`.venv-sam-translator`, which `make install` makes with the translator alone; or SAM CLI's
+`.venv-sam`, which has the same translator), one subprocess per batch of templates.
 Intrinsics (Ref, Fn::GetAtt, Fn::Sub, Fn::Join, Fn::If, pseudo parameters) are then resolved
 against local physical names: the ones `iotpipe run` uses for the state machine's
 DefinitionSubstitutions (a test checks they agree).
@@ -62,18 +63,19 @@ class TranslatorUnavailable(RuntimeError):
 
 
 def sam_python() -> str:
-    """The interpreter of SAM CLI's environment, which has aws-sam-translator."""
+    """The interpreter of an environment with aws-sam-translator: the translator's own, or SAM CLI's."""
     explicit = os.environ.get("IOTPIPE_SAM_PYTHON")
     if explicit:
         return explicit
     sam = os.environ.get("IOTPIPE_SAM")
     candidates = [Path(sam).parent / "python"] if sam else []
-    candidates.append(ROOT / ".venv-sam" / "bin" / "python")
+    candidates += [ROOT / ".venv-sam-translator" / "bin" / "python", ROOT / ".venv-sam" / "bin" / "python"]
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)
     raise TranslatorUnavailable(
-        "aws-sam-translator is needed to read the template's IAM: run `make install` (it installs SAM CLI in .venv-sam)"
+        "aws-sam-translator is needed to read the template's IAM: "
+        "run `make install` (it installs it in .venv-sam-translator)"
     )
 
 
@@ -105,7 +107,7 @@ class World:
     parameters: Mapping[str, str] = field(default_factory=dict)
 
 
-def local_world() -> World:
+def local_world(spark_runtime: str = "emr-on-ec2") -> World:
     names = {key.removesuffix("Arn"): name for key, name in FUNCTIONS.items()}
     names[TRIGGER_FUNCTION[0]] = TRIGGER_FUNCTION[1]
     names.update(
@@ -120,13 +122,15 @@ def local_world() -> World:
             "EmrServiceRole": "iotpipe-emr-service-role",
             "EmrInstanceProfile": "iotpipe-emr-instance-profile",
             "ReportTopic": "iotpipe-reports",
+            "SparkApplication": "00localsparkapp",  # an EMR Serverless application id: [0-9a-z]+
         }
     )
     parameters = {"SubnetId": "subnet-local", "VpcId": "vpc-local", "EmrReleaseLabel": "emr-7.10.0",
-                  "GeneratorImageUri": "iotpipe-generator:local"}  # fmt: skip
+                  "GeneratorImageUri": "iotpipe-generator:local", "SparkRuntime": spark_runtime}  # fmt: skip
     return World(region=REGION, account=ACCOUNT, names=names, parameters=parameters)
 
 
+NO_VALUE = object()  # Ref AWS::NoValue: the list item or property is left out
 _NAME_PROPERTIES = ("StateMachineName", "FunctionName", "TableName", "BucketName", "RoleName", "TopicName",
                     "ClusterName", "QueueName", "LogGroupName", "InstanceProfileName", "Name")  # fmt: skip
 _SUB_VARIABLE = re.compile(r"\$\{([^}!][^}]*)\}")
@@ -137,8 +141,12 @@ class Stack:
 
     def __init__(self, template: dict, world: World) -> None:
         self.template, self.world = template, world
-        self.resources: dict[str, dict] = template["Resources"]
         self._conditions: dict[str, bool] = {}
+        # What CloudFormation creates in this world: a resource whose Condition is false is not there.
+        self.resources: dict[str, dict] = {
+            logical: resource for logical, resource in template["Resources"].items()
+            if "Condition" not in resource or self.condition(resource["Condition"])
+        }  # fmt: skip
 
     # ------------------------------------------------------------ names and intrinsics
     def _arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
@@ -206,6 +214,10 @@ class Stack:
             ("AWS::Events::Rule", "Arn"): lambda: self._arn("events", f"rule/{physical}"),
             ("AWS::KMS::Key", "Arn"): lambda: self._arn("kms", f"key/{physical}"),
             ("AWS::CloudWatch::Alarm", "Arn"): lambda: self._arn("cloudwatch", f"alarm:{physical}"),
+            ("AWS::EMRServerless::Application", "Arn"): lambda: self._arn(
+                "emr-serverless", f"/applications/{physical}"
+            ),
+            ("AWS::EMRServerless::Application", "ApplicationId"): lambda: physical,
         }
         if (kind, attribute) not in table:
             raise KeyError(f"Fn::GetAtt {logical}.{attribute} ({kind}) has no local value")
@@ -219,13 +231,13 @@ class Stack:
     def resolve(self, value: Any) -> Any:
         """The value with every intrinsic function replaced by its local result."""
         if isinstance(value, list):
-            return [self.resolve(v) for v in value if v != {"Ref": "AWS::NoValue"}]
+            return [item for item in (self.resolve(v) for v in value) if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
             key, argument = next(iter(value.items()))
             if key == "Ref":
-                return self.ref(argument)
+                return NO_VALUE if argument == "AWS::NoValue" else self.ref(argument)
             if key == "Fn::GetAtt":
                 logical, attribute = argument if isinstance(argument, list) else argument.split(".", 1)
                 return self.get_att(logical, attribute)
@@ -245,11 +257,16 @@ class Stack:
                 return str(left) == str(right)
             if key == "Fn::Not":
                 return not self.resolve(argument[0])
+            if key == "Fn::And":
+                return all(self.resolve(item) for item in argument)
+            if key == "Fn::Or":
+                return any(self.resolve(item) for item in argument)
             if key == "Condition":
                 return self.condition(argument)
             if key.startswith("Fn::"):
                 raise UnsupportedPolicy(f"intrinsic {key} is not resolved locally")
-        return {k: self.resolve(v) for k, v in value.items()}
+        resolved = {k: self.resolve(v) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v is not NO_VALUE}
 
     def _sub(self, argument: Any) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else argument
@@ -283,8 +300,8 @@ class Stack:
         documents = [p["PolicyDocument"] for p in self.resources[role].get("Properties", {}).get("Policies") or []]
         for resource in self.resources.values():
             if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-                roles = (resource.get("Properties") or {}).get("Roles") or []
-                if {"Ref": role} in roles:
+                roles = self.resolve((resource.get("Properties") or {}).get("Roles") or [])
+                if self.ref(role) in roles:
                     documents.append(resource["Properties"]["PolicyDocument"])
         resolved = self.resolve(documents)
         return [s for document in resolved for s in _as_list(document.get("Statement"))]
