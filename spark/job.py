@@ -23,12 +23,26 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
+from urllib.parse import unquote
 
 from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from iotpipe.lake.bronze import SPARK_GLOB, classify, write_note
+from iotpipe.lake.bronze import (
+    CORRUPT_GZIP,
+    GZIP_MAGIC,
+    GZIP_WITHOUT_SUFFIX,
+    SPARK_NAME_PATTERN,
+    UNREADABLE,
+    changed_after_read,
+    classify,
+    has_no_suffix,
+    readable_name,
+    spark_load_path,
+    write_note,
+)
 from iotpipe.lake.checkpoint import (
     STREAMING_QUERY,
     CheckpointLayoutUnsupported,
@@ -38,6 +52,7 @@ from iotpipe.lake.checkpoint import (
     logged_uri,
     query_checkpoint,
     query_id,
+    read_times,
 )
 from iotpipe.lake.horizon import DEFAULT_HORIZON, horizon_argument
 from iotpipe.lake.storage import join, storage_for
@@ -171,16 +186,21 @@ MAX_FILE_AGE = "36500d"
 
 
 def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
-    """Bronze lines as a `value` column, from exactly the objects `iotpipe.lake.bronze` calls readable."""
-    return (
+    """Bronze lines as a `value` column, from exactly the objects `iotpipe.lake.bronze` calls readable.
+
+    The load path is a glob to Spark: its glob characters are escaped. The names are filtered on
+    the file source's `_metadata.file_name`, which Spark applies to the file list before it opens
+    a file (a glob filter cannot say "no suffix"); the source log still lists the others.
+    """
+    lines = (
         spark.readStream.format("text")
         .option("recursiveFileLookup", "true")
-        .option("pathGlobFilter", SPARK_GLOB)
         .option("maxFileAge", MAX_FILE_AGE)
         .option("ignoreCorruptFiles", "true")  # see check_objects
         .option("maxFilesPerTrigger", max_files)
-        .load(bronze)
+        .load(spark_load_path(bronze))
     )
+    return lines.where(F.col("_metadata.file_name").rlike(SPARK_NAME_PATTERN))
 
 
 # Objects the job does not read, or could not read in full, are noted under
@@ -188,14 +208,17 @@ def read_bronze(spark: SparkSession, bronze: str, max_files: int) -> DataFrame:
 
 
 def check_objects(spark: SparkSession, logged_paths: list) -> dict:
-    """Which objects a batch took that the file system could not read in full, with why.
+    """Which objects a batch took that the file system could not read in full, or read as text
+    although their content is gzip, with why.
 
     The file source runs with `ignoreCorruptFiles`, so a poison object never fails a batch: Spark
     keeps the lines before the damage and skips the rest. To say which objects that happened to,
     the driver reads each through the same Hadoop file system the executors use: it opens it
     (a name Hadoop cannot handle fails there: 'unreadable') and, for a compressed object,
     decompresses it to the end inside the JVM ('corrupt-gzip' if the stream is cut short or
-    damaged). Plain objects cost one open; compressed ones are read a second time.
+    damaged). Hadoop picks a codec by suffix only, so an object with no suffix that starts with
+    gzip's magic bytes was read as text ('gzip-without-suffix': its lines are quarantined as
+    malformed). Plain objects cost one open and two bytes; compressed ones are read a second time.
     """
     from py4j.protocol import Py4JJavaError
     from pyspark.errors.exceptions.captured import CapturedException
@@ -205,18 +228,20 @@ def check_objects(spark: SparkSession, logged_paths: list) -> dict:
     codecs = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf)
     problems = {}
     for logged in logged_paths:
-        reason = "unreadable"
+        reason = UNREADABLE
         try:
             path = jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(logged))
             stream = path.getFileSystem(conf).open(path)
             try:
                 codec = codecs.getCodec(path)
                 if codec is not None:
-                    reason = "corrupt-gzip"
+                    reason = CORRUPT_GZIP
                     decompressed = codec.createInputStream(stream)
                     jvm.org.apache.hadoop.io.IOUtils.copyBytes(
                         decompressed, jvm.java.io.OutputStream.nullOutputStream(), 1 << 16, False
                     )
+                elif has_no_suffix(path.getName()) and bytes(stream.readNBytes(len(GZIP_MAGIC))) == GZIP_MAGIC:
+                    problems[logged] = GZIP_WITHOUT_SUFFIX
             finally:
                 stream.close()
         except (Py4JJavaError, CapturedException):  # pyspark turns some Java exceptions into its own
@@ -224,23 +249,38 @@ def check_objects(spark: SparkSession, logged_paths: list) -> dict:
     return problems
 
 
+def objects_read(logged_paths: list) -> list:
+    """The logged objects the job reads by name (the source log lists every object it listed)."""
+    return [path for path in logged_paths if readable_name(unquote(path.rstrip("/").rsplit("/", 1)[-1]))]
+
+
 IGNORED_NOTED = "ignored-noted.json"
 
 
 def note_ignored_objects(storage, bronze: str, checkpoint: str, run_id: str) -> dict:
     """Note, once each, the objects under Bronze the job does not read (iotpipe.lake.bronze: hidden,
-    other formats), for the run report: every run sees them, whatever started it.
+    other formats), and those rewritten since the file source took them, which it never reads
+    again ('changed-after-read'), for the run report: every run sees them, whatever started it.
 
-    Spark's file source lists all of Bronze on every trigger anyway; this is one more listing per
-    attempt, on the driver. What was noted before is kept in `<checkpoint>/ignored-noted.json`.
+    Spark's file source lists all of Bronze on every trigger anyway, and reads its whole source log
+    when the query starts; this is one more of each per attempt, on the driver. What was noted
+    before is kept in `<checkpoint>/ignored-noted.json`.
     """
-    _, ignored = classify((info.uri for info in storage.list(bronze.rstrip("/") + "/")), bronze)
+    listing = storage.list(bronze.rstrip("/") + "/")
+    readable, ignored = classify((info.uri for info in listing), bronze)
     noted_uri = join(checkpoint, IGNORED_NOTED)
     noted = set(json.loads(storage.read_bytes(noted_uri))) if storage.stat(noted_uri) else set()
     new = {uri: reason for uri, reason in ignored.items() if uri not in noted}
+    # A rewritten object is noted once per version: its key with the modification time it has now.
+    read = set(readable)
+    changed = changed_after_read(
+        (info for info in listing if info.uri in read), read_times(storage, query_checkpoint(checkpoint), bronze)
+    )
+    versions = {info.uri: f"{info.uri}@{int(info.modified * 1000)}" for info in listing if info.uri in changed}
+    new.update({uri: reason for uri, reason in changed.items() if versions[uri] not in noted})
     if new:
         write_note(storage, checkpoint, f"listing-{run_id}", new)
-        storage.write_bytes(noted_uri, json.dumps(sorted(noted | set(new))).encode())
+        storage.write_bytes(noted_uri, json.dumps(sorted(noted | {versions.get(u, u) for u in new})).encode())
     return new
 
 
@@ -525,7 +565,7 @@ def run_query(spark: SparkSession, args: argparse.Namespace, run_id: str, starte
 
     def check_batch(batch: int) -> None:
         """Check the objects of each committed batch once."""
-        paths = batch_source_files(storage, query_checkpoint(args.checkpoint), batch)
+        paths = objects_read(batch_source_files(storage, query_checkpoint(args.checkpoint), batch))
         note_unreadable(storage, args.checkpoint, args.bronze, f"batch-{batch}", check_objects(spark, paths))
 
     committed = CommittedBatches(storage, args.checkpoint, check_batch)

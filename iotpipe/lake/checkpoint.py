@@ -150,13 +150,34 @@ def batch_source_files(storage: Storage, query_checkpoint_uri: str, batch: int) 
     return [entry["path"] for entry in entries if int(entry.get("batchId", batch)) == batch]
 
 
-def source_files(storage: Storage, query_checkpoint_uri: str) -> List[str]:
-    """Every input file the query's file source has taken into a batch (its source log)."""
+def source_entries(storage: Storage, query_checkpoint_uri: str) -> List[dict]:
+    """Every entry of the query's file source log: `path` (URL-encoded), `timestamp` (the file's
+    modification time in ms when the source listed it) and `batchId`. Planned batches included."""
     directory = join(query_checkpoint_uri, "sources", "0")
     batches = _batch_files(storage, directory)
     compacts = [batch for batch, (_, compact) in batches.items() if compact]
     start = max(compacts) if compacts else 0
-    seen: List[str] = []
+    entries: List[dict] = []
     for batch in sorted(b for b in batches if b >= start):
-        seen.extend(entry["path"] for entry in _log_entries(storage, batches[batch][0]))
-    return seen
+        entries.extend(_log_entries(storage, batches[batch][0]))
+    return entries
+
+
+def source_files(storage: Storage, query_checkpoint_uri: str) -> List[str]:
+    """Every input file the query's file source has taken into a batch (its source log)."""
+    return [entry["path"] for entry in source_entries(storage, query_checkpoint_uri)]
+
+
+def committed_source_files(storage: Storage, query_checkpoint_uri: str) -> List[str]:
+    """The input files of committed batches only. The file source logs a batch's files before the
+    batch runs; a batch planned but not committed (a crash) is run again by the next query start,
+    so its files are not done yet."""
+    last = read_checkpoint(storage, query_checkpoint_uri).last_committed
+    if last is None:
+        return []
+    return [e["path"] for e in source_entries(storage, query_checkpoint_uri) if int(e["batchId"]) <= last]
+
+
+def read_times(storage: Storage, query_checkpoint_uri: str, base_uri: str) -> Dict[str, int]:
+    """Storage URI -> the modification time (ms) the file source saw when it took the file."""
+    return {logged_uri(e["path"], base_uri): int(e["timestamp"]) for e in source_entries(storage, query_checkpoint_uri)}

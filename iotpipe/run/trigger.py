@@ -30,6 +30,10 @@ from iotpipe.run.execution_names import bounded_execution_name
 from iotpipe.run.lease_store import LeaseStore
 
 RUN_INPUT = {"generate": False, "started_by": "trigger"}
+# The longest an SQS event source lets Lambda collect a batch (MaximumBatchingWindowInSeconds;
+# the template's TriggerDelaySeconds, which sets it, allows no more). `iotpipe watch` caps its
+# wait for quiet with it, so a steady stream of uploads still starts runs, as on AWS.
+MAX_BATCHING_WINDOW_SECONDS = 300
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Which Bronze objects the real job reads, compared with the shared rule in `iotpipe.lake.bronze`,
-and objects the file source would skip on its own (old modification times)."""
+objects the file source would skip on its own (old modification times), objects it cannot tell
+from their name (gzip content without a suffix, a rewrite under the same key), a lake path with
+glob characters, and a batch a crash left uncommitted as `watch` sees it."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ AWKWARD_KEYS = [
     "e.jsonl.gz",
     "f.JSONL.gz",
     "firehose-1-2026-11-27-10-00-00-0b1e.gz",
+    "firehose-1-2026-11-27-10-00-00-0b1e4c2a-9f3d-4e57-8a61-2c9d7f0e5b13",
+    "firehose.v2-1-2026-11-27-10-00-00-0b1e",
     "g.NDJSON.gz",
     "h.GZ",
     "i.jsonl.GZ",
@@ -32,6 +36,8 @@ AWKWARD_KEYS = [
     "k.txt",
     "l.csv",
     "noext",
+    "trailing-dot.",
+    "long-s.jſonl",
     "m.jsonl.tmp",
     "n.jsonl._COPYING_",
     "_o.jsonl",
@@ -147,3 +153,74 @@ def test_an_object_the_job_cannot_read_never_fails_a_run_and_is_reported_by_name
     assert sorted(Path(e).name for e in ignored["examples"]) == [
         ".hidden.jsonl", "colon:name.jsonl", "notes.csv", "truncated.jsonl.gz"]  # fmt: skip
     assert collect_ignored(LocalStorage(), str(runs), "run-2", str(tmp_path / "checkpoint")) == {}
+
+
+def test_a_firehose_object_without_a_suffix_is_read_as_json_lines(spark, tmp_path):
+    name = "2026/11/27/10/stream-1-2026-11-27-10-00-00-0b1e4c2a-9f3d-4e57-8a61-2c9d7f0e5b13"
+    write_object(tmp_path / "bronze", name, [event_line("a"), event_line("b")])
+    summary = run_job(spark, tmp_path)
+    assert summary["input_rows"] == 2 and keys_read(spark, tmp_path) == {name: {"a", "b"}}
+
+
+def test_an_object_without_a_suffix_whose_content_is_gzip_is_reported_by_name(spark, tmp_path):
+    """Hadoop picks a codec by suffix only: such an object is read as text, its lines quarantined
+    as malformed, and the run report names it with its reason."""
+    from iotpipe.run.report import collect_ignored
+
+    bronze = tmp_path / "bronze"
+    (bronze / "stream-1-2026-11-27-10-00-00-0b1e").parent.mkdir(parents=True)
+    (bronze / "stream-1-2026-11-27-10-00-00-0b1e").write_bytes(gzip.compress((event_line("gz") + "\n").encode()))
+    write_object(bronze, "plain-1-2026-11-27-10-00-00-0b1e", [event_line("plain")])
+    run_job(spark, tmp_path)
+    ignored = collect_ignored(LocalStorage(), str(tmp_path / "runs"), "run-1", str(tmp_path / "checkpoint"))
+    assert ignored["by_reason"] == {"gzip-without-suffix": 1}
+    assert [Path(e).name for e in ignored["examples"]] == ["stream-1-2026-11-27-10-00-00-0b1e"]
+
+
+def test_a_lake_under_a_folder_with_glob_characters_is_read(spark, tmp_path):
+    lake = tmp_path / "lake [1] {a,b} *?"
+    write_object(lake / "bronze", "part-0.jsonl", [event_line("in-a-glob")])
+    summary = run_job(spark, lake)
+    assert summary["input_rows"] == 1 and keys_read(spark, lake) == {"part-0.jsonl": {"in-a-glob"}}
+
+
+def test_an_object_rewritten_after_the_job_read_it_is_reported_once_as_changed(spark, tmp_path):
+    """Spark's file source remembers paths: the new version is not read. The run report says so."""
+    from iotpipe.run.report import collect_ignored
+
+    bronze, checkpoint, runs = tmp_path / "bronze", str(tmp_path / "checkpoint"), str(tmp_path / "runs")
+    write_object(bronze, "kept.jsonl", [event_line("kept")])
+    write_object(bronze, "rewritten.jsonl", [event_line("first")])
+    run_job(spark, tmp_path)
+    write_object(bronze, "rewritten.jsonl", [event_line("first"), event_line("second")], mtime=1_700_000_600)
+    second = run_job(spark, tmp_path)
+    third = run_job(spark, tmp_path)
+
+    assert second["input_rows"] == 0 and third["input_rows"] == 0
+    assert collect_ignored(LocalStorage(), runs, "run-1", checkpoint) == {
+        "count": 1, "by_reason": {"changed-after-read": 1}, "examples": [str(bronze / "rewritten.jsonl")]}  # fmt: skip
+    assert collect_ignored(LocalStorage(), runs, "run-2", checkpoint) == {}
+
+
+def test_objects_of_a_batch_a_crash_left_uncommitted_still_wait_for_a_run(spark, tmp_path):
+    """Spark logs a batch's files and offsets before running it; a batch that fails is planned,
+    not committed, and the next query start runs it again: `watch` must start that run."""
+    from iotpipe.lake.checkpoint import query_checkpoint, read_checkpoint
+    from iotpipe.local.watch import unprocessed_bronze
+
+    bronze, checkpoint = tmp_path / "bronze", tmp_path / "checkpoint"
+    write_object(bronze, "part-0.jsonl", [event_line("a")])
+
+    def crash(batch, batch_id):
+        raise RuntimeError("the driver dies inside the batch")
+
+    query = (
+        job.read_bronze(spark, str(bronze), 8).writeStream.foreachBatch(crash)
+        .option("checkpointLocation", query_checkpoint(str(checkpoint))).trigger(availableNow=True).start()
+    )  # fmt: skip
+    with pytest.raises(Exception, match="the driver dies"):
+        query.awaitTermination()
+
+    state = read_checkpoint(LocalStorage(), query_checkpoint(str(checkpoint)))
+    assert state.offsets == [0] and state.commits == []
+    assert unprocessed_bronze(LocalStorage(), str(bronze), str(checkpoint)) == {str(bronze / "part-0.jsonl")}

@@ -13,10 +13,13 @@ KEYS = ("with space.jsonl", "per%cent.jsonl", "plus+sign.jsonl", "ünïcode-城�
 
 
 def source_log(checkpoint: Path, files: list[Path]) -> None:
+    """Batch 0 of the query took `files` and is committed, as Spark writes it."""
     log = checkpoint / "transform" / "sources" / "0" / "0"
     log.parent.mkdir(parents=True)
     entries = [json.dumps({"path": "file://" + quote(str(f)), "timestamp": 0, "batchId": 0}) for f in files]
     log.write_text("v1\n" + "\n".join(entries))
+    (checkpoint / "transform" / "commits").mkdir()
+    (checkpoint / "transform" / "commits" / "0").write_text('v1\n{"nextBatchWatermarkMs":0}')
 
 
 def test_objects_spark_logged_url_encoded_count_as_processed(tmp_path):
