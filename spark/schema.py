@@ -1,5 +1,7 @@
 """Explicit schema of a Bronze event line. Readings are read as text so that a non-numeric
-reading is detected and quarantined instead of silently becoming null."""
+reading is detected and quarantined instead of silently becoming null; `location` is read as a
+map of text, which keeps a key that appears twice twice (a struct keeps the last value), so a
+duplicate key there can be seen."""
 
 from __future__ import annotations
 
@@ -15,14 +17,8 @@ EVENT_TIME_FORMATS = (
     "yyyy-MM-dd'T'HH:mm:ss[.SSSSSSSSS]XX",
 )
 
-LOCATION_SCHEMA = T.StructType(
-    [
-        T.StructField("city", T.StringType()),
-        T.StructField("country", T.StringType()),
-        T.StructField("lat", T.StringType()),
-        T.StructField("lon", T.StringType()),
-    ]
-)
+LOCATION_FIELDS = ("city", "country", "lat", "lon")
+LOCATION_SCHEMA = T.MapType(T.StringType(), T.StringType())
 
 EVENT_SCHEMA = T.StructType(
     [
@@ -37,3 +33,10 @@ EVENT_SCHEMA = T.StructType(
         T.StructField(CORRUPT_RECORD_COLUMN, T.StringType()),
     ]
 )
+
+# The top-level keys the job reads (the corrupt-record column is Spark's, not the line's).
+EVENT_FIELDS = tuple(field.name for field in EVENT_SCHEMA.fields if field.name != CORRUPT_RECORD_COLUMN)
+# Spark's JSON reader is lenient by default; RFC 8259 has no single-quoted strings and no NaN or
+# Infinity. The other lenient Jackson features Spark exposes (comments, unquoted names, leading
+# zeros, any escaped character, raw control characters) are off by default.
+STRICT_JSON_OPTIONS = {"allowSingleQuotes": "false", "allowNonNumericNumbers": "false"}

@@ -46,10 +46,27 @@ CLEANING_RULES = (
     CleaningRule("blank_line", "the line is empty or only whitespace", line_rule=True),
     CleaningRule(
         "malformed_json",
-        "the line is not a JSON object (truncated, not JSON, an array, nested deeper than the parser allows)",
+        "the line is not a JSON object as RFC 8259 writes one (truncated, not JSON, an array, single-quoted "
+        "strings, a bare `NaN` or `Infinity`, nested deeper than the parser allows)",
+        line_rule=True,
+    ),
+    CleaningRule(
+        "trailing_content",
+        "the line goes on after its JSON object: a second object, a comma or any other text "
+        "(`{...} {...}`, `{...},`, `{...} junk`)",
+        line_rule=True,
+    ),
+    CleaningRule(
+        "duplicate_key",
+        "a key appears twice in the object or in its `location` (JSON parsers disagree on which value wins)",
         line_rule=True,
     ),
     CleaningRule("missing_event_id", "`event_id` absent, null or blank"),
+    CleaningRule(
+        "non_string_event_id",
+        '`event_id` is a JSON number, boolean, object or array, not a string (`12345` and `"12345"` would '
+        "become one id)",
+    ),
     CleaningRule("missing_device_id", "`device_id` absent, null or blank"),
     CleaningRule("missing_event_time", "`event_time` absent, null or blank"),
     CleaningRule(
@@ -67,8 +84,8 @@ CLEANING_RULES = (
     CleaningRule("missing_reading", "`temperature_c` or `humidity_pct` absent or null"),
     CleaningRule(
         "non_numeric_reading",
-        'a reading (or `battery_pct`) present but not a finite number (`"N/A"`, `"NaN"`, `"Infinity"`, '
-        '`"21,4"`, `1e400`)',
+        "a reading (or `battery_pct`) present but not a finite JSON number, nor a string holding one "
+        '(`"N/A"`, `"NaN"`, `"Infinity"`, `"21,4"`, `"21.5d"`, `"0x1.8p4"`, `"+1"`, `1e400`)',
     ),
     CleaningRule(
         "temperature_out_of_range", f"`temperature_c` outside {_range(TEMPERATURE_RANGE_C, ' °C')} (inclusive)"

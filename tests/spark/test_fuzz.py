@@ -13,6 +13,7 @@ import copy
 import gzip
 import json
 import random
+import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,6 +203,34 @@ class HostileLines:
             return Line(b"\xef\xbb\xbf" + self.encode(self.event(tag)), tag, tag)
         return Line(self.garbage())
 
+    def not_strict_json(self) -> dict[bytes, str]:
+        """Lines Spark's parser once took leniently (issue 25), each with the reason it must be
+        quarantined for: one strict JSON object per line (RFC 8259), strict types inside it."""
+
+        def text(record: dict) -> str:
+            return json.dumps(record, ensure_ascii=False)
+
+        first, second = self.event(self.tag()), self.event(self.tag())
+        cases = {
+            text(first) + text(second): "trailing_content",
+            text(self.event(self.tag())) + " junk": "trailing_content",
+            text(self.event(self.tag())) + ",": "trailing_content",
+            text(self.event(self.tag())).replace('"', "'"): "malformed_json",
+            '{"event_id": "fz-duplicate", ' + text(self.event(self.tag()))[1:]: "duplicate_key",
+            text(dict(self.event(self.tag()), temperature_c="21.5d")): "non_numeric_reading",
+            text(dict(self.event(self.tag()), humidity_pct="0x1.8p4")): "non_numeric_reading",
+        }
+        for event_id in (12345, True, {"x": 1}):
+            cases[text(dict(self.event(self.tag()), event_id=event_id))] = "non_string_event_id"
+        return {line.encode(): reason for line, reason in cases.items()}
+
+    def spelled(self, city: str, form: str) -> Line:
+        """A clean event whose city is spelled in Unicode normalisation form `form`."""
+        tag = self.tag()
+        record = self.event(tag)
+        record["location"]["city"] = unicodedata.normalize(form, city)
+        return Line(self.encode(record), tag, tag)
+
     def pick(self, *pools: list) -> object:
         return copy.deepcopy(self.rng.choice([value for pool in pools for value in pool]))
 
@@ -312,6 +341,10 @@ def test_every_hostile_line_is_in_gold_quarantined_or_a_duplicate(spark, tmp_pat
     # Lines carrying a Hadoop line break would be split: this test's bookkeeping is per line.
     lines = [line for line in lines if b"\n" not in line.data and b"\r" not in line.data]
     assert len(lines) >= 10_000
+    not_strict = generator.not_strict_json()
+    zurich = [generator.spelled("Zürich", form) for form in ("NFC", "NFD")]
+    for line in [Line(data) for data in not_strict] + zurich:
+        lines.insert(rng.randrange(len(lines) + 1), line)
     write_bronze(tmp_path / "bronze", lines, rng)
 
     summary = run_job(spark, tmp_path, max_files_per_trigger=len(OBJECTS))
@@ -325,7 +358,14 @@ def test_every_hostile_line_is_in_gold_quarantined_or_a_duplicate(spark, tmp_pat
         except UnicodeDecodeError:
             assert row.reason == "invalid_utf8" and "\ufffd" in row.raw_line
         quarantined[bytes(row.raw_bytes)] += 1
-    gold_tags = Counter(r.firmware for r in spark.table(table_of(tmp_path, "gold")).select("firmware").collect())
+        if bytes(row.raw_bytes) in not_strict:
+            assert row.reasons == [not_strict[bytes(row.raw_bytes)]], row.raw_line
+    assert set(not_strict) - set(quarantined) == set(), "a line that is not strict JSON was not quarantined"
+    gold = spark.table(table_of(tmp_path, "gold")).select("firmware", "location_city").collect()
+    gold_tags = Counter(r.firmware for r in gold)
+    cities = {r.firmware: r.location_city for r in gold}
+    assert [cities.get(line.tag) for line in zurich] == ["Zürich", "Zürich"]
+    assert unicodedata.is_normalized("NFC", cities[zurich[1].tag])
 
     left_in_quarantine = Counter(quarantined)
     not_quarantined: dict[str, list[Line]] = defaultdict(list)

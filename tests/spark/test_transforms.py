@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 
 import pytest
 from pyspark.sql import Row
@@ -264,3 +265,141 @@ def test_rules_give_the_same_result_under_ansi_mode(spark):
         ]
     )
     assert len(results["true"][1]) == 2
+
+
+def with_key_first(key: str, value: object, line: str) -> str:
+    """The line with `"key": value` written once more before its other keys (a duplicate key)."""
+    return "{" + json.dumps(key) + ": " + json.dumps(value) + ", " + line[1:]
+
+
+def mismatches(expected: dict, found: dict) -> list:
+    """The cases whose outcome is not the expected one, each with what was expected and found."""
+    return [(case, want, found.get(case)) for case, want in expected.items() if found.get(case) != want]
+
+
+def test_a_line_that_is_not_one_strict_json_object_is_quarantined_with_its_reason(spark):
+    """JSON Lines is one RFC 8259 object per line: Spark's parser reads the first object of a line
+    and ignores the rest, takes single quotes and NaN, and keeps the last of two equal keys."""
+    line = variant()
+    expected = {
+        line + " junk": "trailing_content",
+        line + ",": "trailing_content",
+        line + variant(event_id="e-2"): "trailing_content",
+        line + " " + variant(event_id="e-2"): "trailing_content",
+        line + ", " + variant(event_id="e-2"): "trailing_content",
+        line + "]": "trailing_content",
+        line + '], [{"event_id": "e-2"}': "trailing_content",
+        line + "\u2028": "trailing_content",  # not JSON whitespace, though Java's `$` matches before it
+        line + "\u00a0": "trailing_content",
+        variant(firmware="{") + " }": "trailing_content",
+        line.replace('"', "'"): "malformed_json",
+        variant(temperature_c=float("nan")): "malformed_json",
+        variant(humidity_pct=float("inf")): "malformed_json",
+        variant(lat=float("-inf")): "malformed_json",
+        with_key_first("event_id", "e-0", line): "duplicate_key",
+        with_key_first("temperature_c", 99.0, line): "duplicate_key",
+        with_key_first("firmware", None, line): "duplicate_key",
+        line.replace('"city": "Berlin"', '"city": "Paris", "city": "Berlin"'): "duplicate_key",
+        line.replace('"lat": 52.52', '"lat": 52.52, "lat": 1.0'): "duplicate_key",
+    }
+    rows = to_quarantine(validate(spark, list(expected))).collect()
+    found = {row.raw_line: (row.reason, row.reasons) for row in rows}
+    assert len(rows) == len(expected)
+    assert mismatches({case: (reason, [reason]) for case, reason in expected.items()}, found) == []
+
+
+def test_a_single_strict_object_with_braces_in_its_strings_or_extra_keys_is_valid(spark):
+    lines = {
+        "padded": variant(event_id="padded") + "  \t",
+        "indented": "  " + variant(event_id="indented"),
+        "braces": variant(event_id="braces", firmware="} {"),
+        "objects-in-a-string": variant(event_id="objects-in-a-string", firmware='{"a": 1}, {"b": 2}'),
+        "braced-city": variant(event_id="braced-city", city="{Berlin}"),
+        "nested-extra": variant(event_id="nested-extra").replace(
+            '"firmware"', '"extra": {"k": [1, {"x": 2}]}, "firmware"'
+        ),
+        "other-case-key": variant(event_id="other-case-key").replace('"firmware"', '"Event_Id": "other", "firmware"'),
+        "null-battery": variant(event_id="null-battery", battery_pct=None),
+        "no-location-key-twice": variant(event_id="no-location-key-twice").replace('"lon"', '"Lon": 1, "lon"'),
+    }
+    validated = validate(spark, list(lines.values()))
+    assert to_quarantine(validated).select("reason", "raw_line").collect() == []
+    assert sorted(row.event_id for row in to_gold(validated).collect()) == sorted(lines)
+
+
+def test_a_reading_is_taken_only_when_it_is_a_json_number_or_a_string_holding_one(spark):
+    """Spark casts with Java's number syntax (`21.5d` is 21.5, `0x1.8p4` is 24.0)."""
+    rejected = ["21.5d", "21.5D", "2f", "0x1.8p4", "0x10", "1_000", "+1", ".5", "5.", "0012", "1e", "1e5.5"]
+    rejected += ["\u0661", "21.5\n", "21.5\u2028", "\t21.5"]
+    accepted = {" 21.5 ": 21.5, "-0.5": -0.5, "2.15E1": 21.5, "1e1": 10.0, "0": 0.0}
+    lines = [variant(event_id=f"bad-{index}", temperature_c=value) for index, value in enumerate(rejected)]
+    lines += [variant(event_id=f"good-{index}", temperature_c=value) for index, value in enumerate(accepted)]
+    lines.append(variant(event_id="json-spellings").replace("21.4", "2.14e1").replace("48.2", "4820E-2"))
+    validated = validate(spark, lines)
+
+    reasons = {row.event_id: row.reason for row in validated.collect()}
+    readings = {row.event_id: (row.temperature_c, row.humidity_pct) for row in to_gold(validated).collect()}
+    expected_reasons = {f"bad-{index}": "non_numeric_reading" for index in range(len(rejected))}
+    expected_readings = {f"good-{index}": (reading, 48.2) for index, reading in enumerate(accepted.values())}
+    expected_readings["json-spellings"] = (21.4, 48.2)
+    assert mismatches(expected_reasons, reasons) == []
+    assert readings == expected_readings
+
+
+def test_an_event_id_is_taken_only_when_it_is_a_json_string(spark):
+    """`12345` and `"12345"` must not become one id (nor `true` and `"true"`)."""
+    not_strings = [12345, -1.5, 0, True, False, None, {"x": 1}, [1], [], {}]
+    lines = {json.dumps(event_id): variant(event_id=event_id) for event_id in not_strings if event_id is not None}
+    lines["1e400"] = variant(event_id="1e400").replace('"1e400"', "1e400")
+    lines["12345678901234567890123"] = variant(event_id=12345678901234567890123)
+    strings = ["12345", "-1.5", "true", "false", '{"x": 1}', "[1]", '"quoted"', "1e400", "NaN", "Infinity"]
+    validated = validate(spark, list(lines.values()) + [variant(event_id=event_id) for event_id in strings])
+
+    found = {row.raw_line: row.reason for row in to_quarantine(validated).collect()}
+    assert mismatches({line: "non_string_event_id" for line in lines.values()}, found) == []
+    assert sorted(row.event_id for row in to_gold(validated).collect()) == sorted(strings)
+
+
+CITIES_WITH_MARKS = ["Zürich", "ZÜRICH", "São Paulo", "Kraków", "Łódź", "Đà Nẵng", "Hà Nội", "Ǘlm", "Ἀθῆναι"]
+CITIES_WITH_MARKS += ["Ōsaka", "がっこう", "서울", "광주광역시", "ঢাকা", "திருச்சி"]
+
+
+def test_a_city_spelled_decomposed_lands_in_the_partition_of_its_composed_spelling(spark):
+    """macOS and some keyboards send `u` + U+0308 for `ü` (NFD): without composing it Zürich would be
+    two partitions (and two cities in every query)."""
+    lines = []
+    for index, city in enumerate(CITIES_WITH_MARKS):
+        lines.append(variant(event_id=f"nfc-{index}", city=unicodedata.normalize("NFC", city)))
+        lines.append(variant(event_id=f"nfd-{index}", city=unicodedata.normalize("NFD", city)))
+    cities = {row.event_id: row.location_city for row in to_gold(validate(spark, lines)).collect()}
+    composed = {f"nfd-{index}": cities.get(f"nfc-{index}") for index in range(len(CITIES_WITH_MARKS))}
+    assert mismatches(composed, cities) == []
+    assert [city for city in cities.values() if not unicodedata.is_normalized("NFC", city)] == []
+
+
+def test_combining_marks_are_composed_as_unicode_nfc_composes_them(spark):
+    raw = [
+        "e\u0302\u0301",  # partly composed: ê + acute is ế
+        "\u00ea\u0301",
+        "a\u0323\u0302",  # two marks in canonical order: ậ
+        "a\u0316\u0301",  # a mark of a lower class between does not block: á + U+0316
+        "a\u0301\u0301",  # nor does one of the same class: á + U+0301
+        "x\u0301",  # no composed form: stays as it is
+        "\u0301Berlin",  # a mark with no base
+        "\u0915\u093c",  # क़ is excluded from composition: NFC keeps it decomposed
+        "\U0001109a",  # a composed character outside the BMP (Kaithi)
+        "\U00011099\U000110ba",
+        "\u1100\u1161\u11a8",  # Hangul jamo L V T: 각
+        "\uac00\u11a8",  # LV + T
+        "\u1100\u1100\u1161",  # L L V: only the second L composes
+        "\u09c7\u09be",  # Bengali ো from its two parts (both of class 0, so only when adjacent)
+        "\u09c7\u09bc\u09be",  # ... which a nukta between blocks
+        "\ue000\u0301",  # a private-use character the table numbers itself with
+    ] + [unicodedata.normalize("NFD", city) for city in CITIES_WITH_MARKS]
+    frame = spark.createDataFrame(
+        [(text, unicodedata.normalize("NFC", text)) for text in raw], "raw string, nfc string"
+    )
+    rows = frame.select("raw", normalise_city(F.col("raw")).alias("composed"), F.initcap("nfc").alias("expected"))
+    assert [
+        (ascii(row.raw), row.composed, row.expected) for row in rows.collect() if row.composed != row.expected
+    ] == []
