@@ -1,0 +1,61 @@
+"""The bench's own arithmetic and readers: the fixed-cost fit, batch times, the old file sink's log."""
+
+import json
+
+import pytest
+
+from bench.run import fit_line, later_batches_median, progress_batch_ms, ratio, sink_log_files
+
+
+def test_the_fixed_cost_fit_recovers_a_line_and_refuses_one_x():
+    # Given runs of 1..16 objects that cost 23 s plus 6 s an object, give or take a second
+    points = [(1, 29.5), (2, 34.5), (4, 47.0), (8, 71.0), (16, 118.5)]
+    # When the line is fitted
+    a, b = fit_line(points)
+    # Then the fixed cost and the cost per object come back
+    assert a == pytest.approx(23.0, abs=1.0)
+    assert b == pytest.approx(6.0, abs=0.2)
+    with pytest.raises(ValueError):
+        fit_line([(8, 60.0), (8, 61.0)])
+
+
+def test_batch_times_come_from_progress_lines_in_batch_order_skipping_empty_batches():
+    # Given a job's output: progress lines out of order, an empty batch, and other lines
+    lines = [
+        "IOTPIPE_TASKS {}",
+        'IOTPIPE_PROGRESS {"batch": 2, "input": 10, "ms": 300}',
+        'IOTPIPE_PROGRESS {"batch": 0, "input": 10, "ms": 900}',
+        'IOTPIPE_PROGRESS {"batch": 3, "input": 0, "ms": 5}',
+        'IOTPIPE_PROGRESS {"batch": 1, "input": 10, "ms": 400}',
+    ]
+    # When the batch times are read
+    batch_ms = progress_batch_ms(lines)
+    # Then they are the batches that read rows, by batch id; the median leaves the first out
+    assert batch_ms == [900, 400, 300]
+    assert later_batches_median(batch_ms) == 350
+    assert later_batches_median([900]) is None
+
+
+def test_a_ratio_over_a_missing_figure_is_none():
+    assert ratio(3.0, 2.0) == 1.5
+    assert ratio(None, 2.0) is None
+    assert ratio(3.0, None) is None
+
+
+def test_the_file_sink_log_lists_the_files_of_its_latest_compact_and_later_batches(tmp_path):
+    # Given a sink log: batch 0, a compaction at batch 1 that holds it, batch 2 deleting a file
+    log = tmp_path / "gold" / "_spark_metadata"
+    log.mkdir(parents=True)
+
+    def write(name, *records):
+        (log / name).write_text("\n".join(["v1", *(json.dumps(r) for r in records)]) + "\n")
+
+    write("0", {"path": "file:/g/a.parquet", "size": 10, "action": "add"})
+    write("1.compact", {"path": "file:/g/a.parquet", "size": 10, "action": "add"},
+          {"path": "file:/g/b.parquet", "size": 20, "action": "add"})  # fmt: skip
+    write("2", {"path": "file:/g/c.parquet", "size": 30, "action": "add"},
+          {"path": "file:/g/a.parquet", "size": 10, "action": "delete"})  # fmt: skip
+    # When its committed files are listed
+    files = sink_log_files(tmp_path / "gold")
+    # Then they are what the compact file and the later batch leave
+    assert files == [("file:/g/b.parquet", 20), ("file:/g/c.parquet", 30)]
