@@ -1,16 +1,14 @@
 """The shared layer is built for Lambda's platform (x86_64, CPython 3.13) from any host, and
 carries boto3 and botocore at pyproject's versions, matching each other.
 
-`sam build SharedLayer` runs the Makefile's `build-SharedLayer`; what it built is read back: the
-ELF header of every native library, the tags of every wheel pip chose, the dist-info of boto3 and
-botocore. Run after the build, as the sam build test in test_static_checks.py is.
+`sam build` runs the Makefile's `build-SharedLayer`; what it built is read back (the build the
+static tests share, tests/static/conftest.py): the ELF header of every native library, the tags of
+every wheel pip chose, the dist-info of boto3 and botocore.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from email.parser import Parser
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.static.test_static_checks import ROOT, sam
+from tests.static.test_static_checks import ROOT
 
 # What Lambda's python3.13 runtime is (template.yaml: Globals Runtime and Architectures).
 PYTHON_TAG = "cp313"
@@ -29,13 +27,8 @@ LAYER_PIP_FLAGS = ("--platform manylinux2014_x86_64", "--implementation cp", "--
 
 
 @pytest.fixture(scope="module")
-def layer(tmp_path_factory) -> Path:
-    build = tmp_path_factory.mktemp("sam")
-    env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1"}
-    command = [sam(), "build", "SharedLayer", "--build-dir", str(build / "build"), "--cache-dir", str(build / "cache")]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return build / "build" / "SharedLayer" / "python"
+def layer(sam_build) -> Path:
+    return sam_build / "SharedLayer" / "python"
 
 
 def recipe(target: str) -> str:
