@@ -243,8 +243,11 @@ def compose_marks(text: Column) -> Column:
     order, or a singleton such as U+212B ANGSTROM SIGN, is left as it is.
     """
     table = _composition_table()
+    # Entry 1 is every character outside the table (class 0, composes with nothing), so no index
+    # is ever null: Spark 4's element_at under ANSI fails on a null index instead of returning null.
     classes, bases, composites = (
-        F.array(*map(F.lit, column)) for column in (table.classes, table.bases, table.composites)
+        F.array(*map(F.lit, (neutral, *column)))
+        for neutral, column in ((0, table.classes), ("", table.bases), ("", table.composites))
     )
     numbers = "".join(chr(_FIRST_NUMBER + index) for index in range(len(table.characters)))
 
@@ -257,15 +260,16 @@ def compose_marks(text: Column) -> Column:
     def append(state: Column, letter: Column) -> Column:
         done, starter_at, last_class = state["done"], state["starter_at"], state["last_class"]
         character = letter["character"]
-        entry = F.when(letter["number"] != character, F.ascii(letter["number"]) - _FIRST_NUMBER + 1)
-        character_class = F.coalesce(F.element_at(classes, entry), F.lit(0))
+        entry = F.when(letter["number"] != character, F.ascii(letter["number"]) - _FIRST_NUMBER + 2).otherwise(1)
+        character_class = F.element_at(classes, entry)
         starter = done.substr(starter_at, F.lit(1))
         unblocked = (starter_at > 0) & ((starter_at == F.length(done)) | (last_class < character_class))
         starters, into = F.element_at(bases, entry), F.element_at(composites, entry)
         composes = F.coalesce(unblocked & (starters != "") & starters.contains(starter), F.lit(False))
         composed = F.overlay(done, F.call_function("translate", starter, starters, into), starter_at, F.lit(1))
         appended = F.concat(done, character)
-        return F.when(composes, F.struct(composed.alias("done"), starter_at, last_class)).otherwise(
+        kept = F.struct(composed.alias("done"), starter_at.alias("starter_at"), last_class.alias("last_class"))
+        return F.when(composes, kept).otherwise(
             F.struct(
                 appended.alias("done"),
                 F.when(character_class == 0, F.length(appended)).otherwise(starter_at).alias("starter_at"),

@@ -242,6 +242,12 @@ def test_rules_give_the_same_result_under_ansi_mode(spark):
         variant(lat="north"),
         '{"event_id": ',
         variant(battery_pct=99.0),
+        # the strict-JSON checks and the composition of a decomposed city (Spark 4's element_at
+        # failed on a null index under ANSI, which left Zürich decomposed)
+        variant(event_id="e-t") + " junk",
+        variant(event_id="e-d").replace('"lat": 52.52', '"lat": 52.52, "lat": 1.0'),
+        variant(event_id=12345),
+        variant(event_id="e-nfd", city="Zu\u0308rich"),
     ]
     results = {}
     for ansi in ("false", "true"):
@@ -262,9 +268,13 @@ def test_rules_give_the_same_result_under_ansi_mode(spark):
             "battery_out_of_range",
             "invalid_coordinates",
             "malformed_json",
+            "trailing_content",
+            "duplicate_key",
+            "non_string_event_id",
         ]
     )
-    assert len(results["true"][1]) == 2
+    assert len(results["true"][1]) == 3
+    assert any("Z\u00fcrich" in row for row in results["true"][1]), "the decomposed city was not composed"
 
 
 def with_key_first(key: str, value: object, line: str) -> str:
