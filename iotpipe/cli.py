@@ -39,6 +39,7 @@ from iotpipe.run.plan import plan_run
 from iotpipe.run.quality import format_breach, parse_reason_ratios
 from iotpipe.run.sizes import MAX_GENERATE_BYTES, parse_size
 from iotpipe.run.spark_args import SparkJobArgs
+from iotpipe.run.trigger import MAX_BATCHING_WINDOW_SECONDS
 
 # `iotpipe run` exits 0 only when every record of the run is accounted for (or it deferred) and
 # its quality did not fail the policy (a quality warning exits 0).
@@ -575,7 +576,9 @@ def add_watch(sub) -> None:
     parser.add_argument("--interval", type=_seconds(0, inclusive=False), default=2.0, metavar="S",
                         help="seconds between polls")  # fmt: skip
     parser.add_argument("--delay", type=_seconds(0, inclusive=True), default=10.0, metavar="S",
-                        help="quiet seconds after the last new object before a run starts")  # fmt: skip
+                        help="quiet seconds after the last new object before a run starts (a steady stream "
+                        f"waits at most {MAX_BATCHING_WINDOW_SECONDS} s, as the S3 trigger's batching "
+                        "window)")  # fmt: skip
     parser.add_argument("--max-runs", type=_positive_int, default=None, metavar="N",
                         help="stop after this many runs (default: no limit)")  # fmt: skip
     parser.add_argument("--idle-exit", type=_seconds(0, inclusive=True), default=None, metavar="S",
@@ -597,6 +600,9 @@ def watched_run_line(run) -> str:
     if r:
         line += (f": input {r.get('input', 0):,} -> gold {r.get('gold', 0):,}, quarantined {r.get('quarantined', 0):,},"
                  f" duplicates {r.get('duplicates', 0):,}")  # fmt: skip
+    if run.not_read.get("count"):
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in run.not_read.get("by_reason", {}).items())
+        line += f"; {run.not_read['count']:,} not read ({reasons})"
     return line
 
 
@@ -714,6 +720,9 @@ def reconciles_line(report: dict) -> str:
     return f"NO: {reconciliation_problem(reconciliation)}"
 
 
+MAX_IGNORED_EXAMPLES = 5
+
+
 def format_report(report: dict) -> str:
     from iotpipe.run.history import percent
 
@@ -743,6 +752,11 @@ def format_report(report: dict) -> str:
         rows.append(("step error", f"{report['step_error'].get('verdict')}: {report['step_error'].get('reason')}"))
     if report.get("error"):
         rows.append(("error", error_line(report["error"])))
+    ignored = report.get("ignored_objects") or {}
+    if ignored.get("count"):
+        reasons = ", ".join(f"{reason} {n:,}" for reason, n in ignored.get("by_reason", {}).items())
+        rows.append(("objects not read", f"{ignored['count']:,} ({reasons})"))
+        rows.extend(("", example) for example in ignored.get("examples", [])[:MAX_IGNORED_EXAMPLES])
     if report.get("maintenance"):
         rows.append(("table maintenance", maintenance_line(report["maintenance"])))
     if report.get("spark_logs"):

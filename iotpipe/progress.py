@@ -1,8 +1,8 @@
 """Live progress of long local work (generator shards, Spark batches, each state of a run): one
 status line redrawn in place on a terminal; plain lines otherwise, at most one per source every
 few seconds. Every figure shown is one the work reported, never an estimate: a generator shard's
-bytes against its planned bytes (a bar), the Spark job's running stages (their tasks, no bar: a
-batch's stages are not known in advance, so no share of the batch could be true), and how long
+bytes against its planned bytes (a bar), the tasks of the running Spark batch's stages so far (no
+bar: a batch's stages are not known in advance, so no share of the batch could be true), and how long
 the current state has run. The formatting is plain functions, so it is tested without a terminal.
 """
 
@@ -30,7 +30,8 @@ def mib(size: float) -> str:
 
 
 def spark_tasks_text(detail: dict, batch: Optional[int] = None) -> str:
-    """`spark batch 3: 12/40 tasks of 2 running stages done (2 running)`. `batch` is the batch the
+    """`spark batch 3: 12/40 tasks done in 2 stages so far (2 running)`: the batch's stages so far,
+    so `done` never goes back within a batch (spark.progress.BatchTasks). `batch` is the batch the
     caller knows to be running; without it, the batch the job reported, when it knows one."""
     if batch is not None:
         label = f"spark batch {batch}"
@@ -41,11 +42,11 @@ def spark_tasks_text(detail: dict, batch: Optional[int] = None) -> str:
         label = f"spark batch {numbers[0]}" if numbers and numbers[0] > 0 else "spark, first batch of this attempt"
     else:
         label = "spark"
-    if not detail.get("stages"):
+    if not detail.get("running_stages"):
         return f"{label}: between stages (planning, committing or listing)"
     failed = f", {detail['failed']:,} failed" if detail.get("failed") else ""
-    stages = f"{detail['stages']} running stage{'s' if detail['stages'] != 1 else ''}"
-    tasks = f"{detail['done']:,}/{detail['tasks']:,} tasks of {stages} done"
+    stages = f"{detail['stages']} stage{'s' if detail['stages'] != 1 else ''} so far"
+    tasks = f"{detail['done']:,}/{detail['tasks']:,} tasks done in {stages}"
     return f"{label}: {tasks} ({detail['running']:,} running{failed})"
 
 

@@ -88,14 +88,16 @@ def _iceberg_view(connection, table: Table, settings: Settings) -> None:
 
 def _json_view(connection, table: Table, folder: str) -> None:
     """A view over one line of JSON per row (the run tables ReportStatus writes)."""
-    if not any(Path(folder).glob("*.json")):
+    files = sorted(str(path) for path in Path(folder).glob("*.json"))
+    if not files:
         _empty_view(connection, table)
         return
     columns = "{" + ", ".join(f"'{c.name}': '{tables.duckdb_type(table, c)}'" for c in table.all_columns) + "}"
-    pattern = str(Path(folder) / "*.json").replace("'", "''")
+    # The files by name, not a glob: a lake path may hold glob characters (`[`, `*`, `?`).
+    paths = ", ".join("'" + path.replace("'", "''") + "'" for path in files)
     connection.execute(
         f"CREATE VIEW {_quote(table.name)} AS SELECT {_typed_columns(table)} "
-        f"FROM read_json('{pattern}', format = 'newline_delimited', columns = {columns})"
+        f"FROM read_json([{paths}], format = 'newline_delimited', columns = {columns})"
     )
 
 

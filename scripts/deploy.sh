@@ -47,7 +47,7 @@ if [ -f samconfig.toml ]; then
     --resolve-s3 --parameter-overrides "GeneratorImageUri=${IMAGE}" ${SAM_PARAMETERS:-}
 else
   "${SAM}" deploy --guided --stack-name "${STACK}" --region "${REGION}" --capabilities CAPABILITY_IAM \
-    --parameter-overrides "GeneratorImageUri=${IMAGE}"
+    --parameter-overrides "GeneratorImageUri=${IMAGE}" ${SAM_PARAMETERS:-}
 fi
 
 output() {

@@ -29,16 +29,42 @@ PROGRESS_SECONDS_CONF = "spark.iotpipe.progressSeconds"  # how often to look (de
 
 
 def task_counts(tracker) -> dict:
-    """Stages running now and their tasks: total, done, running, failed (a pyspark StatusTracker)."""
+    """Each running stage's tasks, by stage id: (total, done, running, failed) (a pyspark StatusTracker)."""
     stages = [tracker.getStageInfo(stage) for stage in tracker.getActiveStageIds()]
-    stages = [stage for stage in stages if stage is not None]
     return {
-        "stages": len(stages),
-        "tasks": sum(stage.numTasks for stage in stages),
-        "done": sum(stage.numCompletedTasks for stage in stages),
-        "running": sum(stage.numActiveTasks for stage in stages),
-        "failed": sum(stage.numFailedTasks for stage in stages),
+        stage.stageId: (stage.numTasks, stage.numCompletedTasks, stage.numActiveTasks, stage.numFailedTasks)
+        for stage in stages
+        if stage is not None
     }
+
+
+class BatchTasks:
+    """The tasks of every stage the running batch has had so far, so that `done` never goes back
+    within a batch: a stage that is no longer running has finished (all its tasks done, unless some
+    failed), and a new stage adds its tasks."""
+
+    def __init__(self) -> None:
+        self.batch: object = None
+        self.stages: dict = {}
+
+    def update(self, running: dict, batch: object) -> dict:
+        if batch != self.batch:
+            self.batch, self.stages = batch, {}
+        for stage_id, (total, done, active, failed) in self.stages.items():
+            if stage_id not in running and active:
+                self.stages[stage_id] = (total, total if not failed else done, 0, failed)
+        for stage_id, (total, done, active, failed) in running.items():
+            seen_done = self.stages.get(stage_id, (0, 0, 0, 0))[1]
+            self.stages[stage_id] = (total, max(done, seen_done), active, failed)
+        counts = list(self.stages.values())
+        return {
+            "stages": len(counts),
+            "running_stages": len(running),
+            "tasks": sum(c[0] for c in counts),
+            "done": sum(c[1] for c in counts),
+            "running": sum(c[2] for c in counts),
+            "failed": sum(c[3] for c in counts),
+        }
 
 
 def batches_in_progress(queries: dict) -> dict:
@@ -51,7 +77,8 @@ def batches_in_progress(queries: dict) -> dict:
 
 
 class TaskProgress(threading.Thread):
-    """Print `IOTPIPE_TASKS {...}` lines while the job runs; never raises into the job."""
+    """Print `IOTPIPE_TASKS {...}` lines while the job runs (the running batch's tasks so far,
+    BatchTasks); never raises into the job."""
 
     def __init__(
         self,
@@ -69,16 +96,18 @@ class TaskProgress(threading.Thread):
         self.clock = clock
         self.stopped = threading.Event()
         self._last: Optional[dict] = None
+        self.batch_tasks = BatchTasks()
         self._last_at = clock()
 
     def poll(self) -> Optional[str]:
         """One look at the tracker; the line to print, if the tasks moved or it has been quiet too long."""
-        counts = self.read_counts()
-        moved = counts["stages"] and counts != self._last
+        running, batches = self.read_counts(), self.read_batches()
+        counts = self.batch_tasks.update(running, sorted(batches.items()))
+        moved = counts["running_stages"] and counts != self._last
         if not moved and self.clock() - self._last_at < self.quiet_seconds:
             return None
         self._last, self._last_at = counts, self.clock()
-        return TASKS_PREFIX + json.dumps({**counts, "batches": self.read_batches()}, sort_keys=True)
+        return TASKS_PREFIX + json.dumps({**counts, "batches": batches}, sort_keys=True)
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):

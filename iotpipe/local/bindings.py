@@ -96,6 +96,9 @@ class Bindings:
     cluster_tags: dict[str, dict[str, str]] = field(default_factory=dict)
     # EMR Serverless job runs by id: their state, and how the local engine stops one's process.
     job_runs: dict[str, str] = field(default_factory=dict)
+    # StartJobRun is idempotent by ClientToken: the same token on the same application is the same
+    # job run, however often it is asked for (and .sync waits for that job run's end again).
+    job_runs_by_token: dict[tuple[str, str], tuple[dict, TaskError | None]] = field(default_factory=dict)
     stop_spark: Callable[[str], None] = lambda run_id: None
     # IAM (iotpipe.local.iam): the role a function's calls are made with, and the state machine
     # role's check of each integration. The local engine sets both; the defaults enforce nothing.
@@ -207,6 +210,22 @@ class Bindings:
         """emr-serverless:startJobRun.sync: the job run's spark-submit, run locally. A job run that
         ends FAILED, or CANCELLED (cancelled, or past its ExecutionTimeoutMinutes), fails the
         state with the job run as its Cause; past the state's own timeout Step Functions cancels it."""
+        token = (parameters["ApplicationId"], parameters.get("ClientToken", ""))
+        if token[1] and token in self.job_runs_by_token:
+            result, error = self.job_runs_by_token[token]
+            self._record("emr-serverless.job-again", result["JobRunId"])
+            if error:
+                raise error
+            return result
+        try:
+            result = self._start_job_run(parameters)
+        except TaskError as error:
+            self.job_runs_by_token[token] = (json.loads(error.cause), error)
+            raise
+        self.job_runs_by_token[token] = (result, None)
+        return result
+
+    def _start_job_run(self, parameters: dict) -> dict:
         application, name = parameters["ApplicationId"], parameters.get("Name", "")
         submit = parameters["JobDriver"]["SparkSubmit"]
         job_run_id = f"00local{self._next_id():010d}"

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 JAR_DIR = Path(os.environ.get("IOTPIPE_JARS", ROOT / "build" / "jars"))
 MAVEN_CENTRAL = "https://repo1.maven.org/maven2"
 ICEBERG_VERSION = "1.10.1"
+# The EMR 7 release that ships that Iceberg (Spark 3.5): the template's default EmrReleaseLabel.
+EMR_RELEASE = "emr-7.14.0"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from typing import Callable
 from generator.shards import GENERATOR_PROGRESS_ENV, GENERATOR_PROGRESS_PREFIX
 from iotpipe.lake.storage import LocalStorage, join
 from iotpipe.local.bindings import Bindings, bound
+from iotpipe.local.jars import EMR_RELEASE
 from iotpipe.local.spark_submit import SPARK_DIR, run_spark_job
 from iotpipe.local.world import ACCOUNT, FUNCTIONS, REGION
 from iotpipe.run.models import EMR_ON_EC2
@@ -50,7 +51,7 @@ def local_substitutions(spark_runtime: str = EMR_ON_EC2) -> dict[str, str]:
             "GeneratorContainerName": "generator",
             "SubnetId": "subnet-local",
             "GeneratorSecurityGroupId": "sg-local",
-            "EmrReleaseLabel": "emr-7.10.0",
+            "EmrReleaseLabel": EMR_RELEASE,
             "EmrServiceRole": "iotpipe-emr-service-role" if on_ec2 else "none",
             "EmrInstanceProfile": "iotpipe-emr-instance-profile" if on_ec2 else "none",
             "EmrLogUri": "s3://iotpipe-local-artifacts/emr-logs/",

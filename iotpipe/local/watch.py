@@ -63,6 +63,7 @@ class WatchedRun:
     seconds: float
     records: dict
     error: dict | None = None
+    not_read: dict = field(default_factory=dict)  # the report's ignored_objects: count, by_reason, examples
 
 
 @dataclass
@@ -129,6 +130,7 @@ def watch(
                 seconds=round(time.perf_counter() - started, 1),
                 records=report.get("records", {}),
                 error=report.get("error") or execution.failure,
+                not_read=report.get("ignored_objects") or {},
             )
             summary.runs.append(run)
             if on_run:

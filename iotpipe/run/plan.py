@@ -129,11 +129,20 @@ def maintenance_script_uri(settings: Settings) -> str:
     return settings.spark_job_uri.rsplit("/", 1)[0] + "/maintain.py" if "/" in settings.spark_job_uri else "maintain.py"
 
 
+SERVERLESS_EXECUTORS = 2
+
+
 def serverless_submit_parameters(settings: Settings) -> str:
     """A job run's SparkSubmitParameters: EMR Serverless splits them on spaces, so no value has one.
     Iceberg's runtime comes from the release's image; the job's package and its pinned modules
     from the artifacts bucket (the archive unpacked as ./deps beside the driver and executors)."""
-    conf = {"spark.jars": settings.serverless_iceberg_jar}
+    conf = {
+        "spark.jars": settings.serverless_iceberg_jar,
+        # EMR Serverless lets dynamic allocation grow without bound by default; the job's batches
+        # need a driver and two executors (docs/design.md's cost model), as EMR on EC2's default cluster has.
+        "spark.dynamicAllocation.initialExecutors": str(SERVERLESS_EXECUTORS),
+        "spark.dynamicAllocation.maxExecutors": str(SERVERLESS_EXECUTORS),
+    }
     if settings.spark_py_files_uri:
         conf["spark.submit.pyFiles"] = settings.spark_py_files_uri
     if settings.spark_deps_archive_uri:
@@ -314,9 +323,12 @@ def plan_run(
         maintenance_step_args=maintenance_step_args(execution_name, settings, request.fault_injection),
         runtime=settings.spark_runtime,
         maintenance_job_driver=serverless_job_driver(
-            maintenance_script_uri(settings), maintenance_arguments(execution_name, settings, request.fault_injection),
+            maintenance_script_uri(settings),
+            maintenance_arguments(execution_name, settings, request.fault_injection),
             settings,
-        ) if settings.spark_runtime == EMR_SERVERLESS else None,  # fmt: skip
+        )
+        if settings.spark_runtime == EMR_SERVERLESS
+        else None,  # fmt: skip
         maintenance_client_token=client_token(execution_id, f"{execution_name}-maintenance"),
         follow_up_name=follow_up_name(execution_name),
         quality=quality,

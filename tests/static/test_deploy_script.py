@@ -35,3 +35,11 @@ def test_the_built_images_architecture_is_checked_before_it_is_pushed():
     assert 0 <= build < inspect < push
     check = script[inspect:push]
     assert f'!= "{task_platform()[1]}" ]' in check and "exit 1" in check
+
+
+def test_every_sam_deploy_passes_the_users_parameter_overrides_the_first_one_too():
+    """`SAM_PARAMETERS="SparkRuntime=emr-serverless" make deploy` on a first, guided deploy must not
+    silently deploy the default runtime."""
+    deploys = [line for line in re.split(r"(?<!\\)\n", DEPLOY.read_text()) if '"${SAM}" deploy' in line]
+    assert len(deploys) == 2
+    assert all("${SAM_PARAMETERS:-}" in deploy for deploy in deploys), deploys

@@ -160,3 +160,12 @@ def test_the_readme_states_the_prerequisites_the_template_cannot_check(template)
     concurrency = Settings.model_fields["default_max_concurrency"].default
     assert f"Fargate tasks of {task_vcpus} vCPUs, `max_concurrency` at a time (default {concurrency})" in readme
     assert f"{task_vcpus * concurrency} vCPUs of *Fargate On-Demand vCPU resource count*" in readme
+
+
+def test_the_default_emr_release_ships_the_iceberg_the_local_runs_and_tests_use(template):
+    """A lake must behave on EMR (both runtimes take EmrReleaseLabel) as it does here: EMR's release
+    history lists emr-7.14.0 with Iceberg 1.10.1-amzn-1 (emr-7.9.0 had 1.7.1)."""
+    from iotpipe.local.jars import EMR_RELEASE, ICEBERG_VERSION
+
+    assert (EMR_RELEASE, ICEBERG_VERSION) == ("emr-7.14.0", "1.10.1")
+    assert template["Parameters"]["EmrReleaseLabel"]["Default"] == EMR_RELEASE

@@ -166,3 +166,35 @@ def test_spark_submit_parameters_emr_serverless_would_refuse_fail_the_job_run(pa
     driver = {"SparkSubmit": {**JOB_RUN["JobDriver"]["SparkSubmit"], "SparkSubmitParameters": parameters}}
     cause = failure_of(local, {**JOB_RUN, "JobDriver": driver})
     assert cause["State"] == "FAILED" and problem in cause["StateDetails"]
+
+
+def test_a_job_run_asked_for_again_with_its_client_token_is_the_same_job_run_not_a_new_one():
+    """StartJobRun is idempotent by ClientToken (as AWS documents it): a token used again returns
+    the first job run, finished or not, and starts nothing."""
+    ran = []
+    local = job_run_bindings(lambda args, job_run_id: ran.append(job_run_id) or (True, {}))
+    first = local.start_job_run({**JOB_RUN, "ClientToken": "t-1"})
+    assert local.start_job_run({**JOB_RUN, "ClientToken": "t-1"}) == first and len(ran) == 1
+    assert local.start_job_run({**JOB_RUN, "ClientToken": "t-2"}) != first and len(ran) == 2
+    failing = job_run_bindings(lambda args, job_run_id: ran.append(job_run_id) or (False, {"Reason": "exit 1"}))
+    again = [failure_of(failing, {**JOB_RUN, "ClientToken": "t-3"}) for _ in range(2)]
+    assert again[0] == again[1] and len(ran) == 3
+
+
+def _states(definition: dict):
+    for name, state in definition["States"].items():
+        yield name, state
+        for branch in state.get("Branches", []) + [state.get("ItemProcessor") or state.get("Iterator") or {}]:
+            if branch:
+                yield from _states(branch)
+
+
+def test_every_job_run_the_definition_starts_has_a_token_of_its_own_per_attempt_and_drain_round():
+    """A drain round reaches the job run states again: a token fixed per execution would get the
+    first round's finished job run back, and the round would do nothing."""
+    definition = json.loads(DEFINITION.read_text())
+    tokens = {name: state["Parameters"]["ClientToken.$"] for name, state in _states(definition)
+              if state.get("Resource", "").endswith("emr-serverless:startJobRun.sync")}  # fmt: skip
+    assert set(tokens) == {"RunSparkJobRun", "MaintainTablesJobRun"}
+    for name, token in tokens.items():
+        assert "$.attempt." in token or "$.drain.round" in token, f"{name}: {token}"

@@ -376,3 +376,11 @@ def test_numbers_as_json_writes_them_are_accepted(settings, storage):
         storage,
     )
     assert (plan.quality.max_quarantine_ratio, plan.quality.max_duplicate_ratio) == (0.0, 1.0)
+
+
+def test_a_job_run_is_capped_at_the_executors_the_cost_model_assumes(serverless):
+    """EMR Serverless's dynamic allocation has no upper bound by default: uncapped, a job run could
+    take the application's whole ServerlessMaximumVcpu."""
+    parameters = serverless_submit_parameters(serverless).split()
+    assert "spark.dynamicAllocation.maxExecutors=2" in parameters
+    assert "spark.dynamicAllocation.initialExecutors=2" in parameters

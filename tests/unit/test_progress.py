@@ -11,7 +11,7 @@ from generator.events import EventSpec
 from generator.shards import DatasetPlan, shard_bytes, write_shard
 from iotpipe.cli import generator_progress, progress_printer
 from iotpipe.progress import CLEAR_LINE, ProgressBoard, bar, spark_tasks_text
-from spark.progress import TASKS_PREFIX, TaskProgress, task_counts
+from spark.progress import TASKS_PREFIX, BatchTasks, TaskProgress, task_counts
 
 
 class Clock:
@@ -59,11 +59,12 @@ def test_a_local_runs_events_show_shards_and_spark_tasks_as_they_come():
     show = progress_printer(out, started=0.0, tty=False)
     show("generator", {"shard": "0", "command": []})
     show("generator-progress", {"shard": "0", "bytes": 2**20, "total": 4 * 2**20})
-    show("spark-tasks", {"stages": 2, "tasks": 40, "done": 12, "running": 2, "failed": 0, "batches": {"transform": 3}})
+    show("spark-tasks", {"stages": 2, "running_stages": 1, "tasks": 40, "done": 12, "running": 2, "failed": 0,
+                         "batches": {"transform": 3}})  # fmt: skip
     lines = out.getvalue().splitlines()
     assert "generator shard 0 started" in lines[0]
     assert lines[1].endswith("generator shard 0: 1.0/4.0 MiB")
-    assert lines[2].endswith("spark batch 3: 12/40 tasks of 2 running stages done (2 running)")
+    assert lines[2].endswith("spark batch 3: 12/40 tasks done in 2 stages so far (2 running)")
 
 
 def test_between_stages_the_spark_line_says_so():
@@ -81,7 +82,7 @@ def spark_lines(events: list[tuple[str, dict]]) -> list[str]:
     return [line.split("]", 1)[1].strip() for line in out.getvalue().splitlines()]
 
 
-TASKS = {"stages": 1, "tasks": 3, "done": 0, "running": 2, "failed": 0}
+TASKS = {"stages": 1, "running_stages": 1, "tasks": 3, "done": 0, "running": 2, "failed": 0}
 COMMITTED = {"input": 10, "gold": 8, "quarantined": 1, "duplicates": 1, "ms": 1500}
 
 
@@ -90,7 +91,7 @@ def test_before_its_first_commit_a_resumed_attempts_batch_is_not_given_a_number_
     batches that is a lie (the query resumes at batch 2), so no number is shown."""
     lines = spark_lines([("spark", {"step_id": "s-1", "log": "l"}),
                          ("spark-tasks", {**TASKS, "batches": {"transform": 0}})])  # fmt: skip
-    assert lines[-1] == "spark, first batch of this attempt: 0/3 tasks of 1 running stage done (2 running)"
+    assert lines[-1] == "spark, first batch of this attempt: 0/3 tasks done in 1 stage so far (2 running)"
 
 
 def test_the_running_batch_is_the_one_after_the_last_batch_the_step_committed():
@@ -193,6 +194,7 @@ def test_generate_on_a_terminal_ends_its_progress_line_before_its_summary(tmp_pa
 
 @dataclass
 class Stage:
+    stageId: int
     numTasks: int
     numActiveTasks: int
     numCompletedTasks: int
@@ -210,26 +212,40 @@ class Tracker:
         return self.stages.get(stage)
 
 
-def test_task_counts_add_up_the_running_stages():
-    tracker = Tracker({1: Stage(10, 2, 7, 0), 2: Stage(4, 1, 0, 1)})
-    assert task_counts(tracker) == {"stages": 2, "tasks": 14, "done": 7, "running": 3, "failed": 1}
+def test_task_counts_are_the_running_stages_tasks_by_stage():
+    tracker = Tracker({1: Stage(1, 10, 2, 7, 0), 2: Stage(2, 4, 1, 0, 1)})
+    assert task_counts(tracker) == {1: (10, 7, 2, 0), 2: (4, 0, 1, 1)}
+
+
+def test_done_never_goes_back_within_a_batch_as_its_stages_come_and_go():
+    """A serverless run printed 4/8 -> 0/2 -> 0/8 tasks within one batch: each line counted only the
+    stages running at that moment."""
+    batch = BatchTasks()
+    polls = ({1: (8, 4, 4, 0)}, {2: (2, 0, 2, 0)}, {2: (2, 1, 1, 0), 3: (8, 0, 2, 0)}, {3: (8, 5, 2, 0)}, {},
+             {4: (2, 0, 2, 0)})  # fmt: skip
+    seen = [batch.update(running, [("transform", 0)])["done"] for running in polls]
+    assert seen == sorted(seen) and seen[-1] == 8 + 2 + 8 + 0  # stages 1 to 3 finished: all their tasks
+    counts = batch.update({4: (2, 1, 1, 0)}, [("transform", 0)])
+    assert (counts["stages"], counts["tasks"], counts["done"], counts["running_stages"]) == (4, 20, 19, 1)
+    assert batch.update({5: (4, 0, 4, 0)}, [("transform", 1)])["done"] == 0  # the next batch starts afresh
 
 
 def test_the_drivers_progress_thread_prints_when_tasks_move_and_never_stays_quiet_long():
-    clock, counts = Clock(), {"stages": 1, "tasks": 10, "done": 1, "running": 2, "failed": 0}
-    progress = TaskProgress(lambda: dict(counts), lambda: {"gold": 0}, quiet_seconds=30, clock=clock)
+    clock, running = Clock(), {1: (10, 1, 2, 0)}
+    progress = TaskProgress(lambda: dict(running), lambda: {"gold": 0}, quiet_seconds=30, clock=clock)
     first = progress.poll()
     assert first.startswith(TASKS_PREFIX)
-    assert json.loads(first[len(TASKS_PREFIX) :]) == {**counts, "batches": {"gold": 0}}
+    assert json.loads(first[len(TASKS_PREFIX) :]) == {"stages": 1, "running_stages": 1, "tasks": 10, "done": 1,
+                                                      "running": 2, "failed": 0, "batches": {"gold": 0}}  # fmt: skip
     clock.now = 5
     assert progress.poll() is None  # nothing moved
-    counts["done"] = 2
+    running[1] = (10, 2, 2, 0)
     assert progress.poll() is not None
-    counts.update(stages=0, tasks=0, done=0, running=0)
+    running.clear()
     clock.now = 20
     assert progress.poll() is None  # idle, quiet only briefly
     clock.now = 36
-    assert json.loads(progress.poll()[len(TASKS_PREFIX) :])["stages"] == 0
+    assert json.loads(progress.poll()[len(TASKS_PREFIX) :])["running_stages"] == 0
 
 
 def test_a_shard_reports_its_bytes_as_it_writes_them(tmp_path):

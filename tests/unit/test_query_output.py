@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from iotpipe.cli import main
+from iotpipe.lake import tables
 from iotpipe.query import print_results
+from iotpipe.run.settings import Settings
 from tests.unit.run_history_lake import HistoryLake, RunSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,3 +124,14 @@ def test_a_closed_pipe_ends_the_command_quietly_with_status_zero(lake):
         code = process.wait(timeout=60)
     assert head == [b"n\n", b"0\n", b"1\n"]
     assert (code, stderr) == (0, b"")
+
+
+def test_a_lake_under_a_folder_with_glob_characters_is_queried_as_any_other(tmp_path, capsys):
+    root = tmp_path / "lake [1] {a,b} *"  # (a `?` would end a file URI's path for the Iceberg writer)
+    HistoryLake(root).run(RunSpec("run-a", gold={("2024-01-01", "Oslo"): 3}, quarantined={"malformed_json": 2}))
+    runs_rows = Path(tables.run_rows_uri(Settings.for_local_lake(str(root)).runs_uri, tables.RUNS))
+    runs_rows.mkdir(parents=True)
+    (runs_rows / "run-a.json").write_text('{"run_id": "run-a"}\n')
+    counts = "select (select count(*) from gold) g, (select count(*) from quarantine) q, (select count(*) from runs) r"
+    code, out, err = query(root, "--format", "csv", counts, capsys=capsys)
+    assert (code, out.splitlines(), err) == (0, ["g,q,r", "3,2,1"], "")

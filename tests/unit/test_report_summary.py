@@ -151,3 +151,16 @@ def test_a_job_run_that_failed_is_named_from_its_failure():
     found = spark_identifiers(Plan("emr-serverless"), "not-an-arn", None, None, failed)
     # No link: no region to link in.
     assert found == {"runtime": "emr-serverless", "application_id": "00app", "job_run_id": "00run"}
+
+
+def test_iotpipe_run_says_which_objects_it_did_not_read_and_why():
+    """A run that left objects unread (another format, gzip content without a suffix, rewritten after
+    it was read) says so beside its counts, not only in the manifest."""
+    from iotpipe.cli import format_report
+
+    ignored = {"count": 2, "by_reason": {"changed-after-read": 1, "other-format": 1},
+               "examples": ["s3://bronze/raw/a.csv", "s3://bronze/raw/b.jsonl"]}  # fmt: skip
+    text = format_report(report(ignored_objects=ignored).model_dump())
+    assert "objects not read         2 (changed-after-read 1, other-format 1)" in text
+    assert "s3://bronze/raw/a.csv" in text and "s3://bronze/raw/b.jsonl" in text
+    assert "objects not read" not in format_report(report().model_dump())

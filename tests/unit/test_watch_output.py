@@ -93,3 +93,11 @@ def test_idle_exit_counts_from_the_commands_start(tmp_path, engine, capsys):
     assert cli.main(["watch", "--lake", str(tmp_path), "--idle-exit", "2", "--interval", "0.1"]) == 0
     assert time.monotonic() - started < 2.8
     assert capsys.readouterr().out.splitlines()[-1].startswith("0 runs in ")
+
+
+def test_a_watched_runs_line_says_how_many_objects_it_did_not_read_and_why():
+    from iotpipe.local.watch import WatchedRun
+
+    run = WatchedRun(name="r", status="SUCCEEDED", objects=2, seconds=3.0, records={"input": 4, "gold": 4},
+                     not_read={"count": 2, "by_reason": {"changed-after-read": 1, "other-format": 1}})  # fmt: skip
+    assert cli.watched_run_line(run).endswith("; 2 not read (changed-after-read 1, other-format 1)")

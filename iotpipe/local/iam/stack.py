@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from iotpipe.local.iam.policy import Decision, Request, UnsupportedPolicy, evaluate
+from iotpipe.local.jars import EMR_RELEASE
 from iotpipe.local.world import ACCOUNT, FUNCTIONS, REGION
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -125,7 +126,7 @@ def local_world(spark_runtime: str = "emr-on-ec2") -> World:
             "SparkApplication": "00localsparkapp",  # an EMR Serverless application id: [0-9a-z]+
         }
     )
-    parameters = {"SubnetId": "subnet-local", "VpcId": "vpc-local", "EmrReleaseLabel": "emr-7.10.0",
+    parameters = {"SubnetId": "subnet-local", "VpcId": "vpc-local", "EmrReleaseLabel": EMR_RELEASE,
                   "GeneratorImageUri": "iotpipe-generator:local", "SparkRuntime": spark_runtime}  # fmt: skip
     return World(region=REGION, account=ACCOUNT, names=names, parameters=parameters)
 
