@@ -112,16 +112,8 @@ def test_the_spark_status_has_no_bar_that_could_go_back_when_the_next_stage_star
     assert "%" not in out.getvalue() and "[#" not in out.getvalue()
 
 
-class TickClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_state_that_runs_on_silently_says_how_long_it_has_run_every_ten_seconds():
-    out, clock = io.StringIO(), TickClock()
+    out, clock = io.StringIO(), Clock()
     show = progress_printer(out, started=0.0, tty=False, clock=clock, tick_every=0)
     show("enter", {"state": "VerifyGold"})
     clock.now = 9
@@ -142,7 +134,7 @@ def test_a_state_that_runs_on_silently_says_how_long_it_has_run_every_ten_second
 
 
 def test_a_state_that_prints_progress_is_not_also_ticked():
-    out, clock = io.StringIO(), TickClock()
+    out, clock = io.StringIO(), Clock()
     show = progress_printer(out, started=0.0, tty=False, clock=clock, tick_every=0)
     show("enter", {"state": "RunSparkStep"})
     for second in range(5, 60, 5):
@@ -153,7 +145,7 @@ def test_a_state_that_prints_progress_is_not_also_ticked():
 
 
 def test_inside_a_map_the_ticker_names_the_map_once_an_iteration_ended():
-    out, clock = io.StringIO(), TickClock()
+    out, clock = io.StringIO(), Clock()
     show = progress_printer(out, started=0.0, tty=False, clock=clock, tick_every=0)
     for kind, state in [("enter", "GenerateShards"), ("enter", "GenerateShard"), ("exit", "GenerateShard")]:
         show(kind, {"state": state})
