@@ -696,6 +696,8 @@ def maintenance_line(maintenance: dict) -> str:
     """What table maintenance did: files merged per table, or its error."""
     if maintenance.get("error"):
         return f"FAILED ({maintenance['error']}): {str(maintenance.get('cause'))[:200]}"
+    if maintenance.get("not_due"):
+        return f"not needed: {maintenance['not_due']}"
     parts = []
     for name, table in (maintenance.get("tables") or {}).items():
         merged = f"{table.get('files_rewritten', 0):,} files merged into {table.get('files_written', 0):,}"

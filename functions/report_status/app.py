@@ -65,8 +65,11 @@ def publish(event: ReportEvent, report: RunReport, settings, storage) -> list[st
 
 
 def maintenance_outcome(event: ReportEvent, storage) -> Optional[dict]:
-    """What table maintenance did after this round (its outcome file), or its step's error."""
+    """What table maintenance did after this round (its outcome file), its step's error, or why
+    VerifyGold found no work for it."""
     if not event.maintenance:
+        if event.verification is not None and event.verification.ok and not event.verification.maintenance["due"]:
+            return {"not_due": event.verification.maintenance["reason"]}
         return None
     if "Error" in event.maintenance:
         return {"error": event.maintenance.get("Error"), "cause": str(event.maintenance.get("Cause", ""))[:1000]}

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from iotpipe.lake.cleaning_rules import REASON_CODES
+from iotpipe.lake.tables import MIN_INPUT_FILES
 from iotpipe.run.sizes import parse_size
 
 # Fault injection for tests. The persistent ones (a bug, a poison batch, a lease store the job
@@ -225,6 +226,9 @@ class RunPlan(BaseModel):
     runtime: SparkRuntime = Field(EMR_ON_EC2, description="where the Spark job and maintenance run (SparkRuntime)")
     maintenance_job_driver: Optional[dict] = Field(None, description="EMR Serverless: maintenance's JobDriver")
     maintenance_client_token: str = ""
+    maintenance_min_input_files: int = Field(
+        MIN_INPUT_FILES, ge=2, description="maintain the tables once a partition holds this many small files"
+    )
     follow_up_name: str = Field(description="the name of the execution this one hands over to, if it must")
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
 
@@ -289,6 +293,10 @@ class Verification(BaseModel):
     reconciliation: dict = Field(default_factory=dict)
     problems: list[str] = Field(default_factory=list, description="a few batches whose commits are missing")
     document: Optional[str] = Field(None, description="URI of the full verification (per batch, per partition)")
+    maintenance: dict = Field(
+        default_factory=lambda: {"due": False, "reason": "not assessed"},
+        description="whether the tables have work for maintenance (small files to merge, snapshots to expire), and why",
+    )
 
 
 RunStatus = Literal[

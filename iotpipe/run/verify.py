@@ -27,6 +27,7 @@ missing path) is written to `<runs>/<run_id>/verification.json`.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ from iotpipe.lake.iceberg import (
     read_metadata,
 )
 from iotpipe.lake.storage import Storage, join
-from iotpipe.lake.tables import GOLD, QUARANTINE, SEEN_IDS
+from iotpipe.lake.tables import DEFAULT_SNAPSHOT_AGE_MS, GOLD, QUARANTINE, SEEN_IDS
 from iotpipe.run.models import MAX_EXAMPLES, MAX_REASONS, RunPlan, SinkVerification, Verification
 
 
@@ -201,13 +202,16 @@ def read_tables(storage: Storage, glue, database: str) -> dict[str, TableMetadat
         return None
 
 
-def verify_run(plan: RunPlan, run_id: str, storage: Storage, glue, database: str) -> tuple[Verification, dict]:
-    """Verify what run `run_id` committed (the plan names the lake); the verification and its document."""
+def verify_run(
+    plan: RunPlan, run_id: str, storage: Storage, glue, database: str, tables: dict[str, TableMetadata] | None = None
+) -> tuple[Verification, dict]:
+    """Verify what run `run_id` committed (the plan names the lake), from the tables' metadata
+    (`tables`, read here when not given); the verification and its document."""
     gold, quarantine = TableDetail(), TableDetail()
     counts: list[BatchCounts] = []
     planted: list[Snapshot] = []
     missing_commits: list[str] = []
-    tables = read_tables(storage, glue, database)
+    tables = tables if tables is not None else read_tables(storage, glue, database)
     query = query_id(storage, plan.lake.checkpoint)
     if tables is not None and query is not None:
         owned = run_batches(tables[SEEN_IDS.name], run_id)
@@ -273,8 +277,41 @@ def verify_run(plan: RunPlan, run_id: str, storage: Storage, glue, database: str
     return verification, document
 
 
-def verify_gold(plan: RunPlan, storage: Storage, glue, database: str) -> Verification:
-    """VerifyGold: verify the run's batches and write the detail beside its manifest."""
-    verification, document = verify_run(plan, plan.run_id, storage, glue, database)
+def maintenance_due(tables: dict[str, TableMetadata] | None, min_input_files: int, now_ms: int) -> dict:
+    """Whether table maintenance has work, from the tables' metadata alone (no manifest is read, so
+    the decision costs the same however long the history): `min_input_files` commits that added
+    files since a table's last maintenance (a batch adds at most one file to a partition, so
+    before that no partition can hold that many new small files to merge), or a snapshot other
+    than the current one older than the table's snapshot age (what expiry removes). A step that
+    would merge nothing and expire nothing is not started: it costs a Spark application all the same."""
+    for name, table in (tables or {}).items():
+        commits = 0
+        for snapshot in table.main_line():
+            if snapshot.is_maintenance:
+                break
+            commits += snapshot.count("added-data-files") > 0
+        if commits >= min_input_files:
+            return {"due": True, "reason": f"{name}: {commits} commits added files since its last maintenance"}
+        max_age = int(table.properties.get("history.expire.max-snapshot-age-ms") or DEFAULT_SNAPSHOT_AGE_MS)
+        old = [s for s in table.snapshots.values()
+               if s.snapshot_id != table.current_snapshot_id and s.timestamp_ms < now_ms - max_age]  # fmt: skip
+        if old:
+            hours = max_age // 3_600_000
+            return {"due": True, "reason": f"{name}: {len(old)} snapshots older than {hours} h to expire"}
+    return {
+        "due": False,
+        "reason": f"fewer than {min_input_files} commits added files since the last maintenance, "
+        "and no snapshot is old enough to expire",
+    }
+
+
+def verify_gold(plan: RunPlan, storage: Storage, glue, database: str, now_ms: int | None = None) -> Verification:
+    """VerifyGold: verify the run's batches, write the detail beside its manifest, and say whether
+    the tables need maintenance."""
+    tables = read_tables(storage, glue, database)
+    verification, document = verify_run(plan, plan.run_id, storage, glue, database, tables)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    verification.maintenance = maintenance_due(tables, plan.maintenance_min_input_files, now_ms)
+    document["summary"] = verification.model_dump(mode="json")
     storage.write_bytes(verification.document, json.dumps(document, indent=1, sort_keys=True, default=str).encode())
     return verification

@@ -403,6 +403,10 @@ def nothing_to_do_costs_no_cluster(executions, lake, settings):
     assert "AcquireLease" in execution.entered_states() and "RunSparkStep" not in execution.entered_states()
 
 
+# The rows about maintenance itself: two batches' files in a partition make it due.
+MAINTENANCE_DUE = {"maintenance_min_input_files": 2}
+
+
 def a_small_lake(seed: int):
     """Two objects of one day's events: two batches of few partitions."""
 
@@ -476,7 +480,7 @@ CASES = [
          before=data_and_a_running_run,
          lease_at_end=held_by("the-running-run"), after=other_run_finishes),
     Case("VerifyGold racing a live writer", "a driver's claim still live at VerifyGold", "SUCCEEDED",
-         {"generate": False}, before=a_small_lake(59),
+         {"generate": False}, before=a_small_lake(59), settings=MAINTENANCE_DUE,
          customise=a_driver_still_alive_during_verification, check=maintenance_waited_for_the_live_driver),
     Case("ReleaseLease failing", "ReleaseLease raises on every call", "FAILED",
          {"days": 1, "size": "2MiB", "shards": 2, "seed": 60},
@@ -487,6 +491,7 @@ CASES = [
          check=retried_report_counts_once),
     Case("maintenance crash", "driver halted inside the commit of Gold's rewrite", "SUCCEEDED",
          {"generate": False, "fault_injection": "crash-inside-maintenance"}, before=a_small_lake(76),
+         settings=MAINTENANCE_DUE,
          check=maintenance_failure_reported),
     Case("nothing new to do", "a trigger run for data already taken", "NOTHING_TO_DO",
          {"generate": False, "started_by": "trigger"}, settings={"arrival_clock_margin_seconds": 0.0},
@@ -504,7 +509,7 @@ CASES = [
          check=job_run_cancelled_then_resumed, runtime=EMR_SERVERLESS),
     Case("EMR Serverless: job run timing out",
          "the job run's state times out after batch 0, maintenance's before it commits", "SUCCEEDED",
-         {"generate": False}, before=a_small_lake(94), customise=job_run_states_time_out,
+         {"generate": False}, before=a_small_lake(94), settings=MAINTENANCE_DUE, customise=job_run_states_time_out,
          check=timed_out_then_resumed_and_maintenance_timeout_reported, runtime=EMR_SERVERLESS),
     Case("EMR Serverless: lease stolen mid-run", "another run takes the lease after batch 0", "FAILED",
          {"days": 1, "size": "4MiB", "shards": 4, "seed": 95}, settings={"lease_seconds": 3.0},

@@ -46,7 +46,9 @@ pytestmark = pytest.mark.spark
 
 
 def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
-    execution = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 3})
+    # Two batches leave two small files in a partition: maintenance is due from two on.
+    execution = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 3},
+                    settings=local_settings(tmp_path, maintenance_min_input_files=2))  # fmt: skip
     assert execution.status == "SUCCEEDED"
     report = execution.report
     expected = truth(tmp_path)
@@ -60,7 +62,8 @@ def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
     assert report["quarantined_by_reason"] == {k: v for k, v in expected["quarantined"].items() if v}
     assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
     assert created(execution) == terminated(execution) and len(created(execution)) == 1
-    # Table maintenance ran after VerifyGold: two batches' small files merged, for every reader at once.
+    # Table maintenance ran after VerifyGold found it due: two batches' small files merged, for every reader at once.
+    assert execution.state_output("VerifyGold")["verification"]["maintenance"]["due"] is True
     gold = report["maintenance"]["tables"]["gold"]
     assert gold["files_rewritten"] > gold["files_written"] > 0 and gold["files_after"] < gold["files_before"]
     assert "iotpipe.maintenance" in iceberg_table(tmp_path, "gold").current_snapshot().summary.additional_properties
@@ -207,8 +210,11 @@ def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
     assert "PrepareDrain" in execution.entered_states()
     assert execution.report["records"]["input"] == expected["records"]
     assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
-    # Each round maintained the tables; the second round's verification counted the first round's batches too.
-    assert execution.entered_states().count("MaintainTables") == 2
+    # Fewer than five commits added files (Iceberg's min-input-files) and no snapshot is old enough to
+    # expire: VerifyGold finds no work for maintenance, no Spark application is started for it,
+    # and the report says why.
+    assert "MaintainTables" not in execution.entered_states()
+    assert execution.report["maintenance"]["not_due"].startswith("fewer than 5 commits added files")
     assert_readers_agree(tmp_path)
 
 
@@ -295,7 +301,8 @@ def test_two_racing_runs_never_run_two_spark_steps_at_once(tmp_path):
         bindings.run_spark_step = step
 
     generate_into(tmp_path, 21)
-    with engine(tmp_path, local_settings(tmp_path, lease_wait_rounds=120), customise=timed_steps) as local:
+    settings = local_settings(tmp_path, lease_wait_rounds=120, maintenance_min_input_files=2)
+    with engine(tmp_path, settings, customise=timed_steps) as local:
         first = local.start({"days": 1, "size": "2MiB", "shards": 2, "seed": 22}, "console-run")
         second = local.start({"generate": False}, "triggered-run")
         executions = [local.wait(first), local.wait(second)]
@@ -362,8 +369,11 @@ def test_a_maintenance_step_that_dies_inside_its_commit_leaves_every_reader_whol
     """The maintenance driver halts inside the commit of Gold's rewrite (merged files written, the
     table's metadata not): the run's data stands (SUCCEEDED, the maintenance's failure reported),
     every reader sees the same rows, none twice, and the next run's maintenance merges them."""
+    settings = local_settings(tmp_path, maintenance_min_input_files=2)
     first = run(
-        tmp_path, {"days": 1, "size": "4MiB", "shards": 2, "seed": 3, "fault_injection": "crash-inside-maintenance"}
+        tmp_path,
+        {"days": 1, "size": "4MiB", "shards": 2, "seed": 3, "fault_injection": "crash-inside-maintenance"},
+        settings=settings,
     )
     assert first.status == "SUCCEEDED" and first.report["status"] == "SUCCEEDED"
     assert first.report["maintenance"]["error"] == "States.TaskFailed"
@@ -375,7 +385,7 @@ def test_a_maintenance_step_that_dies_inside_its_commit_leaves_every_reader_whol
         "iotpipe.maintenance" in s.summary.additional_properties for s in iceberg_table(tmp_path, "gold").snapshots()
     )
 
-    second = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 4})
+    second = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 4}, settings=settings)
     assert (
         second.report["status"] == "SUCCEEDED" and second.report["maintenance"]["tables"]["gold"]["files_rewritten"] > 0
     )
@@ -400,7 +410,8 @@ def test_a_committed_gold_file_that_vanishes_is_unreconciled_and_nothing_is_main
 
         bindings.run_spark_step = step
 
-    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 5}, customise=job_step_loses_a_gold_file)
+    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 2, "seed": 5}, customise=job_step_loses_a_gold_file,
+                    settings=local_settings(tmp_path, maintenance_min_input_files=2))  # fmt: skip
     assert execution.report["status"] == "UNRECONCILED"
     verification = execution.state_output("VerifyGold")["verification"]
     assert verification["gold"]["missing_files"] == 1 and verification["gold"]["examples"]["missing"]
@@ -409,6 +420,8 @@ def test_a_committed_gold_file_that_vanishes_is_unreconciled_and_nothing_is_main
         == verification["gold"]["committed_rows"] - verification["gold"]["new_rows"]
         > 0
     )
+    # The tables had work for maintenance (two batches' files), yet an unreconciled run leaves them be.
+    assert verification["maintenance"]["due"] is True
     assert "MaintainTables" not in execution.entered_states()
     assert "ReleaseLease" in execution.entered_states()
 

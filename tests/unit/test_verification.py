@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from iotpipe.cli import format_report, reconciles_line
-from iotpipe.lake.iceberg import BATCH_ID, INPUT_ROWS, QUERY_ID, storage_uri
+from iotpipe.lake.iceberg import BATCH_ID, INPUT_ROWS, MAINTENANCE, QUERY_ID, Snapshot, TableMetadata, storage_uri
 from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import GOLD, QUARANTINE, SEEN_IDS, sqlite_path
 from iotpipe.local.catalog import LocalGlue
@@ -22,7 +22,7 @@ from iotpipe.run.models import RunReport, Verification
 from iotpipe.run.plan import plan_run
 from iotpipe.run.report import build_report, final_status, summary_line
 from iotpipe.run.settings import Settings
-from iotpipe.run.verify import verify_gold
+from iotpipe.run.verify import maintenance_due, verify_gold
 from tests.lakes import JobCommits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,3 +230,34 @@ def test_iotpipe_run_says_yes_only_for_a_reconciled_report(lake):
     assert reconciles_line(report) == "yes"
     unreconciled = {**report, "reconciliation": {**report["reconciliation"], "reconciles": False}}
     assert reconciles_line(unreconciled) == "NO: not reconciled"
+
+
+def _table(snapshots: list[tuple[int, int, dict]], current: int | None = None) -> TableMetadata:
+    """Table metadata with a main line of (id, timestamp ms, summary), oldest first."""
+    made, parent = {}, None
+    for snapshot_id, timestamp_ms, summary in snapshots:
+        made[snapshot_id] = Snapshot(snapshot_id, parent, timestamp_ms, summary.get("operation", "append"), summary, "")
+        parent = snapshot_id
+    return TableMetadata("lake/t", current if current is not None else parent, made)
+
+
+def test_maintenance_is_due_from_the_tables_own_history_only():
+    day = 24 * 3600 * 1000
+    now = 100 * day
+    adds = {"added-data-files": "20"}
+    nothing = {"added-data-files": "0"}
+    four = [(i, now - i, adds) for i in range(1, 5)]
+    assert maintenance_due({"gold": _table(four)}, 5, now)["due"] is False
+    assert maintenance_due({"gold": _table(four)}, 4, now) == {
+        "due": True, "reason": "gold: 4 commits added files since its last maintenance"}  # fmt: skip
+    # Commits that added nothing do not count; a maintenance commit starts the count again.
+    assert maintenance_due({"gold": _table([*four, (9, now, nothing)])}, 5, now)["due"] is False
+    merged = [(10, now - 20, adds), (11, now - 19, adds), (12, now - 18, {MAINTENANCE: "run-1", **adds}), *four]
+    assert maintenance_due({"gold": _table(merged)}, 5, now)["due"] is False
+    assert maintenance_due({"gold": _table([(20, now - 30, adds), *merged])}, 5, now)["due"] is False
+    # Any table may make it due; an old snapshot to expire does too, but never the current one.
+    assert maintenance_due({"gold": _table(four), "quarantine": _table([*four, (5, now, adds)])}, 5, now)["due"]
+    old = [(1, now - 6 * day, adds), (2, now, adds)]
+    assert maintenance_due({"gold": _table(old)}, 5, now)["reason"] == "gold: 1 snapshots older than 120 h to expire"
+    assert maintenance_due({"gold": _table(old[:1])}, 5, now)["due"] is False
+    assert maintenance_due(None, 5, now)["due"] is False
