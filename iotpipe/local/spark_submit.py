@@ -25,6 +25,9 @@ JOB_SCRIPT = SPARK_DIR / "job.py"
 LOG_CONFIG = SPARK_DIR / "log4j2.properties"
 FAULTS_JAR = Path(os.environ.get("IOTPIPE_FAULTS_JAR", SPARK_DIR.parent / "build" / "iotpipe-faults.jar"))
 PROGRESS_PREFIX = "IOTPIPE_PROGRESS "
+# More options for the driver's JVM of every local Spark application (the tests use the JVM's
+# quick compiler alone, -XX:TieredStopAtLevel=1: their inputs are too small to repay C2's work).
+JAVA_OPTIONS_ENV = "IOTPIPE_SPARK_JAVA_OPTIONS"
 # Faults that halt the driver inside an Iceberg commit need the test-only FileIO (spark/faults/).
 INSIDE_COMMIT_FAULTS = ("crash-mid-batch", "crash-inside-quarantine", "crash-inside-maintenance")
 
@@ -64,7 +67,8 @@ def local_submit_options(master: str = "local[*]", driver_memory: str = "2g", ex
         "--conf",
         # The heap is taken whole up front, as a container's would be: memory is then set by
         # configuration, and a longer run does not look like a larger one.
-        f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG} -Xms{driver_memory}",
+        f"spark.driver.extraJavaOptions=-Dlog4j.configurationFile=file:{LOG_CONFIG} "
+        f"{os.environ.get(JAVA_OPTIONS_ENV, '')} -Xms{driver_memory}",
     ]
 
 

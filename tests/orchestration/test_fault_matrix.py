@@ -511,10 +511,6 @@ CASES = [
          "the job run's state times out after batch 0, maintenance's before it commits", "SUCCEEDED",
          {"generate": False}, before=a_small_lake(94), settings=MAINTENANCE_DUE, customise=job_run_states_time_out,
          check=timed_out_then_resumed_and_maintenance_timeout_reported, runtime=EMR_SERVERLESS),
-    Case("EMR Serverless: lease stolen mid-run", "another run takes the lease after batch 0", "FAILED",
-         {"days": 1, "size": "4MiB", "shards": 4, "seed": 95}, settings={"lease_seconds": 3.0},
-         customise=steal_the_lease_after_the_first_batch, lease_at_end=held_by("another-run"),
-         after=other_run_finishes, check=stopped_writing, runtime=EMR_SERVERLESS),
 ]  # fmt: skip
 
 

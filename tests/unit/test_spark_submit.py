@@ -86,3 +86,9 @@ def test_the_jobs_and_the_maintenances_own_s3_clients_on_emr_get_the_stacks_regi
         for args in parsed:
             assert args.region == "eu-west-1"
             assert storage_for(args.checkpoint, region=args.region)._client.meta.region_name == "eu-west-1"
+
+
+def test_more_driver_options_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("IOTPIPE_SPARK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+    (java_options,) = [c for c in _option(submit_command(["--bronze", "b"]), "--conf") if "extraJavaOptions" in c]
+    assert java_options.split()[-2:] == ["-XX:TieredStopAtLevel=1", "-Xms2g"]
