@@ -405,6 +405,9 @@ def nothing_to_do_costs_no_cluster(executions, lake, settings):
 
 # The rows about maintenance itself: two batches' files in a partition make it due.
 MAINTENANCE_DUE = {"maintenance_min_input_files": 2}
+# A cancelled job run's driver cannot end its claim on the lease: the resume waits it out, for
+# as long as a heartbeat extends it (lease_seconds, 300 s by default; here 6 s).
+SHORT_CLAIMS = {"lease_seconds": 6.0}
 
 
 def a_small_lake(seed: int):
@@ -505,11 +508,13 @@ CASES = [
          {"generate": False, "fault_injection": "fail-at-start"}, before=a_small_lake(92),
          check=serverless_failed_before_any_batch, runtime=EMR_SERVERLESS),
     Case("EMR Serverless: job run cancelled", "CancelJobRun after batch 0", "SUCCEEDED",
-         {"generate": False}, before=a_small_lake(93), customise=cancel_the_job_run_after_the_first_batch,
+         {"generate": False}, before=a_small_lake(93), settings=SHORT_CLAIMS,
+         customise=cancel_the_job_run_after_the_first_batch,
          check=job_run_cancelled_then_resumed, runtime=EMR_SERVERLESS),
     Case("EMR Serverless: job run timing out",
          "the job run's state times out after batch 0, maintenance's before it commits", "SUCCEEDED",
-         {"generate": False}, before=a_small_lake(94), settings=MAINTENANCE_DUE, customise=job_run_states_time_out,
+         {"generate": False}, before=a_small_lake(94), settings={**MAINTENANCE_DUE, **SHORT_CLAIMS},
+         customise=job_run_states_time_out,
          check=timed_out_then_resumed_and_maintenance_timeout_reported, runtime=EMR_SERVERLESS),
 ]  # fmt: skip
 

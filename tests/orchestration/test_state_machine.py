@@ -105,13 +105,13 @@ def test_a_deployment_without_the_spark_job_fails_in_plan_run_before_any_side_ef
 
 
 def test_an_s3_event_processes_only_new_bronze_on_an_existing_cluster_path(tmp_path):
-    first = run(tmp_path, {"days": 1, "size": "4MiB", "shards": 2, "seed": 7})
+    first = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 7})
     assert first.report["status"] == "SUCCEEDED"
     assert_readers_agree(tmp_path)
     # An existing cluster must carry this stack's tag, or the state machine role may not use it.
     # A strict quality policy in the execution input: the run breaks it, and the user chose "fail".
     strict = {"min_gold_rows": 10**9, "on_breach": "fail"}
-    second = run(tmp_path, {"days": 1, "size": "4MiB", "shards": 2, "seed": 8, "cluster_id": "j-EXISTING1",
+    second = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 8, "cluster_id": "j-EXISTING1",
                             "quality": strict},
                  customise=lambda b: b.cluster_tags.update({"j-EXISTING1": {"iotpipe-stack": "iotpipe"}}))  # fmt: skip
     new_truth = summarise(read_manifests(str(tmp_path / "bronze" / "raw"), seed=8))
@@ -178,7 +178,7 @@ def test_failures_in_verify_terminate_and_publish_are_each_caught(tmp_path):
         bindings.terminate_cluster = terminate_fails
         bindings.publish_report = publish_fails
 
-    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 2, "seed": 9}, customise=break_three_things)
+    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 9}, customise=break_three_things)
     assert execution.status == "FAILED"
     assert execution.report["status"] == "FAILED" and execution.report["error"]["Error"] == "RuntimeError"
     assert execution.state_output("ReportStatus")["termination_error"]["Error"] == "EMR.InternalServerException"
@@ -280,7 +280,7 @@ def test_a_follow_up_run_that_cannot_start_fails_the_run_loudly(tmp_path):
 def test_a_dead_holders_lease_is_taken_over_after_expiry(tmp_path):
     settings = local_settings(tmp_path)
     FileLeaseStore(settings.lease_store).acquire(settings.lease_key, "a-run-that-died", seconds=3)
-    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 2, "seed": 14}, settings=settings)
+    execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 14}, settings=settings)
     assert execution.report["status"] == "SUCCEEDED"
     assert execution.entered_states().count("WaitForLease") >= 2
     assert FileLeaseStore(settings.lease_store).get(settings.lease_key).holder is None
