@@ -77,6 +77,8 @@ class Case:
     after: Optional[Callable[[Path, Settings], None]] = None  # what the live holder does before the next run
     check: Optional[Callable[[list, Path, Settings], None]] = None
     next_input: dict = field(default_factory=lambda: {"generate": False})
+    next_settings: dict = field(default_factory=dict)  # the next run's settings (by default the deployment's)
+    check_next: Optional[Callable[[list, Path], None]] = None
     runtime: str = EMR_ON_EC2  # the deployment's SparkRuntime, for the faulted run and the next
 
 
@@ -294,7 +296,9 @@ def job_run_cancelled_then_resumed(executions, lake, settings):
     execution = executions[-1]
     assert ("emr-serverless.cancel", next(iter(execution.bindings.job_runs))) in execution.bindings.calls
     assert execution.report["step_error"]["job_run_state"] == "CANCELLED"
-    assert execution.report["spark"]["job_run_id"] == list(execution.bindings.job_runs)[-2]
+    # The report names the resume's job run, the last one started (maintenance was not due).
+    assert "MaintainTablesJobRun" not in execution.entered_states()
+    assert execution.report["spark"]["job_run_id"] == list(execution.bindings.job_runs)[-1]
 
 
 def timed_out_then_resumed_and_maintenance_timeout_reported(executions, lake, settings):
@@ -352,6 +356,13 @@ def maintenance_failure_reported(executions, lake, settings):
     assert report["maintenance"]["error"] == "States.TaskFailed" and report["reconciliation"]["reconciles"]
     assert not any("iotpipe.maintenance" in s.summary.additional_properties
                    for s in iceberg_table(lake, "gold").snapshots())  # fmt: skip
+
+
+def the_next_maintenance_merges(following, lake):
+    """The next run's maintenance merges what the crashed one did not, as one commit readers see whole."""
+    assert following[-1].report["maintenance"]["tables"]["gold"]["files_rewritten"] > 0
+    assert any("iotpipe.maintenance" in s.summary.additional_properties
+               for s in iceberg_table(lake, "gold").snapshots())  # fmt: skip
 
 
 def report_answer_lost_once_with_metrics_counted(lake, settings):
@@ -494,7 +505,8 @@ CASES = [
          check=retried_report_counts_once),
     Case("maintenance crash", "driver halted inside the commit of Gold's rewrite", "SUCCEEDED",
          {"generate": False, "fault_injection": "crash-inside-maintenance"}, before=a_small_lake(76),
-         settings=MAINTENANCE_DUE,
+         settings=MAINTENANCE_DUE, next_input={"days": 1, "size": "1MiB", "shards": 1, "seed": 77},
+         next_settings=MAINTENANCE_DUE, check_next=the_next_maintenance_merges,
          check=maintenance_failure_reported),
     Case("nothing new to do", "a trigger run for data already taken", "NOTHING_TO_DO",
          {"generate": False, "started_by": "trigger"}, settings={"arrival_clock_margin_seconds": 0.0},
@@ -541,11 +553,13 @@ def test_fault(case: Case, tmp_path):
     if case.after:
         case.after(lake, settings)
 
-    with engine(lake, local_settings(lake, spark_runtime=case.runtime)) as local:
+    with engine(lake, local_settings(lake, spark_runtime=case.runtime, **case.next_settings)) as local:
         following = local.run(case.next_input)
     for execution in following:
         record_coverage(execution)
     assert [e.report["status"] for e in following] == ["SUCCEEDED"] * len(following)
+    if case.check_next:
+        case.check_next(following, lake)
     executions += faulted + following
 
     expected = truth(lake)

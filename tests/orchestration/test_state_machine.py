@@ -301,7 +301,7 @@ def test_two_racing_runs_never_run_two_spark_steps_at_once(tmp_path):
         bindings.run_spark_step = step
 
     generate_into(tmp_path, 21)
-    settings = local_settings(tmp_path, lease_wait_rounds=120, maintenance_min_input_files=2)
+    settings = local_settings(tmp_path, lease_wait_rounds=120)
     with engine(tmp_path, settings, customise=timed_steps) as local:
         first = local.start({"days": 1, "size": "2MiB", "shards": 2, "seed": 22}, "console-run")
         second = local.start({"generate": False}, "triggered-run")
@@ -309,11 +309,11 @@ def test_two_racing_runs_never_run_two_spark_steps_at_once(tmp_path):
     for execution in executions:
         record_coverage(execution)
     assert [e.report["status"] for e in executions] == ["SUCCEEDED", "SUCCEEDED"]
-    # Each run's job step, then its maintenance step if it committed batches (both write under the
-    # lease): never two at once. Which run wins the lease, and so which one finds Bronze left to
-    # process, depends on timing.
+    # Each run's job step (and its maintenance step, were it due: it writes under the lease too,
+    # tested with a live driver in the fault matrix): never two at once. Which run wins the lease,
+    # and so which one finds Bronze left to process, depends on timing.
     maintaining = [e for e in executions if "MaintainTables" in e.entered_states()]
-    assert maintaining and len(intervals) == len(executions) + len(maintaining)
+    assert len(intervals) == len(executions) + len(maintaining)
     ordered = sorted(intervals)
     assert all(end <= next_start for (_, end), (next_start, _) in zip(ordered, ordered[1:]))
     assert any("WaitForLease" in e.entered_states() for e in executions)
@@ -363,35 +363,6 @@ def test_watch_processes_three_waves_of_uploads(tmp_path):
     assert sum(r.records["input"] for r in summary.runs) == expected["records"]
     assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
     print(f"\nwatch: {len(summary.runs)} runs, seconds per run {[r.seconds for r in summary.runs]}")
-
-
-def test_a_maintenance_step_that_dies_inside_its_commit_leaves_every_reader_whole(tmp_path):
-    """The maintenance driver halts inside the commit of Gold's rewrite (merged files written, the
-    table's metadata not): the run's data stands (SUCCEEDED, the maintenance's failure reported),
-    every reader sees the same rows, none twice, and the next run's maintenance merges them."""
-    settings = local_settings(tmp_path, maintenance_min_input_files=2)
-    first = run(
-        tmp_path,
-        {"days": 1, "size": "4MiB", "shards": 2, "seed": 3, "fault_injection": "crash-inside-maintenance"},
-        settings=settings,
-    )
-    assert first.status == "SUCCEEDED" and first.report["status"] == "SUCCEEDED"
-    assert first.report["maintenance"]["error"] == "States.TaskFailed"
-    assert {"MaintainTables", "ReleaseLease"} <= set(first.entered_states())
-    expected = truth(tmp_path)
-    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
-    assert assert_readers_agree(tmp_path)["gold"] == expected["gold"]
-    assert not any(
-        "iotpipe.maintenance" in s.summary.additional_properties for s in iceberg_table(tmp_path, "gold").snapshots()
-    )
-
-    second = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 1, "seed": 4}, settings=settings)
-    assert (
-        second.report["status"] == "SUCCEEDED" and second.report["maintenance"]["tables"]["gold"]["files_rewritten"] > 0
-    )
-    expected = truth(tmp_path)
-    assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
-    assert assert_readers_agree(tmp_path)["gold"] == expected["gold"]
 
 
 def test_a_committed_gold_file_that_vanishes_is_unreconciled_and_nothing_is_maintained(tmp_path):
