@@ -10,8 +10,8 @@ For each table, in this order, each one commit at most (a crash anywhere leaves 
 it was or as it is after that commit; no reader ever sees a row twice or misses one):
 
 - **rewrite data files** (bin-packing): in each partition, the files under 48 MiB are merged
-  into files of up to 64 MiB once there are `--min-input-files` of them (by default 5, Iceberg's
-  own; VerifyGold starts this step only when a table has work for it). A partition a run did
+  into files of up to 64 MiB once there are `--min-input-files` of them (by default two;
+  VerifyGold starts this step only once a table has had five commits since its last maintenance). A partition a run did
   not write is not touched, so the work follows what the run added; a file that has grown past
   48 MiB is left alone, so a busy partition is not rewritten whole run after run;
 - **rewrite manifests**, once a table has more than MANIFESTS_TO_REWRITE of them;

@@ -68,8 +68,16 @@ def maintenance_outcome(event: ReportEvent, storage) -> Optional[dict]:
     """What table maintenance did after this round (its outcome file), its step's error, or why
     VerifyGold found no work for it."""
     if not event.maintenance:
-        if event.verification is not None and event.verification.ok and not event.verification.maintenance["due"]:
-            return {"not_due": event.verification.maintenance["reason"]}
+        verification = event.verification
+        # Only where ShouldMaintain's other conditions held: a verified, reconciled round with batches.
+        if (
+            verification is not None
+            and verification.ok
+            and verification.reconciliation.get("reconciles")
+            and verification.counts.get("batches", 0) > 0
+            and not verification.maintenance.get("due", False)
+        ):
+            return {"not_due": verification.maintenance.get("reason", "")}
         return None
     if "Error" in event.maintenance:
         return {"error": event.maintenance.get("Error"), "cause": str(event.maintenance.get("Cause", ""))[:1000]}

@@ -156,10 +156,12 @@ TABLES: Tuple[Table, ...] = (GOLD, QUARANTINE, RUNS, RUN_QUARANTINE)
 ICEBERG_TABLES: Tuple[Table, ...] = (GOLD, QUARANTINE, SEEN_IDS)
 
 # Table maintenance (spark/maintain.py) merges a partition's small files into files of up to
-# TARGET_FILE_BYTES once it holds MIN_INPUT_FILES of them (Iceberg's default `min-input-files`);
-# VerifyGold decides whether it has work (iotpipe.run.verify.maintenance_due).
+# TARGET_FILE_BYTES once it holds MIN_INPUT_FILES of them. VerifyGold starts it once a table has
+# COMMITS_BEFORE_MAINTENANCE commits that added files since its last maintenance
+# (iotpipe.run.verify.maintenance_due).
 TARGET_FILE_BYTES = 64 * 2**20
-MIN_INPUT_FILES = 5
+MIN_INPUT_FILES = 2
+COMMITS_BEFORE_MAINTENANCE = 5
 DEFAULT_SNAPSHOT_AGE_MS = 5 * 24 * 3600 * 1000
 
 _DUCKDB_TYPES = {

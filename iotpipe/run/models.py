@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator
 
 from iotpipe.lake.cleaning_rules import REASON_CODES
-from iotpipe.lake.tables import MIN_INPUT_FILES
+from iotpipe.lake.tables import COMMITS_BEFORE_MAINTENANCE
 from iotpipe.run.sizes import parse_size
 
 # Fault injection for tests. The persistent ones (a bug, a poison batch, a lease store the job
@@ -226,9 +226,10 @@ class RunPlan(BaseModel):
     runtime: SparkRuntime = Field(EMR_ON_EC2, description="where the Spark job and maintenance run (SparkRuntime)")
     maintenance_job_driver: Optional[dict] = Field(None, description="EMR Serverless: maintenance's JobDriver")
     maintenance_client_token: str = ""
-    maintenance_min_input_files: int = Field(
-        MIN_INPUT_FILES, ge=2, description="maintain the tables once a partition holds this many small files"
-    )
+    maintenance_after_commits: int = Field(
+        COMMITS_BEFORE_MAINTENANCE, ge=1,
+        description="maintain a table once this many of its commits added files since its last maintenance",
+    )  # fmt: skip
     follow_up_name: str = Field(description="the name of the execution this one hands over to, if it must")
     quality: QualityPolicy = Field(default_factory=QualityPolicy)
 

@@ -170,7 +170,7 @@ def maintenance_arguments(run_id: str, settings: Settings, fault: str | None = N
     """spark/maintain.py's arguments, for an EMR step or a job run."""
     args = ["--gold", settings.gold_uri, "--checkpoint", settings.checkpoint_uri, "--runs", settings.runs_uri,
             "--catalog", settings.catalog_uri, "--catalog-database", settings.catalog_database,
-            "--run-id", run_id, "--min-input-files", str(settings.maintenance_min_input_files)]  # fmt: skip
+            "--run-id", run_id]  # fmt: skip
     if settings.lease_store:
         args += ["--lease", settings.lease_store, "--lease-key", settings.lease_key, "--lease-holder", run_id,
                  "--lease-seconds", str(settings.lease_seconds)]  # fmt: skip
@@ -329,7 +329,7 @@ def plan_run(
         )
         if settings.spark_runtime == EMR_SERVERLESS
         else None,  # fmt: skip
-        maintenance_min_input_files=settings.maintenance_min_input_files,
+        maintenance_after_commits=settings.maintenance_after_commits,
         maintenance_client_token=client_token(execution_id, f"{execution_name}-maintenance"),
         follow_up_name=follow_up_name(execution_name),
         quality=quality,

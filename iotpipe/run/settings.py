@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from iotpipe.lake.horizon import DEFAULT_HORIZON, horizon_days
 from iotpipe.lake.storage import join
-from iotpipe.lake.tables import MIN_INPUT_FILES, local_catalog_uri
+from iotpipe.lake.tables import COMMITS_BEFORE_MAINTENANCE, local_catalog_uri
 from iotpipe.run.models import EMR_ON_EC2, QualityPolicy, SparkRuntime
 from iotpipe.run.quality import parse_reason_ratios
 
@@ -79,9 +79,10 @@ class Settings(BaseModel):
     spark_step_timeout_seconds: int = Field(default=4 * 3600, ge=1, description="one Spark step, then cancelled")
     terminate_timeout_seconds: int = Field(default=1800, ge=1, description="a transient cluster's termination")
     maintenance_timeout_seconds: int = Field(default=3600, ge=1, description="table maintenance's Spark step")
-    maintenance_min_input_files: int = Field(
-        default=MIN_INPUT_FILES, ge=2, description="maintain the tables once a partition holds this many small files"
-    )
+    maintenance_after_commits: int = Field(
+        default=COMMITS_BEFORE_MAINTENANCE, ge=1,
+        description="maintain a table once this many of its commits added files since its last maintenance",
+    )  # fmt: skip
     max_files_per_trigger: int = 8
     catalog_database: str = Field(default="iotpipe", description="the catalog's database holding the tables")
     shuffle_partitions: int = 8

@@ -277,20 +277,22 @@ def verify_run(
     return verification, document
 
 
-def maintenance_due(tables: dict[str, TableMetadata] | None, min_input_files: int, now_ms: int) -> dict:
-    """Whether table maintenance has work, from the tables' metadata alone (no manifest is read, so
-    the decision costs the same however long the history): `min_input_files` commits that added
-    files since a table's last maintenance (a batch adds at most one file to a partition, so
-    before that no partition can hold that many new small files to merge), or a snapshot other
-    than the current one older than the table's snapshot age (what expiry removes). A step that
-    would merge nothing and expire nothing is not started: it costs a Spark application all the same."""
-    for name, table in (tables or {}).items():
+def maintenance_due(tables: dict[str, TableMetadata] | None, after_commits: int, now_ms: int) -> dict:
+    """Whether table maintenance is worth a Spark application, from the tables' metadata alone (no
+    manifest is read, so the decision costs the same however long the history): `after_commits`
+    commits that added files to a table since its last maintenance commit (small files to merge),
+    or a snapshot other than the current one older than the table's snapshot age (what expiry
+    may remove). Until then its merges, expiry, manifest rewrite and orphan removal wait: a small
+    run pays for none of them."""
+    if not tables:
+        return {"due": False, "reason": "the tables hold no commits yet"}
+    for name, table in tables.items():
         commits = 0
         for snapshot in table.main_line():
             if snapshot.is_maintenance:
                 break
             commits += snapshot.count("added-data-files") > 0
-        if commits >= min_input_files:
+        if commits >= after_commits:
             return {"due": True, "reason": f"{name}: {commits} commits added files since its last maintenance"}
         max_age = int(table.properties.get("history.expire.max-snapshot-age-ms") or DEFAULT_SNAPSHOT_AGE_MS)
         old = [s for s in table.snapshots.values()
@@ -300,7 +302,7 @@ def maintenance_due(tables: dict[str, TableMetadata] | None, min_input_files: in
             return {"due": True, "reason": f"{name}: {len(old)} snapshots older than {hours} h to expire"}
     return {
         "due": False,
-        "reason": f"fewer than {min_input_files} commits added files since the last maintenance, "
+        "reason": f"fewer than {after_commits} commits added files since the last maintenance, "
         "and no snapshot is old enough to expire",
     }
 
@@ -311,7 +313,7 @@ def verify_gold(plan: RunPlan, storage: Storage, glue, database: str, now_ms: in
     tables = read_tables(storage, glue, database)
     verification, document = verify_run(plan, plan.run_id, storage, glue, database, tables)
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    verification.maintenance = maintenance_due(tables, plan.maintenance_min_input_files, now_ms)
+    verification.maintenance = maintenance_due(tables, plan.maintenance_after_commits, now_ms)
     document["summary"] = verification.model_dump(mode="json")
     storage.write_bytes(verification.document, json.dumps(document, indent=1, sort_keys=True, default=str).encode())
     return verification

@@ -415,7 +415,7 @@ def nothing_to_do_costs_no_cluster(executions, lake, settings):
 
 
 # The rows about maintenance itself: two batches' files in a partition make it due.
-MAINTENANCE_DUE = {"maintenance_min_input_files": 2}
+MAINTENANCE_DUE = {"maintenance_after_commits": 2}
 # A cancelled job run's driver cannot end its claim on the lease: the resume waits it out, for
 # as long as a heartbeat extends it (lease_seconds, 300 s by default; here 6 s).
 SHORT_CLAIMS = {"lease_seconds": 6.0}

@@ -48,7 +48,7 @@ pytestmark = pytest.mark.spark
 def test_happy_path_generates_transforms_verifies_and_reports(tmp_path):
     # Two batches leave two small files in a partition: maintenance is due from two on.
     execution = run(tmp_path, {"size": "4MiB", "shards": 2, "seed": 3},
-                    settings=local_settings(tmp_path, maintenance_min_input_files=2))  # fmt: skip
+                    settings=local_settings(tmp_path, maintenance_after_commits=2))  # fmt: skip
     assert execution.status == "SUCCEEDED"
     report = execution.report
     expected = truth(tmp_path)
@@ -210,7 +210,7 @@ def test_data_arriving_mid_run_is_drained_by_the_same_run(tmp_path):
     assert "PrepareDrain" in execution.entered_states()
     assert execution.report["records"]["input"] == expected["records"]
     assert gold_counts(tmp_path) == (expected["gold"], expected["gold"])
-    # Fewer than five commits added files (Iceberg's min-input-files) and no snapshot is old enough to
+    # Fewer than five commits added files to a table and no snapshot is old enough to
     # expire: VerifyGold finds no work for maintenance, no Spark application is started for it,
     # and the report says why.
     assert "MaintainTables" not in execution.entered_states()
@@ -382,7 +382,7 @@ def test_a_committed_gold_file_that_vanishes_is_unreconciled_and_nothing_is_main
         bindings.run_spark_step = step
 
     execution = run(tmp_path, {"days": 1, "size": "2MiB", "shards": 2, "seed": 5}, customise=job_step_loses_a_gold_file,
-                    settings=local_settings(tmp_path, maintenance_min_input_files=2))  # fmt: skip
+                    settings=local_settings(tmp_path, maintenance_after_commits=2))  # fmt: skip
     assert execution.report["status"] == "UNRECONCILED"
     verification = execution.state_output("VerifyGold")["verification"]
     assert verification["gold"]["missing_files"] == 1 and verification["gold"]["examples"]["missing"]

@@ -260,4 +260,4 @@ def test_maintenance_is_due_from_the_tables_own_history_only():
     old = [(1, now - 6 * day, adds), (2, now, adds)]
     assert maintenance_due({"gold": _table(old)}, 5, now)["reason"] == "gold: 1 snapshots older than 120 h to expire"
     assert maintenance_due({"gold": _table(old[:1])}, 5, now)["due"] is False
-    assert maintenance_due(None, 5, now)["due"] is False
+    assert maintenance_due(None, 5, now) == {"due": False, "reason": "the tables hold no commits yet"}
