@@ -10,10 +10,10 @@ For each table, in this order, each one commit at most (a crash anywhere leaves 
 it was or as it is after that commit; no reader ever sees a row twice or misses one):
 
 - **rewrite data files** (bin-packing): in each partition, the files under 48 MiB are merged
-  into files of up to 64 MiB once there are `--min-input-files` of them (by default two;
-  VerifyGold starts this step only once a table has had five commits since its last maintenance). A partition a run did
-  not write is not touched, so the work follows what the run added; a file that has grown past
-  48 MiB is left alone, so a busy partition is not rewritten whole run after run;
+  into files of up to 64 MiB once there are two of them (VerifyGold starts this step only once
+  a table has had five commits since its last maintenance). A partition a run did not write is
+  not touched, so the work follows what the run added; a file that has grown past 48 MiB is left
+  alone, so a busy partition is not rewritten whole run after run;
 - **rewrite manifests**, once a table has more than MANIFESTS_TO_REWRITE of them;
 - **expire snapshots** older than the table's `history.expire.max-snapshot-age-ms` (Iceberg's
   default, 5 days: time travel that far back), keeping the snapshots of every run that has not
@@ -70,10 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--catalog", default="glue", help="'glue' or 'jdbc:sqlite:<file>'")
     parser.add_argument("--catalog-database", default=DATABASE)
     parser.add_argument("--run-id", required=True, help="the run this maintenance follows")
-    parser.add_argument(
-        "--min-input-files", type=int, default=MIN_INPUT_FILES,
-        help="merge a partition's small files once it holds this many",
-    )  # fmt: skip
     parser.add_argument("--region", default=None, help="AWS region of the job's own S3 calls on EMR")
     parser.add_argument("--lease", default=None, help="the checkpoint lease's store (as the streaming job's)")
     parser.add_argument("--lease-key", default="bronze-to-gold")
@@ -107,7 +103,7 @@ class Maintenance:
             jvm.java.lang.System.setProperty(CRASH_ARMED_PROPERTY, java.location().rstrip("/"))
         rewrite = (
             self.actions.rewriteDataFiles(java)
-            .option("min-input-files", str(self.args.min_input_files))
+            .option("min-input-files", str(MIN_INPUT_FILES))
             .option("target-file-size-bytes", str(TARGET_FILE_BYTES))
             .option("partial-progress.enabled", "false")
             .snapshotProperty(MAINTENANCE, self.args.run_id)

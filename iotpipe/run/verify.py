@@ -307,13 +307,12 @@ def maintenance_due(tables: dict[str, TableMetadata] | None, after_commits: int,
     }
 
 
-def verify_gold(plan: RunPlan, storage: Storage, glue, database: str, now_ms: int | None = None) -> Verification:
+def verify_gold(plan: RunPlan, storage: Storage, glue, database: str) -> Verification:
     """VerifyGold: verify the run's batches, write the detail beside its manifest, and say whether
     the tables need maintenance."""
     tables = read_tables(storage, glue, database)
     verification, document = verify_run(plan, plan.run_id, storage, glue, database, tables)
-    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    verification.maintenance = maintenance_due(tables, plan.maintenance_after_commits, now_ms)
+    verification.maintenance = maintenance_due(tables, plan.maintenance_after_commits, int(time.time() * 1000))
     document["summary"] = verification.model_dump(mode="json")
     storage.write_bytes(verification.document, json.dumps(document, indent=1, sort_keys=True, default=str).encode())
     return verification
