@@ -128,6 +128,11 @@ bench-5g: install
 bench-fixed-cost: install
 	$(BIN)/python -m bench.run --fixed-cost
 
+# Each Iceberg commit of our job over 1 GiB, from Iceberg's own CommitReport.
+.PHONY: bench-commit-cost
+bench-commit-cost: install
+	$(BIN)/python -m bench.run --commit-cost --sizes 1GiB
+
 sam-validate: $(SAM)
 	$(SAM) validate --lint
 

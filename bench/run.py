@@ -4,6 +4,7 @@ on the same generated Bronze, in one invocation. Writes docs/benchmarks.md (and 
     python -m bench.run --sizes 1GiB          # make bench
     python -m bench.run --sizes 1GiB,5GiB     # make bench-5g
     python -m bench.run --fixed-cost          # make bench-fixed-cost: T = a + b * objects
+    python -m bench.run --commit-cost         # make bench-commit-cost: each Iceberg commit of our job (1GiB)
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -28,7 +30,13 @@ from iotpipe.lake.iceberg import DATA, live_files, read_metadata
 from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import DATABASE, GOLD, local_catalog_uri, sqlite_path
 from iotpipe.local.catalog import LocalGlue
-from iotpipe.local.spark_submit import JOB_SCRIPT, SPARK_DIR, local_submit_options, submit_command
+from iotpipe.local.spark_submit import (
+    JAVA_OPTIONS_ENV,
+    JOB_SCRIPT,
+    SPARK_DIR,
+    local_submit_options,
+    submit_command,
+)
 from iotpipe.run.sizes import parse_size
 from iotpipe.run.spark_args import SparkJobArgs
 
@@ -37,6 +45,13 @@ DOCS = ROOT / "docs"
 PLAIN_WRITE_BLOCK = 8 * 1024**2
 PROGRESS_PREFIX = "IOTPIPE_PROGRESS "  # a committed batch, as our job and the streaming floor print it
 MAINTAIN_SCRIPT = SPARK_DIR / "maintain.py"
+# The job's log settings plus Iceberg's default metrics reporter on stdout: a CommitReport per commit.
+COMMITS_LOG_CONFIG = ROOT / "bench" / "log4j2-commits.properties"
+COMMIT_REPORT = re.compile(
+    r"CommitReport\{tableName=(?P<table>[^,]+),.*?commitMetrics=CommitMetricsResult\{"
+    r"totalDuration=TimerResult\{timeUnit=\w+, totalDuration=(?P<duration>PT[0-9.HMS]+)"
+)
+ISO_DURATION = re.compile(r"PT(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>[0-9.]+)S)?")
 # The write path the figures of this harness measure; runs in docs/benchmarks.json without it were
 # measured on the plain-Parquet path before Gold became an Iceberg table.
 WRITE_PATH = "iceberg"
@@ -213,8 +228,9 @@ class StreamingJob:
         return [*local_submit_options(master="local[2]", driver_memory=driver_memory), str(self.script), *argv]
 
     def env(self, env: dict) -> dict:
-        if self.script == JOB_SCRIPT:
-            return env
+        if self.iceberg:  # Iceberg reports each commit's duration (a line per commit: no cost to speak of)
+            options = f"{env.get(JAVA_OPTIONS_ENV, '')} -Dlog4j.configurationFile=file:{COMMITS_LOG_CONFIG}"
+            return dict(env, **{JAVA_OPTIONS_ENV: options.strip()})
         return dict(env, PYTHONPATH=str(self.script.parent.parent))  # the job of another commit, its own packages
 
     def gold_files(self, out: Path) -> list[tuple[str, int]]:
@@ -264,7 +280,50 @@ def full_run(job: StreamingJob, bronze: Path, out: Path, driver_memory: str, tru
         raise WrongOutput(f"Gold's current snapshot holds {rows} rows, expected {truth['gold']}")
     committed = job.gold_files(out)
     batch_ms = job.batch_ms(out, lines)
-    return {**result, **file_stats(committed), "batches": summary["batches"], "gold_batch_ms": batch_ms}
+    figures = {**result, **file_stats(committed), "batches": summary["batches"], "gold_batch_ms": batch_ms}
+    if job.iceberg:
+        figures["commit_ms"] = commit_ms(lines)
+        if (reported := len(figures["commit_ms"].get(GOLD.name, []))) < summary["batches"]:
+            raise WrongOutput(f"{reported} Gold commits reported for {summary['batches']} batches: no CommitReport?")
+    return figures
+
+
+def commit_ms(lines: list[str]) -> dict[str, list[float]]:
+    """Each table's commit durations (ms) in the order made, from Iceberg's CommitReport lines: the
+    commit alone (manifests, metadata file, the catalog's pointer), not the writing of data files."""
+    commits: dict[str, list[float]] = {}
+    for line in lines:
+        if report := COMMIT_REPORT.search(line):
+            table = report["table"].rsplit(".", 1)[-1]
+            commits.setdefault(table, []).append(round(duration_ms(report["duration"]), 1))
+    return commits
+
+
+def duration_ms(iso: str) -> float:
+    """A java.time.Duration's text (PT0.0265S, PT1M2.5S) in milliseconds."""
+    parts = ISO_DURATION.fullmatch(iso)
+    if not parts:
+        raise ValueError(f"not a duration: {iso}")
+    hours, minutes, seconds = (float(parts[unit] or 0) for unit in ("h", "m", "s"))
+    return (hours * 3600 + minutes * 60 + seconds) * 1000
+
+
+def commit_cost_line(name: str, row: dict) -> str:
+    """A row's commits: each table's median commit ms and count, and their share of the median batch."""
+    commits = row.get("commit_ms")
+    if not commits:
+        return ""
+    tables = ", ".join(
+        f"{table} {statistics.median(ms):.0f} ms ({len(ms)} commit{'s' if len(ms) > 1 else ''})"
+        for table, ms in sorted(commits.items())
+    )
+    per_batch = sum(statistics.median(ms) for ms in commits.values())
+    share = (
+        f"; {per_batch / statistics.median(row['gold_batch_ms']):.1%} of the median batch"
+        if row.get("gold_batch_ms")
+        else ""
+    )
+    return f"\n{name}: median commit (Iceberg's CommitReport) {tables}; {per_batch:.0f} ms a batch{share}"
 
 
 def maintain_tables(lake: Path, env: dict, gold_rows: int) -> dict:
@@ -520,6 +579,38 @@ def fixed_cost(work: Path, counts: list[int], object_size: int) -> dict:
     }
 
 
+def commit_cost(work: Path, size_text: str) -> dict:
+    """Our job once over `size_text` of Bronze: each table's commit durations, and each batch's time."""
+    work = work / "commit-cost"
+    shutil.rmtree(work, ignore_errors=True)
+    bronze = work / "lake" / "bronze" / "raw"
+    plan = DatasetPlan(out=str(bronze), seed=42, size_bytes=parse_size(size_text), shard_count=2)
+    truth = summarise([asdict(m) for m in write_dataset(plan, processes=2)])
+    row = full_run(OURS, bronze.parent, work / "lake", "2g", truth, spark_env())
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "size": size_text,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "write_path": WRITE_PATH,
+        "row": row,
+    }
+
+
+def commit_cost_table(figure: dict) -> str:
+    row = figure["row"]
+    return "\n".join([
+        f"### The cost of a commit ({figure['size']} of Bronze, our job once)",
+        "",
+        f"Measured {figure['measured_at']} on {figure['machine']}: {row['seconds']:.1f} s, {row['batches']} batches, "
+        f"batch ms {row['gold_batch_ms']}.",
+        commit_cost_line(OURS_ROW, row),
+        "",
+        "Each table's commits in order, ms: "
+        + "; ".join(f"{table} {ms}" for table, ms in sorted(row["commit_ms"].items())),
+    ])  # fmt: skip
+
+
 # ---------------------------------------------------------------- docs/benchmarks.md
 def table(run: dict) -> str:
     lines = [
@@ -551,6 +642,8 @@ def table(run: dict) -> str:
     for name, row in run["results"].items():
         if row.get("gold_batch_ms"):
             lines.append(f"\n{name}: batch ms ({source}) {row['gold_batch_ms']}")
+        if cost := commit_cost_line(name, row):
+            lines.append(cost)
     return "\n".join(lines)
 
 
@@ -664,10 +757,13 @@ def write_docs(runs: dict[str, dict], docs: Path) -> None:
     body = "\n\n".join(table(r) for r in ordered) + "\n" + across_sizes(ordered)
     if FIXED_COST in runs:
         body += "\n\n" + fixed_cost_table(runs[FIXED_COST]) + "\n"
+    if COMMIT_COST in runs:
+        body += "\n\n" + commit_cost_table(runs[COMMIT_COST]) + "\n"
     (docs / "benchmarks.md").write_text(HEADER + "\n## Latest figures\n\n" + body)
 
 
 FIXED_COST = "fixed-cost"
+COMMIT_COST = "commit-cost"
 
 
 def comma_list(text: str, item: Callable[[str], int]) -> list[int]:
@@ -682,6 +778,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fixed-cost", action="store_true", help="measure the fixed cost of a run instead")
     parser.add_argument("--objects", default="1,2,4,8,16", help="--fixed-cost: object counts of the runs")
     parser.add_argument("--object-size", default="128MiB", help="--fixed-cost: each object's size")
+    parser.add_argument(
+        "--commit-cost", action="store_true", help="measure each Iceberg commit of our job instead (at the first size)"
+    )
     args = parser.parse_args(argv)
     docs = Path(args.docs)
     runs_file = docs / "benchmarks.json"
@@ -692,6 +791,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--objects needs two or more different positive counts")
         runs[FIXED_COST] = fixed_cost(Path(args.work), counts, parse_size(args.object_size))
         print(fixed_cost_table(runs[FIXED_COST]), flush=True)
+        write_docs(runs, docs)
+        return
+    if args.commit_cost:
+        runs[COMMIT_COST] = commit_cost(Path(args.work), args.sizes.split(",")[0])
+        print(commit_cost_table(runs[COMMIT_COST]), flush=True)
         write_docs(runs, docs)
         return
     for size_text in args.sizes.split(","):

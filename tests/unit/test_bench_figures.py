@@ -4,7 +4,15 @@ import json
 
 import pytest
 
-from bench.run import fit_line, later_batches_median, progress_batch_ms, ratio, sink_log_files
+from bench.run import (
+    commit_cost_line,
+    commit_ms,
+    fit_line,
+    later_batches_median,
+    progress_batch_ms,
+    ratio,
+    sink_log_files,
+)
 
 
 def test_the_fixed_cost_fit_recovers_a_line_and_refuses_one_x():
@@ -59,3 +67,33 @@ def test_the_file_sink_log_lists_the_files_of_its_latest_compact_and_later_batch
     files = sink_log_files(tmp_path / "gold")
     # Then they are what the compact file and the later batch leave
     assert files == [("file:/g/b.parquet", 20), ("file:/g/c.parquet", 30)]
+
+
+def commit_report(table: str, duration: str) -> str:
+    return (
+        f"Received metrics report: CommitReport{{tableName=local.iotpipe.{table}, snapshotId=1, sequenceNumber=1, "
+        "operation=append, commitMetrics=CommitMetricsResult{totalDuration=TimerResult{timeUnit=NANOSECONDS, "
+        f"totalDuration={duration}, count=1}}, attempts=CounterResult{{unit=COUNT, value=1}}}}, metadata={{}}}}"
+    )
+
+
+def test_commit_durations_come_from_icebergs_commit_reports_per_table_in_order():
+    # Given a job's output: commit reports of two tables (one over a minute), and other lines
+    lines = [
+        'IOTPIPE_PROGRESS {"batch": 0, "input": 10, "ms": 900}',
+        commit_report("gold", "PT0.25S"),
+        commit_report("quarantine", "PT0.0415S"),
+        commit_report("gold", "PT1M2.5S"),
+        "Received metrics report: ScanReport{tableName=local.iotpipe.gold, scanMetrics=...}",
+    ]
+    # When the commit durations are read
+    commits = commit_ms(lines)
+    # Then each table's are in milliseconds, in the order made; scans are not commits
+    assert commits == {"gold": [250.0, 62500.0], "quarantine": [41.5]}
+    # And a row's line gives each table's median and the commits' share of the median batch
+    line = commit_cost_line(
+        "ours", {"commit_ms": {"gold": [100.0, 300.0], "seen_ids": [50.0]}, "gold_batch_ms": [900, 2500]}
+    )
+    assert "gold 200 ms (2 commits)" in line
+    assert "seen_ids 50 ms (1 commit)" in line
+    assert "250 ms a batch; 14.7% of the median batch" in line
