@@ -737,6 +737,12 @@ instead of the merge of the old store's folders.
 instead: our job and the streaming floor over 1, 2, 4, 8 and 16 objects of 128 MiB, each on a
 new lake, with T = a + b * objects fitted to each by least squares, and a ours / a floor.
 
+The cost of each Iceberg commit comes from Iceberg itself: its default metrics reporter logs a
+CommitReport per commit (the commit alone: manifests, metadata file, the catalog's pointer; not
+the data files), which the bench's runs of our job print (`bench/log4j2-commits.properties`).
+Each run of our job gives every table's median commit and their share of the median batch;
+`python -m bench.run --commit-cost --sizes 1GiB` (`make bench-commit-cost`) measures one run alone.
+
 Every Spark row runs `local[2]` with the same spark-submit options (a 2 GiB heap taken whole
 at start, unless the row says otherwise). Peak RSS is that of the largest process (the JVM for
 Spark). Gold files are the data files of Gold's current snapshot for our job (read from the
