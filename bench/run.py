@@ -31,8 +31,8 @@ from iotpipe.lake.storage import LocalStorage
 from iotpipe.lake.tables import DATABASE, GOLD, local_catalog_uri, sqlite_path
 from iotpipe.local.catalog import LocalGlue
 from iotpipe.local.spark_submit import (
-    JAVA_OPTIONS_ENV,
     JOB_SCRIPT,
+    LOG_CONFIG,
     SPARK_DIR,
     local_submit_options,
     submit_command,
@@ -197,6 +197,17 @@ NAIVE_ROW = "naive Spark job"
 FLOOR_ROW = "Spark floor (Gold write only)"
 STREAMING_FLOOR_ROW = "Spark floor in our batches (streaming, Gold write only)"
 DUCKDB_ROW = "DuckDB (reference)"
+# --rows: the rows to run (default all); our job's row brings table maintenance with it.
+ROW_KEYS = {
+    OURS_ROW: "ours",
+    SMALL_HEAP_ROW: "small-heap",
+    BEFORE_ROW: "before",
+    NAIVE_ROW: "naive",
+    FLOOR_ROW: "floor",
+    STREAMING_FLOOR_ROW: "streaming-floor",
+    DUCKDB_ROW: "duckdb",
+    "one new object on each lake": "one-new-object",
+}
 
 
 @dataclass(frozen=True)
@@ -218,8 +229,9 @@ class StreamingJob:
             run_id=run_id,
             catalog=local_catalog_uri(str(out)),
         )
-        if self.iceberg:
-            return submit_command(job.to_argv(), master="local[2]", driver_memory=driver_memory, script=self.script)
+        if self.iceberg:  # with Iceberg's report of each commit's duration (a line per commit: no cost to speak of)
+            command = submit_command(job.to_argv(), master="local[2]", driver_memory=driver_memory, script=self.script)
+            return [part.replace(f"file:{LOG_CONFIG}", f"file:{COMMITS_LOG_CONFIG}") for part in command]
         # The job before Iceberg has no catalog: its arguments as they were then.
         argv = job.to_argv()
         for option in ("--catalog", "--catalog-database"):
@@ -228,9 +240,8 @@ class StreamingJob:
         return [*local_submit_options(master="local[2]", driver_memory=driver_memory), str(self.script), *argv]
 
     def env(self, env: dict) -> dict:
-        if self.iceberg:  # Iceberg reports each commit's duration (a line per commit: no cost to speak of)
-            options = f"{env.get(JAVA_OPTIONS_ENV, '')} -Dlog4j.configurationFile=file:{COMMITS_LOG_CONFIG}"
-            return dict(env, **{JAVA_OPTIONS_ENV: options.strip()})
+        if self.script == JOB_SCRIPT:
+            return env
         return dict(env, PYTHONPATH=str(self.script.parent.parent))  # the job of another commit, its own packages
 
     def gold_files(self, out: Path) -> list[tuple[str, int]]:
@@ -396,7 +407,7 @@ def batch_growth(batch_ms: list, label: str) -> dict:
     return {f"last / second gold batch time, {label}": round(batch_ms[-1] / batch_ms[1], 2)}
 
 
-def bench_size(size_text: str, work: Path) -> dict:
+def bench_size(size_text: str, work: Path, rows: frozenset = frozenset(ROW_KEYS.values())) -> dict:
     size = parse_size(size_text)
     work = work / size_text
     shutil.rmtree(work, ignore_errors=True)
@@ -429,6 +440,8 @@ def bench_size(size_text: str, work: Path) -> dict:
     small: dict[str, tuple[float, float]] = {}
     before = StreamingJob("before", before_tree(work) / "spark" / "job.py", iceberg=False)
     for name, driver_memory, job in ((OURS_ROW, "2g", OURS), (SMALL_HEAP_ROW, "1g", OURS), (BEFORE_ROW, "2g", before)):
+        if ROW_KEYS[name] not in rows:
+            continue
         lake = work / f"{job.label}-{driver_memory}"
         shutil.copytree(bronze.parent, lake / "bronze", copy_function=os.link)
         try:
@@ -442,7 +455,7 @@ def bench_size(size_text: str, work: Path) -> dict:
         if job is OURS and driver_memory == "2g":
             results[MAINTENANCE_ROW] = maintain_tables(lake, env, truth["gold"])
             print(f"[{size_text}] {MAINTENANCE_ROW} {results[MAINTENANCE_ROW]}", flush=True)
-        if driver_memory == "2g":
+        if driver_memory == "2g" and "one-new-object" in rows:
             small[job.label] = small_run_seconds(job, lake, new_object, work, env)
             print(f"[{size_text}] {name}: one new object on this lake / on an empty lake {small[job.label]}")
         shutil.rmtree(lake)
@@ -456,6 +469,8 @@ def bench_size(size_text: str, work: Path) -> dict:
         (FLOOR_ROW, "floor_job.py", work / "floor", [], valid_rows),
         (STREAMING_FLOOR_ROW, "streaming_floor_job.py", work / "streaming-floor", batch_objects, valid_rows),
     ):
+        if ROW_KEYS[name] not in rows:
+            continue
         results[name], lines = measure_with_output(spark_batch_command(script, bronze, out) + options, env)
         files = glob_parquet(out / "gold" if script == "streaming_floor_job.py" else out)
         results[name].update(file_stats(files))
@@ -465,10 +480,11 @@ def bench_size(size_text: str, work: Path) -> dict:
             results[name]["gold_batch_ms"] = progress_batch_ms(lines)
         print(f"[{size_text}] {name} {results[name]['seconds']:.1f} s", flush=True)
 
-    duck = work / "duckdb"
-    results[DUCKDB_ROW] = measure([sys.executable, "-m", "bench.duckdb_job", str(bronze), str(duck)])
-    results[DUCKDB_ROW].update(file_stats(glob_parquet(duck)))
-    print(f"[{size_text}] DuckDB {results[DUCKDB_ROW]['seconds']:.1f} s", flush=True)
+    if ROW_KEYS[DUCKDB_ROW] in rows:
+        duck = work / "duckdb"
+        results[DUCKDB_ROW] = measure([sys.executable, "-m", "bench.duckdb_job", str(bronze), str(duck)])
+        results[DUCKDB_ROW].update(file_stats(glob_parquet(duck)))
+        print(f"[{size_text}] DuckDB {results[DUCKDB_ROW]['seconds']:.1f} s", flush=True)
 
     for row in results.values():
         if row["seconds"] is None:
@@ -489,6 +505,7 @@ def bench_size(size_text: str, work: Path) -> dict:
         "results": results,
         "ratios": ratios(results, plain_seconds, generate_seconds, small, mib(small_size)),
         "small_run_seconds": {label: [round(x, 1) for x in seconds] for label, seconds in small.items()},
+        "rows": sorted(rows),
     }
 
 
@@ -498,7 +515,7 @@ def ratios(results: dict, plain_seconds: float, generate_seconds: float, small: 
     def time_of(row: str) -> float | None:
         return results.get(row, {}).get("seconds")
 
-    ours, maintained = results[OURS_ROW], results.get(MAINTENANCE_ROW, {})
+    ours, maintained = results.get(OURS_ROW, {}), results.get(MAINTENANCE_ROW, {})
     figures = {
         "generator / plain write bandwidth": ratio(plain_seconds, generate_seconds),
         "iotpipe Spark / DuckDB time": ratio(time_of(OURS_ROW), time_of(DUCKDB_ROW)),
@@ -510,13 +527,13 @@ def ratios(results: dict, plain_seconds: float, generate_seconds: float, small: 
         "iotpipe Spark / streaming floor time": ratio(time_of(OURS_ROW), time_of(STREAMING_FLOOR_ROW)),
         "median batch time of batches 2..n, iotpipe / streaming floor": ratio(
             later_batches_median(ours.get("gold_batch_ms") or []),
-            later_batches_median(results[STREAMING_FLOOR_ROW].get("gold_batch_ms") or []),
+            later_batches_median(results.get(STREAMING_FLOOR_ROW, {}).get("gold_batch_ms") or []),
         ),
         "iotpipe Spark / before Iceberg time": ratio(time_of(OURS_ROW), time_of(BEFORE_ROW)),
         "median Gold file MiB after maintenance, iotpipe": maintained.get("median_file_mib"),
         "Gold files after / before maintenance, iotpipe": ratio(maintained.get("files"), ours.get("files")),
         **batch_growth(ours.get("gold_batch_ms") or [], "iotpipe"),
-        **batch_growth(results[BEFORE_ROW].get("gold_batch_ms") or [], "before Iceberg"),
+        **batch_growth(results.get(BEFORE_ROW, {}).get("gold_batch_ms") or [], "before Iceberg"),
     }
     for label, name in (("iotpipe", "iotpipe"), ("before", "before Iceberg")):
         if label in small:
@@ -620,6 +637,8 @@ def table(run: dict) -> str:
     ]
     if run.get("write_path") != WRITE_PATH:
         lines.append(PRE_ICEBERG_NOTE)
+    if set(run.get("rows", ROW_KEYS.values())) != set(ROW_KEYS.values()):
+        lines.append(f"Only these rows were run (`--rows {','.join(run['rows'])}`).")
     lines += [
         "",
         "| what | wall s | rows/s | MB/s | peak RSS MiB | Gold files | median file MiB |",
@@ -785,9 +804,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--objects", default="1,2,4,8,16", help="--fixed-cost: object counts of the runs")
     parser.add_argument("--object-size", default="128MiB", help="--fixed-cost: each object's size")
     parser.add_argument(
+        "--rows", default="", help=f"the rows to run, comma-separated (default all: {', '.join(ROW_KEYS.values())})"
+    )
+    parser.add_argument(
         "--commit-cost", action="store_true", help="measure each Iceberg commit of our job instead (at the first size)"
     )
     args = parser.parse_args(argv)
+    rows = frozenset(args.rows.split(",")) if args.rows else frozenset(ROW_KEYS.values())
+    if unknown := rows - set(ROW_KEYS.values()):
+        parser.error(f"--rows: unknown {', '.join(sorted(unknown))}; known: {', '.join(ROW_KEYS.values())}")
     docs = Path(args.docs)
     runs_file = docs / "benchmarks.json"
     runs = json.loads(runs_file.read_text()) if runs_file.exists() else {}
@@ -805,7 +830,7 @@ def main(argv: list[str] | None = None) -> None:
         write_docs(runs, docs)
         return
     for size_text in args.sizes.split(","):
-        run = bench_size(size_text, Path(args.work))
+        run = bench_size(size_text, Path(args.work), rows)
         runs[size_text] = run
         print(table(run), flush=True)
         write_docs(runs, docs)
