@@ -5,12 +5,15 @@ import json
 import pytest
 
 from bench.run import (
+    OURS_ROW,
+    STREAMING_FLOOR_ROW,
     commit_cost_line,
     commit_ms,
     fit_line,
     later_batches_median,
     progress_batch_ms,
     ratio,
+    ratios,
     sink_log_files,
 )
 
@@ -97,3 +100,17 @@ def test_commit_durations_come_from_icebergs_commit_reports_per_table_in_order()
     assert "gold 200 ms (2 commits)" in line
     assert "seen_ids 50 ms (1 commit)" in line
     assert "250 ms a batch; 14.7% of the median batch" in line
+
+
+def test_ratios_of_a_run_of_some_rows_leave_out_what_was_not_run():
+    # Given a run of our job and the streaming floor only (--rows ours,streaming-floor)
+    results = {
+        OURS_ROW: {"seconds": 300.0, "gold_batch_ms": [70_000, 60_000, 62_000], "files": 10},
+        STREAMING_FLOOR_ROW: {"seconds": 250.0, "gold_batch_ms": [55_000, 50_000, 52_000]},
+    }
+    # When its ratios are taken
+    figures = ratios(results, plain_seconds=1.0, generate_seconds=2.0, small={}, small_size="128 MiB")
+    # Then those of the rows run are there, and none over a row that was not
+    assert figures["iotpipe Spark / streaming floor time"] == 1.2
+    assert figures["median batch time of batches 2..n, iotpipe / streaming floor"] == 1.2
+    assert not any("before Iceberg" in name or "naive" in name for name in figures)
