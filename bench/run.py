@@ -407,7 +407,7 @@ def batch_growth(batch_ms: list, label: str) -> dict:
     return {f"last / second gold batch time, {label}": round(batch_ms[-1] / batch_ms[1], 2)}
 
 
-def bench_size(size_text: str, work: Path, rows: frozenset = frozenset(ROW_KEYS.values())) -> dict:
+def bench_size(size_text: str, work: Path, selected: frozenset = frozenset(ROW_KEYS.values())) -> dict:
     size = parse_size(size_text)
     work = work / size_text
     shutil.rmtree(work, ignore_errors=True)
@@ -440,7 +440,7 @@ def bench_size(size_text: str, work: Path, rows: frozenset = frozenset(ROW_KEYS.
     small: dict[str, tuple[float, float]] = {}
     before = StreamingJob("before", before_tree(work) / "spark" / "job.py", iceberg=False)
     for name, driver_memory, job in ((OURS_ROW, "2g", OURS), (SMALL_HEAP_ROW, "1g", OURS), (BEFORE_ROW, "2g", before)):
-        if ROW_KEYS[name] not in rows:
+        if ROW_KEYS[name] not in selected:
             continue
         lake = work / f"{job.label}-{driver_memory}"
         shutil.copytree(bronze.parent, lake / "bronze", copy_function=os.link)
@@ -455,7 +455,7 @@ def bench_size(size_text: str, work: Path, rows: frozenset = frozenset(ROW_KEYS.
         if job is OURS and driver_memory == "2g":
             results[MAINTENANCE_ROW] = maintain_tables(lake, env, truth["gold"])
             print(f"[{size_text}] {MAINTENANCE_ROW} {results[MAINTENANCE_ROW]}", flush=True)
-        if driver_memory == "2g" and "one-new-object" in rows:
+        if driver_memory == "2g" and "one-new-object" in selected:
             small[job.label] = small_run_seconds(job, lake, new_object, work, env)
             print(f"[{size_text}] {name}: one new object on this lake / on an empty lake {small[job.label]}")
         shutil.rmtree(lake)
@@ -469,7 +469,7 @@ def bench_size(size_text: str, work: Path, rows: frozenset = frozenset(ROW_KEYS.
         (FLOOR_ROW, "floor_job.py", work / "floor", [], valid_rows),
         (STREAMING_FLOOR_ROW, "streaming_floor_job.py", work / "streaming-floor", batch_objects, valid_rows),
     ):
-        if ROW_KEYS[name] not in rows:
+        if ROW_KEYS[name] not in selected:
             continue
         results[name], lines = measure_with_output(spark_batch_command(script, bronze, out) + options, env)
         files = glob_parquet(out / "gold" if script == "streaming_floor_job.py" else out)
@@ -480,7 +480,7 @@ def bench_size(size_text: str, work: Path, rows: frozenset = frozenset(ROW_KEYS.
             results[name]["gold_batch_ms"] = progress_batch_ms(lines)
         print(f"[{size_text}] {name} {results[name]['seconds']:.1f} s", flush=True)
 
-    if ROW_KEYS[DUCKDB_ROW] in rows:
+    if ROW_KEYS[DUCKDB_ROW] in selected:
         duck = work / "duckdb"
         results[DUCKDB_ROW] = measure([sys.executable, "-m", "bench.duckdb_job", str(bronze), str(duck)])
         results[DUCKDB_ROW].update(file_stats(glob_parquet(duck)))
@@ -505,7 +505,7 @@ def bench_size(size_text: str, work: Path, rows: frozenset = frozenset(ROW_KEYS.
         "results": results,
         "ratios": ratios(results, plain_seconds, generate_seconds, small, mib(small_size)),
         "small_run_seconds": {label: [round(x, 1) for x in seconds] for label, seconds in small.items()},
-        "rows": sorted(rows),
+        "rows": sorted(selected),
     }
 
 
@@ -612,6 +612,72 @@ def commit_cost(work: Path, size_text: str) -> dict:
         "write_path": WRITE_PATH,
         "row": row,
     }
+
+
+def alternate(work: Path, size_text: str, repeats: int) -> dict:
+    """Our job and the job before Iceberg in turn (ours, before, ours, before, ...), `repeats` runs
+    each on the same Bronze, each on a new lake: a machine whose speed drifts moves both alike."""
+    work = work / "alternate"
+    shutil.rmtree(work, ignore_errors=True)
+    bronze = work / "bronze" / "raw"
+    plan = DatasetPlan(out=str(bronze), seed=42, size_bytes=parse_size(size_text), shard_count=2)
+    truth = summarise([asdict(m) for m in write_dataset(plan, processes=2)])
+    env = spark_env()
+    jobs = {OURS_ROW: OURS, BEFORE_ROW: StreamingJob("before", before_tree(work) / "spark" / "job.py", iceberg=False)}
+    runs: dict[str, list[dict]] = {name: [] for name in jobs}
+    for repeat in range(repeats):
+        for name, job in jobs.items():
+            lake = work / "lake"
+            shutil.copytree(bronze.parent, lake / "bronze", copy_function=os.link)
+            row = full_run(job, lake / "bronze", lake, "2g", truth, env)
+            kept = {key: row[key] for key in ("seconds", "gold_batch_ms", "commit_ms") if key in row}
+            runs[name].append({**kept, "seconds": round(row["seconds"], 1)})
+            print(f"[alternate {repeat + 1}/{repeats}] {name} {row['seconds']:.1f} s, batch ms {row['gold_batch_ms']}")
+            shutil.rmtree(lake)
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "size": size_text,
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "write_path": WRITE_PATH,
+        "runs": runs,
+    }
+
+
+def alternate_table(figure: dict) -> str:
+    runs = figure["runs"]
+    count = len(runs[OURS_ROW])
+    lines = [
+        f"### Our job against the job before Iceberg, in turn ({figure['size']}, {count} runs each)",
+        "",
+        f"Measured {figure['measured_at']} on {figure['machine']}, each run on a new lake.",
+        "",
+        "| what | " + " | ".join(f"run {n + 1} s" for n in range(count)) + " | median s | spread | median batch s |",
+        "| --- | " + " | ".join("---:" for _ in range(count)) + " | ---: | ---: | ---: |",
+    ]
+    medians, batch_medians = {}, {}
+    for name, rows in runs.items():
+        seconds = [r["seconds"] for r in rows]
+        medians[name] = statistics.median(seconds)
+        batch_medians[name] = statistics.median(ms for r in rows for ms in r["gold_batch_ms"]) / 1000
+        spread = (max(seconds) - min(seconds)) / medians[name]
+        lines.append(
+            f"| {name} | " + " | ".join(str(s) for s in seconds)
+            + f" | {medians[name]:.1f} | {spread:.0%} | {batch_medians[name]:.1f} |"
+        )  # fmt: skip
+    lines += [
+        "",
+        f"ours / before Iceberg: median wall time {ratio(medians[OURS_ROW], medians[BEFORE_ROW])}, "
+        f"median batch time {ratio(batch_medians[OURS_ROW], batch_medians[BEFORE_ROW])}.",
+    ]
+    commits: dict[str, list[float]] = {}
+    for run in runs[OURS_ROW]:
+        for table_name, ms in run.get("commit_ms", {}).items():
+            commits.setdefault(table_name, []).extend(ms)
+    batches = [ms for run in runs[OURS_ROW] for ms in run["gold_batch_ms"]]
+    if cost := commit_cost_line(OURS_ROW, {"commit_ms": commits, "gold_batch_ms": batches}):
+        lines.append(cost)
+    return "\n".join(lines)
 
 
 def commit_cost_table(figure: dict) -> str:
@@ -778,17 +844,20 @@ def write_docs(runs: dict[str, dict], docs: Path) -> None:
     docs.mkdir(parents=True, exist_ok=True)
     # In the order measured: a run's rows and ratios keep the order the bench gives them.
     (docs / "benchmarks.json").write_text(json.dumps(runs, indent=2) + "\n")
-    ordered = sorted((run for run in runs.values() if "size" in run), key=lambda r: r["bytes"])
+    ordered = sorted((run for run in runs.values() if "results" in run), key=lambda r: r["bytes"])
     body = "\n\n".join(table(r) for r in ordered) + "\n" + across_sizes(ordered)
     if FIXED_COST in runs:
         body += "\n\n" + fixed_cost_table(runs[FIXED_COST]) + "\n"
     if COMMIT_COST in runs:
         body += "\n\n" + commit_cost_table(runs[COMMIT_COST]) + "\n"
+    if ALTERNATE in runs:
+        body += "\n\n" + alternate_table(runs[ALTERNATE]) + "\n"
     (docs / "benchmarks.md").write_text(HEADER + "\n## Latest figures\n\n" + body)
 
 
 FIXED_COST = "fixed-cost"
 COMMIT_COST = "commit-cost"
+ALTERNATE = "alternate"
 
 
 def comma_list(text: str, item: Callable[[str], int]) -> list[int]:
@@ -807,6 +876,10 @@ def main(argv: list[str] | None = None) -> None:
         "--rows", default="", help=f"the rows to run, comma-separated (default all: {', '.join(ROW_KEYS.values())})"
     )
     parser.add_argument(
+        "--alternate", type=int, default=0, metavar="N",
+        help="run our job and the job before Iceberg in turn, N times each, at the first size, instead",
+    )  # fmt: skip
+    parser.add_argument(
         "--commit-cost", action="store_true", help="measure each Iceberg commit of our job instead (at the first size)"
     )
     args = parser.parse_args(argv)
@@ -822,6 +895,11 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--objects needs two or more different positive counts")
         runs[FIXED_COST] = fixed_cost(Path(args.work), counts, parse_size(args.object_size))
         print(fixed_cost_table(runs[FIXED_COST]), flush=True)
+        write_docs(runs, docs)
+        return
+    if args.alternate:
+        runs[ALTERNATE] = alternate(Path(args.work), args.sizes.split(",")[0], args.alternate)
+        print(alternate_table(runs[ALTERNATE]), flush=True)
         write_docs(runs, docs)
         return
     if args.commit_cost:
