@@ -5,6 +5,7 @@ on the same generated Bronze, in one invocation. Writes docs/benchmarks.md (and 
     python -m bench.run --sizes 1GiB,5GiB     # make bench-5g
     python -m bench.run --fixed-cost          # make bench-fixed-cost: T = a + b * objects
     python -m bench.run --commit-cost         # make bench-commit-cost: each Iceberg commit of our job (1GiB)
+    python -m bench.run --alternate 3         # our job and the job before Iceberg in turn, 3 runs each
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ def measure_with_output(command: list[str], env: dict | None = None) -> tuple[di
     output = subprocess.run(
         [sys.executable, "-m", "bench.measure", *command], capture_output=True, text=True, env=env, cwd=ROOT
     )
+    if not output.stdout.strip():
+        raise CommandFailed(f"no measure of {' '.join(command[:3])} ...: {output.stderr.strip()[-500:]}")
     result = json.loads(output.stdout)
     lines = stdout.read_text(errors="replace").splitlines()
     stdout.unlink()
@@ -231,7 +234,10 @@ class StreamingJob:
         )
         if self.iceberg:  # with Iceberg's report of each commit's duration (a line per commit: no cost to speak of)
             command = submit_command(job.to_argv(), master="local[2]", driver_memory=driver_memory, script=self.script)
-            return [part.replace(f"file:{LOG_CONFIG}", f"file:{COMMITS_LOG_CONFIG}") for part in command]
+            swapped = [part.replace(f"file:{LOG_CONFIG}", f"file:{COMMITS_LOG_CONFIG}") for part in command]
+            if swapped == command:
+                raise RuntimeError(f"the job's command no longer names {LOG_CONFIG}: no commit reports to read")
+            return swapped
         # The job before Iceberg has no catalog: its arguments as they were then.
         argv = job.to_argv()
         for option in ("--catalog", "--catalog-database"):
@@ -305,8 +311,8 @@ def commit_ms(lines: list[str]) -> dict[str, list[float]]:
     commits: dict[str, list[float]] = {}
     for line in lines:
         if report := COMMIT_REPORT.search(line):
-            table = report["table"].rsplit(".", 1)[-1]
-            commits.setdefault(table, []).append(round(duration_ms(report["duration"]), 1))
+            table_name = report["table"].rsplit(".", 1)[-1]
+            commits.setdefault(table_name, []).append(round(duration_ms(report["duration"]), 1))
     return commits
 
 
@@ -328,7 +334,8 @@ def commit_cost_line(name: str, row: dict) -> str:
         f"{table} {statistics.median(ms):.0f} ms ({len(ms)} commit{'s' if len(ms) > 1 else ''})"
         for table, ms in sorted(commits.items())
     )
-    per_batch = sum(statistics.median(ms) for ms in commits.values())
+    batches = len(commits.get(GOLD.name, [])) or 1  # one Gold commit a batch
+    per_batch = sum(sum(ms) for ms in commits.values()) / batches
     share = (
         f"; {per_batch / statistics.median(row['gold_batch_ms']):.1%} of the median batch"
         if row.get("gold_batch_ms")
@@ -626,7 +633,8 @@ def alternate(work: Path, size_text: str, repeats: int) -> dict:
     jobs = {OURS_ROW: OURS, BEFORE_ROW: StreamingJob("before", before_tree(work) / "spark" / "job.py", iceberg=False)}
     runs: dict[str, list[dict]] = {name: [] for name in jobs}
     for repeat in range(repeats):
-        for name, job in jobs.items():
+        # ours first, then the job before first, and so on: neither always runs in the other's wake
+        for name, job in list(jobs.items())[:: 1 if repeat % 2 == 0 else -1]:
             lake = work / "lake"
             shutil.copytree(bronze.parent, lake / "bronze", copy_function=os.link)
             row = full_run(job, lake / "bronze", lake, "2g", truth, env)
@@ -665,10 +673,12 @@ def alternate_table(figure: dict) -> str:
             f"| {name} | " + " | ".join(str(s) for s in seconds)
             + f" | {medians[name]:.1f} | {spread:.0%} | {batch_medians[name]:.1f} |"
         )  # fmt: skip
+    paired = [ratio(a["seconds"], b["seconds"]) for a, b in zip(runs[OURS_ROW], runs[BEFORE_ROW])]
     lines += [
         "",
         f"ours / before Iceberg: median wall time {ratio(medians[OURS_ROW], medians[BEFORE_ROW])}, "
-        f"median batch time {ratio(batch_medians[OURS_ROW], batch_medians[BEFORE_ROW])}.",
+        f"median batch time {ratio(batch_medians[OURS_ROW], batch_medians[BEFORE_ROW])}; "
+        f"run by run {', '.join(str(r) for r in paired)}.",
     ]
     commits: dict[str, list[float]] = {}
     for run in runs[OURS_ROW]:
@@ -771,9 +781,12 @@ def across_sizes(runs: list[dict]) -> str:
     if len(runs) < 2:
         return ""
     row = SMALL_HEAP_ROW
-    small, large = runs[0]["results"][row]["peak_rss_mib"], runs[-1]["results"][row]["peak_rss_mib"]
+    if runs[0].get("write_path") != runs[-1].get("write_path"):
+        return "\n\n### Across sizes\n\nThe sizes were measured on different write paths: no memory ratio.\n"
+    small = runs[0]["results"].get(row, {}).get("peak_rss_mib")
+    large = runs[-1]["results"].get(row, {}).get("peak_rss_mib")
     if not small or not large:
-        return f"\n\n### Across sizes\n\nThe {row} row failed at one size: no memory ratio.\n"
+        return f"\n\n### Across sizes\n\nThe {row} row failed or was not run at one size: no memory ratio.\n"
     return (
         f"\n\n### Across sizes\n\nPeak RSS with a 1 GiB heap: {large} MiB at {runs[-1]['size']}, "
         f"{small} MiB at {runs[0]['size']}: ratio {round(large / small, 2)}.\n"
@@ -825,8 +838,14 @@ new lake, with T = a + b * objects fitted to each by least squares, and a ours /
 The cost of each Iceberg commit comes from Iceberg itself: its default metrics reporter logs a
 CommitReport per commit (the commit alone: manifests, metadata file, the catalog's pointer; not
 the data files), which the bench's runs of our job print (`bench/log4j2-commits.properties`).
-Each run of our job gives every table's median commit and their share of the median batch;
+Each run of our job gives every table's median commit and the commits' share of the median batch;
 `python -m bench.run --commit-cost --sizes 1GiB` (`make bench-commit-cost`) measures one run alone.
+
+`python -m bench.run --alternate 3 --sizes 1GiB` runs our job and the job before Iceberg in turn
+(ours first, then the job before first, ...), 3 times each on the same Bronze, each on a new lake:
+medians, spread and the ratio run by run, for a machine whose speed drifts within the hour.
+With `SPARK_CONF_DIR` set as `bench/stages.py`'s docstring shows, each run leaves its event log.
+`--rows ours,before,...` runs some rows of a size only (benchmarks.md says which).
 
 Every Spark row runs `local[2]` with the same spark-submit options (a 2 GiB heap taken whole
 at start, unless the row says otherwise). Peak RSS is that of the largest process (the JVM for
@@ -860,6 +879,12 @@ COMMIT_COST = "commit-cost"
 ALTERNATE = "alternate"
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a count of 1 or more, not {text!r}")
+    return int(text)
+
+
 def comma_list(text: str, item: Callable[[str], int]) -> list[int]:
     return [item(part) for part in text.split(",") if part]
 
@@ -876,13 +901,17 @@ def main(argv: list[str] | None = None) -> None:
         "--rows", default="", help=f"the rows to run, comma-separated (default all: {', '.join(ROW_KEYS.values())})"
     )
     parser.add_argument(
-        "--alternate", type=int, default=0, metavar="N",
+        "--alternate", type=positive_int, default=0, metavar="N",
         help="run our job and the job before Iceberg in turn, N times each, at the first size, instead",
     )  # fmt: skip
     parser.add_argument(
         "--commit-cost", action="store_true", help="measure each Iceberg commit of our job instead (at the first size)"
     )
     args = parser.parse_args(argv)
+    modes = [flag for flag, on in (("--fixed-cost", args.fixed_cost), ("--alternate", args.alternate),
+                                   ("--commit-cost", args.commit_cost), ("--rows", args.rows)) if on]  # fmt: skip
+    if len(modes) > 1:
+        parser.error(f"{' and '.join(modes)} measure different things: one at a time")
     rows = frozenset(args.rows.split(",")) if args.rows else frozenset(ROW_KEYS.values())
     if unknown := rows - set(ROW_KEYS.values()):
         parser.error(f"--rows: unknown {', '.join(sorted(unknown))}; known: {', '.join(ROW_KEYS.values())}")

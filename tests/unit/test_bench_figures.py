@@ -5,16 +5,22 @@ import json
 import pytest
 
 from bench.run import (
+    ALTERNATE,
+    BEFORE_ROW,
     OURS_ROW,
+    SMALL_HEAP_ROW,
     STREAMING_FLOOR_ROW,
+    WRITE_PATH,
     commit_cost_line,
     commit_ms,
     fit_line,
     later_batches_median,
+    main,
     progress_batch_ms,
     ratio,
     ratios,
     sink_log_files,
+    write_docs,
 )
 
 
@@ -93,13 +99,14 @@ def test_commit_durations_come_from_icebergs_commit_reports_per_table_in_order()
     commits = commit_ms(lines)
     # Then each table's are in milliseconds, in the order made; scans are not commits
     assert commits == {"gold": [250.0, 62500.0], "quarantine": [41.5]}
-    # And a row's line gives each table's median and the commits' share of the median batch
+    # And a row's line gives each table's median, and all commits' share of the median batch
     line = commit_cost_line(
         "ours", {"commit_ms": {"gold": [100.0, 300.0], "seen_ids": [50.0]}, "gold_batch_ms": [900, 2500]}
     )
     assert "gold 200 ms (2 commits)" in line
     assert "seen_ids 50 ms (1 commit)" in line
-    assert "250 ms a batch; 14.7% of the median batch" in line
+    # (all commits over the batches, one Gold commit each: the seen-id store's expiry adds commits)
+    assert "225 ms a batch; 13.2% of the median batch" in line
 
 
 def test_ratios_of_a_run_of_some_rows_leave_out_what_was_not_run():
@@ -114,3 +121,65 @@ def test_ratios_of_a_run_of_some_rows_leave_out_what_was_not_run():
     assert figures["iotpipe Spark / streaming floor time"] == 1.2
     assert figures["median batch time of batches 2..n, iotpipe / streaming floor"] == 1.2
     assert not any("before Iceberg" in name or "naive" in name for name in figures)
+
+
+def test_docs_are_written_for_runs_of_some_rows_modes_and_write_paths_side_by_side(tmp_path):
+    # Given the JSON of earlier runs: a size measured before Iceberg with every row, a size on the
+    # Iceberg tables with some rows only, and a run of our job and the job before in turn
+    size_row = {"seconds": 10.0, "rows_per_s": 1, "mb_per_s": 1.0, "peak_rss_mib": 100, "files": 1,
+                "median_file_mib": 0.1, "gold_batch_ms": [9000]}  # fmt: skip
+    runs = {
+        "5GiB": {
+            "size": "5GiB",
+            "bytes": 5,
+            "records": 5,
+            "measured_at": "t",
+            "machine": "m",
+            "results": {OURS_ROW: size_row, SMALL_HEAP_ROW: size_row},
+            "ratios": {},
+        },  # fmt: skip
+        "1GiB": {
+            "size": "1GiB",
+            "bytes": 1,
+            "records": 1,
+            "measured_at": "t",
+            "machine": "m",
+            "write_path": WRITE_PATH,
+            "rows": ["ours"],
+            "results": {OURS_ROW: {**size_row, "commit_ms": {"gold": [300.0]}}},
+            "ratios": {},
+        },  # fmt: skip
+        ALTERNATE: {
+            "size": "1GiB",
+            "measured_at": "t",
+            "machine": "m",
+            "write_path": WRITE_PATH,
+            "runs": {
+                OURS_ROW: [
+                    {"seconds": 180.0, "gold_batch_ms": [170_000], "commit_ms": {"gold": [300.0]}},
+                    {"seconds": 190.0, "gold_batch_ms": [175_000], "commit_ms": {"gold": [320.0]}},
+                ],
+                BEFORE_ROW: [
+                    {"seconds": 120.0, "gold_batch_ms": [110_000]},
+                    {"seconds": 150.0, "gold_batch_ms": [140_000]},
+                ],
+            },
+        },  # fmt: skip
+    }
+    # When the docs are written
+    write_docs(runs, tmp_path)
+    text = (tmp_path / "benchmarks.md").read_text()
+    # Then every run is there, a partial run says which rows ran, and no memory ratio is taken
+    # across write paths
+    assert "Only these rows were run (`--rows ours`)" in text
+    assert "measured on different write paths: no memory ratio" in text
+    assert "run 1 s | run 2 s" in text
+    assert "ours / before Iceberg: median wall time 1.37, median batch time 1.38; run by run 1.5, 1.27." in text
+    assert "gold 310 ms (2 commits)" in text
+
+
+def test_the_bench_refuses_a_count_below_one_and_two_modes_at_once(capsys):
+    for argv in (["--alternate", "0"], ["--alternate", "3", "--commit-cost"], ["--fixed-cost", "--rows", "ours"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+    assert "one at a time" in capsys.readouterr().err
