@@ -106,8 +106,8 @@ test: install $(DEV_INSTALLED) $(SAM) $(FAULTS_JAR) $(CHECKOV) chromium test-spa
 test-spark4: $(SPARK4_INSTALLED) $(JARS) $(FAULTS_JAR)
 	$(SPARK4_VENV)/bin/pytest $(SPARK4_TESTS)
 
-test-fast: install $(DEV_INSTALLED) $(SAM) chromium
-	IOTPIPE_SAM="$(abspath $(SAM))" $(BIN)/pytest -m "not spark"
+test-fast: install $(DEV_INSTALLED) $(SAM) $(CHECKOV) chromium
+	IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest -m "not spark"
 
 lint: $(DEV_INSTALLED)
 	$(BIN)/ruff check .
