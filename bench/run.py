@@ -414,6 +414,21 @@ def batch_growth(batch_ms: list, label: str) -> dict:
     return {f"last / second gold batch time, {label}": round(batch_ms[-1] / batch_ms[1], 2)}
 
 
+def generate_bronze(bronze: Path, size: int) -> dict:
+    """The bench's Bronze (seed 42, 2 shards) at `bronze`; the generator's truth about it."""
+    plan = DatasetPlan(out=str(bronze), seed=42, size_bytes=size, shard_count=2)
+    return summarise([asdict(m) for m in write_dataset(plan, processes=2)])
+
+
+def measured_now() -> dict:
+    """When, on what, and on which write path a bench figure was measured."""
+    return {
+        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        "write_path": WRITE_PATH,
+    }
+
+
 def bench_size(size_text: str, work: Path, selected: frozenset = frozenset(ROW_KEYS.values())) -> dict:
     size = parse_size(size_text)
     work = work / size_text
@@ -422,9 +437,8 @@ def bench_size(size_text: str, work: Path, selected: frozenset = frozenset(ROW_K
     bronze.mkdir(parents=True)
 
     plain_seconds = plain_write(work / "plain.bin", size)
-    plan = DatasetPlan(out=str(bronze), seed=42, size_bytes=size, shard_count=2)
     started = time.perf_counter()
-    truth = summarise([asdict(m) for m in write_dataset(plan, processes=2)])
+    truth = generate_bronze(bronze, size)
     generate_seconds = time.perf_counter() - started
     records, total_bytes = truth["records"], truth["bytes"]
     print(f"[{size_text}] generated {records:,} records in {generate_seconds:.1f} s", flush=True)
@@ -506,9 +520,7 @@ def bench_size(size_text: str, work: Path, selected: frozenset = frozenset(ROW_K
         "size": size_text,
         "bytes": total_bytes,
         "records": records,
-        "write_path": WRITE_PATH,
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
+        **measured_now(),
         "results": results,
         "ratios": ratios(results, plain_seconds, generate_seconds, small, mib(small_size)),
         "small_run_seconds": {label: [round(x, 1) for x in seconds] for label, seconds in small.items()},
@@ -594,9 +606,7 @@ def fixed_cost(work: Path, counts: list[int], object_size: int) -> dict:
     fits = {name: fit_line(points) for name, points in seconds.items()}
     return {
         "object_bytes": object_size,
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "write_path": WRITE_PATH,
+        **measured_now(),
         "seconds": {name: [list(point) for point in points] for name, points in seconds.items()},
         "fit": {name: {"a_s": round(a, 1), "b_s_per_object": round(b, 2)} for name, (a, b) in fits.items()},
         "a ours / a streaming floor": ratio(fits[OURS_ROW][0], fits[STREAMING_FLOOR_ROW][0]),
@@ -608,15 +618,12 @@ def commit_cost(work: Path, size_text: str) -> dict:
     work = work / "commit-cost"
     shutil.rmtree(work, ignore_errors=True)
     bronze = work / "lake" / "bronze" / "raw"
-    plan = DatasetPlan(out=str(bronze), seed=42, size_bytes=parse_size(size_text), shard_count=2)
-    truth = summarise([asdict(m) for m in write_dataset(plan, processes=2)])
+    truth = generate_bronze(bronze, parse_size(size_text))
     row = full_run(OURS, bronze.parent, work / "lake", "2g", truth, spark_env())
     shutil.rmtree(work, ignore_errors=True)
     return {
         "size": size_text,
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "write_path": WRITE_PATH,
+        **measured_now(),
         "row": row,
     }
 
@@ -627,8 +634,7 @@ def alternate(work: Path, size_text: str, repeats: int) -> dict:
     work = work / "alternate"
     shutil.rmtree(work, ignore_errors=True)
     bronze = work / "bronze" / "raw"
-    plan = DatasetPlan(out=str(bronze), seed=42, size_bytes=parse_size(size_text), shard_count=2)
-    truth = summarise([asdict(m) for m in write_dataset(plan, processes=2)])
+    truth = generate_bronze(bronze, parse_size(size_text))
     env = spark_env()
     jobs = {OURS_ROW: OURS, BEFORE_ROW: StreamingJob("before", before_tree(work) / "spark" / "job.py", iceberg=False)}
     runs: dict[str, list[dict]] = {name: [] for name in jobs}
@@ -645,9 +651,7 @@ def alternate(work: Path, size_text: str, repeats: int) -> dict:
     shutil.rmtree(work, ignore_errors=True)
     return {
         "size": size_text,
-        "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
-        "write_path": WRITE_PATH,
+        **measured_now(),
         "runs": runs,
     }
 
