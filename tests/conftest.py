@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +17,18 @@ SESSION_CATALOG = "jdbc:sqlite:" + os.path.join(tempfile.mkdtemp(prefix="iotpipe
 # quarter shorter; programs behave the same under either compiler. The shared session below
 # lives for the whole run and keeps the optimising compiler (it is faster with it).
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
-os.environ.setdefault("IOTPIPE_SPARK_JAVA_OPTIONS", QUICK_JIT)
+
+
+def class_archive_option() -> str:
+    """The JVM option that maps `make test`'s class-data archive of this Spark's classes, if made."""
+    import pyspark
+
+    major = pyspark.__version__.split(".")[0]
+    archive = Path(__file__).resolve().parents[1] / "build" / "jvm-classes" / f"spark-{major}.jsa"
+    return f"-XX:SharedArchiveFile={archive}" if archive.exists() else ""
+
+
+os.environ.setdefault("IOTPIPE_SPARK_JAVA_OPTIONS", f"{QUICK_JIT} {class_archive_option()}".strip())
 
 
 @pytest.fixture(scope="session")
