@@ -62,3 +62,52 @@ def pytest_report_header(config):
     import pyspark
 
     return f"pyspark {pyspark.__version__} (the job's Spark tests run on it)"
+
+
+# ---------------------------------------------------------------- the suite over several processes
+# `make test` runs two pytest-xdist workers (--dist loadgroup). A module's tests run on one worker,
+# in order, so its module fixtures are made once (tests/static's share one `sam build`); the
+# executions of the fault matrix and of the state machine tests are independent and spread over both.
+SPREAD = ("tests/orchestration/test_fault_matrix.py", "tests/orchestration/test_state_machine.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if module not in SPREAD:
+            item.add_marker(pytest.mark.xdist_group("tests/static" if module.startswith("tests/static/") else module))
+
+
+def pytest_configure(config):
+    from tests.suite_records import RECORDS_ENV
+
+    if not hasattr(config, "workerinput"):  # the first process: its workers inherit the folder
+        os.environ[RECORDS_ENV] = tempfile.mkdtemp(prefix="iotpipe-test-records-")
+
+
+def whole_suite(config) -> bool:
+    """Whether this session runs every test (as `make test` does): then the checks of the whole suite run."""
+    option = config.option
+    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not option.keyword
+            and not option.markexpr and not option.deselect and not option.lf)  # fmt: skip
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    """After every test passed: the state machine's coverage across the orchestration tests, and
+    the fault matrix printed and found in docs/design.md (what the workers recorded)."""
+    config = session.config
+    if hasattr(config, "workerinput") or exitstatus != 0 or not whole_suite(config):
+        return
+    from tests.orchestration.harness import state_coverage
+    from tests.orchestration.test_fault_matrix import matrix_check
+    from tests.suite_records import RECORDS_ENV, read_records
+
+    records = read_records(os.environ[RECORDS_ENV])
+    coverage, missed = state_coverage(records["coverage"])
+    matrix, problems = matrix_check(records["fault-matrix"])
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for line in ("", matrix, coverage, *(f"SUITE CHECK FAILED: {p}" for p in missed + problems)):
+        reporter.write_line(line)
+    if missed or problems:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 from generator.shards import read_manifests, summarise
@@ -17,8 +16,7 @@ from iotpipe.query import run_query
 from iotpipe.run.lease_store import FileLeaseStore
 from iotpipe.run.settings import Settings
 from iotpipe.run.trigger import decide
-
-COVERAGE: dict[str, set] = defaultdict(set)
+from tests.suite_records import record
 
 
 def definition() -> dict:
@@ -26,13 +24,12 @@ def definition() -> dict:
 
 
 def record_coverage(execution) -> None:
+    """Note the states an execution entered, the Choice branches and the Catch edges it took, for
+    the suite's coverage check (state_coverage)."""
     states = definition()["States"]
     entered = [e for e in execution.history if "stateEnteredEventDetails" in e]
     top_level = [e["stateEnteredEventDetails"]["name"] for e in entered]
-    COVERAGE["states"].update(top_level)
     flow = [name for name in top_level if name in states]
-    for previous, following in zip(flow, flow[1:]):
-        COVERAGE["edges"].add((previous, following))
     failed_states = set()
     current = None
     for event in execution.history:
@@ -40,10 +37,35 @@ def record_coverage(execution) -> None:
             current = event["stateEnteredEventDetails"]["name"]
         elif event["type"] in ("TaskFailed", "MapStateFailed", "ExecutionFailed", "MapRunFailed") and current:
             failed_states.add(current)
-    for previous, following in zip(flow, flow[1:]):
-        catches = {c["Next"] for c in states[previous].get("Catch", [])}
-        if previous in failed_states and following in catches:
-            COVERAGE["catches"].add((previous, following))
+    catches = [
+        (previous, following)
+        for previous, following in zip(flow, flow[1:])
+        if previous in failed_states and following in {c["Next"] for c in states[previous].get("Catch", [])}
+    ]
+    record("coverage", {"states": top_level, "edges": list(zip(flow, flow[1:])), "catches": catches})
+
+
+def state_coverage(executions: list[dict]) -> tuple[str, list[str]]:
+    """What the recorded executions covered of the definition (a line to print) and what they missed:
+    every state entered, every Choice branch and every Catch edge taken."""
+    machine = definition()
+    states = set(machine["States"]) | set(machine["States"]["GenerateShards"]["ItemProcessor"]["States"])
+    choices = {
+        (name, target)
+        for name, state in machine["States"].items()
+        if state["Type"] == "Choice"
+        for target in [c["Next"] for c in state["Choices"]] + [state["Default"]]
+    }
+    catches = {(name, c["Next"]) for name, state in machine["States"].items() for c in state.get("Catch", [])}
+    entered = {name for e in executions for name in e["states"]}
+    edges = {tuple(edge) for e in executions for edge in e["edges"]}
+    caught = {tuple(edge) for e in executions for edge in e["catches"]}
+    missing = [f"state {name} never entered" for name in sorted(states - entered)]
+    missing += [f"choice branch {a} -> {b} never taken" for a, b in sorted(choices - edges)]
+    missing += [f"catch {a} -> {b} never taken" for a, b in sorted(catches - caught)]
+    line = (f"state coverage: {len(states & entered)}/{len(states)} states, {len(choices & edges)}/{len(choices)} "
+            f"choice branches, {len(catches & caught)}/{len(catches)} catch edges")  # fmt: skip
+    return line, missing
 
 
 def local_settings(lake: Path, **overrides) -> Settings:

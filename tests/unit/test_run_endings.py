@@ -93,6 +93,7 @@ CLOCK_MARGIN_SECONDS = Settings.model_fields["arrival_clock_margin_seconds"].def
         ("trigger", None, (3, 3), True, "no arrival recorded"),
         ("console", NOW - 3600, (3, 3), True, "console"),  # a request, never skipped
     ],
+    ids=lambda value: "time" if isinstance(value, float) else None,  # the same ids in every process
 )
 def test_a_run_has_work_unless_the_checkpoint_already_took_every_arrival(lake, started_by, arrived, batches, work, why):
     log_batch(lake, *batches)
