@@ -89,8 +89,8 @@ define make_class_archive
 	$(1)/bin/iotpipe generate --out $@.lake/bronze --size 1MiB --shards 1 --days 1 --seed 1 > /dev/null
 	IOTPIPE_SPARK_JAVA_OPTIONS="-XX:TieredStopAtLevel=1 -XX:ArchiveClassesAtExit=$(abspath $@).tmp" \
 	  $(1)/bin/iotpipe transform --bronze $@.lake/bronze --gold $@.lake/gold --quarantine $@.lake/quarantine \
-	  --checkpoint $@.lake/checkpoint --max-files-per-trigger 1 > /dev/null 2>&1
-	mv $@.tmp $@ && rm -rf $@.lake
+	  --checkpoint $@.lake/checkpoint --max-files-per-trigger 1 > $@.log 2>&1 || { cat $@.log; exit 1; }
+	mv $@.tmp $@ && rm -rf $@.lake $@.log
 endef
 $(CLASS_ARCHIVE): $(DEV_INSTALLED) $(JARS)
 	$(call make_class_archive,$(VENV))

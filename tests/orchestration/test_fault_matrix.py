@@ -40,6 +40,7 @@ from tests.orchestration.harness import (
     truth,
     upload_after_first_step,
 )
+from tests.suite_records import record
 
 pytestmark = pytest.mark.spark
 ROOT = Path(__file__).resolve().parents[2]
@@ -545,10 +546,10 @@ def test_fault(case: Case, tmp_path):
         case.check(faulted[:1], lake, settings)
 
     lease = lease_of(settings)
-    record = {"holder": lease.holder if lease else None, "expires_at": lease.expires_at if lease else 0}
-    lease_state = case.lease_at_end(first, settings, record) if case.lease_at_end else "free"
+    lease_record = {"holder": lease.holder if lease else None, "expires_at": lease.expires_at if lease else 0}
+    lease_state = case.lease_at_end(first, settings, lease_record) if case.lease_at_end else "free"
     if not case.lease_at_end:
-        assert record["holder"] is None, record
+        assert lease_record["holder"] is None, lease_record
     if case.after:
         case.after(lake, settings)
 
