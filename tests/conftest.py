@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -111,3 +112,10 @@ def pytest_sessionfinish(session, exitstatus):
         reporter.write_line(line)
     if missed or problems:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config):
+    from tests.suite_records import RECORDS_ENV
+
+    if not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ.pop(RECORDS_ENV, ""), ignore_errors=True)
