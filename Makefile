@@ -119,13 +119,13 @@ run: install
 	@echo "iotpipe is $(BIN)/iotpipe: \`source $(BIN)/activate\` puts it on the PATH (then: iotpipe query --lake $(LAKE) 'select count(*) from gold')"
 
 test: install $(DEV_INSTALLED) $(SAM) $(FAULTS_JAR) $(CHECKOV) $(CLASS_ARCHIVE) chromium test-spark4
-	IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest -n 2 --dist loadgroup
+	IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest -n 2
 
 test-spark4: $(SPARK4_INSTALLED) $(JARS) $(FAULTS_JAR) $(CLASS_ARCHIVE4)
-	$(SPARK4_VENV)/bin/pytest -n 2 --dist loadgroup $(SPARK4_TESTS)
+	$(SPARK4_VENV)/bin/pytest -n 2 $(SPARK4_TESTS)
 
 test-fast: install $(DEV_INSTALLED) $(SAM) $(CHECKOV) chromium
-	IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest -n 2 --dist loadgroup -m "not spark"
+	IOTPIPE_SAM="$(abspath $(SAM))" IOTPIPE_CHECKOV="$(abspath $(CHECKOV))" $(BIN)/pytest -n 2 -m "not spark"
 
 lint: $(DEV_INSTALLED)
 	$(BIN)/ruff check .

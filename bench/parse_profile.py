@@ -7,13 +7,13 @@ one generated Bronze, each variant in turn, each as often as `--repeat` says:
 - from_json: Spark's parse of every line, nothing else;
 - parse_lines: the job's parse (spark.transforms.parse_lines), with the reasons the job counts
   its batch by (with_reasons), as the job's first Spark job does, without keeping the batch;
-- parse_lines, not strict: the same with the strict-JSON checks Spark's parser does not make
-  (a second tokenizer pass for the keys, the regular expressions on braces, the id that is not a
-  string) replaced by `false`: what those checks cost;
-- parse_lines, no NFC composition: the same with city names not composed (what composing costs);
+- without ...: the same with one rule (or the strict-JSON checks together) replaced by what
+  costs nothing (`false`, the value as it is, a plain cast): what that rule costs per row;
 - name filter: the read with the job's filter on `_metadata.file_name`.
 
-Prints each variant's median seconds and its spread; docs/design.md quotes them.
+Prints each variant's median seconds and its spread, and apart from them the seconds the driver
+took to build the variant's DataFrame (the job builds its plan once a run); docs/design.md
+quotes them.
 """
 
 from __future__ import annotations
@@ -40,32 +40,40 @@ def variants(spark, bronze: str) -> dict:
         return spark.read.option("recursiveFileLookup", "true").option("pathGlobFilter", "*.jsonl").text(bronze)
 
     def parsed_count():
-        return lines().select(F.from_json("value", EVENT_SCHEMA).alias("r")).where("r is not null").count()
+        return lines().select(F.from_json("value", EVENT_SCHEMA).alias("r")).where("r is not null").groupBy().count()
 
     def total_length(frame):
-        return frame.agg(F.sum(F.length("value"))).collect()
+        return frame.agg(F.sum(F.length("value")))
 
     def by_reason(frame):
-        return transforms.with_reasons(transforms.parse_lines(frame)).groupBy("reason").count().collect()
+        return transforms.with_reasons(transforms.parse_lines(frame)).groupBy("reason").count()
 
-    def lenient():
-        never = mock.Mock(return_value=F.lit(False))
-        with mock.patch.multiple(
-            transforms, has_trailing_content=never, has_duplicate_key=never, event_id_not_string=never
-        ):
-            return by_reason(lines())
+    def without(**replacements):
+        """The job's parse with some of its functions replaced (what they cost)."""
 
-    def without_composition():
-        with mock.patch.object(transforms, "compose_marks", side_effect=lambda text: text):
-            return by_reason(lines())
+        def run():
+            with mock.patch.multiple(transforms, **replacements):
+                return by_reason(lines())
 
+        return run
+
+    never = mock.Mock(return_value=F.lit(False))
     return {
         "read": lambda: total_length(lines()),
         "name filter": lambda: total_length(lines().where(F.col("_metadata.file_name").rlike(SPARK_NAME_PATTERN))),
         "from_json": parsed_count,
         "parse_lines": lambda: by_reason(lines()),
-        "parse_lines, not strict": lenient,
-        "parse_lines, no NFC composition": without_composition,
+        "without the strict-JSON checks": without(has_trailing_content=never, has_duplicate_key=never,
+                                                  event_id_not_string=never),
+        "without trailing content": without(has_trailing_content=never),
+        "without duplicate keys": without(has_duplicate_key=never),
+        "without the id's type": without(event_id_not_string=never),
+        "without the UTF-8 check": without(is_valid_utf8=mock.Mock(return_value=F.lit(True))),
+        "without NFC composition": without(compose_marks=lambda text: text),
+        "without city rules": without(normalise_city=lambda city: city, unusable_city=never),
+        "numbers: a cast alone": without(_number=lambda path: F.expr(f"try_cast({path} AS DOUBLE)")),
+        "times: one format": without(parse_event_time=lambda text: F.try_to_timestamp(text)),
+        "file name: no decoding": without(source_file=F.input_file_name),
     }  # fmt: skip
 
 
@@ -91,23 +99,26 @@ def main(argv: list[str] | None = None) -> None:
         .config("spark.sql.session.timeZone", "UTC")
         .getOrCreate()
     )
-    runs = variants(spark, str(work / "bronze"))
-    for run in runs.values():  # the first touch of the files, the JIT's and codegen's warm-up: no variant's
-        run()
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    builders = variants(spark, str(work / "bronze"))
+    for build in builders.values():  # the first touch of the files, the JIT's and codegen's warm-up: no variant's
+        build().collect()
+    seconds: dict[str, list[float]] = {name: [] for name in builders}
+    building: dict[str, list[float]] = {name: [] for name in builders}
     for repeat in range(args.repeat):
-        for name, run in list(runs.items())[:: 1 if repeat % 2 == 0 else -1]:
+        for name, build in list(builders.items())[:: 1 if repeat % 2 == 0 else -1]:
             started = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - started)
+            frame = build()
+            built = time.perf_counter()
+            frame.collect()
+            building[name].append(built - started)
+            seconds[name].append(time.perf_counter() - built)
     spark.stop()
     shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.size}, {args.repeat} runs of each in turn (median s, spread):")
+    print(f"{args.size}, {args.repeat} runs of each in turn (median s, spread, runs; then the median s to build it):")
     for name, values in seconds.items():
         median = statistics.median(values)
-        print(
-            f"  {name:26} {median:7.1f}  {(max(values) - min(values)) / median:4.0%}  {[round(v, 1) for v in values]}"
-        )
+        print(f"  {name:32} {median:7.1f}  {(max(values) - min(values)) / median:4.0%}  "
+              f"{[round(v, 1) for v in values]}  build {statistics.median(building[name]):.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -66,17 +66,25 @@ def pytest_report_header(config):
 
 
 # ---------------------------------------------------------------- the suite over several processes
-# `make test` runs two pytest-xdist workers (--dist loadgroup). A module's tests run on one worker,
-# in order, so its module fixtures are made once (tests/static's share one `sam build`); the
-# executions of the fault matrix and of the state machine tests are independent and spread over both.
+# `make test` runs two pytest-xdist workers. A module's tests run on one worker, in order, so its
+# module fixtures are made once (tests/static's share one `sam build`); the executions of the
+# fault matrix and of the state machine tests are independent and spread over both.
 SPREAD = ("tests/orchestration/test_fault_matrix.py", "tests/orchestration/test_state_machine.py")
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        if module not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group("tests/static" if module.startswith("tests/static/") else module))
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        """xdist's scheduling by scope, with the scopes above (xdist's documented way to choose them)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            if module in SPREAD:
+                return nodeid
+            return "tests/static" if module.startswith("tests/static/") else module
+
+    return ByModule(config, log)
 
 
 def pytest_configure(config):
