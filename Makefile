@@ -80,8 +80,9 @@ $(FAULTS_JAR): spark/faults/iotpipe/faults/CrashingFileIO.java $(JARS)
 	jar cf $@ -C build/classes .
 
 # Test-only: a class-data archive (the JDK's AppCDS) of the classes a local run of the job loads,
-# made by one small run: each of the tests' spark-submits then starts about 3 s sooner
-# (tests/conftest.py uses the archive of its Spark when there is one; the JVM ignores a stale one).
+# made by one small run: each of the tests' spark-submits then starts about 5 s sooner
+# (tests/conftest.py uses the archive of its Spark when there is one). After a jar or the JDK
+# changed, the JVM refuses the archive with a warning and starts without it: delete build/jvm-classes.
 CLASS_ARCHIVE := build/jvm-classes/spark-3.jsa
 CLASS_ARCHIVE4 := build/jvm-classes/spark-4.jsa
 define make_class_archive
@@ -90,6 +91,7 @@ define make_class_archive
 	IOTPIPE_SPARK_JAVA_OPTIONS="-XX:TieredStopAtLevel=1 -XX:ArchiveClassesAtExit=$(abspath $@).tmp" \
 	  $(1)/bin/iotpipe transform --bronze $@.lake/bronze --gold $@.lake/gold --quarantine $@.lake/quarantine \
 	  --checkpoint $@.lake/checkpoint --max-files-per-trigger 1 > $@.log 2>&1 || { cat $@.log; exit 1; }
+	test -s $@.tmp || { cat $@.log; echo "the JVM wrote no class archive"; exit 1; }
 	mv $@.tmp $@ && rm -rf $@.lake $@.log
 endef
 $(CLASS_ARCHIVE): $(DEV_INSTALLED) $(JARS)

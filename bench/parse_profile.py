@@ -72,7 +72,7 @@ def variants(spark, bronze: str) -> dict:
         "without NFC composition": without(compose_marks=lambda text: text),
         "without city rules": without(normalise_city=lambda city: city, unusable_city=never),
         "numbers: a cast alone": without(_number=lambda path: F.expr(f"try_cast({path} AS DOUBLE)")),
-        "times: one format": without(parse_event_time=lambda text: F.try_to_timestamp(text)),
+        "times: Spark's default parser": without(parse_event_time=lambda text: F.try_to_timestamp(text)),
         "file name: no decoding": without(source_file=F.input_file_name),
     }  # fmt: skip
 

@@ -245,8 +245,8 @@ def compose_marks(text: Column) -> Column:
     table = _composition_table()
     # Entry 1 is every character outside the table (class 0, composes with nothing), so no index
     # is ever null: Spark 4's element_at under ANSI fails on a null index instead of returning null.
-    # Each array is one literal split in the optimizer: an array of a thousand literals would cost
-    # seconds of driver time to build and to plan again in every batch.
+    # Each array is one literal, split once by the optimizer: arrays of a thousand literal columns
+    # took the driver seconds to build, once a run.
     classes = F.split(F.lit(",".join(map(str, (0, *table.classes)))), ",").cast("array<int>")
     bases, composites = (F.split(F.lit(",".join(("", *column))), ",") for column in (table.bases, table.composites))
     numbers = "".join(chr(_FIRST_NUMBER + index) for index in range(len(table.characters)))

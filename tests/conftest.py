@@ -72,6 +72,7 @@ def pytest_report_header(config):
 SPREAD = ("tests/orchestration/test_fault_matrix.py", "tests/orchestration/test_state_machine.py")
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest without xdist knows no such hook
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
@@ -97,8 +98,9 @@ def pytest_configure(config):
 def whole_suite(config) -> bool:
     """Whether this session runs every test (as `make test` does): then the checks of the whole suite run."""
     option = config.option
-    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not option.keyword
-            and not option.markexpr and not option.deselect and not option.lf)  # fmt: skip
+    narrowed = (option.keyword, option.markexpr, option.deselect, option.ignore, option.ignore_glob,
+                getattr(option, "lf", False), getattr(option, "stepwise", False), option.collectonly)  # fmt: skip
+    return config.args_source == pytest.Config.ArgsSource.TESTPATHS and not any(narrowed)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -115,10 +117,14 @@ def pytest_sessionfinish(session, exitstatus):
     records = read_records(os.environ[RECORDS_ENV])
     coverage, missed = state_coverage(records["coverage"])
     matrix, problems = matrix_check(records["fault-matrix"])
+    failures = [f"SUITE CHECK FAILED: {p}" for p in missed + problems]
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    for line in ("", matrix, coverage, *(f"SUITE CHECK FAILED: {p}" for p in missed + problems)):
-        reporter.write_line(line)
-    if missed or problems:
+    if reporter is not None:
+        for line in ("", matrix, coverage, *failures):
+            reporter.write_line(line)
+        if failures:
+            reporter.write_sep("=", f"{len(failures)} suite checks failed (the tests above passed)", red=True)
+    if failures:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
