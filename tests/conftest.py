@@ -131,5 +131,6 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_unconfigure(config):
     from tests.suite_records import RECORDS_ENV
 
+    shutil.rmtree(os.path.dirname(SESSION_CATALOG.removeprefix("jdbc:sqlite:")), ignore_errors=True)
     if not hasattr(config, "workerinput"):
         shutil.rmtree(os.environ.pop(RECORDS_ENV, ""), ignore_errors=True)
