@@ -45,9 +45,8 @@ def record_coverage(execution) -> None:
     record("coverage", {"states": top_level, "edges": list(zip(flow, flow[1:])), "catches": catches})
 
 
-def state_coverage(executions: list[dict]) -> tuple[str, list[str]]:
-    """What the recorded executions covered of the definition (a line to print) and what they missed:
-    every state entered, every Choice branch and every Catch edge taken."""
+def every_path() -> tuple[set, set, set]:
+    """The definition's states (the Map's too), Choice branches and Catch edges."""
     machine = definition()
     states = set(machine["States"]) | set(machine["States"]["GenerateShards"]["ItemProcessor"]["States"])
     choices = {
@@ -57,6 +56,13 @@ def state_coverage(executions: list[dict]) -> tuple[str, list[str]]:
         for target in [c["Next"] for c in state["Choices"]] + [state["Default"]]
     }
     catches = {(name, c["Next"]) for name, state in machine["States"].items() for c in state.get("Catch", [])}
+    return states, choices, catches
+
+
+def state_coverage(executions: list[dict]) -> tuple[str, list[str]]:
+    """What the recorded executions covered of the definition (a line to print) and what they missed:
+    every state entered, every Choice branch and every Catch edge taken."""
+    states, choices, catches = every_path()
     entered = {name for e in executions for name in e["states"]}
     edges = {tuple(edge) for e in executions for edge in e["edges"]}
     caught = {tuple(edge) for e in executions for edge in e["catches"]}

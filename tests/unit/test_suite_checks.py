@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from tests.orchestration.harness import definition, state_coverage
+from tests.orchestration.harness import every_path, state_coverage
 from tests.orchestration.test_fault_matrix import CASES, matrix_check
 
 
-def every_path() -> dict:
+def complete_record() -> dict:
     """A record that enters every state and takes every Choice branch and Catch edge."""
-    machine = definition()
-    states = [*machine["States"], *machine["States"]["GenerateShards"]["ItemProcessor"]["States"]]
-    edges = [[name, target] for name, state in machine["States"].items() if state["Type"] == "Choice"
-             for target in [c["Next"] for c in state["Choices"]] + [state["Default"]]]  # fmt: skip
-    catches = [[name, c["Next"]] for name, state in machine["States"].items() for c in state.get("Catch", [])]
-    return {"states": states, "edges": edges, "catches": catches}
+    states, choices, catches = every_path()
+    return {"states": sorted(states), "edges": sorted(choices), "catches": sorted(catches)}
 
 
 def test_coverage_of_every_path_passes_and_each_missing_piece_is_named():
-    complete = every_path()
+    complete = complete_record()
     line, missed = state_coverage([complete])
     assert missed == [] and line.startswith("state coverage:")
     without = [
